@@ -1,0 +1,55 @@
+# The two commands of the README: `make sandbox` (the fleet on a local sandbox) and `make test`.
+# Everything else here is what those two need: a virtualenv with the project and its extras,
+# and the system binaries the tests and the sandbox start (redis-server, kubectl).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: test lint typecheck unit sandbox system-deps venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# redis-server is started privately by the tests and by the sandbox; kubectl renders the k8s/ overlays.
+system-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing:$$missing. Install them first, e.g. 'sudo apt-get install$$missing' (Debian/Ubuntu) or 'brew install redis kubectl' (macOS)." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check gco_tasks tests bench
+	$(BIN)/ruff format --check gco_tasks tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy gco_tasks
+
+test: $(STAMP) system-deps lint typecheck
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+sandbox: $(STAMP) system-deps
+	$(BIN)/gco-tasks sandbox $(SANDBOX_ARGS)
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench.fleet
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

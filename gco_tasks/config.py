@@ -1,0 +1,130 @@
+"""Settings: the one typed object every other module reads its configuration from.
+
+Where it stands in the flow: at the very start. Workers, beat, the CLI and the sandbox build a
+``Settings`` from the environment once (``load_settings()``); nothing else reads ``os.environ``.
+The variable names are GCO's own (``CLUSTER_NAME``, ``REGION``, ``INFERENCE_ENDPOINTS_TABLE_NAME`` ...)
+so a region can swap GCO's monitor for this fleet without touching its configuration. A bad value
+fails at start with a message naming the variable and what it accepts.
+
+DynamoDB endpoint overrides (moto, DynamoDB Local) use boto3's own ``AWS_ENDPOINT_URL_DYNAMODB``;
+there is deliberately no variable of ours for that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """A setting from the environment is invalid; the message names each variable and the fix."""
+
+
+class Settings(BaseSettings):
+    """Every setting of gco-tasks, read from environment variables of the same name (upper case)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # --- GCO's monitor variables (same names, same defaults) ---
+    cluster_name: str = Field("gco-local", description="Name of the region's cluster (labels, logs).")
+    region: str = Field("us-east-1", min_length=1, description="Region this fleet reconciles.")
+    inference_endpoints_table_name: str = Field(
+        "gco-inference-endpoints", min_length=3, description="DynamoDB table holding the desired state."
+    )
+    dynamodb_region: str = Field(
+        "", description="Region of the DynamoDB table (global table replica); defaults to REGION."
+    )
+    inference_namespace: str = Field(
+        "gco-inference", min_length=1, description="Namespace the inference objects live in."
+    )
+    reconcile_interval_seconds: int = Field(15, ge=1, le=3600, description="Seconds between fan-outs.")
+    k8s_api_timeout: int = Field(30, ge=1, le=600, description="Timeout of each Kubernetes API call (s).")
+    inference_unhealthy_threshold_seconds: int = Field(
+        300, ge=0, description="Seconds at 0 ready replicas before the watchdog removes the Ingress."
+    )
+
+    # --- gco-tasks' own ---
+    redis_url: str = Field(
+        "redis://localhost:6379/0", pattern=r"^rediss?://", description="Broker, locks and beat (per region)."
+    )
+    status_heartbeat_seconds: int = Field(
+        300, ge=1, description="Rewrite an unchanged region status after this many seconds (liveness)."
+    )
+    watchdog_interval_seconds: int = Field(30, ge=1, description="Seconds between watchdog runs.")
+    purge_interval_seconds: int = Field(300, ge=1, description="Seconds between purge runs.")
+    task_soft_time_limit_seconds: int = Field(
+        120, ge=1, description="Soft time limit of a task (raises inside it, so it can clean up)."
+    )
+    task_time_limit_seconds: int = Field(150, ge=1, description="Hard time limit of a task (kills it).")
+    task_max_retries: int = Field(5, ge=0, le=50, description="Retries of a transient failure.")
+    model_sync_image: str = Field(
+        "public.ecr.aws/aws-cli/aws-cli:2.22.35",
+        min_length=1,
+        description="Pinned image of the S3 model-sync init container.",
+    )
+    inference_service_account: str = Field(
+        "gco-service-account", min_length=1, description="ServiceAccount of inference pods."
+    )
+    worker_heartbeat_file: str = Field(
+        "/tmp/gco-tasks-worker.heartbeat", description="File the worker touches; the liveness probe reads it."
+    )
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> Settings:
+        if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
+            raise ValueError(
+                "TASK_SOFT_TIME_LIMIT_SECONDS must be below TASK_TIME_LIMIT_SECONDS "
+                f"(got {self.task_soft_time_limit_seconds} >= {self.task_time_limit_seconds})"
+            )
+        return self
+
+    @property
+    def table_region(self) -> str:
+        """The DynamoDB region: DYNAMODB_REGION, else REGION (as GCO's store does)."""
+        return self.dynamodb_region or self.region
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue of this region's work."""
+        return queue_for_region(self.region)
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        """Redis transport visibility timeout: well above the hard time limit, so no task is redelivered
+        while it is still running."""
+        return max(3600, self.task_time_limit_seconds * 4)
+
+
+def queue_for_region(region: str) -> str:
+    """`gco.<region>`: the one queue per region that its workers serve."""
+    return f"gco.{region}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the environment (or ``environ``), raising ``ConfigError`` that names every
+    bad variable and what it accepts."""
+    try:
+        if environ is None:
+            return Settings(**overrides)
+        values: dict[str, Any] = {
+            key.lower(): value for key, value in environ.items() if key.lower() in Settings.model_fields
+        }
+        values.update(overrides)
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        variable = field.upper() or "settings"
+        given = error.get("input")
+        shown = f" (got {given!r})" if field and not isinstance(given, dict) else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{variable}: {message}{shown}")
+    return "invalid configuration: " + "; ".join(problems)
