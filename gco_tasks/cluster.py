@@ -1,0 +1,190 @@
+"""The Kubernetes gateway: the only module that talks to a cluster's API server.
+
+Where it stands in the flow: step 3 (observe) and step 5 (apply) of ``reconcile_endpoint``, and the
+LISTs of ``fan_out`` and ``watchdog``. Reads are label-selected LISTs (a handful per cycle, never a GET per
+endpoint); writes are server-side apply (field manager ``gco-tasks``, force) and deletes. Objects travel
+as plain dicts (the raw JSON of the API), so the pure core never sees client models.
+
+Errors are sorted here into two kinds the tasks act on: ``TransientClusterError`` (429, 5xx, timeouts,
+connection failures: retried with backoff) and ``PermanentClusterError`` (other 4xx, e.g. 422 Invalid:
+reported as the endpoint's ``error`` status, never retried in a loop).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+FIELD_MANAGER = "gco-tasks"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+LIST_PAGE_SIZE = 500
+
+log = logging.getLogger(__name__)
+
+
+class ClusterError(Exception):
+    """A Kubernetes API call failed."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransientClusterError(ClusterError):
+    """Worth retrying: throttling (429), server errors (5xx), timeouts, connection failures."""
+
+
+class PermanentClusterError(ClusterError):
+    """Retrying will not help (400, 403, 422 ...): the message is what the API server said."""
+
+
+@dataclass(frozen=True)
+class KindApi:
+    """How to list, apply and delete one kind through the typed client."""
+
+    kind: str
+    plural: str
+    api_class: type[Any]
+    suffix: str  # e.g. "deployment" in list_namespaced_deployment
+
+
+KINDS: dict[str, KindApi] = {
+    api.kind: api
+    for api in (
+        KindApi("Deployment", "deployments", client.AppsV1Api, "deployment"),
+        KindApi("Service", "services", client.CoreV1Api, "service"),
+        KindApi("Ingress", "ingresses", client.NetworkingV1Api, "ingress"),
+        KindApi(
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            client.AutoscalingV2Api,
+            "horizontal_pod_autoscaler",
+        ),
+    )
+}
+#: The kinds the fleet manages, in the order they are applied (Deployments first: a Service or Ingress
+#: without pods is harmless, the reverse order would briefly route to nothing).
+MANAGED_KINDS: tuple[str, ...] = tuple(KINDS)
+
+
+def load_api_client(timeout_seconds: int | None = None) -> client.ApiClient:
+    """In-cluster configuration first (the fleet's ServiceAccount), then ``KUBECONFIG`` / ~/.kube/config."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.retries = 0  # retries are the task's job (backoff + jitter), not urllib3's
+    return client.ApiClient(configuration)
+
+
+class ClusterGateway:
+    """Lists, applies and deletes the fleet's objects in one namespace."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str, timeout_seconds: int = 30) -> None:
+        self.api_client = api_client
+        self.namespace = namespace
+        self.timeout = timeout_seconds
+        self._apis: dict[str, Any] = {}
+
+    def _api(self, kind: str) -> tuple[KindApi, Any]:
+        spec = KINDS[kind]
+        if kind not in self._apis:
+            self._apis[kind] = spec.api_class(self.api_client)
+        return spec, self._apis[kind]
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("_request_timeout", self.timeout)
+        kwargs["_preload_content"] = False
+        try:
+            response = fn(*args, **kwargs)
+        except ApiException as exc:
+            raise _classify(what, exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TransientClusterError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        body = response.data
+        return json.loads(body) if body else None
+
+    def list_objects(self, label_selector: str, kinds: Iterable[str] = MANAGED_KINDS) -> list[dict[str, Any]]:
+        """Every object of ``kinds`` matching ``label_selector``: one LIST per kind (more only past
+        ``LIST_PAGE_SIZE`` objects), each object's ``kind`` filled in (LIST items omit it)."""
+        found: list[dict[str, Any]] = []
+        for kind in kinds:
+            found.extend(self._list_kind(kind, label_selector))
+        return found
+
+    def _list_kind(self, kind: str, label_selector: str) -> list[dict[str, Any]]:
+        spec, api = self._api(kind)
+        method = getattr(api, f"list_namespaced_{spec.suffix}")
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            extra = {"_continue": token} if token else {}
+            page = self._call(
+                f"list {spec.plural}",
+                method,
+                self.namespace,
+                label_selector=label_selector,
+                limit=LIST_PAGE_SIZE,
+                **extra,
+            )
+            for item in page.get("items", []):
+                item["kind"] = kind
+                items.append(item)
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of ``obj``: create or update in one call, and fields we no longer send are
+        removed (this is what makes a canary rollback clean)."""
+        spec, api = self._api(obj["kind"])
+        name = obj["metadata"]["name"]
+        method = getattr(api, f"patch_namespaced_{spec.suffix}")
+        result: dict[str, Any] = self._call(
+            f"apply {spec.kind}/{name}",
+            method,
+            name,
+            self.namespace,
+            obj,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_CONTENT_TYPE,
+        )
+        return result
+
+    def delete(self, kind: str, name: str) -> bool:
+        """Delete ``kind/name``; False when it was already gone (404 is success for a delete)."""
+        spec, api = self._api(kind)
+        method = getattr(api, f"delete_namespaced_{spec.suffix}")
+        try:
+            self._call(f"delete {kind}/{name}", method, name, self.namespace, propagation_policy="Background")
+        except PermanentClusterError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+
+def _classify(what: str, exc: ApiException) -> ClusterError:
+    status = int(exc.status or 0)
+    message = _status_message(exc)
+    text = f"{what}: {status} {exc.reason}: {message}" if message else f"{what}: {status} {exc.reason}"
+    if status == 429 or status >= 500 or status == 0:
+        return TransientClusterError(text, status)
+    return PermanentClusterError(text, status)
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or b"{}")
+    except (TypeError, ValueError):
+        return str(exc.body or "")[:500]
+    return str(body.get("message", "")) if isinstance(body, dict) else ""
