@@ -94,6 +94,14 @@ class EndpointExistsError(StoreError):
         super().__init__(f"endpoint {name!r} already exists")
 
 
+class EndpointDeletedError(StoreError):
+    """The record is marked ``deleted``: a spec edit would resurrect an endpoint being torn down."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"endpoint {name!r} is being deleted; wait until it is purged, then deploy it again")
+
+
 class ConcurrentUpdateError(StoreError):
     """The record kept changing under a read-modify-write; nothing was written."""
 
@@ -287,9 +295,13 @@ class EndpointStore:
         """Read-modify-write of the spec: read consistently, apply ``mutate``, write back only if
         ``updated_at`` is unchanged since the read (so concurrent edits cannot silently lose one); retried
         a few times, then ``ConcurrentUpdateError``. ``desired_state`` is set too (GCO sets
-        ``deploying``, which restarts a stopped endpoint); None keeps it. Returns the written record."""
+        ``deploying``, which restarts a stopped endpoint); None keeps it. Returns the written record.
+        A record marked ``deleted`` is not edited (``EndpointDeletedError``): GCO's CLI would silently
+        bring it back to life."""
         for _ in range(SPEC_UPDATE_ATTEMPTS):
             current = self.get(name)
+            if current.desired_state == DELETED:
+                raise EndpointDeletedError(name)
             spec = mutate(current.spec)
             changes: dict[str, Any] = {"spec": spec.to_dict(), "updated_at": _later_than(current.updated_at)}
             if desired_state is not None:
