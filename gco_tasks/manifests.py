@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gco_tasks.endpoints import DELETED, STOPPED, AutoscalingMetric, Endpoint, EndpointSpec, Toleration
+from gco_tasks.manifests_resources import ACCELERATOR_RESOURCE, container_resources
 
 if TYPE_CHECKING:
     from gco_tasks.config import Settings
@@ -51,9 +52,6 @@ MODEL_CLAIM = "efs-claim"
 ROOT_PATH_FLAG = "--root-path"
 # Servers that mount their API under --root-path (vLLM, TGI); matched in the lower-cased image reference.
 ROOT_PATH_SERVERS = ("vllm", "text-generation-inference", "tgi")
-DEFAULT_REQUESTS = {"cpu": "1", "memory": "4Gi"}
-DEFAULT_LIMITS = {"cpu": "4", "memory": "16Gi"}
-ACCELERATOR_RESOURCE = {"nvidia": "nvidia.com/gpu", "neuron": "aws.amazon.com/neuron"}
 DEFAULT_NODE_SELECTOR = {
     "nvidia": {"eks.amazonaws.com/instance-gpu-manufacturer": "nvidia"},
     "neuron": {"accelerator": "neuron"},
@@ -102,7 +100,10 @@ class _Workload:
 
 def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> list[Obj]:
     """Every object that should exist in ``region`` for ``endpoint``, in apply order, each carrying its
-    ``gco.io/desired-hash``. ``[]`` when the endpoint is deleted or does not target the region."""
+    ``gco.io/desired-hash``. ``[]`` when the endpoint is deleted or does not target the region.
+
+    Raises ``InvalidEndpointError`` naming the field for the few records the model accepts but Kubernetes
+    would not (a request above the limit the user also set, a negative quantity): bad input is data."""
     if endpoint.desired_state == DELETED or not endpoint.targets(region):
         return []
     namespace = endpoint.namespace or options.namespace
@@ -266,7 +267,7 @@ def _inference_container(spec: EndpointSpec, workload: _Workload) -> Obj:
         "name": "inference",
         "image": workload.image,
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
-        "resources": _resources(spec),
+        "resources": container_resources(spec, workload.endpoint),
     }
     if spec.command:
         container["command"] = list(spec.command)
@@ -316,18 +317,6 @@ def _probe(path: str, port: int, *, initial_delay: int, period: int, failures: i
     if failures is not None:
         probe["failureThreshold"] = failures
     return probe
-
-
-def _resources(spec: EndpointSpec) -> Obj:
-    """The spec's requests/limits (GCO's defaults when absent) plus the accelerator devices, which are
-    requested and limited alike (extended resources must be)."""
-    given = spec.resources
-    requests = dict(given.requests if "requests" in given.model_fields_set else DEFAULT_REQUESTS)
-    limits = dict(given.limits if "limits" in given.model_fields_set else DEFAULT_LIMITS)
-    if spec.gpu_count > 0:
-        device = ACCELERATOR_RESOURCE[spec.accelerator]
-        requests[device] = limits[device] = str(spec.gpu_count)
-    return {"requests": requests, "limits": limits}
 
 
 def _tolerations(spec: EndpointSpec) -> list[Obj]:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gco_tasks.config import load_settings
-from gco_tasks.endpoints import Endpoint
+from gco_tasks.endpoints import Endpoint, InvalidEndpointError
 from gco_tasks.manifests import (
     ENDPOINT_LABEL,
     HASH_ANNOTATION,
@@ -180,10 +180,43 @@ def test_given_resources_replace_defaults_and_neuron_devices_are_requested() -> 
     )
     assert container(objects)["resources"] == {
         "requests": {"cpu": "8", "memory": "32Gi", "aws.amazon.com/neuron": "2"},
-        "limits": {"cpu": "4", "memory": "16Gi", "aws.amazon.com/neuron": "2"},
+        # GCO's default limits (cpu 4, memory 16Gi) give way to the larger requests: Kubernetes refuses
+        # a request above its limit, which GCO's monitor learnt from a 422 on every cycle.
+        "limits": {"cpu": "8", "memory": "32Gi", "aws.amazon.com/neuron": "2"},
     }
     assert pod(objects)["tolerations"][0]["key"] == "aws.amazon.com/neuron"
     assert pod(objects)["nodeSelector"] == {"accelerator": "neuron"}
+
+
+def test_default_requests_give_way_to_smaller_given_limits() -> None:
+    resources = container(
+        render(endpoint(gpu_count=0, resources={"limits": {"cpu": "500m", "memory": "8Gi"}}))
+    )
+    assert resources["resources"] == {
+        "requests": {"cpu": "500m", "memory": "4Gi"},
+        "limits": {"cpu": "500m", "memory": "8Gi"},
+    }
+
+
+@pytest.mark.parametrize(
+    "resources, field",
+    [
+        ({"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}}, "spec.resources.requests.cpu"),
+        ({"requests": {"memory": "-1Gi"}}, "spec.resources.requests.memory"),
+        ({"limits": {"not a name": "1"}}, "spec.resources.limits.not a name"),
+        ({"requests": {"x.io/dev": "1"}, "limits": {"x.io/dev": "2"}}, "spec.resources.requests.x.io/dev"),
+    ],
+)
+def test_resources_kubernetes_would_refuse_are_an_error_naming_the_field(resources: Obj, field: str) -> None:
+    with pytest.raises(InvalidEndpointError) as caught:
+        render(endpoint(resources=resources))
+    assert [path for path, _ in caught.value.problems] == [field]
+    assert "demo" in str(caught.value)
+
+
+def test_extended_resource_requests_are_limited_alike() -> None:
+    resources = container(render(endpoint(gpu_count=0, resources={"requests": {"vpc.amazonaws.com/efa": 1}})))
+    assert resources["resources"]["limits"]["vpc.amazonaws.com/efa"] == "1"
 
 
 def test_cpu_only_endpoint_has_no_devices_and_no_default_node_selector() -> None:
