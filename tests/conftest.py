@@ -2,12 +2,15 @@
 
 - ``redis_server``: a ``redis-server`` process on a free port (never the machine's own Redis).
 - ``dynamodb``: moto's DynamoDB server over HTTP, with boto3 pointed at it through the environment.
+- ``apiserver`` / ``kube_client``: the sandbox Kubernetes API server (a local stand-in) and an official
+  client for it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,6 +21,11 @@ from gco_tasks.sandbox.services import (
     start_dynamodb,
     start_redis,
 )
+
+if TYPE_CHECKING:
+    import kubernetes
+
+    from gco_tasks.sandbox.apiserver import SandboxAPIServer
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +69,36 @@ def dynamodb_url(dynamodb_server: DynamoDBServer) -> Iterator[str]:
     request = urllib.request.Request(f"{dynamodb_server.url}/moto-api/reset", method="POST")
     urllib.request.urlopen(request, timeout=10).close()
     yield dynamodb_server.url
+
+
+# --- the sandbox Kubernetes API server (issue 3) ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def apiserver_server() -> Iterator[SandboxAPIServer]:
+    """The sandbox API server (a local stand-in for Kubernetes) in a thread, for the whole session.
+    Readiness is fast (0.2 s) so tests that wait for it stay quick."""
+    from gco_tasks.sandbox.apiserver import SandboxAPIServer
+
+    server = SandboxAPIServer(port=0, ready_delay=0.2).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def apiserver(apiserver_server: SandboxAPIServer) -> SandboxAPIServer:
+    """The sandbox API server, reset before each test: the four namespaces only, counters and faults
+    cleared, readiness delay back to 0.2 s."""
+    apiserver_server.reset()
+    apiserver_server.store.ready_delay = 0.2
+    return apiserver_server
+
+
+@pytest.fixture()
+def kube_client(apiserver: SandboxAPIServer) -> Iterator[kubernetes.client.ApiClient]:
+    """An official ``kubernetes`` ApiClient pointed at the (reset) sandbox API server."""
+    import kubernetes
+
+    configuration = kubernetes.client.Configuration(host=apiserver.url)
+    with kubernetes.client.ApiClient(configuration) as api_client:
+        yield api_client

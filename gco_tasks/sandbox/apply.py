@@ -245,7 +245,7 @@ def apply(
     merged = structured_merge(deep_copy(live) if live else {}, config)
     kept = applied.union(*(e.fields for e in others))
     kept_prefixes = _prefixes(kept)
-    for path in sorted(previous - kept, key=len, reverse=True):
+    for path in sorted(previous - kept, key=len):  # items before their fields: fields hold their keys
         if path not in kept_prefixes:
             remove_path(merged, path)
     own = ManagedEntry(manager, "Apply", api_version, now, applied)

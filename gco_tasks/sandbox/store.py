@@ -588,6 +588,8 @@ def _initial_status(resource: ResourceType) -> Obj | None:
         return {"phase": "Active"}
     if resource.plural in ("services", "ingresses"):
         return {"loadBalancer": {}}
+    if resource.plural == "horizontalpodautoscalers":
+        return {"currentReplicas": 0, "desiredReplicas": 0}
     return {} if resource.has_status else None
 
 
