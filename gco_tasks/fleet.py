@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import redis
@@ -26,7 +27,7 @@ from gco_tasks.cluster import ClusterGateway, PermanentClusterError, load_api_cl
 from gco_tasks.config import Settings
 from gco_tasks.endpoints import Endpoint, InvalidEndpointError, RecordHeader, RegionStatus
 from gco_tasks.locks import RegionState
-from gco_tasks.manifests import RenderOptions, render_endpoint, selector_for_managed
+from gco_tasks.manifests import RenderOptions, object_key, render_endpoint, selector_for_managed
 from gco_tasks.reconcile import (
     CANARY_SUFFIX,
     ObservedObject,
@@ -189,19 +190,25 @@ def _inputs(
     if snapshot is not None and fresh and snapshot.get("item") is not None:
         observed = [ObservedObject.model_validate(o) for o in snapshot.get("observed", [])]
         return dict(snapshot["item"]), observed
+    return observe_endpoint(fleet, name)
+
+
+def observe_endpoint(fleet: Fleet, name: str) -> tuple[dict[str, Any] | None, list[ObservedObject]]:
+    """Read one endpoint's record (consistent read) and its live objects (one LIST per kind) now."""
     item = fleet.store.get_item(name)
     objects = fleet.cluster.list_objects(endpoint_selector(name))
-    observed = group_by_endpoint(objects, {name}).get(name, [])
-    return item, observed
+    return item, group_by_endpoint(objects, {name}).get(name, [])
 
 
 def _remove_orphan(fleet: Fleet, name: str, observed: list[ObservedObject]) -> dict[str, Any]:
     """Objects labelled as ours whose endpoint has no record at all (checked with a consistent read)."""
-    plan = plan_changes([], observed)
-    _carry_out(fleet, plan)
-    if plan.delete:
-        log.info("removed orphaned objects of %s: %s", name, plan.describe())
-    return {"endpoint": name, "actions": plan.describe(), "state": "orphan-removed" if plan.delete else None}
+    done, errors = _carry_out(fleet, plan_changes([], observed))
+    if done:
+        log.info("removed orphaned objects of %s: %s", name, done)
+    result: dict[str, Any] = {"endpoint": name, "actions": done, "state": "orphan-removed" if done else None}
+    if errors:
+        result["error"] = "; ".join(errors)
+    return result
 
 
 def _reconcile_record(
@@ -210,7 +217,7 @@ def _reconcile_record(
     header = RecordHeader.from_item(item)
     try:
         endpoint = Endpoint.from_item(item)
-        desired = _desired_objects(fleet, endpoint)
+        desired = desired_objects(fleet, endpoint)
     except InvalidEndpointError as exc:
         # Bad input is data: report it, change nothing in the cluster, delete nothing.
         invalid = StatusReport("error", error=str(exc))
@@ -218,27 +225,22 @@ def _reconcile_record(
         return {"endpoint": name, "actions": [], "state": "error", "error": invalid.error}
     desired, notes = _apply_watchdog(fleet, name, desired, observed)
     plan = plan_changes(desired, observed)
-    error = None
-    try:
-        _carry_out(fleet, plan)
-    except PermanentClusterError as exc:
-        error = str(exc)
+    done, errors = _carry_out(fleet, plan)
+    error = "; ".join(errors) or None
     outcome = _outcome(fleet, endpoint, observed, plan, error, notes)
     report = status_report(outcome)
     _report_status(fleet, header, report, now, cleaned=not error)
     if report is not None and report.state == "running":
         _maybe_promote(fleet, header, report)
-    result: dict[str, Any] = {
-        "endpoint": name,
-        "actions": plan.describe(),
-        "state": report.state if report else None,
-    }
+    result: dict[str, Any] = {"endpoint": name, "actions": done, "state": report.state if report else None}
     if error:
         result["error"] = error
     return result
 
 
-def _desired_objects(fleet: Fleet, endpoint: Endpoint) -> list[dict[str, Any]]:
+def desired_objects(fleet: Fleet, endpoint: Endpoint) -> list[dict[str, Any]]:
+    """What should exist in this region for ``endpoint`` (raises ``InvalidEndpointError`` for a record
+    this fleet cannot serve, e.g. another namespace)."""
     namespace = endpoint.namespace or fleet.settings.inference_namespace
     if namespace != fleet.settings.inference_namespace and fleet.region in endpoint.target_regions:
         managed = fleet.settings.inference_namespace
@@ -264,11 +266,27 @@ def _apply_watchdog(
     )
 
 
-def _carry_out(fleet: Fleet, plan: Plan) -> None:
-    for obj in plan.apply:
-        fleet.cluster.apply(obj)
-    for kind, object_name in plan.delete:
-        fleet.cluster.delete(kind, object_name)
+def _carry_out(fleet: Fleet, plan: Plan) -> tuple[list[str], list[str]]:
+    """Apply, then delete, object by object. A permanent failure (e.g. 422) of one object is collected
+    and the others still go ahead; a transient one propagates (the task retries the whole, idempotent,
+    reconcile). Returns (actions done, errors)."""
+    done: list[str] = []
+    errors: list[str] = []
+    steps: list[tuple[str, Callable[[], object]]] = [
+        (f"apply {kind}/{name}", partial(fleet.cluster.apply, obj))
+        for (kind, name), obj in zip(map(object_key, plan.apply), plan.apply, strict=True)
+    ]
+    steps += [
+        (f"delete {kind}/{name}", partial(fleet.cluster.delete, kind, name)) for kind, name in plan.delete
+    ]
+    for action, step in steps:
+        try:
+            step()
+        except PermanentClusterError as exc:
+            errors.append(str(exc))
+        else:
+            done.append(action)
+    return done, errors
 
 
 def _outcome(
@@ -308,14 +326,14 @@ def _report_status(
         return
     if region not in header.target_regions and report.state == "error":
         return
+    moment = datetime.fromtimestamp(now, UTC)
     status = RegionStatus(
         state=report.state,
         replicas_ready=report.replicas_ready,
         replicas_desired=report.replicas_desired,
-        last_sync=datetime.fromtimestamp(now, UTC).isoformat(),
         error=report.error,
     )
-    fleet.store.update_region_status(header.endpoint_name, region, status, previous=previous)
+    fleet.store.update_region_status(header.endpoint_name, region, status, previous=previous, now=moment)
 
 
 def _region_state(header: RecordHeader, region: str) -> str | None:

@@ -1,0 +1,76 @@
+"""Helpers for the fleet's integration tests: a ``Fleet`` wired to the real parts (a private
+``redis-server``, moto's DynamoDB over HTTP, the sandbox API server through the official client).
+
+``run_cycle`` does what beat and a worker pool do, synchronously: one ``fan_out`` whose messages are
+each handed to ``reconcile_endpoint``, in order, through the same JSON round trip Celery applies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from gco_tasks.cluster import ClusterGateway
+from gco_tasks.config import load_settings
+from gco_tasks.fleet import Fleet, fan_out, reconcile_endpoint
+from gco_tasks.locks import RegionState
+from gco_tasks.manifests import RenderOptions
+from gco_tasks.store import EndpointStore
+
+REGION = "us-east-1"
+
+
+def make_fleet(redis_url: str, kube_client: Any, region: str = REGION, **settings: Any) -> Fleet:
+    values: dict[str, Any] = {"region": region, "redis_url": redis_url, "reconcile_interval_seconds": 15}
+    values.update(settings)
+    config = load_settings({}, **values)
+    return Fleet(
+        settings=config,
+        store=EndpointStore.from_settings(config),
+        cluster=ClusterGateway(kube_client, config.inference_namespace, config.k8s_api_timeout),
+        state=RegionState(redis.Redis.from_url(redis_url), region),
+        render_options=RenderOptions.from_settings(config),
+    )
+
+
+def run_cycle(fleet: Fleet) -> list[dict[str, Any]]:
+    """One fan-out, then every message it sent, reconciled in turn; returns the task results."""
+    messages: list[tuple[str, dict[str, Any]]] = []
+    fan_out(fleet, lambda name, snapshot: messages.append((name, json.loads(json.dumps(snapshot)))))
+    return [reconcile_endpoint(fleet, name, snapshot) for name, snapshot in messages]
+
+
+def converge(
+    fleet: Fleet, done: Callable[[], bool], timeout: float = 15.0, pause: float = 0.2
+) -> list[dict[str, Any]]:
+    """Run cycles until ``done()`` (the sandbox makes Deployments ready after its delay)."""
+    deadline = time.monotonic() + timeout
+    results: list[dict[str, Any]] = []
+    while True:
+        results = run_cycle(fleet)
+        if done():
+            return results
+        if time.monotonic() > deadline:
+            raise AssertionError(f"did not converge in {timeout}s; last cycle: {results}")
+        time.sleep(pause)
+
+
+class DynamoWrites:
+    """Counts the DynamoDB write calls a store's boto3 client makes (botocore's event hooks)."""
+
+    WRITES = ("PutItem", "UpdateItem", "DeleteItem")
+
+    def __init__(self, store: EndpointStore) -> None:
+        self.calls: list[str] = []
+        for op in self.WRITES:
+            store.client.meta.events.register(f"before-call.dynamodb.{op}", self._count(op))
+
+    def _count(self, op: str) -> Callable[..., None]:
+        def hook(**_: Any) -> None:
+            self.calls.append(op)
+
+        return hook

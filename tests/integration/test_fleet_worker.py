@@ -1,0 +1,139 @@
+"""The fleet through a real Celery worker (Celery's in-process test worker, threads pool) on a private
+redis-server: fan_out's messages reach reconcile_endpoint on the region's queue, eight concurrent
+reconciles of one endpoint end consistent, and a malformed record gets ``error`` while others converge."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from gco_tasks import tasks
+from gco_tasks.celery_app import app
+from gco_tasks.endpoints import Endpoint, parse_spec
+from gco_tasks.fleet import Fleet, desired_objects, endpoint_selector, observe_endpoint, reconcile_endpoint
+from gco_tasks.reconcile import plan_changes
+
+from .harness import REGION, run_cycle
+
+
+@pytest.fixture()
+def worker(fleet: Fleet, redis_url: str) -> Iterator[Any]:
+    app.conf.update(broker_url=redis_url, result_backend=redis_url, redbeat_redis_url=redis_url)
+    tasks.use_fleet(fleet)
+    try:
+        with start_worker(
+            app, pool="threads", concurrency=8, queues=[fleet.settings.queue], perform_ping_check=False
+        ) as running:
+            yield running
+    finally:
+        tasks.use_fleet(None)
+
+
+def state_of(fleet: Fleet, name: str) -> str | None:
+    item = fleet.store.get_item(name) or {}
+    return (item.get("region_status", {}).get(REGION) or {}).get("state")
+
+
+def wait_for(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_fan_out_through_the_worker_converges_and_isolates_a_bad_record(fleet: Fleet, worker: Any) -> None:
+    for name in ("alpha", "beta"):
+        fleet.store.create(Endpoint.new(name, parse_spec({"image": "nginx:1.27"}), [REGION]))
+    item = Endpoint.new("gamma", parse_spec({"image": "nginx:1.27"}), [REGION]).to_item()
+    item["spec"]["port"] = 70000
+    fleet.store.client.put_item(
+        TableName=fleet.store.table_name, Item={k: _typed(v) for k, v in item.items()}
+    )
+
+    def converged() -> bool:
+        tasks.fan_out.delay().get(timeout=20) if False else tasks.fan_out.apply_async(
+            queue=fleet.settings.queue
+        )
+        time.sleep(0.5)
+        return state_of(fleet, "alpha") == "running" and state_of(fleet, "beta") == "running"
+
+    wait_for(converged, timeout=30)
+    assert state_of(fleet, "gamma") == "error"
+    error = (fleet.store.get_item("gamma") or {})["region_status"][REGION]["error"]
+    assert "spec.port" in error
+    assert fleet.cluster.list_objects(endpoint_selector("gamma")) == []
+
+
+def test_ad_hoc_call_returns_what_it_did(fleet: Fleet, worker: Any) -> None:
+    fleet.store.create(Endpoint.new("solo", parse_spec({"image": "nginx:1.27"}), [REGION]))
+    result = tasks.reconcile_endpoint.apply_async(args=["solo"], queue=fleet.settings.queue).get(timeout=20)
+    assert result["endpoint"] == "solo" and result["state"] == "creating"
+    assert "apply Deployment/solo" in result["actions"]
+
+
+def test_eight_concurrent_reconciles_end_consistent(fleet: Fleet, worker: Any) -> None:
+    fleet.store.create(
+        Endpoint.new(
+            "busy",
+            parse_spec({"image": "nginx:1.27", "canary": {"image": "nginx:1.28", "weight": 30}}),
+            [REGION],
+        )
+    )
+    calls = [
+        tasks.reconcile_endpoint.apply_async(args=["busy"], queue=fleet.settings.queue) for _ in range(8)
+    ]
+    results = [call.get(timeout=30) for call in calls]
+    assert any(result["actions"] for result in results)
+    assert_in_sync(fleet, "busy")
+
+
+def test_concurrent_reconciles_are_safe_without_the_lock(fleet: Fleet, monkeypatch: Any) -> None:
+    """Locks are an optimisation: with the endpoint lock taken away, eight racing reconciles still
+    converge to the same objects (server-side apply is idempotent; 404 on delete is success)."""
+    fleet.store.create(Endpoint.new("racy", parse_spec({"image": "nginx:1.27"}), [REGION]))
+    monkeypatch.setattr(fleet.state, "endpoint_lock", lambda *a, **k: contextlib.nullcontext(True))
+    errors: list[BaseException] = []
+
+    def race() -> None:
+        try:
+            reconcile_endpoint(fleet, "racy")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert_in_sync(fleet, "racy")
+    fleet.store.update_spec("racy", lambda spec: spec.with_changes(canary=None, replicas=2))
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert_in_sync(fleet, "racy")
+
+
+def assert_in_sync(fleet: Fleet, name: str) -> None:
+    """A fresh read of record and cluster plans nothing: every object is exactly as rendered."""
+    item, observed = observe_endpoint(fleet, name)
+    assert item is not None
+    desired = desired_objects(fleet, Endpoint.from_item(item))
+    plan = plan_changes(desired, observed)
+    assert plan.is_empty, plan.describe()
+    assert all(result["actions"] == [] for result in run_cycle(fleet) if result["endpoint"] == name)
+
+
+def _typed(value: Any) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeSerializer
+
+    return dict(TypeSerializer().serialize(value))
