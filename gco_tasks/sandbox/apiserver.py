@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -302,6 +303,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients dropping keep-alive connections (and ``stop()`` closing them) are normal here."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handle_error(request, client_address)
+
     def track(self, connection: socket.socket, alive: bool) -> None:
         with self._connections_lock:
             if alive:
@@ -581,6 +588,10 @@ def _int(value: str | None) -> int:
 
 
 def _deleted(resource: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    """What DELETE answers: the object for Services (as Kubernetes does, and the client expects a
+    V1Service), a Success Status for everything else."""
+    if resource.plural == "services":
+        return obj
     meta = obj["metadata"]
     return {
         "kind": "Status",
