@@ -137,3 +137,33 @@ def _typed(value: Any) -> dict[str, Any]:
     from boto3.dynamodb.types import TypeSerializer
 
     return dict(TypeSerializer().serialize(value))
+
+
+def test_transient_api_failures_are_retried_until_they_pass(
+    fleet: Fleet, worker: Any, apiserver: Any
+) -> None:
+    """Two 503s then a 429 on the Deployment apply: the task backs off, retries and converges."""
+    fleet.store.create(Endpoint.new("flaky", parse_spec({"image": "nginx:1.27"}), [REGION]))
+    apiserver.add_fault(verb="apply", resource="deployments", status=503, count=2)
+    apiserver.add_fault(verb="apply", resource="deployments", status=429, count=1)
+    result = tasks.reconcile_endpoint.apply_async(args=["flaky"], queue=fleet.settings.queue).get(timeout=60)
+    assert "apply Deployment/flaky" in result["actions"]
+    assert apiserver.stats()["apply deployments"] == 4
+    assert state_of(fleet, "flaky") == "creating"
+
+
+def test_a_permanent_failure_is_reported_once_and_not_retried(
+    fleet: Fleet, worker: Any, apiserver: Any
+) -> None:
+    """A 422 on the Deployment: the endpoint's status says why, the Service still goes ahead, and the
+    task does not loop on it."""
+    fleet.store.create(Endpoint.new("refused", parse_spec({"image": "nginx:1.27"}), [REGION]))
+    apiserver.add_fault(verb="apply", resource="deployments", status=422, count=5)
+    result = tasks.reconcile_endpoint.apply_async(args=["refused"], queue=fleet.settings.queue).get(
+        timeout=30
+    )
+    assert result["state"] == "error" and "422" in result["error"]
+    assert result["actions"] == ["apply Service/refused", "apply Ingress/inference-refused"]
+    assert apiserver.stats()["apply deployments"] == 1
+    item = fleet.store.get_item("refused") or {}
+    assert "422" in item["region_status"][REGION]["error"]
