@@ -141,6 +141,8 @@ def _names_to_reconcile(
     for name, item in items.items():
         header = RecordHeader.from_item(item)
         if region not in header.target_regions:
+            if region in header.region_status:  # a stale entry of a region no longer targeted
+                names.add(name)
             continue
         settled = header.desired_state == "deleted" and _region_state(header, region) == "deleted"
         if not settled or name in grouped:

@@ -204,3 +204,18 @@ def test_orphans_are_removed_but_invalid_records_keep_their_objects(fleet: Fleet
     run_cycle(fleet)
     assert objects(fleet, "broken") == {}
     assert objects(fleet, "demo")
+
+
+def test_stale_status_of_an_untargeted_region_is_cleared_even_without_objects(fleet: Fleet) -> None:
+    deploy(fleet, regions=[REGION, "eu-west-1"])
+    run_cycle(fleet)
+    for kind, name in objects(fleet):
+        fleet.cluster.delete(kind, name)  # gone by hand before the region was dropped
+    item = fleet.store.get_item("demo")
+    assert item is not None and REGION in item["region_status"]
+    item["target_regions"] = ["eu-west-1"]
+    fleet.store.client.put_item(TableName=fleet.store.table_name, Item=_typed(item))
+    assert [r["endpoint"] for r in run_cycle(fleet)] == ["demo"]
+    after = fleet.store.get_item("demo")
+    assert after is not None and REGION not in after["region_status"]
+    assert run_cycle(fleet) == []
