@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet, endpoint_selector, purge
+from gco_tasks.fleet import Fleet, endpoint_selector, fan_out, purge, reconcile_endpoint
 from gco_tasks.manifests import WEIGHTED_ROUTING_ANNOTATION
 
 from .harness import REGION, DynamoWrites, converge, run_cycle
@@ -219,3 +219,26 @@ def test_stale_status_of_an_untargeted_region_is_cleared_even_without_objects(fl
     after = fleet.store.get_item("demo")
     assert after is not None and REGION not in after["region_status"]
     assert run_cycle(fleet) == []
+
+
+def test_an_endpoint_already_waiting_in_the_queue_is_not_sent_again(fleet: Fleet) -> None:
+    for name in ("one", "two", "three"):
+        deploy(fleet, name)
+    sent: list[str] = []
+    first = fan_out(fleet, lambda name, snapshot: sent.append(name))
+    second = fan_out(fleet, lambda name, snapshot: sent.append(name))
+    assert (first["sent"], second["sent"], second["already_pending"]) == (3, 0, 3)
+    assert sorted(sent) == ["one", "three", "two"]
+    reconcile_endpoint(fleet, "two")  # a worker picks one up: it may be sent again
+    third = fan_out(fleet, lambda name, snapshot: sent.append(name))
+    assert (third["sent"], third["already_pending"]) == (1, 2)
+
+
+def test_a_record_in_another_namespace_is_an_error_not_a_write(fleet: Fleet) -> None:
+    fleet.store.create(
+        Endpoint.new("elsewhere", parse_spec({"image": "nginx:1.27"}), [REGION], namespace="team-a")
+    )
+    results = run_cycle(fleet)
+    assert results[0]["state"] == "error" and results[0]["actions"] == []
+    status = region_state(fleet, "elsewhere")
+    assert status["state"] == "error" and "INFERENCE_NAMESPACE" in status["error"]
