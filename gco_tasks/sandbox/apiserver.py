@@ -283,13 +283,17 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the sandbox must still answer like an API server
             code, body, headers = 500, ApiError(500, "InternalError", f"sandbox error: {exc!r}").status(), {}
         payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        content_type = headers.pop("Content-Type", "application/json")
+        lines = [
+            f"{self.protocol_version} {code} {self.responses.get(code, ('',))[0]}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(payload)}",
+            *(f"{key}: {value}" for key, value in headers.items()),
+        ]
+        # Status line, headers and body in one send: half the syscalls of send_response() + write().
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
 
 
 class _HTTPServer(ThreadingHTTPServer):
