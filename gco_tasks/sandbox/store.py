@@ -272,7 +272,7 @@ class Store:
             record = self._record(resource, namespace, name)
             _check_precondition(resource, record.obj, obj)
             if subresource == "status":
-                obj = {**record.obj, "status": obj.get("status", {})}
+                obj = {**patching.deep_copy(record.obj), "status": obj.get("status", {})}
             entries = ssa.record_update(
                 record.obj,
                 obj,
@@ -306,7 +306,7 @@ class Store:
             if subresource != "status":
                 obj.pop("status", None)
             else:
-                obj = {**live, "status": obj.get("status", {})}
+                obj = {**patching.deep_copy(live), "status": obj.get("status", {})}
             entries = ssa.record_update(
                 live,
                 obj,
