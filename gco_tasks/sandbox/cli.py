@@ -2,9 +2,7 @@
 
 Where it stands in the flow: outside the fleet. ``gco-tasks sandbox apiserver`` serves the sandbox
 Kubernetes API server (a LOCAL STAND-IN, not Kubernetes) until interrupted and writes a kubeconfig for
-it. The group runs a callback when called without a subcommand, so the one-command fleet
-(``gco-tasks sandbox``, a later issue) can take over that case in ``_group`` without moving
-``apiserver``.
+it. Without a subcommand, ``gco-tasks sandbox`` runs the whole fleet locally (``up.py``).
 """
 
 from __future__ import annotations
@@ -26,12 +24,46 @@ sandbox_app = typer.Typer(
 
 
 @sandbox_app.callback()
-def _group(ctx: typer.Context) -> None:
-    """Local stand-ins (not for production)."""
-    if ctx.invoked_subcommand is None:
-        # The one-command fleet goes here; until then, say what there is.
-        typer.echo(ctx.get_help())
-        raise typer.Exit(0)
+def _group(
+    ctx: typer.Context,
+    regions: list[str] | None = typer.Option(
+        None, "--region", help="Region to run a worker and beat for (repeatable; default us-east-1)."
+    ),
+    empty: bool = typer.Option(False, "--empty", help="Do not deploy the two example endpoints."),
+    env_file: Path | None = typer.Option(
+        None, "--env-file", help="When ready, write the environment here (`source` it in another shell)."
+    ),
+    interval: int = typer.Option(5, "--interval", min=1, help="RECONCILE_INTERVAL_SECONDS of the fleet."),
+    flower_port: int | None = typer.Option(None, "--flower-port", help="Default 5555, or a free port."),
+    live: bool | None = typer.Option(
+        None, "--live/--no-live", help="Live table, or a line per change (default: live on a terminal)."
+    ),
+    state_dir: Path = typer.Option(Path(".sandbox"), "--state-dir", help="Logs, kubeconfig, pids.json."),
+) -> None:
+    """Local stand-ins (not for production). Without a subcommand: the whole fleet on this machine
+    (redis-server, DynamoDB, the sandbox API server, per region a Celery worker and beat, Flower)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import sys
+
+    from rich.console import Console
+
+    from gco_tasks.sandbox import stack, up
+
+    chosen = stack.unique_regions(regions)
+    problems = stack.check_regions(chosen)
+    if problems:
+        raise typer.BadParameter("; ".join(problems), param_hint="--region")
+    options = up.Options(
+        regions=chosen,
+        state_dir=state_dir.resolve(),
+        empty=empty,
+        env_file=env_file.resolve() if env_file else None,
+        interval=interval,
+        flower_port=flower_port,
+        live=sys.stdout.isatty() if live is None else live,
+    )
+    raise typer.Exit(up.run(options, Console(soft_wrap=True)))
 
 
 @sandbox_app.command("apiserver")
