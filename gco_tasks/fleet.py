@@ -112,8 +112,9 @@ def fan_out(fleet: Fleet, send: Sender, now: float | None = None) -> dict[str, A
         grouped = group_by_endpoint(fleet.cluster.list_objects(MANAGED_SELECTOR), set(items))
         sent: list[str] = []
         pending: list[str] = []
-        for name in sorted(_names_to_reconcile(items, grouped, fleet.region)):
-            if not fleet.state.mark_pending(name, fleet.message_ttl_seconds):
+        names = sorted(_names_to_reconcile(items, grouped, fleet.region))
+        for name, newly_marked in fleet.state.mark_pending_many(names, fleet.message_ttl_seconds).items():
+            if not newly_marked:
                 pending.append(name)
                 continue
             send(name, make_snapshot(items.get(name), grouped.get(name, []), now))

@@ -80,10 +80,15 @@ class RegionState:
         """Non-blocking: yields False while another fan-out of this region runs."""
         return self._lock(self.keys.fan_out_lock, ttl_seconds)
 
-    def mark_pending(self, name: str, ttl_seconds: int) -> bool:
-        """True when the endpoint had no message waiting (and now has one marked); False to skip sending.
-        The TTL matches the message's expiry, so a message dropped unprocessed is sent again later."""
-        return bool(self.client.set(self.keys.pending(name), "1", nx=True, ex=max(1, ttl_seconds)))
+    def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]:
+        """Mark endpoints as having a message waiting, in one round trip: name -> True when it had none
+        (send one), False when one is still waiting (skip). The TTL matches the message's expiry, so a
+        message dropped unprocessed is sent again by a later fan-out."""
+        names = list(names)
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.set(self.keys.pending(name), "1", nx=True, ex=max(1, ttl_seconds))
+        return {name: bool(marked) for name, marked in zip(names, pipe.execute(), strict=True)}
 
     def clear_pending(self, name: str) -> None:
         self.client.delete(self.keys.pending(name))
