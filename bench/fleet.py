@@ -47,12 +47,9 @@ from typing import Any
 import kubernetes
 import redis
 
-from gco_tasks.cluster import ClusterGateway
 from gco_tasks.config import load_settings
 from gco_tasks.endpoints import Endpoint, parse_spec
 from gco_tasks.fleet import Fleet, fan_out, reconcile_endpoint
-from gco_tasks.locks import RegionState
-from gco_tasks.manifests import RenderOptions
 from gco_tasks.sandbox.apiserver import SandboxAPIServer
 from gco_tasks.sandbox.services import (
     SANDBOX_AWS_ENV,
@@ -192,17 +189,10 @@ def running_services(ready_delay: float) -> Iterator[Services]:
 
 
 def make_fleet(redis_url: str, kube_client: Any, region: str = REGION, **settings: Any) -> Fleet:
-    """A Fleet on the given Redis and Kubernetes client (as ``tests/integration/harness.make_fleet``)."""
+    """A Fleet on the given Redis and Kubernetes client."""
     values: dict[str, Any] = {"region": region, "redis_url": redis_url, "reconcile_interval_seconds": 15}
     values.update(settings)
-    config = load_settings({}, **values)
-    return Fleet(
-        settings=config,
-        store=EndpointStore.from_settings(config),
-        cluster=ClusterGateway(kube_client, config.inference_namespace, config.k8s_api_timeout),
-        state=RegionState(redis.Redis.from_url(redis_url), region),
-        render_options=RenderOptions.from_settings(config),
-    )
+    return Fleet.from_settings(load_settings({}, **values), api_client=kube_client)
 
 
 # --------------------------------------------------------------------------- measuring

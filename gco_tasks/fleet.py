@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any
 
 import redis
+from kubernetes.client import ApiClient
 
 from gco_tasks.cluster import ClusterGateway, PermanentClusterError, load_api_client
 from gco_tasks.config import Settings
@@ -65,11 +66,13 @@ class Fleet:
     render_options: RenderOptions
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Fleet:
+    def from_settings(cls, settings: Settings, api_client: ApiClient | None = None) -> Fleet:
+        """Adapters for ``settings``; the Kubernetes client from in-cluster config or ``KUBECONFIG`` unless
+        one is given (tests and benchmarks pass one pointed at the sandbox API server)."""
         client = redis.Redis.from_url(
             settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
         )
-        api_client = load_api_client()
+        api_client = api_client or load_api_client()
         return cls(
             settings=settings,
             store=EndpointStore.from_settings(settings),

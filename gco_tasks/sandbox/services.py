@@ -74,6 +74,20 @@ class RedisServer:
                 self.process.wait()
 
 
+def redis_argv(binary: str, port: int, workdir: Path | None = None) -> tuple[str, ...]:
+    """A private redis-server: loopback only, no persistence, ``noeviction`` (a broker must not evict)."""
+    args = (
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "no",
+        "--maxmemory-policy", "noeviction",
+        "--loglevel", "warning",
+    )  # fmt: skip
+    return args if workdir is None else (*args, "--dir", str(workdir))
+
+
 def start_redis(port: int = 0, workdir: Path | None = None) -> RedisServer:
     """Start ``redis-server`` on ``port`` (0: a free one) and wait until it accepts connections."""
     binary = shutil.which("redis-server")
@@ -83,17 +97,7 @@ def start_redis(port: int = 0, workdir: Path | None = None) -> RedisServer:
             "'brew install redis' on macOS); `make test` and `make sandbox` do this for you when run as root"
         )
     port = port or free_port()
-    args = [
-        binary,
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--maxmemory-policy", "noeviction",
-        "--loglevel", "warning",
-    ]  # fmt: skip
-    if workdir is not None:
-        args += ["--dir", str(workdir)]
+    args = list(redis_argv(binary, port, workdir))
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_port(port)

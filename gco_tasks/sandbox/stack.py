@@ -130,20 +130,6 @@ def flower_env(environ: Mapping[str, str], client: Mapping[str, str]) -> dict[st
     return env
 
 
-def redis_argv(binary: str, port: int, state_dir: Path) -> tuple[str, ...]:
-    """A private redis-server: loopback only, no persistence, ``noeviction`` (a broker must not evict)."""
-    return (
-        binary,
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--maxmemory-policy", "noeviction",
-        "--dir", str(state_dir),
-        "--loglevel", "warning",
-    )  # fmt: skip
-
-
 def worker_argv(region: str) -> tuple[str, ...]:
     """The region's worker, as the Procfile runs it, named ``<region>@<host>`` so several regions'
     workers on one machine are told apart (in Flower too)."""

@@ -38,7 +38,14 @@ from gco_tasks.sandbox import live as view
 from gco_tasks.sandbox import stack
 from gco_tasks.sandbox.apiserver import SandboxAPIServer
 from gco_tasks.sandbox.children import Child, Children
-from gco_tasks.sandbox.services import DynamoDBServer, ServiceError, free_port, start_dynamodb, wait_for_port
+from gco_tasks.sandbox.services import (
+    DynamoDBServer,
+    ServiceError,
+    free_port,
+    redis_argv,
+    start_dynamodb,
+    wait_for_port,
+)
 from gco_tasks.store import EndpointStore
 
 READY_TIMEOUT_SECONDS = 90.0
@@ -145,7 +152,7 @@ def start_redis_child(children: Children, state_dir: Path) -> str:
             "'brew install redis' on macOS); `make sandbox` does this for you when run as root"
         )
     port = free_port()
-    child = children.start("redis", stack.redis_argv(binary, port, state_dir.resolve()), os.environ)
+    child = children.start("redis", redis_argv(binary, port, state_dir.resolve()), os.environ)
     try:
         wait_for_port(port, timeout=10)
     except ServiceError:

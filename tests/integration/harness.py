@@ -12,13 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
-from gco_tasks.cluster import ClusterGateway
 from gco_tasks.config import load_settings
 from gco_tasks.fleet import Fleet, fan_out, reconcile_endpoint
-from gco_tasks.locks import RegionState
-from gco_tasks.manifests import RenderOptions
 from gco_tasks.store import EndpointStore
 
 REGION = "us-east-1"
@@ -27,14 +22,7 @@ REGION = "us-east-1"
 def make_fleet(redis_url: str, kube_client: Any, region: str = REGION, **settings: Any) -> Fleet:
     values: dict[str, Any] = {"region": region, "redis_url": redis_url, "reconcile_interval_seconds": 15}
     values.update(settings)
-    config = load_settings({}, **values)
-    return Fleet(
-        settings=config,
-        store=EndpointStore.from_settings(config),
-        cluster=ClusterGateway(kube_client, config.inference_namespace, config.k8s_api_timeout),
-        state=RegionState(redis.Redis.from_url(redis_url), region),
-        render_options=RenderOptions.from_settings(config),
-    )
+    return Fleet.from_settings(load_settings({}, **values), api_client=kube_client)
 
 
 def run_cycle(fleet: Fleet) -> list[dict[str, Any]]:

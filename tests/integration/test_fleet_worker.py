@@ -106,21 +106,18 @@ def test_concurrent_reconciles_are_safe_without_the_lock(fleet: Fleet, monkeypat
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=race) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert_in_sync(fleet, "racy")
+    def race_eight() -> None:
+        threads = [threading.Thread(target=race) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert_in_sync(fleet, "racy")
+
+    race_eight()
     fleet.store.update_spec("racy", lambda spec: spec.with_changes(canary=None, replicas=2))
-    threads = [threading.Thread(target=race) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert_in_sync(fleet, "racy")
+    race_eight()
 
 
 def assert_in_sync(fleet: Fleet, name: str) -> None:

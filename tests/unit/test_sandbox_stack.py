@@ -14,6 +14,7 @@ from rich.console import Console
 from gco_tasks.endpoints import Endpoint
 from gco_tasks.sandbox import stack
 from gco_tasks.sandbox.live import Row, age, changed_lines, describe, render_table, status_rows
+from gco_tasks.sandbox.services import redis_argv
 from gco_tasks.sandbox.up import missing_regions
 
 WHERE = stack.Endpoints(
@@ -127,7 +128,7 @@ def test_flower_listens_on_loopback_at_the_port() -> None:
 
 
 def test_redis_is_private_and_never_evicts() -> None:
-    argv = stack.redis_argv("/usr/bin/redis-server", 7000, Path("/state"))
+    argv = redis_argv("/usr/bin/redis-server", 7000, Path("/state"))
     pairs = dict(zip(argv[1::2], argv[2::2], strict=True))
     assert pairs["--port"] == "7000" and pairs["--bind"] == "127.0.0.1"
     assert pairs["--save"] == "" and pairs["--appendonly"] == "no"
