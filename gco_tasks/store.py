@@ -377,13 +377,9 @@ class EndpointStore:
     def delete_if_unchanged(self, name: str, updated_at: str | None) -> bool:
         """Purge: delete the record only if it is still ``deleted`` and ``updated_at`` is the one read,
         so a record re-created under the same name survives. Returns whether it deleted."""
-        values: dict[str, Any] = {":deleted": {"S": DELETED}}
-        condition = "desired_state = :deleted AND "
-        if updated_at is None:
-            condition += "attribute_not_exists(updated_at)"
-        else:
-            condition += "updated_at = :u"
-            values[":u"] = {"S": updated_at}
+        unchanged, values = _updated_at_is(updated_at)
+        values[":deleted"] = {"S": DELETED}
+        condition = f"desired_state = :deleted AND {unchanged}"
         try:
             self._write(
                 "DeleteItem",
@@ -434,13 +430,11 @@ class EndpointStore:
         names = {f"#f{i}": field for i, field in enumerate(fields)}
         values = {f":v{i}": _encode(item[field]) for i, field in enumerate(fields)}
         expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-        condition = "attribute_exists(endpoint_name) AND "
-        if updated_at is None:
-            condition += "attribute_not_exists(updated_at)"
-        else:
-            condition += "updated_at = :old"
-            values[":old"] = {"S": updated_at}
-        return self._update(name, expression, condition, values, names)
+        unchanged, unchanged_values = _updated_at_is(updated_at)
+        values.update(unchanged_values)
+        return self._update(
+            name, expression, f"attribute_exists(endpoint_name) AND {unchanged}", values, names
+        )
 
     def _write(self, operation: str, call: Callable[[], object]) -> None:
         """Run a conditional write; a failed condition raises ``_ConditionFailed``."""
@@ -463,6 +457,13 @@ class EndpointStore:
             raise TransientStoreError(f"{operation} on {self.table_name}: {exc}") from exc
         except BotoCoreError as exc:
             raise StoreError(f"{operation} on {self.table_name}: {exc}") from exc
+
+
+def _updated_at_is(updated_at: str | None) -> tuple[str, dict[str, Any]]:
+    """The condition "``updated_at`` is still the one read" (absent when it was absent), with its value."""
+    if updated_at is None:
+        return "attribute_not_exists(updated_at)", {}
+    return "updated_at = :read_updated_at", {":read_updated_at": {"S": updated_at}}
 
 
 def _code(exc: ClientError) -> str:

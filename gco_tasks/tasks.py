@@ -12,6 +12,7 @@ prefork, and reused for every task that process runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -64,12 +65,17 @@ def _send_reconcile(fleet: Fleet, producer: Any) -> operations.Sender:
     return send
 
 
+def _with_reconcile_sender(operation: Callable[[Fleet, operations.Sender], dict[str, Any]]) -> dict[str, Any]:
+    """Run an operation that enqueues reconciles, reusing one producer for all its messages."""
+    fleet = get_fleet()
+    with app.producer_or_acquire() as producer:
+        return operation(fleet, _send_reconcile(fleet, producer))
+
+
 @app.task(name="gco_tasks.fan_out", ignore_result=True, **RETRY_POLICY)  # type: ignore[untyped-decorator]
 def fan_out() -> dict[str, Any]:
     """One reconcile cycle of the region: one message per endpoint that needs looking at."""
-    fleet = get_fleet()
-    with app.producer_or_acquire() as producer:
-        return operations.fan_out(fleet, _send_reconcile(fleet, producer))
+    return _with_reconcile_sender(operations.fan_out)
 
 
 @app.task(name="gco_tasks.reconcile_endpoint", ignore_result=False, **RETRY_POLICY)  # type: ignore[untyped-decorator]
@@ -82,9 +88,7 @@ def reconcile_endpoint(name: str, snapshot: dict[str, Any] | None = None) -> dic
 @app.task(name="gco_tasks.watchdog", ignore_result=True, **RETRY_POLICY)  # type: ignore[untyped-decorator]
 def watchdog() -> dict[str, Any]:
     """Withhold the Ingress of long-unready endpoints; reconcile those that recovered at once."""
-    fleet = get_fleet()
-    with app.producer_or_acquire() as producer:
-        return operations.watchdog(fleet, _send_reconcile(fleet, producer))
+    return _with_reconcile_sender(operations.watchdog)
 
 
 @app.task(name="gco_tasks.purge", ignore_result=True, **RETRY_POLICY)  # type: ignore[untyped-decorator]

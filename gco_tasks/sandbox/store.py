@@ -273,16 +273,7 @@ class Store:
             _check_precondition(resource, record.obj, obj)
             if subresource == "status":
                 obj = {**patching.deep_copy(record.obj), "status": obj.get("status", {})}
-            entries = ssa.record_update(
-                record.obj,
-                obj,
-                record.entries,
-                manager=options.manager,
-                api_version=resource.api_version,
-                now=now_iso(self.clock),
-                subresource=subresource,
-            )
-            return self._commit(resource, record, obj, entries, options, subresource)
+            return self._commit_update(resource, record, obj, options, subresource)
 
     def patch(
         self,
@@ -307,16 +298,22 @@ class Store:
                 obj.pop("status", None)
             else:
                 obj = {**patching.deep_copy(live), "status": obj.get("status", {})}
-            entries = ssa.record_update(
-                live,
-                obj,
-                record.entries,
-                manager=options.manager,
-                api_version=resource.api_version,
-                now=now_iso(self.clock),
-                subresource=subresource,
-            )
-            return self._commit(resource, record, obj, entries, options, subresource)
+            return self._commit_update(resource, record, obj, options, subresource)
+
+    def _commit_update(
+        self, resource: ResourceType, record: Record, obj: Obj, options: WriteOptions, subresource: str
+    ) -> Obj:
+        """Store a non-apply write (PUT or patch): the writer owns what it changed, then commit."""
+        entries = ssa.record_update(
+            record.obj,
+            obj,
+            record.entries,
+            manager=options.manager,
+            api_version=resource.api_version,
+            now=now_iso(self.clock),
+            subresource=subresource,
+        )
+        return self._commit(resource, record, obj, entries, options, subresource)
 
     def apply(
         self, resource: ResourceType, namespace: str, name: str, body: Any, options: WriteOptions
