@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test lint typecheck unit sandbox system-deps venv clean bench
+.PHONY: test lint typecheck unit sandbox system-deps venv clean bench controlplane
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ system-deps:
 	  fi; \
 	fi
 
+# The real control plane (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok), built
+# from the official Go modules into ~/.cache/gco-tasks/controlplane/ once per version; quiet when cached.
+controlplane:
+	@bash controlplane/build.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check gco_tasks tests bench
 	$(BIN)/ruff format --check gco_tasks tests bench
@@ -39,7 +44,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy gco_tasks
 
-test: $(STAMP) system-deps lint typecheck
+test: $(STAMP) system-deps controlplane lint typecheck
 	$(BIN)/pytest
 
 unit: $(STAMP)
