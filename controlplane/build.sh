@@ -122,6 +122,13 @@ main() {
   fi
   require_go
   mkdir -p "$CACHE"
+  # One build at a time per cache: a second `make test` (another checkout, another shell) waits for the
+  # first instead of compiling the same thing twice on the same cores.
+  exec 9>"$CACHE/.build.lock"
+  if ! flock -n 9; then
+    say "another build is running in $CACHE; waiting for it"
+    flock 9
+  fi
   build_etcd
   build_kwok
   build_kubernetes
