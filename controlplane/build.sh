@@ -44,7 +44,7 @@ progress() {
 build_kubernetes() {
   local dest="$CACHE/kubernetes-$K8S_VERSION"
   if [ -f "$dest/.complete" ]; then say "kubernetes $K8S_VERSION: cached in $dest"; return; fi
-  say "kubernetes $K8S_VERSION: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (a first build takes 20-40 minutes on 2 cores)"
+  say "kubernetes $K8S_VERSION: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (measured: about 6 minutes on 2 cores with the Go module cache warm, about 10 from nothing)"
   local work="$CACHE/build/kubernetes-$K8S_VERSION"
   rm -rf "$work" && mkdir -p "$work" "$dest/bin"
   local gomod staging minor
