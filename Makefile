@@ -11,10 +11,10 @@ STAMP := $(VENV)/.installed-dev
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml gco_sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./gco_sandbox
 	touch $@
 
 # redis-server is started privately by the tests and by the sandbox; kubectl renders the k8s/ overlays.
@@ -38,11 +38,11 @@ controlplane:
 	@bash controlplane/build.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check gco_tasks tests bench
-	$(BIN)/ruff format --check gco_tasks tests bench
+	$(BIN)/ruff check gco_tasks gco_sandbox tests bench
+	$(BIN)/ruff format --check gco_tasks gco_sandbox tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy gco_tasks
+	$(BIN)/mypy gco_tasks gco_sandbox
 
 test: $(STAMP) system-deps controlplane lint typecheck
 	$(BIN)/pytest

@@ -47,17 +47,17 @@ from typing import Any
 import kubernetes
 import redis
 
-from gco_tasks.config import load_settings
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet, fan_out, reconcile_endpoint
-from gco_tasks.sandbox.apiserver import SandboxAPIServer
-from gco_tasks.sandbox.services import (
+from gco_sandbox.apiserver import SandboxAPIServer
+from gco_sandbox.services import (
     SANDBOX_AWS_ENV,
     DynamoDBServer,
     RedisServer,
     start_dynamodb,
     start_redis,
 )
+from gco_tasks.config import load_settings
+from gco_tasks.endpoints import Endpoint, parse_spec
+from gco_tasks.fleet import Fleet, fan_out, reconcile_endpoint
 from gco_tasks.store import EndpointStore
 
 REGION = "us-east-1"

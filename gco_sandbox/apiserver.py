@@ -34,10 +34,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from gco_tasks.sandbox import resources
-from gco_tasks.sandbox.resources import BY_PATH, ResourceType
-from gco_tasks.sandbox.store import ApiError, Store, WriteOptions, bad_request, to_scale
-from gco_tasks.sandbox.validation import Validator
+from gco_sandbox import resources
+from gco_sandbox.resources import BY_PATH, ResourceType
+from gco_sandbox.store import ApiError, Store, WriteOptions, bad_request, to_scale
+from gco_sandbox.validation import Validator
 
 _PATCH_TYPES = {
     "application/merge-patch+json": "merge",

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gco_tasks.sandbox import apply as ssa
-from gco_tasks.sandbox import patching, selectors, simulation
-from gco_tasks.sandbox.resources import NAMESPACES, RESOURCES, ResourceType
-from gco_tasks.sandbox.validation import Validator
+from gco_sandbox import apply as ssa
+from gco_sandbox import patching, selectors, simulation
+from gco_sandbox.resources import NAMESPACES, RESOURCES, ResourceType
+from gco_sandbox.validation import Validator
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds

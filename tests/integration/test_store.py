@@ -272,7 +272,7 @@ def test_missing_table_is_a_store_error(dynamodb_url: str) -> None:
 
 
 def test_connection_failure_is_transient(monkeypatch: pytest.MonkeyPatch, dynamodb_url: str) -> None:
-    from gco_tasks.sandbox.services import free_port
+    from gco_sandbox.services import free_port
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://localhost:{free_port()}")
     store = EndpointStore.from_settings(load_settings({}))
