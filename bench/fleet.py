@@ -56,12 +56,15 @@ from gco_sandbox.services import (
     start_redis,
 )
 from gco_tasks.config import load_settings
+from gco_tasks.conventions import RegionKeys, queue_for_region
 from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet, fan_out, reconcile_endpoint
+from gco_tasks.fanout import fan_out
+from gco_tasks.fleet import Fleet
+from gco_tasks.reconciler import reconcile
 from gco_tasks.store import EndpointStore
 
 REGION = "us-east-1"
-QUEUE = f"gco.{REGION}"
+QUEUE = queue_for_region(REGION)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 IMAGE = "vllm/vllm-openai:v0.6.3"
@@ -306,7 +309,7 @@ def run_cycle(fleet: Fleet, meter: Meter) -> Cycle:
     states: Counter[str] = Counter()
     for name, snapshot in messages:
         began = time.perf_counter()
-        result = reconcile_endpoint(fleet, name, snapshot)
+        result = reconcile(fleet, name, snapshot).as_dict()
         durations.append(time.perf_counter() - began)
         actions.update(action.split("/")[0] for action in result.get("actions", []))
         states[str(result.get("state"))] += 1
@@ -598,9 +601,10 @@ def celery_section(services: Services, fleet: Fleet, endpoints: int, cycles: int
     """Steady-state cycles through a real worker process, then the dedup with the worker stopped (its
     fan-outs run in this process, on ``fleet``). Expects the direct section to have converged the
     endpoints already."""
-    # The app reads its settings (REDIS_URL, REGION ...) from os.environ at import: running_services set it.
+    # The app reads its settings (REDIS_URL, REGION ...) from os.environ on first use: running_services
+    # set them.
     from gco_tasks import tasks
-    from gco_tasks.celery_app import app
+    from gco_tasks.celery import app, use_fleet
 
     broker = redis.Redis.from_url(services.redis.url)
     events = TaskEvents(app).start()
@@ -618,11 +622,11 @@ def celery_section(services: Services, fleet: Fleet, endpoints: int, cycles: int
         events.stop()
     # This process's adapters: ``load_api_client`` reads KUBECONFIG as it was when ``kubernetes`` was
     # imported (before running_services set it), so hand the task the bench's own fleet.
-    tasks.use_fleet(fleet)
+    use_fleet(fleet)
     try:
         dedup = _dedup(tasks, broker, endpoints)
     finally:
-        tasks.use_fleet(None)
+        use_fleet(None)
     broker.close()
     walls = [cycle["wall_seconds"] for cycle in measured]
     runtimes = [r for cycle in measured for r in cycle.pop("runtimes")]
@@ -697,7 +701,7 @@ def _dedup(tasks: Any, broker: redis.Redis, endpoints: int) -> dict[str, Any]:
         result = tasks.fan_out.apply().get()
         runs.append({"sent": result.get("sent"), "already_pending": result.get("already_pending")})
     queued = int(broker.llen(QUEUE))
-    pending = sum(1 for _ in broker.scan_iter(match=f"gco:{REGION}:pending:*", count=1000))
+    pending = sum(1 for _ in broker.scan_iter(match=RegionKeys(REGION).pending("*"), count=1000))
     return {
         "fan_outs": runs,
         "queue_length_before": before,

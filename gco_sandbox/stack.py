@@ -25,7 +25,7 @@ from pathlib import Path
 
 import gco_tasks
 from gco_sandbox.services import SANDBOX_AWS_ENV
-from gco_tasks.config import queue_for_region
+from gco_tasks.conventions import queue_for_region
 from gco_tasks.endpoints import Endpoint, parse_spec
 
 DEFAULT_REGION = "us-east-1"

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, ClassVar, Final, Literal, get_args
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -36,6 +36,9 @@ from pydantic import (
     model_validator,
 )
 
+from gco_tasks.conventions import public_path
+from gco_tasks.errors import PermanentError
+
 # --------------------------------------------------------------------------------------------------
 # States
 # --------------------------------------------------------------------------------------------------
@@ -45,21 +48,13 @@ DEPLOYING: Final = "deploying"
 RUNNING: Final = "running"
 STOPPED: Final = "stopped"
 DELETED: Final = "deleted"
-DESIRED_STATES: Final[tuple[str, ...]] = get_args(DesiredState)
 
-#: Region states the fleet writes (as GCO's monitor does). GCO's model also defines ``pending``,
-#: ``stopping`` and ``deleting``; they are accepted when reading so a GCO record never fails on them.
+#: Region states: the fleet writes creating, running, updating, stopped, deleted and error (as GCO's
+#: monitor does). GCO's model also defines ``pending``, ``stopping`` and ``deleting``; they are accepted
+#: when reading so a GCO record never fails on them.
 RegionState = Literal[
     "creating", "running", "updating", "stopped", "deleted", "error", "pending", "stopping", "deleting"
 ]
-WRITTEN_REGION_STATES: Final[tuple[str, ...]] = (
-    "creating",
-    "running",
-    "updating",
-    "stopped",
-    "deleted",
-    "error",
-)
 
 Accelerator = Literal["nvidia", "neuron"]
 CapacityType = Literal["on-demand", "spot"]
@@ -74,9 +69,9 @@ INT32_MAX: Final = 2**31 - 1
 # --------------------------------------------------------------------------------------------------
 
 
-class InvalidEndpointError(ValueError):
-    """A record (or CLI input) is not a valid endpoint. ``problems`` lists ``(field path, message)``;
-    the string names every field and what it accepts."""
+class InvalidEndpointError(PermanentError, ValueError):
+    """A record (or CLI input) is not a valid endpoint: permanent, retrying the same record cannot help.
+    ``problems`` lists ``(field path, message)``; the string names every field and what it accepts."""
 
     def __init__(self, problems: list[tuple[str, str]], name: str | None = None) -> None:
         self.problems = problems
@@ -472,7 +467,7 @@ class Endpoint(_ItemModel):
             and not data.get("ingress_path")
             and isinstance(data.get("endpoint_name"), str)
         ):
-            return {**data, "ingress_path": f"/inference/{data['endpoint_name']}"}
+            return {**data, "ingress_path": public_path(data["endpoint_name"])}
         return data
 
     @classmethod
@@ -510,7 +505,7 @@ class Endpoint(_ItemModel):
             "target_regions": list(target_regions),
             "namespace": namespace,
             "spec": spec.to_dict(),
-            "ingress_path": f"/inference/{name}",
+            "ingress_path": public_path(name),
             "created_at": stamp,
             "updated_at": stamp,
             "region_status": {},
@@ -644,6 +639,3 @@ def _message(error: Mapping[str, Any]) -> str:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-SpecMutation = Callable[[EndpointSpec], EndpointSpec]

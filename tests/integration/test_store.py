@@ -12,6 +12,7 @@ import pytest
 
 from gco_tasks.config import load_settings
 from gco_tasks.endpoints import Endpoint, EndpointSpec, RegionStatus
+from gco_tasks.status import status_needs_write
 from gco_tasks.store import (
     ConcurrentUpdateError,
     EndpointExistsError,
@@ -19,7 +20,6 @@ from gco_tasks.store import (
     EndpointStore,
     StoreError,
     TransientStoreError,
-    status_needs_write,
 )
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)

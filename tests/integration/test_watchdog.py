@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gco_tasks.conventions import endpoint_selector
 from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet, endpoint_selector, watchdog
+from gco_tasks.fleet import Fleet
+from gco_tasks.watchdog import watchdog
 
 from .harness import REGION, make_fleet, run_cycle
 
