@@ -40,6 +40,7 @@ controlplane:
 lint: $(STAMP)
 	$(BIN)/ruff check gco_tasks gco_sandbox tests bench
 	$(BIN)/ruff format --check gco_tasks gco_sandbox tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy gco_tasks gco_sandbox
