@@ -22,8 +22,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
-from gco_tasks.endpoints import from_dynamo, to_dynamo
 from gco_tasks.errors import GcoError, InfrastructureError, TransientError
+from gco_tasks.fields import from_dynamo, to_dynamo
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

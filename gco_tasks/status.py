@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gco_tasks.endpoints import Endpoint, RecordHeader, RegionStatus, from_dynamo
+from gco_tasks.endpoints import Endpoint, RecordHeader, RegionStatus
+from gco_tasks.fields import from_dynamo
 from gco_tasks.plan import ObservedObject, Plan, primary_deployment
 
 

@@ -42,8 +42,8 @@ from gco_tasks.endpoints import (
     EndpointSpec,
     InvalidEndpointError,
     RegionStatus,
-    iso_now,
 )
+from gco_tasks.fields import iso_now
 from gco_tasks.status import status_needs_write
 
 if TYPE_CHECKING:

@@ -33,8 +33,8 @@ from gco_tasks.endpoints import (
     InvalidEndpointError,
     RecordHeader,
     parse_spec,
-    validate_endpoint_name,
 )
+from gco_tasks.fields import validate_endpoint_name
 from gco_tasks.store import EndpointExistsError, EndpointNotFoundError, EndpointStore, StoreError
 
 endpoints_app = typer.Typer(
