@@ -96,13 +96,7 @@ class ReconcileResult:
     deleted: tuple[str, ...] = ()  # "Kind/name", in delete order
     state: str | None = None  # the region state reported ("orphan-removed" for an orphan cleanup)
     error: str | None = None
-    retryable: bool = False  # a transient failure: the task retries the whole reconcile
     skipped: str | None = None  # why nothing was attempted
-
-    @classmethod
-    def transient(cls, endpoint: str, error: str) -> ReconcileResult:
-        """The account of a reconcile cut short by a transient failure (the task will retry it)."""
-        return cls(endpoint, ResultKind.ERROR, error=error, retryable=True)
 
     @property
     def actions(self) -> list[str]:
@@ -110,8 +104,9 @@ class ReconcileResult:
 
     @property
     def failed(self) -> bool:
-        """A permanent failure: the task ends FAILED, without retry."""
-        return self.kind in FAILED_KINDS and not self.retryable
+        """A permanent failure: the task ends FAILED, without retry. (A transient failure is never a
+        result: it is raised as a ``TransientError`` and the task retries the whole reconcile.)"""
+        return self.kind in FAILED_KINDS
 
     def as_dict(self) -> dict[str, Any]:
         """The task's JSON result: ``endpoint``, ``actions``, ``state``, ``result`` (the kind), and

@@ -119,7 +119,7 @@ def test_result_kinds_and_the_task_result() -> None:
     assert result_kind([], [], None) is ResultKind.NOOP
     assert result_kind(["Service/a"], [], "422") is ResultKind.ERROR
     result = ReconcileResult("a", ResultKind.ERROR, ("Service/a",), ("Ingress/x",), "error", "apply: 422")
-    assert result.failed and not ReconcileResult.transient("a", "503").failed
+    assert result.failed and not ReconcileResult("a", ResultKind.APPLIED, ("Service/a",)).failed
     assert result.as_dict() == {
         "endpoint": "a",
         "actions": ["apply Service/a", "delete Ingress/x"],
