@@ -19,6 +19,7 @@ import yaml
 
 from gco_tasks.config import ConfigError, Settings, load_settings
 from gco_tasks.endpoints import Endpoint, InvalidEndpointError
+from gco_tasks.manifests import RenderOptions, render_endpoint
 
 
 class OutputFormat(StrEnum):
@@ -44,8 +45,6 @@ def render_command(
     ),
 ) -> None:
     """Print the Kubernetes objects the fleet would apply for NAME in a region, touching nothing."""
-    from gco_tasks.manifests import RenderOptions, render_endpoint  # imports the Kubernetes client
-
     settings = _settings()
     item = _read_file(file, name) if file is not None else _read_table(settings, name)
     try:

@@ -19,8 +19,6 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
-
 from gco_tasks.endpoints import EndpointSpec, InvalidEndpointError
 
 DEFAULT_REQUESTS = {"cpu": "1", "memory": "4Gi"}
@@ -89,6 +87,9 @@ def _check_fields(quantities: dict[str, str], side: str, endpoint: str) -> None:
 
 def _quantity(text: str) -> Decimal:
     """A Kubernetes quantity as a number ('500m' -> 0.5, '4Gi' -> 4294967296); ValueError if malformed."""
+    # Imported on first use: loading the Kubernetes client costs the CLI's table-only commands ~0.5 s.
+    from kubernetes.utils.quantity import parse_quantity
+
     value: Decimal = parse_quantity(text)  # type: ignore[no-untyped-call]
     return value
 
