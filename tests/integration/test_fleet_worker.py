@@ -1,6 +1,7 @@
 """The fleet through a real Celery worker (Celery's in-process test worker, threads pool) on a private
 redis-server: fan_out's messages reach reconcile_endpoint on the region's queue, eight concurrent
-reconciles of one endpoint end consistent, and a malformed record gets ``error`` while others converge."""
+reconciles of one endpoint end consistent, a malformed record gets ``error`` while others converge,
+transient API failures are retried and a permanent one (422) ends the task FAILED without a retry."""
 
 from __future__ import annotations
 
