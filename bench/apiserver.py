@@ -14,8 +14,8 @@ import time
 from kubernetes import client
 
 from gco_sandbox.apiserver import SandboxAPIServer
+from gco_sandbox.objects import WriteOptions
 from gco_sandbox.resources import BY_PATH
-from gco_sandbox.store import WriteOptions
 
 NS = "gco-inference"
 DEPLOYMENTS = BY_PATH[("apps", "v1", "deployments")]

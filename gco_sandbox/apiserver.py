@@ -3,10 +3,11 @@ client (typed APIs and ``DynamicClient``) talks to unchanged over HTTP.
 
 Where it stands in the flow: it plays the cluster. ``cluster.py`` (the fleet's gateway) LISTs, applies
 and deletes against it in tests, benchmarks and ``gco-tasks sandbox``; there is no real cluster on these
-machines. This module is only the HTTP edge: routing, body decoding, the operator paths under
-``/_sandbox/`` (request counters, fault injection, object dump, reset) and the server's lifecycle.
-Semantics live in ``store.py`` (storage, resourceVersion, validation, readiness simulation),
-``apply.py`` (managedFields, server-side apply), ``patching.py`` and ``selectors.py``.
+machines. This module is the server itself: request handling, the operator paths under ``/_sandbox/``
+(request counters, fault injection, object dump, reset) and the server's lifecycle. Routing is
+``routing.py``, counters and faults ``faults.py``, the HTTP server ``http_edge.py``; semantics live in
+``store.py`` (storage, resourceVersion, validation, readiness simulation), ``objects.py``, ``apply.py``
+(managedFields, server-side apply), ``patching.py`` and ``selectors.py``.
 
 Usage::
 
@@ -18,34 +19,32 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
-import json
-import socket
-import sys
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
 from gco_sandbox import resources
-from gco_sandbox.resources import BY_PATH, ResourceType
-from gco_sandbox.store import ApiError, Store, WriteOptions, bad_request, to_scale
+from gco_sandbox.faults import Fault, Faults, Stats
+from gco_sandbox.http_edge import HTTPServer, Response
+from gco_sandbox.objects import ApiError, WriteOptions, bad_request, to_scale
+from gco_sandbox.resources import ResourceType
+from gco_sandbox.routing import (
+    PATCH_TYPES,
+    Route,
+    decode_body,
+    discovery,
+    flag,
+    route,
+    verb_of,
+    write_options,
+)
+from gco_sandbox.store import Store
 from gco_sandbox.validation import Validator
 
-_PATCH_TYPES = {
-    "application/merge-patch+json": "merge",
-    "application/strategic-merge-patch+json": "strategic",
-    "application/json-patch+json": "json",
-    "application/apply-patch+yaml": "apply",
-    "application/apply-patch+json": "apply",
-}
 _REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -60,275 +59,6 @@ _REASONS = {
     503: "ServiceUnavailable",
     504: "Timeout",
 }
-
-
-# --- request counters and faults ----------------------------------------------------------------------
-
-
-class Stats:
-    """Request counts keyed ``"<verb> <resource>"``: ``"list deployments"``, ``"patch deployments/scale"``."""
-
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def count(self, verb: str, resource: str) -> None:
-        with self._lock:
-            self._counts[f"{verb} {resource}"] += 1
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(sorted(self._counts.items()))
-
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
-
-
-@dataclass
-class Fault:
-    """The next ``count`` requests matching (verb, resource, name) stall ``delay_ms`` and/or fail with
-    ``status``. ``verb``/``resource`` "*" (or absent) match anything."""
-
-    verb: str = "*"
-    resource: str = "*"
-    name: str | None = None
-    status: int | None = None
-    delay_ms: int = 0
-    count: int = 1
-
-    @classmethod
-    def from_json(cls, body: Any) -> Fault:
-        if not isinstance(body, dict):
-            raise bad_request("a fault is a JSON object")
-        known = {"verb", "resource", "name", "status", "delay_ms", "count"}
-        if set(body) - known:
-            raise bad_request(f"unknown fault fields: {sorted(set(body) - known)}")
-        fault = cls(**body)
-        if fault.status is None and not fault.delay_ms:
-            raise bad_request("a fault needs a status, a delay_ms or both")
-        return fault
-
-    def matches(self, verb: str, resource: str, name: str | None) -> bool:
-        return (
-            self.verb in ("*", verb)
-            and self.resource in ("*", resource)
-            and (self.name is None or self.name == name)
-        )
-
-
-class Faults:
-    def __init__(self) -> None:
-        self._faults: list[Fault] = []
-        self._lock = threading.Lock()
-
-    def add(self, fault: Fault) -> None:
-        with self._lock:
-            self._faults.append(fault)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def list(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [vars(fault).copy() for fault in self._faults]
-
-    def take(self, verb: str, resource: str, name: str | None) -> Fault | None:
-        """The first fault matching this request, with its count used up by one."""
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(verb, resource, name):
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
-
-
-# --- routing -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Route:
-    resource: ResourceType
-    namespace: str  # "" for cluster-scoped kinds or a list across namespaces
-    name: str | None = None
-    subresource: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.resource.plural}/{self.subresource}" if self.subresource else self.resource.plural
-
-
-def route(path: str) -> Route | None:
-    """``/api/v1/namespaces/ns/services/x`` -> Route(services, "ns", "x"); None when not a resource path."""
-    parts = [part for part in path.split("/") if part]
-    if parts[:2] == ["api", "v1"]:
-        group, version, rest = "", "v1", parts[2:]
-    elif len(parts) >= 3 and parts[0] == "apis":
-        group, version, rest = parts[1], parts[2], parts[3:]
-    else:
-        return None
-    namespace = ""
-    if len(rest) >= 3 and rest[0] == "namespaces" and (group, version, rest[2]) in BY_PATH:
-        namespace, rest = rest[1], rest[2:]
-    if not rest or len(rest) > 3:
-        return None
-    resource = BY_PATH.get((group, version, rest[0]))
-    if resource is None:
-        return None
-    if resource.namespaced and len(rest) > 1 and not namespace:
-        return None
-    subresource = rest[2] if len(rest) == 3 else ""
-    if subresource and subresource not in resource.subresources:
-        return None
-    return Route(resource, namespace, rest[1] if len(rest) >= 2 else None, subresource)
-
-
-def discovery(path: str, version: str) -> Any:
-    """The discovery document at ``path``, or None."""
-    parts = [part for part in path.split("/") if part]
-    if parts == ["version"]:
-        return resources.version_info(version)
-    if parts == ["api"]:
-        return resources.api_versions()
-    if parts == ["apis"]:
-        return resources.api_group_list()
-    if parts == ["api", "v1"]:
-        return resources.resource_list("", "v1")
-    if len(parts) == 2 and parts[0] == "apis":
-        group = resources.api_group(parts[1])
-        return {"kind": "APIGroup", "apiVersion": "v1", **group} if group else None
-    if len(parts) == 3 and parts[0] == "apis":
-        return resources.resource_list(parts[1], parts[2])
-    return None
-
-
-def decode_body(raw: bytes, content_type: str) -> Any:
-    """JSON, or YAML for ``*yaml`` content types (the client sends JSON even for apply-patch+yaml)."""
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        if "yaml" not in content_type:
-            raise bad_request("the request body is not valid JSON") from None
-    try:
-        return yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise bad_request(f"the request body is not valid YAML: {exc}") from None
-
-
-def verb_of(method: str, route: Route, patch_type: str | None) -> str:
-    if method == "GET":
-        return "get" if route.name else "list"
-    if method == "PATCH":
-        return "apply" if patch_type == "apply" else "patch"
-    return {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(method, method.lower())
-
-
-def _flag(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[-1] if values else None
-
-
-# --- the HTTP edge -------------------------------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "gco-tasks-sandbox-apiserver"
-    disable_nagle_algorithm = True
-    timeout = 300
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, False)
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        url = urlsplit(self.path)
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            code, body, headers = self.server.sandbox.handle(
-                method, url.path, parse_qs(url.query), raw, dict(self.headers.items())
-            )
-        except ApiError as exc:
-            code, body, headers = exc.code, exc.status(), {}
-        except Exception as exc:  # a bug in the sandbox must still answer like an API server
-            code, body, headers = 500, ApiError(500, "InternalError", f"sandbox error: {exc!r}").status(), {}
-        payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
-        content_type = headers.pop("Content-Type", "application/json")
-        lines = [
-            f"{self.protocol_version} {code} {self.responses.get(code, ('',))[0]}",
-            f"Server: {self.server_version}",
-            f"Date: {self.date_time_string()}",
-            f"Content-Type: {content_type}",
-            f"Content-Length: {len(payload)}",
-            *(f"{key}: {value}" for key, value in headers.items()),
-        ]
-        # Status line, headers and body in one send: half the syscalls of send_response() + write().
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], sandbox: SandboxAPIServer) -> None:
-        self.sandbox = sandbox
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients dropping keep-alive connections (and ``stop()`` closing them) are normal here."""
-        error = sys.exc_info()[1]
-        if not isinstance(error, OSError):
-            super().handle_error(request, client_address)
-
-    def track(self, connection: socket.socket, alive: bool) -> None:
-        with self._connections_lock:
-            if alive:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-Response = tuple[int, Any, dict[str, str]]
 
 
 class SandboxAPIServer:
@@ -351,14 +81,14 @@ class SandboxAPIServer:
         self.counters = Stats()
         self.faults = Faults()
         self._host, self._port = host, port
-        self._httpd: _HTTPServer | None = None
+        self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> SandboxAPIServer:
         if self._httpd is None:
-            self._httpd = _HTTPServer((self._host, self._port), self)
+            self._httpd = HTTPServer((self._host, self._port), self)
             self._port = int(self._httpd.server_address[1])
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever,
@@ -450,7 +180,7 @@ class SandboxAPIServer:
                 404, "NotFound", f"the server could not find the requested resource ({method} {path})"
             )
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-        patch_type = _PATCH_TYPES.get(content_type.split(";")[0].strip()) if method == "PATCH" else None
+        patch_type = PATCH_TYPES.get(content_type.split(";")[0].strip()) if method == "PATCH" else None
         verb = verb_of(method, target, patch_type)
         self.counters.count(verb, target.label)
         fault = self.faults.take(verb, target.label, target.name)
@@ -483,25 +213,9 @@ class SandboxAPIServer:
         agent: str,
     ) -> Response:
         store, resource, ns, name = self.store, target.resource, target.namespace, target.name
-        options = WriteOptions(
-            manager=_flag(query, "fieldManager") or agent.split("/")[0] or "unknown",
-            dry_run=_flag(query, "dryRun") == "All",
-            force=_flag(query, "force") == "true",
-            manager_given=bool(_flag(query, "fieldManager")),
-        )
+        options = write_options(query, agent)
         if method == "GET" and name is None:
-            return (
-                200,
-                store.list_objects(
-                    resource,
-                    ns or None,
-                    label_selector=_flag(query, "labelSelector"),
-                    field_selector=_flag(query, "fieldSelector"),
-                    limit=_int(_flag(query, "limit")),
-                    continue_token=_flag(query, "continue"),
-                ),
-                {},
-            )
+            return 200, self._list(target, query), {}
         if method == "POST" and name is None:
             return 201, store.create(resource, ns, body, options), {}
         if name is None:
@@ -518,13 +232,23 @@ class SandboxAPIServer:
             return self._patch(target, name, body, patch_type, options)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
 
+    def _list(self, target: Route, query: dict[str, list[str]]) -> Any:
+        return self.store.list_objects(
+            target.resource,
+            target.namespace or None,
+            label_selector=flag(query, "labelSelector"),
+            field_selector=flag(query, "fieldSelector"),
+            limit=_int(flag(query, "limit")),
+            continue_token=flag(query, "continue"),
+        )
+
     def _patch(
         self, target: Route, name: str, body: Any, patch_type: str | None, options: WriteOptions
     ) -> Response:
         store, resource, ns = self.store, target.resource, target.namespace
         if patch_type is None:
             raise ApiError(
-                415, "UnsupportedMediaType", "the body of a PATCH must be one of " + ", ".join(_PATCH_TYPES)
+                415, "UnsupportedMediaType", "the body of a PATCH must be one of " + ", ".join(PATCH_TYPES)
             )
         if patch_type != "apply":
             return 200, store.patch(resource, ns, name, patch_type, body, options, target.subresource), {}
