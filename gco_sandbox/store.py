@@ -298,16 +298,7 @@ class Store:
             obj = patching.deep_copy(record.obj)
             obj["spec"]["replicas"] = replicas
             obj.pop("status", None)
-            entries = ssa.record_update(
-                record.obj,
-                obj,
-                record.entries,
-                manager=options.manager,
-                api_version=resource.api_version,
-                now=now_iso(self.clock),
-                subresource="scale",
-            )
-            return to_scale(self._commit(resource, record, obj, entries, options))
+            return to_scale(self._commit_update(resource, record, obj, options, "scale"))
 
     # --- internals ---------------------------------------------------------------------------------
 
