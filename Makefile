@@ -1,5 +1,6 @@
 # The two commands of the README: `make sandbox` (the fleet on a local sandbox) and `make test`.
-# Everything else here is what those two need: a virtualenv with the project and its extras,
+# Everything else here is what those two need: a virtualenv with the project, its dev extra and the
+# local sandbox (gco_sandbox/, a separate distribution that never ships in the product's wheel),
 # and the system binaries the tests and the sandbox start (redis-server, kubectl).
 
 PYTHON ?= python3
