@@ -1,5 +1,6 @@
 # The two commands of the README: `make sandbox` (the fleet on a local sandbox) and `make test`.
-# Everything else here is what those two need: a virtualenv with the project and its extras,
+# Everything else here is what those two need: a virtualenv with the project, its dev extra and the
+# local sandbox (gco_sandbox/, a separate distribution that never ships in the product's wheel),
 # and the system binaries the tests and the sandbox start (redis-server, kubectl).
 
 PYTHON ?= python3
@@ -11,10 +12,10 @@ STAMP := $(VENV)/.installed-dev
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml gco_sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./gco_sandbox
 	touch $@
 
 # redis-server is started privately by the tests and by the sandbox; kubectl renders the k8s/ overlays.
@@ -38,11 +39,12 @@ controlplane:
 	@bash controlplane/build.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check gco_tasks tests bench
-	$(BIN)/ruff format --check gco_tasks tests bench
+	$(BIN)/ruff check gco_tasks gco_sandbox tests bench
+	$(BIN)/ruff format --check gco_tasks gco_sandbox tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy gco_tasks
+	$(BIN)/mypy gco_tasks gco_sandbox
 
 test: $(STAMP) system-deps controlplane lint typecheck
 	$(BIN)/pytest

@@ -5,9 +5,11 @@ LISTs of ``fan_out`` and ``watchdog``. Reads are label-selected LISTs (a handful
 endpoint); writes are server-side apply (field manager ``gco-tasks``, force) and deletes. Objects travel
 as plain dicts (the raw JSON of the API), so the pure core never sees client models.
 
-Errors are sorted here into two kinds the tasks act on: ``TransientClusterError`` (429, 5xx, timeouts,
-connection failures: retried with backoff) and ``PermanentClusterError`` (other 4xx, e.g. 422 Invalid:
-reported as the endpoint's ``error`` status, never retried in a loop).
+The client's exceptions (``ApiException``, urllib3's, socket errors, a missing configuration) stop
+here, translated into ``gco_tasks.errors``: ``TransientClusterError`` (429, 5xx, timeouts, connection
+failures: retried with backoff), ``PermanentClusterError`` (a write refused with another 4xx, e.g. 422
+Invalid: reported as the endpoint's ``error`` status, never retried) and ``ClusterUnavailableError``
+(a LIST refused, or no configuration: the region's setup is wrong, the cycle is skipped).
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-FIELD_MANAGER = "gco-tasks"
+from gco_tasks.conventions import FIELD_MANAGER, MANAGED_KINDS
+from gco_tasks.errors import GcoError, InfrastructureError, PermanentError, TransientError
+
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 LIST_PAGE_SIZE = 500
 
 log = logging.getLogger(__name__)
 
 
-class ClusterError(Exception):
+class ClusterError(GcoError):
     """A Kubernetes API call failed."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -38,12 +42,17 @@ class ClusterError(Exception):
         self.status = status
 
 
-class TransientClusterError(ClusterError):
+class TransientClusterError(ClusterError, TransientError):
     """Worth retrying: throttling (429), server errors (5xx), timeouts, connection failures."""
 
 
-class PermanentClusterError(ClusterError):
-    """Retrying will not help (400, 403, 422 ...): the message is what the API server said."""
+class PermanentClusterError(ClusterError, PermanentError):
+    """A write refused (400, 403, 422 ...): retrying will not help; the message is what the API server
+    said."""
+
+
+class ClusterUnavailableError(ClusterError, InfrastructureError):
+    """The cluster cannot be read at all (a LIST refused, no configuration): the region's setup is wrong."""
 
 
 @dataclass(frozen=True)
@@ -70,23 +79,28 @@ KINDS: dict[str, KindApi] = {
         ),
     )
 }
-#: The kinds the fleet manages, in the order they are applied (Deployments first: a Service or Ingress
-#: without pods is harmless, the reverse order would briefly route to nothing).
-MANAGED_KINDS: tuple[str, ...] = tuple(KINDS)
 
 
-def load_api_client(timeout_seconds: int | None = None) -> client.ApiClient:
-    """In-cluster configuration first (the fleet's ServiceAccount), then ``KUBECONFIG`` / ~/.kube/config."""
+def load_api_client() -> client.ApiClient:
+    """In-cluster configuration first (the fleet's ServiceAccount), then ``KUBECONFIG`` / ~/.kube/config;
+    ``ClusterUnavailableError`` when there is neither."""
     configuration = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        # Read KUBECONFIG now: the client's own default is fixed when the package is first imported.
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
-        )
+        _load_kube_config(configuration)
     configuration.retries = 0  # retries are the task's job (backoff + jitter), not urllib3's
     return client.ApiClient(configuration)
+
+
+def _load_kube_config(configuration: client.Configuration) -> None:
+    # Read KUBECONFIG now: the client's own default is fixed when the package is first imported.
+    path = os.environ.get("KUBECONFIG") or None
+    try:
+        config.load_kube_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError) as exc:
+        message = f"no Kubernetes configuration (in-cluster or KUBECONFIG): {exc}"
+        raise ClusterUnavailableError(message) from exc
 
 
 class ClusterGateway:
@@ -104,13 +118,16 @@ class ClusterGateway:
             self._apis[kind] = spec.api_class(self.api_client)
         return spec, self._apis[kind]
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(
+        self, what: str, refused: type[ClusterError], fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Call the client; a 4xx other than 429 raises ``refused``, the rest is translated as transient."""
         kwargs.setdefault("_request_timeout", self.timeout)
         kwargs["_preload_content"] = False
         try:
             response = fn(*args, **kwargs)
         except ApiException as exc:
-            raise _classify(what, exc) from exc
+            raise _classify(what, exc, refused) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientClusterError(f"{what}: {type(exc).__name__}: {exc}") from exc
         body = response.data
@@ -133,6 +150,7 @@ class ClusterGateway:
             extra = {"_continue": token} if token else {}
             page = self._call(
                 f"list {spec.plural}",
+                ClusterUnavailableError,
                 method,
                 self.namespace,
                 label_selector=label_selector,
@@ -154,6 +172,7 @@ class ClusterGateway:
         method = getattr(api, f"patch_namespaced_{spec.suffix}")
         result: dict[str, Any] = self._call(
             f"apply {spec.kind}/{name}",
+            PermanentClusterError,
             method,
             name,
             self.namespace,
@@ -169,7 +188,14 @@ class ClusterGateway:
         spec, api = self._api(kind)
         method = getattr(api, f"delete_namespaced_{spec.suffix}")
         try:
-            self._call(f"delete {kind}/{name}", method, name, self.namespace, propagation_policy="Background")
+            self._call(
+                f"delete {kind}/{name}",
+                PermanentClusterError,
+                method,
+                name,
+                self.namespace,
+                propagation_policy="Background",
+            )
         except PermanentClusterError as exc:
             if exc.status == 404:
                 return False
@@ -177,13 +203,13 @@ class ClusterGateway:
         return True
 
 
-def _classify(what: str, exc: ApiException) -> ClusterError:
+def _classify(what: str, exc: ApiException, refused: type[ClusterError]) -> ClusterError:
     status = int(exc.status or 0)
     message = _status_message(exc)
     text = f"{what}: {status} {exc.reason}: {message}" if message else f"{what}: {status} {exc.reason}"
     if status == 429 or status >= 500 or status == 0:
         return TransientClusterError(text, status)
-    return PermanentClusterError(text, status)
+    return refused(text, status)
 
 
 def _status_message(exc: ApiException) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gco_tasks.conventions import queue_for_region
+
 
 class ConfigError(ValueError):
     """A setting from the environment is invalid; the message names each variable and the fix."""
@@ -97,10 +99,11 @@ class Settings(BaseSettings):
         while it is still running."""
         return max(3600, self.task_time_limit_seconds * 4)
 
-
-def queue_for_region(region: str) -> str:
-    """`gco.<region>`: the one queue per region that its workers serve."""
-    return f"gco.{region}"
+    @property
+    def message_ttl_seconds(self) -> int:
+        """How long a reconcile message may wait in the queue before it is dropped (and sent again by a
+        later fan-out): a few cycles."""
+        return max(60, self.reconcile_interval_seconds * 4)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

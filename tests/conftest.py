@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from gco_tasks.sandbox.services import (
+from gco_sandbox.services import (
     SANDBOX_AWS_ENV,
     DynamoDBServer,
     RedisServer,
@@ -25,7 +25,7 @@ from gco_tasks.sandbox.services import (
 if TYPE_CHECKING:
     import kubernetes
 
-    from gco_tasks.sandbox.apiserver import SandboxAPIServer
+    from gco_sandbox.apiserver import SandboxAPIServer
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +78,7 @@ def dynamodb_url(dynamodb_server: DynamoDBServer) -> Iterator[str]:
 def apiserver_server() -> Iterator[SandboxAPIServer]:
     """The sandbox API server (a local stand-in for Kubernetes) in a thread, for the whole session.
     Readiness is fast (0.2 s) so tests that wait for it stay quick."""
-    from gco_tasks.sandbox.apiserver import SandboxAPIServer
+    from gco_sandbox.apiserver import SandboxAPIServer
 
     server = SandboxAPIServer(port=0, ready_delay=0.2).start()
     yield server

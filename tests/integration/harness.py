@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from gco_tasks.config import load_settings
-from gco_tasks.fleet import Fleet, fan_out, reconcile_endpoint
+from gco_tasks.fanout import fan_out
+from gco_tasks.fleet import Fleet
+from gco_tasks.reconciler import reconcile
 from gco_tasks.store import EndpointStore
 
 REGION = "us-east-1"
@@ -29,7 +31,7 @@ def run_cycle(fleet: Fleet) -> list[dict[str, Any]]:
     """One fan-out, then every message it sent, reconciled in turn; returns the task results."""
     messages: list[tuple[str, dict[str, Any]]] = []
     fan_out(fleet, lambda name, snapshot: messages.append((name, json.loads(json.dumps(snapshot)))))
-    return [reconcile_endpoint(fleet, name, snapshot) for name, snapshot in messages]
+    return [reconcile(fleet, name, snapshot).as_dict() for name, snapshot in messages]
 
 
 def converge(

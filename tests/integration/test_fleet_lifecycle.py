@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gco_tasks.conventions import WEIGHTED_ROUTING_ANNOTATION, endpoint_selector
 from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet, endpoint_selector, fan_out, purge, reconcile_endpoint
-from gco_tasks.manifests import WEIGHTED_ROUTING_ANNOTATION
+from gco_tasks.fanout import fan_out
+from gco_tasks.fleet import Fleet
+from gco_tasks.purge import purge
+from gco_tasks.reconciler import reconcile
 
 from .harness import REGION, DynamoWrites, converge, run_cycle
 
@@ -229,7 +232,7 @@ def test_an_endpoint_already_waiting_in_the_queue_is_not_sent_again(fleet: Fleet
     second = fan_out(fleet, lambda name, snapshot: sent.append(name))
     assert (first["sent"], second["sent"], second["already_pending"]) == (3, 0, 3)
     assert sorted(sent) == ["one", "three", "two"]
-    reconcile_endpoint(fleet, "two")  # a worker picks one up: it may be sent again
+    reconcile(fleet, "two")  # a worker picks one up: it may be sent again
     third = fan_out(fleet, lambda name, snapshot: sent.append(name))
     assert (third["sent"], third["already_pending"]) == (1, 2)
 

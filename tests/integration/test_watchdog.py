@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gco_tasks.conventions import endpoint_selector
 from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet, endpoint_selector, watchdog
+from gco_tasks.fleet import Fleet
+from gco_tasks.watchdog import watchdog
 
 from .harness import REGION, make_fleet, run_cycle
 
@@ -25,12 +27,12 @@ def test_watchdog_withholds_and_restores_the_ingress(fleet: Fleet, redis_url: st
     run_cycle(fleet)
     assert "Ingress" in kinds(fleet, "sick")
 
-    first = watchdog(fleet)
+    started = time.time()
+    first = watchdog(fleet, now=started)
     assert "sick" in first["unready"] and "halted" not in first["unready"]
-    time.sleep(1.2)
-    # A restarted worker: new adapters, same Redis clocks.
+    # A restarted worker, past the threshold: new adapters, same Redis clocks.
     restarted = make_fleet(redis_url, kube_client, inference_unhealthy_threshold_seconds=1)
-    second = watchdog(restarted)
+    second = watchdog(restarted, now=started + 1.2)
     assert second["withheld"] == ["sick"]
     assert "Ingress" not in kinds(fleet, "sick")
 

@@ -15,10 +15,9 @@ from gco_tasks.endpoints import (
     InvalidEndpointError,
     RecordHeader,
     RegionStatus,
-    from_dynamo,
     parse_spec,
-    validate_endpoint_name,
 )
+from gco_tasks.fields import from_dynamo, validate_endpoint_name
 
 
 def gco_item(**spec: Any) -> dict[str, Any]:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from gco_sandbox import stack
+from gco_sandbox.live import Row, age, changed_lines, describe, render_table, status_rows
+from gco_sandbox.services import redis_argv
+from gco_sandbox.up import missing_regions
 from gco_tasks.endpoints import Endpoint
-from gco_tasks.sandbox import stack
-from gco_tasks.sandbox.live import Row, age, changed_lines, describe, render_table, status_rows
-from gco_tasks.sandbox.services import redis_argv
-from gco_tasks.sandbox.up import missing_regions
 
 WHERE = stack.Endpoints(
     redis_url="redis://127.0.0.1:1234/0",
@@ -82,7 +82,7 @@ def test_children_never_inherit_what_points_elsewhere() -> None:
     assert "REGION" not in env
     assert env["PATH"] == "/usr/bin" and env["INFERENCE_NAMESPACE"] == "custom-ns"
     assert env["PYTHONPATH"].split(":")[0] == str(stack.SOURCE_ROOT)
-    assert (stack.SOURCE_ROOT / "gco_tasks" / "sandbox" / "stack.py").is_file()
+    assert (stack.SOURCE_ROOT / "gco_tasks" / "__init__.py").is_file()
 
 
 def test_region_env_is_the_sandbox_with_that_region_and_no_flower_login(client: dict[str, str]) -> None:

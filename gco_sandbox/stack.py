@@ -23,17 +23,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gco_tasks.config import queue_for_region
+import gco_tasks
+from gco_sandbox.services import SANDBOX_AWS_ENV
+from gco_tasks.conventions import queue_for_region
 from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.sandbox.services import SANDBOX_AWS_ENV
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_FLOWER_PORT = 5555
 FLOWER_USER = "gco"
 TABLE_NAME = "gco-inference-endpoints"
 CELERY = (sys.executable, "-m", "celery", "-A", "gco_tasks")
-#: The directory holding the ``gco_tasks`` package this module belongs to.
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
+#: The directory holding the ``gco_tasks`` package the sandbox runs (its children import the same one).
+SOURCE_ROOT = Path(gco_tasks.__file__).resolve().parents[1]
 
 #: Variables of the caller's environment that would point a child at something other than the sandbox
 #: (real AWS credentials or profiles, another Redis or cluster, an unauthenticated Flower).

@@ -14,7 +14,7 @@ from types import FrameType
 
 import typer
 
-from gco_tasks.sandbox.resources import DEFAULT_VERSION
+from gco_sandbox.resources import DEFAULT_VERSION
 
 sandbox_app = typer.Typer(
     help="Local stand-ins: the sandbox Kubernetes API server and the one-command fleet.",
@@ -48,7 +48,7 @@ def _group(
 
     from rich.console import Console
 
-    from gco_tasks.sandbox import stack, up
+    from gco_sandbox import stack, up
 
     chosen = stack.unique_regions(regions)
     problems = stack.check_regions(chosen)
@@ -77,7 +77,7 @@ def apiserver(
     k8s_version: str = typer.Option(DEFAULT_VERSION, "--k8s-version", help="Schemas to validate against."),
 ) -> None:
     """Serve the sandbox Kubernetes API server (a local stand-in, not Kubernetes) until Ctrl-C/SIGTERM."""
-    from gco_tasks.sandbox.apiserver import SandboxAPIServer
+    from gco_sandbox.apiserver import SandboxAPIServer
 
     server = SandboxAPIServer(
         port=port, ready_delay=ready_delay, crashloop_pattern=crashloop_pattern, validate_version=k8s_version

@@ -34,11 +34,11 @@ import boto3
 from rich.console import Console
 from rich.live import Live
 
-from gco_tasks.sandbox import live as view
-from gco_tasks.sandbox import stack
-from gco_tasks.sandbox.apiserver import SandboxAPIServer
-from gco_tasks.sandbox.children import Child, Children
-from gco_tasks.sandbox.services import (
+from gco_sandbox import live as view
+from gco_sandbox import stack
+from gco_sandbox.apiserver import SandboxAPIServer
+from gco_sandbox.children import Child, Children
+from gco_sandbox.services import (
     DynamoDBServer,
     ServiceError,
     free_port,

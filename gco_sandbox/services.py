@@ -132,7 +132,7 @@ def start_dynamodb(port: int = 0) -> DynamoDBServer:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise ServiceError(
-            "moto's server is not installed: install the sandbox extra (pip install 'gco-tasks[sandbox]')"
+            "moto's server is not installed: install the sandbox (pip install -e ./gco_sandbox)"
         ) from exc
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

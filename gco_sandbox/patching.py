@@ -1,5 +1,6 @@
-"""PATCH semantics for the sandbox API server: JSON merge patch (RFC 7386), Kubernetes strategic merge
-patch and JSON patch (RFC 6902). Pure functions of (live object, patch); no I/O.
+"""PATCH semantics for the sandbox API server: JSON merge patch (RFC 7386, by ``json-merge-patch``),
+Kubernetes strategic merge patch and JSON patch (RFC 6902, by ``jsonpatch``). Pure functions of
+(live object, patch); no I/O.
 
 Where it stands in the flow: the fleet writes with server-side apply (see ``apply.py``), but people and
 other controllers patch too (``kubectl scale``, an HPA, tests), so the sandbox API server (a LOCAL
@@ -11,6 +12,10 @@ Kubernetes does for atomic lists (``tolerations`` among them: it has no merge ke
 from __future__ import annotations
 
 from typing import Any
+
+import json_merge_patch as merge_patch
+import jsonpatch
+import jsonpointer
 
 JSON = Any
 
@@ -61,16 +66,9 @@ def deep_copy(value: JSON) -> JSON:
 
 
 def json_merge_patch(target: JSON, patch: JSON) -> JSON:
-    """RFC 7386: maps merge, ``null`` deletes, anything else (lists included) replaces."""
-    if not isinstance(patch, dict):
-        return deep_copy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = json_merge_patch(result.get(key), value)
-    return result
+    """RFC 7386: maps merge, ``null`` deletes, anything else (lists included) replaces. The library
+    merges in place, so it gets copies: neither argument changes."""
+    return merge_patch.merge(deep_copy(target), deep_copy(patch))
 
 
 # --- strategic merge patch --------------------------------------------------------------------------
@@ -134,97 +132,11 @@ def _is_directive(item: JSON) -> bool:
 # --- JSON patch -------------------------------------------------------------------------------------
 
 
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise PatchError(f"invalid JSON pointer {path!r}")
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
-
-
-def _parent(doc: JSON, parts: list[str]) -> JSON:
-    node = doc
-    for part in parts[:-1]:
-        node = _child(node, part)
-    return node
-
-
-def _child(node: JSON, part: str) -> JSON:
-    try:
-        if isinstance(node, list):
-            return node[int(part)]
-        return node[part]
-    except (KeyError, IndexError, ValueError, TypeError):
-        raise PatchError(f"path segment {part!r} does not exist") from None
-
-
-def _get(doc: JSON, path: str) -> JSON:
-    node = doc
-    for part in _pointer(path):
-        node = _child(node, part)
-    return node
-
-
-def _remove(doc: JSON, path: str) -> JSON:
-    parts = _pointer(path)
-    if not parts:
-        raise PatchError("cannot remove the whole document")
-    parent, last = _parent(doc, parts), parts[-1]
-    if isinstance(parent, list):
-        if not last.isdigit() or int(last) >= len(parent):
-            raise PatchError(f"cannot remove {path!r}: index out of range")
-        return parent.pop(int(last))
-    if not isinstance(parent, dict) or last not in parent:
-        raise PatchError(f"cannot remove {path!r}: it does not exist")
-    return parent.pop(last)
-
-
-def _add(doc: JSON, path: str, value: JSON) -> JSON:
-    parts = _pointer(path)
-    if not parts:
-        return value
-    parent, last = _parent(doc, parts), parts[-1]
-    if isinstance(parent, list):
-        index = len(parent) if last == "-" else int(last) if last.isdigit() else -1
-        if not 0 <= index <= len(parent):
-            raise PatchError(f"index {last!r} out of range at {path!r}")
-        parent.insert(index, value)
-    elif isinstance(parent, dict):
-        parent[last] = value
-    else:
-        raise PatchError(f"cannot add at {path!r}")
-    return doc
-
-
 def json_patch(target: JSON, operations: JSON) -> JSON:
     """RFC 6902 on a copy of ``target``: add, remove, replace, move, copy, test."""
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a list of operations")
-    doc = deep_copy(target)
-    for operation in operations:
-        if not isinstance(operation, dict) or "op" not in operation or "path" not in operation:
-            raise PatchError(f"invalid JSON patch operation {operation!r}")
-        doc = _apply_operation(doc, operation)
-    return doc
-
-
-def _apply_operation(doc: JSON, operation: dict[str, JSON]) -> JSON:
-    op, path = operation["op"], operation["path"]
-    if op == "add":
-        return _add(doc, path, deep_copy(operation.get("value")))
-    if op == "remove":
-        _remove(doc, path)
-        return doc
-    if op == "replace":
-        _get(doc, path)
-        _remove(doc, path) if path else None
-        return _add(doc, path, deep_copy(operation.get("value")))
-    if op in ("move", "copy"):
-        source = operation.get("from", "")
-        value = _remove(doc, source) if op == "move" else deep_copy(_get(doc, source))
-        return _add(doc, path, value)
-    if op == "test":
-        if _get(doc, path) != operation.get("value"):
-            raise PatchError(f"test failed at {path!r}")
-        return doc
-    raise PatchError(f"unknown JSON patch operation {op!r}")
+    try:
+        return jsonpatch.apply_patch(target, operations, in_place=False)
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, ValueError) as exc:
+        raise PatchError(f"JSON patch cannot be applied: {exc}") from exc

@@ -1,10 +1,11 @@
 """Container resources for rendering: the spec's requests and limits, GCO's defaults, the accelerator
 devices, made into a pair Kubernetes accepts or refused with the field named.
 
-Where it stands in the flow: inside step 2 (render), called by ``manifests`` for every inference
-container. Pure. The model checks each quantity's syntax; what only shows up once requests, limits and
-defaults meet is checked here, because Kubernetes would refuse it at apply time (GCO's monitor found out
-from a 422 on every cycle):
+Where it stands in the flow: inside step 2 (render), called by ``manifests.deployment`` for every
+inference container. Pure; quantities are compared with ``kubernetes.utils.parse_quantity`` (a pure
+function of the official client). The model checks each quantity's syntax; what only shows up once
+requests, limits and defaults meet is checked here, because Kubernetes would refuse it at apply time
+(GCO's monitor found out from a 422 on every cycle):
 
 - a request above its limit: when one side is GCO's default, the default gives way (the user's number
   wins); when the user set both, the record is invalid (``InvalidEndpointError`` naming the field);
@@ -15,7 +16,7 @@ from a 422 on every cycle):
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from gco_tasks.endpoints import EndpointSpec, InvalidEndpointError
@@ -28,20 +29,6 @@ _NATIVE = re.compile(r"^(cpu|memory|ephemeral-storage|hugepages-.+)$")
 _RESOURCE_NAME = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
-_QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
-_SCALE = {
-    "": Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-    **{f"{p}i": Decimal(1024) ** (i + 1) for i, p in enumerate("KMGTPE")},
-}
 
 
 def container_resources(spec: EndpointSpec, endpoint: str) -> dict[str, Any]:
@@ -73,7 +60,7 @@ def _reconcile_pair(
     limits_given: bool,
     endpoint: str,
 ) -> None:
-    request, limit = quantity_value(requests[name]), quantity_value(limits[name])
+    request, limit = _quantity(requests[name]), _quantity(limits[name])
     if request == limit or (request < limit and _NATIVE.match(name)):
         return
     if request > limit and not limits_given:
@@ -94,22 +81,17 @@ def _check_fields(quantities: dict[str, str], side: str, endpoint: str) -> None:
             raise _invalid(
                 endpoint, f"{side}.{name}", "is not a Kubernetes resource name (e.g. 'cpu', 'memory')"
             )
-        if quantity_value(text) < 0:
+        if _quantity(text) < 0:
             raise _invalid(endpoint, f"{side}.{name}", f"must not be negative (got {text})")
 
 
-def quantity_value(text: str) -> Decimal:
+def _quantity(text: str) -> Decimal:
     """A Kubernetes quantity as a number ('500m' -> 0.5, '4Gi' -> 4294967296); ValueError if malformed."""
-    match = _QUANTITY.match(text)
-    if match is None:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}")
-    number, suffix = match.group(1), match.group(2) or ""
-    try:
-        if suffix[:1] in ("e", "E"):
-            return Decimal(number + suffix)
-        return Decimal(number) * _SCALE[suffix]
-    except InvalidOperation:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}") from None
+    # Imported on first use: loading the Kubernetes client costs the CLI's table-only commands ~0.5 s.
+    from kubernetes.utils.quantity import parse_quantity
+
+    value: Decimal = parse_quantity(text)  # type: ignore[no-untyped-call]
+    return value
 
 
 def _invalid(endpoint: str, field: str, message: str) -> InvalidEndpointError:

@@ -32,7 +32,7 @@ def _validator(kind: str, api_version: str, version: str) -> Any:
         from kubernetes_validate import utils
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise SchemaUnavailable(
-            "install the sandbox extra for schema validation (kubernetes-validate)"
+            "install the sandbox (pip install -e ./gco_sandbox) for schema validation (kubernetes-validate)"
         ) from exc
     schema_version = [v for v in utils.all_versions() if utils.major_minor(v) <= utils.major_minor(version)][
         -1

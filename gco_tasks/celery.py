@@ -1,8 +1,16 @@
-"""The Celery app: broker, queue, reliability settings and the beat schedule of one region.
+"""The Celery app: broker, queue, reliability settings, the beat schedule of one region, and the base
+class of every task.
 
 Where it stands in the flow: the frame around everything. ``celery -A gco_tasks worker|beat|flower|call``
 finds ``app`` here (through ``gco_tasks.app``). Each region runs its own Redis and its own queue
 ``gco.<REGION>``; beat runs RedBeat, whose lock in Redis lets two beats run while only one schedules.
+The app names its tasks module (``include``) and never imports it, so there is no import cycle; the
+settings are read from the environment when the configuration is first needed (a worker or beat
+starting, a ``celery call``), not when this module is imported.
+
+``FleetTask`` does what every task shares: this process's adapters (built on first use, after the
+prefork), retries with backoff for ``TransientError``, and the task's end for a ``ReconcileResult``:
+a permanent failure raises ``ReconcileFailed`` (FAILED, not retried) after the status was written.
 
 Settings, with why (see DESIGN.md):
 - late acks + reject on worker lost: a killed worker's task is redelivered, not lost;
@@ -12,18 +20,26 @@ Settings, with why (see DESIGN.md):
   redelivered anyway, and must not run twice at once for long);
 - beat entries expire after one interval: a missed cycle is dropped, not piled up;
 - task events on, for Flower; results are kept only for ad hoc ``reconcile_endpoint`` calls (fan-out
-  sends its messages with ``ignore_result``), so the periodic path needs no result backend.
+  sends its messages with ``ignore_result``), so the periodic path needs no result backend;
+- transient errors retry with exponential backoff (2 s doubling, at most 60 s) and jitter, at most
+  ``TASK_MAX_RETRIES`` times; permanent and infrastructure errors are not retried.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from celery import Celery, bootsteps
+from celery import Celery, Task, bootsteps
 
 from gco_tasks.config import Settings, load_settings
+from gco_tasks.conventions import RegionKeys
+from gco_tasks.errors import ReconcileFailed, TransientError
+
+if TYPE_CHECKING:
+    from gco_tasks.fleet import Fleet
+    from gco_tasks.reconciler import ReconcileResult
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +76,7 @@ class HeartbeatFile(bootsteps.StartStopStep):  # type: ignore[misc]
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Every Celery and RedBeat setting, derived from ours."""
     queue = settings.queue
-    prefix = f"gco:{settings.region}:redbeat"
+    prefix = RegionKeys(settings.region).redbeat_prefix
     return {
         "broker_url": settings.redis_url,
         "broker_connection_retry_on_startup": True,
@@ -94,6 +110,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redbeat_lock_timeout": 60,
         "beat_schedule": beat_schedule(settings),
         "gco_worker_heartbeat_file": settings.worker_heartbeat_file,
+        "gco_task_max_retries": settings.task_max_retries,
     }
 
 
@@ -115,14 +132,61 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
-def create_app(settings: Settings) -> Celery:
-    celery_app = Celery("gco_tasks")
-    celery_app.conf.update(celery_config(settings))
+_settings: Settings | None = None
+_fleet: Fleet | None = None
+
+
+def current_settings() -> Settings:
+    """This process's settings, read from the environment on first use."""
+    global _settings
+    if _settings is None:
+        _settings = load_settings()
+    return _settings
+
+
+def use_fleet(fleet: Fleet | None) -> None:
+    """Replace this process's adapters (tests and the sandbox point them at their own services)."""
+    global _fleet
+    _fleet = fleet
+
+
+class FleetTask(Task):  # type: ignore[misc]
+    """The base of every gco-tasks task: adapters, retries, and how a reconcile's result ends the task."""
+
+    autoretry_for = (TransientError,)
+    retry_backoff = 2
+    retry_backoff_max = 60
+    retry_jitter = True
+
+    @property
+    def max_retries(self) -> int:
+        """``TASK_MAX_RETRIES``, read with the rest of the configuration (not at import)."""
+        return int(self.app.conf.gco_task_max_retries)
+
+    @property
+    def fleet(self) -> Fleet:
+        """This process's adapters, built on first use (after the prefork) and reused."""
+        global _fleet
+        if _fleet is None:
+            from gco_tasks.fleet import Fleet  # the adapters' libraries load in workers only
+
+            _fleet = Fleet.from_settings(current_settings())
+        return _fleet
+
+    def finish(self, result: ReconcileResult) -> dict[str, Any]:
+        """The task's JSON result, or ``ReconcileFailed`` (FAILED, no retry) for a permanent failure."""
+        outcome = result.as_dict()
+        if result.failed:
+            raise ReconcileFailed(f"{result.endpoint}: {result.error}", outcome)
+        return outcome
+
+
+def create_app() -> Celery:
+    """The app; its configuration comes from ``current_settings()`` when first needed."""
+    celery_app = Celery("gco_tasks", include=["gco_tasks.tasks"], task_cls=FleetTask)
+    celery_app.add_defaults(lambda: celery_config(current_settings()))
     celery_app.steps["worker"].add(HeartbeatFile)
     return celery_app
 
 
-settings = load_settings()
-app = create_app(settings)
-
-import gco_tasks.tasks  # noqa: E402,F401  (registers the tasks on ``app``)
+app = create_app()

@@ -1,34 +1,28 @@
-"""The pure core of reconciliation: observed digest, plan, status and the fleet's other decisions.
+"""The pure core of reconciliation: what is observed and what to change.
 
-Where it stands in the flow: steps 3, 4 and 6 of ``reconcile_endpoint`` (and the decisions of ``fan_out``,
-``watchdog`` and ``purge``). Everything here is a function of its arguments: no Kubernetes, DynamoDB or
-Redis. ``gco_tasks.fleet`` feeds it what the adapters read and carries out what it decides.
+Where it stands in the flow: steps 3 and 4 of reconciling one endpoint (``reconciler``), and the rules
+of ``fanout`` and ``watchdog``. Everything here is a function of its arguments: no
+Kubernetes, DynamoDB or Redis. The rooms feed it what the adapters read and carry out what it decides.
 
 - ``ObservedObject`` is the small digest of a live object that ``fan_out`` carries in each message
   (kind, name, the desired-content hash we stamped on it, and a Deployment's replica counts), so an
   endpoint that is already in sync costs no further API call.
 - ``plan_changes`` compares rendered objects with the digests by that hash: apply what is missing or
   differs, delete what exists but is no longer wanted.
-- ``status_report`` turns the outcome into the region's status; ``should_promote``, ``is_purgeable`` and
-  ``judge_health`` are the promotion, purge and watchdog rules.
+- ``apply_withholding`` and ``judge_health`` are the watchdog's rules (what a withheld endpoint may have,
+  who is unready for too long). The status, promotion and purge rules are in ``gco_tasks.status``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gco_tasks.manifests import CANARY_LABEL, ENDPOINT_LABEL, HASH_ANNOTATION, object_key
-
-CANARY_SUFFIX = "-canary"
-
-#: Deletion order: traffic first (Ingress), then scaling, then the Service, the pods last.
-DELETE_ORDER = ("Ingress", "HorizontalPodAutoscaler", "Service", "Deployment")
-#: Apply order: pods first, so a Service or Ingress never points at nothing for longer than needed.
-APPLY_ORDER = ("Deployment", "Service", "HorizontalPodAutoscaler", "Ingress")
+from gco_tasks import conventions as names
+from gco_tasks.manifests import object_key
 
 
 class ObservedObject(BaseModel):
@@ -54,12 +48,12 @@ class ObservedObject(BaseModel):
     def from_object(cls, obj: Mapping[str, Any]) -> ObservedObject:
         metadata = obj.get("metadata") or {}
         labels = metadata.get("labels") or {}
-        annotations = metadata.get("annotations") or {}
         digest: dict[str, Any] = {
             "kind": obj["kind"],
             "name": metadata["name"],
-            "desired_hash": annotations.get(HASH_ANNOTATION),
-            "canary": labels.get(CANARY_LABEL) == "true" or metadata["name"].endswith(CANARY_SUFFIX),
+            "desired_hash": desired_hash(obj),
+            "canary": labels.get(names.CANARY_LABEL) == "true"
+            or metadata["name"].endswith(names.CANARY_SUFFIX),
             "generation": int(metadata.get("generation") or 0),
         }
         if obj["kind"] == "Deployment":
@@ -79,14 +73,12 @@ def endpoint_name_of(obj: Mapping[str, Any], known_names: frozenset[str] | set[s
     made, which we adopt) its ``app`` label, with the ``-canary`` suffix of a canary taken off when that
     names a known endpoint. None for an object we cannot attribute (it is left alone)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    if labels.get(ENDPOINT_LABEL):
-        return str(labels[ENDPOINT_LABEL])
-    app = labels.get("app")
+    if labels.get(names.ENDPOINT_LABEL):
+        return str(labels[names.ENDPOINT_LABEL])
+    app = labels.get(names.APP_LABEL)
     if not app:
         return None
-    if app not in known_names and app.endswith(CANARY_SUFFIX) and app[: -len(CANARY_SUFFIX)] in known_names:
-        return str(app[: -len(CANARY_SUFFIX)])
-    return str(app)
+    return names.endpoint_of_app(str(app), known_names)
 
 
 def group_by_endpoint(
@@ -102,8 +94,11 @@ def group_by_endpoint(
 
 def desired_hash(obj: Mapping[str, Any]) -> str | None:
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(HASH_ANNOTATION)
+    value = annotations.get(names.HASH_ANNOTATION)
     return str(value) if value is not None else None
+
+
+# --------------------------------------------------------------------------- the plan
 
 
 @dataclass(frozen=True)
@@ -134,13 +129,9 @@ def plan_changes(desired: Sequence[Mapping[str, Any]], observed: Sequence[Observ
         if key not in live or live[key].desired_hash != desired_hash(obj)
     ]
     to_delete = [key for key in live if key not in wanted]
-    to_apply.sort(key=lambda obj: APPLY_ORDER.index(obj["kind"]) if obj["kind"] in APPLY_ORDER else 99)
-    to_delete.sort(key=lambda key: DELETE_ORDER.index(key[0]) if key[0] in DELETE_ORDER else 99)
+    to_apply.sort(key=lambda obj: names.apply_rank(obj["kind"]))
+    to_delete.sort(key=lambda key: names.delete_rank(key[0]))
     return Plan(apply=tuple(to_apply), delete=tuple(to_delete))
-
-
-def _differs(live: ObservedObject | None, obj: Mapping[str, Any]) -> bool:
-    return live is None or live.desired_hash != desired_hash(obj)
 
 
 def without_ingress(desired: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -148,86 +139,39 @@ def without_ingress(desired: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [obj for obj in desired if obj["kind"] != "Ingress"]
 
 
-@dataclass(frozen=True)
-class StatusReport:
-    """The region's status of one endpoint, before it becomes a DynamoDB ``region_status`` entry."""
-
-    state: str
-    replicas_ready: int = 0
-    replicas_desired: int = 0
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one reconcile found and did, as input to ``status_report``."""
-
-    desired_state: str
-    targeted: bool
-    spec_replicas: int
-    autoscaling_min: int | None
-    primary_before: ObservedObject | None
-    primary_applied: bool
-    error: str | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-
 def primary_deployment(name: str, observed: Iterable[ObservedObject]) -> ObservedObject | None:
     return next((o for o in observed if o.kind == "Deployment" and o.name == name), None)
 
 
-def status_report(outcome: Outcome) -> StatusReport | None:
-    """The status to report, or None when the region's entry should be removed (no longer targeted)."""
-    primary = outcome.primary_before
-    ready = primary.ready_replicas if primary else 0
-    if outcome.error:
-        return StatusReport("error", ready, outcome.spec_replicas, outcome.error)
-    if not outcome.targeted and outcome.desired_state != "deleted":
-        return None
-    if outcome.desired_state == "deleted":
-        return StatusReport("deleted")
-    if outcome.desired_state == "stopped":
-        return StatusReport("stopped")
-    desired = _desired_replicas(outcome)
-    note = "; ".join(outcome.notes) or None
-    if primary is None:
-        return StatusReport("creating", 0, desired, note)
-    if outcome.primary_applied:
-        return StatusReport("updating", ready, desired, note)
-    rolled_out = primary.observed_generation >= primary.generation and primary.updated_replicas >= desired
-    if ready >= desired and rolled_out:
-        return StatusReport("running", ready, desired, note)
-    return StatusReport("creating" if ready == 0 else "updating", ready, desired, note)
+@dataclass(frozen=True)
+class Withholding:
+    """The watchdog's rule applied to one reconcile: the objects to plan for, a note for the status, and
+    whether the withholding ends now (the primary has a ready replica again)."""
+
+    desired: list[dict[str, Any]]
+    notes: tuple[str, ...] = ()
+    release: bool = False
 
 
-def _desired_replicas(outcome: Outcome) -> int:
-    if outcome.autoscaling_min is None:
-        return outcome.spec_replicas
-    primary = outcome.primary_before
-    if primary is not None and primary.replicas is not None:
-        return max(primary.replicas, outcome.autoscaling_min)
-    return outcome.autoscaling_min
+def apply_withholding(
+    name: str,
+    desired: list[dict[str, Any]],
+    observed: Iterable[ObservedObject],
+    withheld: bool,
+    threshold_seconds: int,
+) -> Withholding:
+    """A withheld endpoint gets no Ingress until its primary has a ready replica again; then the
+    withholding ends within the cycle that sees the recovery."""
+    if not withheld or not any(obj["kind"] == "Ingress" for obj in desired):
+        return Withholding(desired)
+    primary = primary_deployment(name, observed)
+    if primary is not None and primary.ready_replicas > 0:
+        return Withholding(desired, release=True)
+    note = f"Ingress withheld by the watchdog: 0 ready replicas for over {threshold_seconds}s"
+    return Withholding(without_ingress(desired), (note,))
 
 
-def should_promote(
-    desired_state: str | None,
-    target_regions: Sequence[str],
-    region_states: Mapping[str, str],
-) -> bool:
-    """``deploying`` becomes ``running`` only when every target region reports ``running`` (regions that
-    are not targeted do not count, nor block)."""
-    if desired_state != "deploying" or not target_regions:
-        return False
-    return all(region_states.get(region) == "running" for region in target_regions)
-
-
-def is_purgeable(
-    desired_state: str | None, target_regions: Sequence[str], region_states: Mapping[str, str]
-) -> bool:
-    """A ``deleted`` record whose every target region reports ``deleted``."""
-    if desired_state != "deleted":
-        return False
-    return all(region_states.get(region) == "deleted" for region in target_regions)
+# --------------------------------------------------------------------------- watchdog
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,8 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from gco_tasks.cli.views import console, endpoints_table, print_endpoint, print_header
 from gco_tasks.config import ConfigError, load_settings
 from gco_tasks.endpoints import (
     DEFAULT_NAMESPACE,
@@ -33,8 +32,8 @@ from gco_tasks.endpoints import (
     InvalidEndpointError,
     RecordHeader,
     parse_spec,
-    validate_endpoint_name,
 )
+from gco_tasks.fields import validate_endpoint_name
 from gco_tasks.store import EndpointExistsError, EndpointNotFoundError, EndpointStore, StoreError
 
 endpoints_app = typer.Typer(
@@ -42,7 +41,6 @@ endpoints_app = typer.Typer(
     no_args_is_help=True,
 )
 
-console = Console(soft_wrap=False)
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 YesOption = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation.")
 
@@ -307,9 +305,9 @@ def status(name: str = typer.Argument(...), as_json: bool = JsonOption) -> None:
     try:
         endpoint = Endpoint.from_item(item)
     except InvalidEndpointError as exc:
-        _print_header(RecordHeader.from_item(item))
+        print_header(RecordHeader.from_item(item))
         _fail(str(exc))
-    _print_endpoint(endpoint)
+    print_endpoint(endpoint)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -338,78 +336,3 @@ def _edit(name: str, mutate: Callable[[EndpointSpec], EndpointSpec]) -> Endpoint
     with _store() as store:
         return store.update_spec(name, mutate)
     raise AssertionError("unreachable")  # _store exits on every error
-
-
-# --------------------------------------------------------------------------------------------------
-# Rendering (pure: items in, rich renderables out)
-# --------------------------------------------------------------------------------------------------
-
-
-def endpoints_table(items: list[dict[str, Any]]) -> Table:
-    table = Table("NAME", "STATE", "REGIONS", "IMAGE", "REPLICAS", "READY", "CREATED")
-    for item in items:
-        table.add_row(*_list_row(item))
-    return table
-
-
-def _list_row(item: dict[str, Any]) -> list[str]:
-    try:
-        endpoint = Endpoint.from_item(item)
-    except InvalidEndpointError:
-        header = RecordHeader.from_item(item) if isinstance(item.get("endpoint_name"), str) else None
-        name = header.endpoint_name if header else repr(item.get("endpoint_name"))
-        return [name, "invalid", ", ".join(header.target_regions if header else []), "-", "-", "-", "-"]
-    ready = sum(s.replicas_ready for s in endpoint.region_status.values())
-    desired = sum(s.replicas_desired for s in endpoint.region_status.values())
-    return [
-        endpoint.endpoint_name,
-        endpoint.desired_state,
-        ", ".join(endpoint.target_regions),
-        endpoint.spec.image,
-        str(endpoint.spec.replicas),
-        f"{ready}/{desired}",
-        endpoint.created_at or "-",
-    ]
-
-
-def region_table(endpoint: Endpoint) -> Table:
-    table = Table("REGION", "STATE", "READY", "DESIRED", "LAST SYNC", "ERROR")
-    for region, report in sorted(endpoint.region_status.items()):
-        table.add_row(
-            region,
-            report.state,
-            str(report.replicas_ready),
-            str(report.replicas_desired),
-            report.last_sync or "-",
-            report.error or "",
-        )
-    return table
-
-
-def _print_endpoint(endpoint: Endpoint) -> None:
-    spec = endpoint.spec
-    console.print(f"[bold]Endpoint:[/bold] {endpoint.endpoint_name}", highlight=False)
-    console.print(f"  Desired state: {endpoint.desired_state}", highlight=False)
-    console.print(f"  Image:         {spec.image}", highlight=False, markup=False)
-    console.print(
-        f"  Replicas:      {spec.replicas} (GPUs {spec.gpu_count} {spec.accelerator})", highlight=False
-    )
-    console.print(f"  Regions:       {', '.join(endpoint.target_regions)}", highlight=False, markup=False)
-    console.print(f"  Ingress path:  {endpoint.ingress_path}", highlight=False, markup=False)
-    if spec.canary is not None:
-        console.print(
-            f"  Canary:        {spec.canary.image} ({spec.canary.weight}%, {spec.canary.replicas} replicas)",
-            highlight=False,
-            markup=False,
-        )
-    console.print()
-    if endpoint.region_status:
-        console.print(region_table(endpoint))
-    else:
-        console.print("(Waiting for the fleet to sync)")
-
-
-def _print_header(header: RecordHeader) -> None:
-    console.print(f"Endpoint:      {header.endpoint_name}", highlight=False, markup=False)
-    console.print(f"  Desired state: {header.desired_state}", highlight=False, markup=False)
-    console.print(f"  Regions:       {', '.join(header.target_regions)}", highlight=False, markup=False)

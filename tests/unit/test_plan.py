@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from gco_tasks.conventions import HASH_ANNOTATION
 from gco_tasks.endpoints import Endpoint
-from gco_tasks.manifests import HASH_ANNOTATION, RenderOptions, render_endpoint
-from gco_tasks.reconcile import (
+from gco_tasks.manifests import RenderOptions, render_endpoint
+from gco_tasks.plan import (
     ObservedObject,
-    Outcome,
     endpoint_name_of,
     group_by_endpoint,
-    is_purgeable,
     judge_health,
     plan_changes,
-    should_promote,
-    status_report,
     without_ingress,
 )
+from gco_tasks.status import Outcome, is_purgeable, should_promote, status_report
 
 
 def record(**overrides: Any) -> Endpoint:

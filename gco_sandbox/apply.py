@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gco_tasks.sandbox.patching import JSON, deep_copy, merge_key
+from gco_sandbox.patching import JSON, deep_copy, merge_key
 
 Path = tuple[str, ...]
 
