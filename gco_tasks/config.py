@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         "text", description="Log lines as readable text, or one JSON object per line (text|json)."
     )
     metrics_port: int = Field(
-        9808, ge=0, le=65535, description="Port of the Prometheus exporter of workers and beat; 0 disables it."
+        9808, ge=0, le=65535, description="Port of the Prometheus exporter of workers and beat (0: none)."
     )
 
     @field_validator("log_format", mode="before")
