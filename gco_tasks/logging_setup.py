@@ -38,6 +38,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 #: The context fields every line can carry, in the order a JSON line shows them.
 CONTEXT_FIELDS: Final = ("endpoint", "region", "task_id", "result", "duration_ms")
+MULTIPROCESSING_LOGGER: Final = "multiprocessing"  # billiard's, configured by Celery
 TEXT_FORMAT: Final = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
 
 _context: ContextVar[Mapping[str, Any]] = ContextVar("gco_log_context", default=MappingProxyType({}))
@@ -140,9 +141,15 @@ def prepare_handler(handler: logging.Handler, log_format: str, defaults: Mapping
 
 
 def celery_logger_ready(logger: logging.Logger, log_format: str, defaults: Mapping[str, Any]) -> None:
-    """After Celery set up ``logger`` (the root or the task logger): prepare each of its handlers."""
-    for handler in logger.handlers:
-        prepare_handler(handler, log_format, defaults)
+    """After Celery set up ``logger`` (the root or the task logger): prepare each of its handlers, and,
+    with the root, those of the pool's ``multiprocessing`` logger, which Celery sets up beside it and
+    which does not propagate (it reports a killed pool child)."""
+    loggers = [logger]
+    if logger is logging.getLogger():
+        loggers.append(logging.getLogger(MULTIPROCESSING_LOGGER))
+    for each in loggers:
+        for handler in each.handlers:
+            prepare_handler(handler, log_format, defaults)
 
 
 def configure(log_format: str, level: int | str = logging.INFO, region: str | None = None) -> None:

@@ -133,7 +133,7 @@ def queue_keys(
     return [prefix + name for name in names]
 
 
-@dataclass
+@dataclass(eq=False)
 class QueueDepthCollector:
     """``gco_queue_depth{region,queue}`` from one pipelined LLEN per list at each scrape. A Redis
     failure leaves the series out of that scrape (logged at debug, never with the URL)."""
@@ -283,9 +283,11 @@ class Exporter:
 # --------------------------------------------------------------------------- Celery signal handlers
 
 
-@dataclass
+@dataclass(repr=False)
 class Observability:
-    """The handlers ``install`` connects, bound to one app and its settings."""
+    """The handlers ``install`` connects, bound to one app and its settings. Its repr names the region
+    only: Celery logs a failing signal handler with its receiver's repr, and the settings hold the
+    Redis URL (a password)."""
 
     app: Any
     settings: Settings
@@ -298,6 +300,9 @@ class Observability:
     @property
     def region(self) -> str:
         return self.settings.region
+
+    def __repr__(self) -> str:
+        return f"<Observability region={self.region!r} role={self.role!r}>"
 
     def _ours(self, sender: Any) -> bool:
         return getattr(sender, "app", self.app) is self.app
@@ -363,9 +368,12 @@ class Observability:
                 logging_setup.restore(token)
         metrics.task_finished(self.region, getattr(task, "name", None))
 
-    def on_task_revoked(self, request: Any = None, expired: bool = False, **_: Any) -> None:
-        if expired:
-            metrics.record_expired_message(self.region, getattr(request, "task", None))
+    def on_task_revoked(
+        self, sender: Any = None, request: Any = None, expired: bool = False, **_: Any
+    ) -> None:
+        if expired and self._ours(sender):
+            name = getattr(sender, "name", None) or getattr(request, "task", None)
+            metrics.record_expired_message(self.region, name)
 
     def on_after_task_publish(self, sender: str | None = None, headers: Any = None, **_: Any) -> None:
         if self.role == "beat":
