@@ -393,10 +393,12 @@ class Installed:
 
     observability: Observability
     connections: list[tuple[Any, Callable[..., None]]]
+    previous_region: str
 
     def uninstall(self) -> None:
         for signal, handler in self.connections:
             signal.disconnect(handler)
+        metrics.set_default_region(self.previous_region)
         if self.observability.exporter is not None:
             self.observability.exporter.stop()
 
@@ -406,7 +408,7 @@ def install(app: Any, settings: Settings, environ: Mapping[str, str] | None = No
     Call once, where the app is created."""
     from celery import signals
 
-    metrics.set_default_region(settings.region)
+    previous_region = metrics.set_default_region(settings.region)
     obs = Observability(app, settings, os.environ if environ is None else environ)
     connections: list[tuple[Any, Callable[..., None]]] = [
         (signals.worker_init, obs.on_worker_init),
@@ -423,4 +425,4 @@ def install(app: Any, settings: Settings, environ: Mapping[str, str] | None = No
     ]
     for signal, handler in connections:
         signal.connect(handler, weak=False)
-    return Installed(obs, connections)
+    return Installed(obs, connections, previous_region)
