@@ -347,9 +347,10 @@ def _ports(rules: list[Obj]) -> set[tuple[str, int]]:
 def test_network_policies_allow_only_what_each_process_uses(region: Region) -> None:
     dns = {("UDP", 53), ("TCP", 53)}
     redis = {("TCP", 6379)}
+    metrics = {("TCP", load_settings(region.config["data"]).metrics_port)}
     expected = {
-        "worker": (set(), dns | redis | {("TCP", 443), ("TCP", 6443)}),
-        "beat": (set(), dns | redis),
+        "worker": (metrics, dns | redis | {("TCP", 443), ("TCP", 6443)}),
+        "beat": (metrics, dns | redis),
         "flower": ({("TCP", 5555)}, dns | redis),
     }
     policies = region.of_kind("NetworkPolicy")
@@ -361,3 +362,14 @@ def test_network_policies_allow_only_what_each_process_uses(region: Region) -> N
         assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"], component
         assert _ports(spec.get("ingress", [])) == ingress, component
         assert _ports(spec["egress"]) == egress, component
+
+
+def test_worker_and_beat_expose_the_metrics_port_of_the_settings(region: Region) -> None:
+    port = load_settings(region.config["data"]).metrics_port
+    assert region.config["data"]["METRICS_PORT"] == str(port) and port > 0
+    for component in ("worker", "beat"):
+        container = region.container(component)
+        assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    multiproc = _env(region, region.container("worker"))["PROMETHEUS_MULTIPROC_DIR"]
+    assert multiproc.startswith("/tmp/"), "the only writable path is the /tmp emptyDir"
+    assert "PROMETHEUS_MULTIPROC_DIR" not in _env(region, region.container("beat")), "beat is one process"
