@@ -43,8 +43,9 @@ from enum import StrEnum
 from typing import Any, Final, get_args
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from redis.exceptions import RedisError
 
-from gco_tasks.endpoints import RegionState
+from gco_tasks.endpoints import InvalidEndpointError, RegionState
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,48 @@ def reason_for_kube_status(status: int | None) -> ErrorReason:
         409: ErrorReason.KUBE_CONFLICT,
     }
     return by_status.get(status, ErrorReason.KUBE_REJECTED)
+
+
+def classify_result(
+    applied: int, deleted: int, error: bool = False, skipped_locked: bool = False
+) -> ResultKind:
+    """The ``result`` of one reconcile from what it did: skipped on the lock, else ended in error, else
+    applied something, else only deleted, else nothing (``noop``)."""
+    if skipped_locked:
+        return ResultKind.SKIPPED_LOCKED
+    if error:
+        return ResultKind.ERROR
+    if applied:
+        return ResultKind.APPLIED
+    return ResultKind.DELETED if deleted else ResultKind.NOOP
+
+
+_TIME_LIMITS: Final = frozenset({"SoftTimeLimitExceeded", "TimeLimitExceeded"})
+
+
+def reason_for_exception(error: BaseException) -> ErrorReason:
+    """The reason of an exception that failed a reconcile, from what the libraries raise: an invalid
+    record, a time limit, Redis, a Kubernetes answer (anything with a ``status`` attribute, an HTTP
+    status or None for no answer, as ``ApiException`` and the gateway's errors have), a botocore error
+    anywhere in the ``__cause__`` chain (the store wraps them); anything else is ``internal``."""
+    if isinstance(error, InvalidEndpointError):
+        return ErrorReason.INVALID_SPEC
+    if type(error).__name__ in _TIME_LIMITS:
+        return ErrorReason.TIME_LIMIT
+    if isinstance(error, RedisError):
+        return ErrorReason.REDIS_ERROR
+    if hasattr(error, "status"):  # ApiException, the gateway's ClusterError (None: no answer)
+        status = error.status
+        if status is None or (isinstance(status, int) and not isinstance(status, bool)):
+            return reason_for_kube_status(status)
+    cause: BaseException | None = error
+    while cause is not None:
+        if type(cause).__module__.startswith("botocore"):
+            code = (getattr(cause, "response", None) or {}).get("Error", {}).get("Code")
+            throttled = code in THROTTLING_CODES
+            return ErrorReason.DYNAMODB_THROTTLED if throttled else ErrorReason.DYNAMODB_ERROR
+        cause = cause.__cause__
+    return ErrorReason.INTERNAL
 
 
 def kube_code(error: BaseException | None = None, status: int | None = None) -> str:

@@ -270,3 +270,59 @@ def test_use_restores_the_previous_set() -> None:
     finally:
         assert metrics.use(previous) is fresh
     assert metrics.current() is previous
+
+
+# --------------------------------------------------------------------------- deciding the labels
+
+
+@pytest.mark.parametrize(
+    ("applied", "deleted", "error", "skipped", "kind"),
+    [
+        (0, 0, False, True, ResultKind.SKIPPED_LOCKED),
+        (2, 0, True, False, ResultKind.ERROR),
+        (2, 1, False, False, ResultKind.APPLIED),
+        (0, 3, False, False, ResultKind.DELETED),
+        (0, 0, False, False, ResultKind.NOOP),
+    ],
+)
+def test_classify_result(applied: int, deleted: int, error: bool, skipped: bool, kind: ResultKind) -> None:
+    assert metrics.classify_result(applied, deleted, error, skipped) is kind
+
+
+def _client_error(code: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "m"}}, "UpdateItem")
+
+
+def _wrapped(cause: BaseException) -> BaseException:
+    from gco_tasks.store import TransientStoreError
+
+    try:
+        raise TransientStoreError("UpdateItem failed") from cause
+    except TransientStoreError as exc:
+        return exc
+
+
+def test_reason_for_exception() -> None:
+    from billiard.exceptions import SoftTimeLimitExceeded
+    from botocore.exceptions import EndpointConnectionError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from gco_tasks.cluster import PermanentClusterError, TransientClusterError
+    from gco_tasks.endpoints import InvalidEndpointError
+
+    reason = metrics.reason_for_exception
+    assert reason(InvalidEndpointError([("spec.port", "must be 1-65535")], "x")) is ErrorReason.INVALID_SPEC
+    assert reason(SoftTimeLimitExceeded()) is ErrorReason.TIME_LIMIT
+    assert reason(RedisConnectionError("down")) is ErrorReason.REDIS_ERROR
+    assert reason(PermanentClusterError("apply Deployment/x: 422", 422)) is ErrorReason.KUBE_INVALID
+    assert reason(PermanentClusterError("apply Deployment/x: 403", 403)) is ErrorReason.KUBE_FORBIDDEN
+    assert reason(TransientClusterError("list deployments: timed out")) is ErrorReason.KUBE_UNAVAILABLE
+    assert reason(ApiException(status=409)) is ErrorReason.KUBE_CONFLICT
+    throttled = _wrapped(_client_error("ProvisionedThroughputExceededException"))
+    assert reason(throttled) is ErrorReason.DYNAMODB_THROTTLED
+    assert reason(_client_error("ValidationException")) is ErrorReason.DYNAMODB_ERROR
+    unreachable = _wrapped(EndpointConnectionError(endpoint_url="http://x"))
+    assert reason(unreachable) is ErrorReason.DYNAMODB_ERROR
+    assert reason(KeyError("spec")) is ErrorReason.INTERNAL
