@@ -105,7 +105,7 @@ def celery_client(env: dict[str, str]) -> Iterator[Any]:
     anything that runs here: no worker or beat starts in this process)."""
     from celery import Celery
 
-    app = Celery("observed-client", broker=env["REDIS_URL"], backend=env["REDIS_URL"])
+    app = Celery("observed-client", broker=env["REDIS_URL"], backend=env["REDIS_URL"], set_as_current=False)
     app.conf.update(task_default_queue=QUEUE, result_expires=600)
     yield app
     app.close()

@@ -45,7 +45,7 @@ def depth_of(collector: Any) -> dict[str, float]:
 @pytest.fixture()
 def producer(redis_url: str) -> Iterator[Celery]:
     """A Celery app that only publishes (no worker consumes its queue)."""
-    app = Celery("producer", broker=redis_url)
+    app = Celery("producer", broker=redis_url, set_as_current=False)
     app.conf.update(task_default_queue=QUEUE, broker_connection_retry_on_startup=True)
     yield app
     app.close()
@@ -92,7 +92,7 @@ def test_unreachable_redis_yields_no_series_and_shows_no_password(caplog: pytest
     assert "gco_reconcile_interval_seconds" in text
     assert "queue depth unavailable: ConnectionError" in caplog.text
     assert "s3cret" not in text and "s3cret" not in caplog.text
-    obs = observability.Observability(Celery("x"), settings)
+    obs = observability.Observability(Celery("x", set_as_current=False), settings)
     assert "s3cret" not in repr(obs) and "s3cret" not in repr(obs.on_worker_ready)
 
 
@@ -206,7 +206,7 @@ def test_install_connects_handlers_that_uninstall_removes(
 
     before = [len(signal.receivers or []) for signal in RECEIVER_SIGNALS]
     region_before = metrics.set_default_region("before")
-    app = Celery("installed")
+    app = Celery("installed", set_as_current=False)
     settings = load_settings({"REGION": REGION, "METRICS_PORT": "0"})
     installed = observability.install(app, settings, environ={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     try:
@@ -236,7 +236,7 @@ def test_install_connects_handlers_that_uninstall_removes(
         beat = {"region": REGION, "task": "gco_tasks.fan_out"}
         assert fresh_metrics.registry.get_sample_value("gco_beat_sent_total", beat) is None, "not beat"
 
-        other = Celery("another")
+        other = Celery("another", set_as_current=False)
         signals.worker_init.send(sender=type("Worker", (), {"app": other})())
         assert installed.observability.role == "worker", "another app's signals are not ours"
     finally:
