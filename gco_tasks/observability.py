@@ -14,7 +14,8 @@ once at import; from then on, in a ``celery worker`` or ``celery beat`` process 
   context and count ``gco_tasks_in_progress``; ``task_revoked`` with ``expired`` (in the worker parent,
   which drops an expired message unrun) counts ``gco_expired_messages_total``; ``after_task_publish`` in
   beat counts ``gco_beat_sent_total``; ``worker_process_shutdown`` removes the live gauges of an exiting
-  child (``multiprocess.mark_process_dead``);
+  child (``multiprocess.mark_process_dead``), and ``worker_process_init`` closes, in a child forked after
+  the exporter started (a replacement), its inherited copy of the listening socket;
 - ``after_setup_logger`` / ``after_setup_task_logger`` hand Celery's handlers to ``logging_setup``.
 
 Why the exporter lives in the worker's parent process rather than in a separate exporter process: the
@@ -271,6 +272,13 @@ class Exporter:
         log.info("metrics exporter listening on port %d", self.port)
         return True
 
+    def forget_after_fork(self) -> None:
+        """In a pool child forked after the exporter started: close this process's copy of the listening
+        socket (the parent keeps serving) so that a child never holds the port."""
+        server, self._server, self._thread = self._server, None, None
+        if server is not None:
+            server.socket.close()
+
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
@@ -327,6 +335,10 @@ class Observability:
     def on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
         if self._ours(sender) and self.exporter is not None:
             self.exporter.stop()
+
+    def on_worker_process_init(self, **_: Any) -> None:
+        if self.exporter is not None:
+            self.exporter.forget_after_fork()
 
     def on_worker_process_shutdown(self, pid: int | None = None, **_: Any) -> None:
         directory = multiproc_dir(self.environ)
@@ -414,6 +426,7 @@ def install(app: Any, settings: Settings, environ: Mapping[str, str] | None = No
         (signals.worker_init, obs.on_worker_init),
         (signals.worker_ready, obs.on_worker_ready),
         (signals.worker_shutdown, obs.on_worker_shutdown),
+        (signals.worker_process_init, obs.on_worker_process_init),
         (signals.worker_process_shutdown, obs.on_worker_process_shutdown),
         (signals.beat_init, obs.on_beat_init),
         (signals.task_prerun, obs.on_task_prerun),

@@ -167,11 +167,43 @@ def test_worker_parent_serves_what_its_children_recorded(
         after = scrape(port) or {}
         assert sample(after, "gco_reconcile_total", result="deleted") == 1, "a dead child's counts stay"
         assert sample(after, "gco_reconcile_total", result="applied") == 6
+        main = worker.popen.pid
+        wait_for("a replacement child", lambda: len(children(main)) == 2, log=worker.log)
+        wait_for(  # the replacement's worker_process_init closes its inherited copy of the socket
+            "only the parent holding the exporter's socket",
+            lambda: socket_holders(port) == {main},
+            timeout=10,
+            log=lambda: f"holders {socket_holders(port)}, main {main}\n{worker.log()}",
+        )
     finally:
         code = worker.stop()
     assert code == 0, worker.log()
     assert scrape(port) is None, "the exporter stops with the worker"
     check_json_logs(worker.log_path.read_text(errors="replace"), results[0].id)
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def socket_holders(port: int) -> set[int]:
+    """The pids holding the socket that listens on ``port`` (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    assert inodes, f"nothing listens on {port}"
+    holders = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = {os.readlink(fd) for fd in fd_dir.iterdir()}
+        except OSError:  # a process that ended, or not ours to read
+            continue
+        if links & inodes:
+            holders.add(int(fd_dir.parent.name))
+    return holders
 
 
 def check_json_logs(text: str, task_id: str) -> None:

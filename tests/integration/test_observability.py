@@ -188,6 +188,7 @@ RECEIVER_SIGNALS = (
     signals.worker_init,
     signals.worker_ready,
     signals.worker_shutdown,
+    signals.worker_process_init,
     signals.worker_process_shutdown,
     signals.beat_init,
     signals.task_prerun,
