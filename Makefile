@@ -1,7 +1,7 @@
 # The two commands of the README: `make sandbox` (the fleet on a local sandbox) and `make test`.
 # Everything else here is what those two need: a virtualenv with the project, its dev extra and the
 # local sandbox (gco_sandbox/, a separate distribution that never ships in the product's wheel),
-# and the system binaries the tests and the sandbox start (redis-server, kubectl).
+# and the system binaries the tests and the sandbox start (redis-server, kubectl, promtool).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,17 +18,20 @@ $(STAMP): pyproject.toml gco_sandbox/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./gco_sandbox
 	touch $@
 
-# redis-server is started privately by the tests and by the sandbox; kubectl renders the k8s/ overlays.
+# redis-server is started privately by the tests and by the sandbox; kubectl renders the k8s/ overlays;
+# promtool (Debian's `prometheus` package, which also installs a Prometheus service: the tests use only
+# its promtool) unit-tests the alert rules and parses the dashboard's queries.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "missing:$$missing. Install them first, e.g. 'sudo apt-get install$$missing' (Debian/Ubuntu) or 'brew install redis kubectl' (macOS)." >&2; \
+	    echo "missing:$$missing. Install them first, e.g. 'sudo apt-get install$$missing' (Debian/Ubuntu) or 'brew install redis kubectl prometheus' (macOS)." >&2; \
 	    exit 1; \
 	  fi; \
 	fi

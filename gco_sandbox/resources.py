@@ -30,6 +30,13 @@ class ResourceType:
     name_rule: str  # "subdomain", "label" (RFC 1123) or "label1035"
     subresources: tuple[str, ...] = ()
     short_names: tuple[str, ...] = ()
+    #: The store's collection; the plural unless two groups serve the same plural (core and
+    #: events.k8s.io Events: one object seen two ways in Kubernetes, two collections here).
+    collection: str = ""
+
+    @property
+    def store_key(self) -> str:
+        return self.collection or self.plural
 
     @property
     def api_version(self) -> str:
@@ -90,6 +97,16 @@ RESOURCES: tuple[ResourceType, ...] = (
         ("hpa",),
     ),
     ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True, "subdomain"),
+    ResourceType(
+        "events.k8s.io",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        True,
+        "subdomain",
+        collection="events.events.k8s.io",
+    ),
 )
 
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -79,7 +79,7 @@ class Store:
     def reset(self) -> None:
         """Back to the four initial namespaces and nothing else."""
         with self.lock:
-            self._collections: dict[str, Collection] = {r.plural: Collection() for r in RESOURCES}
+            self._collections: dict[str, Collection] = {r.store_key: Collection() for r in RESOURCES}
             self._rv = 0
             self._pending: list[tuple[float, str, Key]] = []
             for name in INITIAL_NAMESPACES:
@@ -108,7 +108,7 @@ class Store:
             return self._record(resource, namespace, name).obj
 
     def _record(self, resource: ResourceType, namespace: str, name: str) -> Record:
-        record = self._collections[resource.plural].records.get((namespace, name))
+        record = self._collections[resource.store_key].records.get((namespace, name))
         if record is None:
             raise not_found(resource, name)
         return record
@@ -131,7 +131,7 @@ class Store:
         start = decode_continue(continue_token) if continue_token else None
         with self.lock:
             self.settle()
-            collection = self._collections[resource.plural]
+            collection = self._collections[resource.store_key]
             items, more = select_page(collection, namespace, labels, fields, limit, start)
             metadata: Obj = {"resourceVersion": self.resource_version}
         if more:
@@ -155,7 +155,7 @@ class Store:
         with self.lock:
             self.settle()
             self._check_namespace(resource, namespace)
-            if (namespace, name) in self._collections[resource.plural].records:
+            if (namespace, name) in self._collections[resource.store_key].records:
                 raise ApiError(
                     409,
                     "AlreadyExists",
@@ -238,7 +238,7 @@ class Store:
         with self.lock:
             self.settle()
             self._check_namespace(resource, namespace)
-            record = self._collections[resource.plural].records.get((namespace, name))
+            record = self._collections[resource.store_key].records.get((namespace, name))
             live = without_server_fields(record.obj) if record else None
             try:
                 obj, entries = ssa.apply(
@@ -259,7 +259,7 @@ class Store:
             self.settle()
             record = self._record(resource, namespace, name)
             if not options.dry_run:
-                self._collections[resource.plural].pop((namespace, name))
+                self._collections[resource.store_key].pop((namespace, name))
                 if resource is NAMESPACES:
                     self._drop_namespace(name)
             return record.obj
@@ -347,7 +347,7 @@ class Store:
         new_record = Record(obj, entries, record.ready_at if record else 0.0)
         if resource.plural == "deployments" and spec_changed:
             self._schedule(new_record, (meta.get("namespace", ""), name))
-        self._collections[resource.plural].put((meta.get("namespace", ""), name), new_record)
+        self._collections[resource.store_key].put((meta.get("namespace", ""), name), new_record)
         return obj
 
     def _validate(self, resource: ResourceType, obj: Obj) -> None:

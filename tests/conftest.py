@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -102,3 +102,21 @@ def kube_client(apiserver: SandboxAPIServer) -> Iterator[kubernetes.client.ApiCl
     configuration = kubernetes.client.Configuration(host=apiserver.url)
     with kubernetes.client.ApiClient(configuration) as api_client:
         yield api_client
+
+
+# --- metrics (issue 14) --------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def fresh_metrics() -> Iterator[Any]:
+    """The fleet's metrics on a fresh registry for one test; the process's own set is restored after."""
+    from prometheus_client import CollectorRegistry
+
+    from gco_tasks import metrics
+
+    fresh = metrics.FleetMetrics.create(CollectorRegistry())
+    previous = metrics.use(fresh)
+    try:
+        yield fresh
+    finally:
+        metrics.use(previous)

@@ -40,6 +40,8 @@ MANAGED = {
     ("networking.k8s.io", "ingresses"),
     ("autoscaling", "horizontalpodautoscalers"),
 }
+#: Kubernetes Events about what the fleet did (gco_tasks/events.py): created, and a repeat's series patched.
+EVENTS = {("events.k8s.io", "events", verb) for verb in ("create", "patch")}
 HEARTBEAT_PROBE = ["sh", "-c", 'test $(( $(date +%s) - $(stat -c %Y "$WORKER_HEARTBEAT_FILE") )) -lt 60']
 
 Obj = dict[str, Any]
@@ -179,7 +181,7 @@ def test_role_grants_exactly_what_the_reconciler_uses(region: Region) -> None:
     for rule in role["rules"]:
         assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames / nonResourceURLs"
         granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    assert granted == {(group, resource, verb) for group, resource in MANAGED for verb in VERBS}
+    assert granted == {(group, resource, verb) for group, resource in MANAGED for verb in VERBS} | EVENTS
     assert not {"watch", "update", "*"} & {verb for _, _, verb in granted}
 
     (binding,) = region.of_kind("RoleBinding")
@@ -345,9 +347,10 @@ def _ports(rules: list[Obj]) -> set[tuple[str, int]]:
 def test_network_policies_allow_only_what_each_process_uses(region: Region) -> None:
     dns = {("UDP", 53), ("TCP", 53)}
     redis = {("TCP", 6379)}
+    metrics = {("TCP", load_settings(region.config["data"]).metrics_port)}
     expected = {
-        "worker": (set(), dns | redis | {("TCP", 443), ("TCP", 6443)}),
-        "beat": (set(), dns | redis),
+        "worker": (metrics, dns | redis | {("TCP", 443), ("TCP", 6443)}),
+        "beat": (metrics, dns | redis),
         "flower": ({("TCP", 5555)}, dns | redis),
     }
     policies = region.of_kind("NetworkPolicy")
@@ -359,3 +362,14 @@ def test_network_policies_allow_only_what_each_process_uses(region: Region) -> N
         assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"], component
         assert _ports(spec.get("ingress", [])) == ingress, component
         assert _ports(spec["egress"]) == egress, component
+
+
+def test_worker_and_beat_expose_the_metrics_port_of_the_settings(region: Region) -> None:
+    port = load_settings(region.config["data"]).metrics_port
+    assert region.config["data"]["METRICS_PORT"] == str(port) and port > 0
+    for component in ("worker", "beat"):
+        container = region.container(component)
+        assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    multiproc = _env(region, region.container("worker"))["PROMETHEUS_MULTIPROC_DIR"]
+    assert multiproc.startswith("/tmp/"), "the only writable path is the /tmp emptyDir"
+    assert "PROMETHEUS_MULTIPROC_DIR" not in _env(region, region.container("beat")), "beat is one process"
