@@ -28,6 +28,7 @@ from typing import Any
 from gco_tasks.sandbox import apply as ssa
 from gco_tasks.sandbox import patching, selectors, simulation
 from gco_tasks.sandbox.resources import NAMESPACES, RESOURCES, ResourceType
+from gco_tasks.sandbox.semantics import semantic_error
 from gco_tasks.sandbox.validation import Validator
 
 Obj = dict[str, Any]
@@ -461,7 +462,7 @@ class Store:
             if obj["status"] is None:
                 obj.pop("status")
         _apply_defaults(resource, obj, old)
-        self._validate(resource, obj)
+        self._validate(resource, obj, old)
         spec_changed = old is None or old.get("spec") != obj.get("spec")
         if (
             old is not None
@@ -497,11 +498,13 @@ class Store:
             if spec_changed and "spec" in obj:
                 meta["generation"] = int(old["metadata"].get("generation", 0)) + 1
 
-    def _validate(self, resource: ResourceType, obj: Obj) -> None:
-        if self.validator is None:
-            return
-        meta = {k: v for k, v in obj["metadata"].items() if k not in _VOLATILE}
-        error = self.validator.error({**obj, "metadata": meta})
+    def _validate(self, resource: ResourceType, obj: Obj, old: Obj | None) -> None:
+        """The JSON schema (when a version is set), then what kube-apiserver checks beyond it."""
+        error = None
+        if self.validator is not None:
+            meta = {k: v for k, v in obj["metadata"].items() if k not in _VOLATILE}
+            error = self.validator.error({**obj, "metadata": meta})
+        error = error or semantic_error({"kind": resource.kind, **obj}, old)
         if error:
             raise invalid(resource, obj["metadata"].get("name", ""), error)
 
