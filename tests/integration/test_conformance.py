@@ -37,7 +37,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from gco_tasks.cluster import APPLY_CONTENT_TYPE, FIELD_MANAGER, KINDS
+from gco_tasks.cluster import APPLY_CONTENT_TYPE, FIELD_MANAGER, KINDS, ClusterGateway
 from gco_tasks.sandbox.controlplane import raw
 from tests.clusters import Cluster
 
@@ -364,3 +364,21 @@ def test_pods_of_a_missing_service_account_are_never_created(
 
     wait_until(replica_failure, "the ReplicaFailure condition", patience(cluster))
     assert not (read(cluster, "Deployment", "conf").get("status") or {}).get("readyReplicas")
+
+
+# --------------------------------------------------------------------------------------------------
+# Request bodies
+# --------------------------------------------------------------------------------------------------
+
+
+def test_an_apply_body_with_surrogate_escapes_is_refused_and_ours_is_not(cluster: Cluster) -> None:
+    """The official client writes a character beyond the BMP (an emoji) as a JSON surrogate pair, which
+    is not YAML: kube-apiserver refuses the apply-patch+yaml body (400). The fleet's gateway writes YAML's
+    ``\\U`` escape instead (``cluster.apply_body``), and the value arrives intact."""
+    body = deployment()
+    body["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "GREETING", "value": "hi 😀"}]
+    refusal = refused(lambda: apply(cluster, body))
+    assert refusal["code"] == 400 and "invalid Unicode character escape" in refusal["message"]
+    ClusterGateway(cluster.api_client, NS).apply(body)  # the fleet's own apply
+    env = read(cluster, "Deployment", "conf")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "GREETING", "value": "hi 😀"}]
