@@ -33,6 +33,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -144,6 +146,11 @@ def _check_label_value(value: str) -> str:
     return value
 
 
+def _check_toleration_key(key: str) -> str:
+    """A label key, or empty (with operator ``Exists``: tolerate every taint)."""
+    return _check_label_key(key) if key else key
+
+
 def _check_env_name(key: str) -> str:
     if not _ENV_NAME.match(key):
         raise ValueError("environment variable names are letters, digits and '_', not starting with a digit")
@@ -166,6 +173,24 @@ def _check_model_source(value: str) -> str:
 def _check_http_path(value: str) -> str:
     if not value.startswith("/") or not _NO_SPACE.match(value):
         raise ValueError("must be a URL path starting with '/' and without spaces (e.g. '/health')")
+    return value
+
+
+#: What kube-apiserver refuses in an Ingress path of type Prefix or Exact (the fleet renders Prefix).
+_BAD_INGRESS_PARTS = ("//", "/./", "/../", "%2f", "%2F")
+_BAD_INGRESS_ENDS = ("/..", "/.")
+
+
+def _check_ingress_path(value: str) -> str:
+    if not value:  # absent: the model fills in /inference/{name}
+        return value
+    _check_http_path(value)
+    for part in _BAD_INGRESS_PARTS:
+        if part in value:
+            raise ValueError(f"must not contain '{part}' (Kubernetes refuses it in an Ingress path)")
+    for end in _BAD_INGRESS_ENDS:
+        if value.endswith(end):
+            raise ValueError(f"must not end with '{end}' (Kubernetes refuses it in an Ingress path)")
     return value
 
 
@@ -260,6 +285,7 @@ LabelValue = Annotated[str, BeforeValidator(_number_to_str), AfterValidator(_che
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Image = Annotated[str, AfterValidator(_check_image)]
 HttpPath = Annotated[str, AfterValidator(_check_http_path)]
+IngressPath = Annotated[str, AfterValidator(_check_ingress_path)]
 NonEmptyStr = Annotated[str, AfterValidator(_check_non_empty)]
 Labels = dict[LabelKey, LabelValue]
 
@@ -301,13 +327,21 @@ def _dump(value: Any) -> Any:
 
 
 class Toleration(_ItemModel):
-    """A Kubernetes toleration, with Kubernetes' own key names."""
+    """A Kubernetes toleration, with Kubernetes' own key names and rules: the key is a label key, the
+    value a label value, ``tolerationSeconds`` only with effect ``NoExecute``."""
 
-    key: str | None = None
+    key: Annotated[str, AfterValidator(_check_toleration_key)] | None = None
     operator: Literal["Exists", "Equal"] | None = None
-    value: Str | None = None
+    value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute", ""] | None = None
     tolerationSeconds: Int | None = None  # Kubernetes' own field name
+
+    @field_validator("tolerationSeconds")
+    @classmethod
+    def _only_for_no_execute(cls, seconds: int | None, info: ValidationInfo) -> int | None:
+        if seconds is not None and info.data.get("effect") != "NoExecute":
+            raise ValueError("tolerationSeconds is only allowed with effect 'NoExecute'")
+        return seconds
 
     @model_validator(mode="after")
     def _check(self) -> Toleration:
@@ -457,7 +491,7 @@ class Endpoint(_ItemModel):
     target_regions: list[NonEmptyStr] = Field(default_factory=list)
     namespace: Annotated[str, AfterValidator(_check_namespace)] = DEFAULT_NAMESPACE
     spec: EndpointSpec
-    ingress_path: HttpPath = ""
+    ingress_path: IngressPath = ""
     created_at: str | None = None
     updated_at: str | None = None
     region_status: dict[NonEmptyStr, RegionStatus] = Field(default_factory=dict)
