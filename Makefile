@@ -1,6 +1,7 @@
 # The two commands of the README: `make sandbox` (the fleet on a local sandbox) and `make test`.
-# Everything else here is what those two need: a virtualenv with the project and its extras,
-# and the system binaries the tests and the sandbox start (redis-server, kubectl).
+# Everything else here is what those two need: a virtualenv with the project and its extras, the
+# system binary the tests and the sandbox start (redis-server), and the real control plane built from
+# source (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,17 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# redis-server is started privately by the tests and by the sandbox; kubectl renders the k8s/ overlays.
+# redis-server is started privately by the tests and by the sandbox. (kubectl comes from `make
+# controlplane`: Debian's kubernetes-client is 1.20, too old for the overlays' kustomize.)
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "missing:$$missing. Install them first, e.g. 'sudo apt-get install$$missing' (Debian/Ubuntu) or 'brew install redis kubectl' (macOS)." >&2; \
+	    echo "missing:$$missing. Install them first, e.g. 'sudo apt-get install$$missing' (Debian/Ubuntu) or 'brew install redis' (macOS)." >&2; \
 	    exit 1; \
 	  fi; \
 	fi
@@ -50,8 +51,10 @@ test: $(STAMP) system-deps controlplane lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-sandbox: $(STAMP) system-deps
-	$(BIN)/gco-tasks sandbox $(SANDBOX_ARGS)
+# CLUSTER=real runs the fleet against the real control plane (built first) instead of the stand-in.
+CLUSTER ?= standin
+sandbox: $(STAMP) system-deps $(if $(filter real,$(CLUSTER)),controlplane)
+	$(BIN)/gco-tasks sandbox --cluster $(CLUSTER) $(SANDBOX_ARGS)
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench.fleet
