@@ -77,6 +77,8 @@ CONTROLLERS = (
 #: EKS enables these on top of kube-apiserver's default admission plugins (EKS platform versions page).
 EXTRA_ADMISSION_PLUGINS = ("NodeRestriction", "ExtendedResourceToleration")
 START_TIMEOUT_SECONDS = 90.0
+#: What a previous start left in a reused work directory (logs are simply overwritten).
+STALE_STATE = ("etcd-data", "pki", "apiserver-certs")
 LOG_TAIL_LINES = 30
 
 
@@ -396,10 +398,13 @@ class ControlPlane:
         timeout: float = START_TIMEOUT_SECONDS,
     ) -> ControlPlane:
         """Start every component and wait until the cluster is ready (see the module docstring).
-        ``workdir`` None: a temporary directory, removed by ``stop()``; otherwise it is kept (logs)."""
+        ``workdir`` None: a temporary directory, removed by ``stop()``. A given one is kept (logs) and may
+        be reused: a previous cluster's data and certificates in it are removed first."""
         found = binaries or find_binaries()
         owned = workdir is None
         folder = Path(tempfile.mkdtemp(prefix="gco-controlplane-")) if workdir is None else workdir.resolve()
+        for stale in STALE_STATE:
+            shutil.rmtree(folder / stale, ignore_errors=True)
         plane = cls(folder, found, owned)
         try:
             plane._boot(time.monotonic() + timeout)
