@@ -77,6 +77,7 @@ CONTROLLERS = (
 #: EKS enables these on top of kube-apiserver's default admission plugins (EKS platform versions page).
 EXTRA_ADMISSION_PLUGINS = ("NodeRestriction", "ExtendedResourceToleration")
 START_TIMEOUT_SECONDS = 90.0
+PORT_ATTEMPTS = 3
 #: What a previous start left in a reused work directory (logs are simply overwritten).
 STALE_STATE = ("etcd-data", "pki", "apiserver-certs")
 LOG_TAIL_LINES = 30
@@ -376,7 +377,7 @@ class ControlPlane:
     workdir: Path
     binaries: Binaries
     owns_workdir: bool
-    ports: Ports = field(default_factory=Ports.free)
+    ports: Ports = field(default_factory=lambda: Ports.free())
     children: Children = field(init=False)
     pki: Pki = field(init=False)
     timings: dict[str, float] = field(default_factory=dict)
@@ -399,19 +400,30 @@ class ControlPlane:
     ) -> ControlPlane:
         """Start every component and wait until the cluster is ready (see the module docstring).
         ``workdir`` None: a temporary directory, removed by ``stop()``. A given one is kept (logs) and may
-        be reused: a previous cluster's data and certificates in it are removed first."""
+        be reused: a previous cluster's data and certificates in it are removed first. Ports are free
+        when chosen but may be taken before a component binds them: then it starts over on new ones."""
         found = binaries or find_binaries()
-        owned = workdir is None
-        folder = Path(tempfile.mkdtemp(prefix="gco-controlplane-")) if workdir is None else workdir.resolve()
-        for stale in STALE_STATE:
-            shutil.rmtree(folder / stale, ignore_errors=True)
-        plane = cls(folder, found, owned)
-        try:
-            plane._boot(time.monotonic() + timeout)
-        except BaseException:
-            plane.stop()
-            raise
-        return plane
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            folder = (
+                Path(tempfile.mkdtemp(prefix="gco-controlplane-")) if workdir is None else workdir.resolve()
+            )
+            for stale in STALE_STATE:
+                shutil.rmtree(folder / stale, ignore_errors=True)
+            plane = cls(folder, found, owns_workdir=workdir is None)
+            try:
+                plane._boot(time.monotonic() + timeout)
+            except ControlPlaneError as exc:
+                lost_port = "address already in use" in str(exc)
+                plane.stop()
+                if lost_port and attempt < PORT_ATTEMPTS:
+                    log.warning("control plane: a port was taken before it was bound; starting over")
+                    continue
+                raise
+            except BaseException:
+                plane.stop()
+                raise
+            return plane
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 from kubernetes import client
 
 from gco_tasks.sandbox.children import group_members
-from gco_tasks.sandbox.controlplane import COMPONENTS, FAKE_NODES, ControlPlane, ControlPlaneError, raw
+from gco_tasks.sandbox.controlplane import COMPONENTS, FAKE_NODES, ControlPlane, ControlPlaneError, Ports, raw
+from gco_tasks.sandbox.services import free_port
 
 START_BUDGET_SECONDS = 30.0
 
@@ -57,3 +59,20 @@ def test_a_private_control_plane_starts_notices_a_dead_component_and_stops_clean
     assert {name: group_members(pid) for name, pid in pids.items() if group_members(pid)} == {}
     assert not plane.workdir.exists(), "a temporary work directory is removed by stop()"
     plane.stop()  # idempotent
+
+
+def test_a_port_taken_before_it_is_bound_makes_it_start_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Free ports are only free when chosen: if one is taken before etcd binds it, start picks new ones."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        choices = iter([Ports(busy, free_port(), free_port())])
+        monkeypatch.setattr(Ports, "free", classmethod(lambda cls: next(choices, None) or cls(*free_ports())))
+        with ControlPlane.start() as plane:
+            assert plane.ports.etcd_client != busy
+            plane.check_alive()
+
+
+def free_ports() -> tuple[int, int, int]:
+    return free_port(), free_port(), free_port()
