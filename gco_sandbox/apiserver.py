@@ -1,13 +1,23 @@
 """The sandbox Kubernetes API server: a LOCAL STAND-IN, not Kubernetes, that the official ``kubernetes``
 client (typed APIs and ``DynamicClient``) talks to unchanged over HTTP.
 
-Where it stands in the flow: it plays the cluster. ``cluster.py`` (the fleet's gateway) LISTs, applies
-and deletes against it in tests, benchmarks and ``gco-tasks sandbox``; there is no real cluster on these
-machines. This module is the server itself: request handling, the operator paths under ``/_sandbox/``
+Where it stands in the flow: it plays the cluster where speed or control matters more than fidelity.
+``cluster.py`` (the fleet's gateway) LISTs, applies and deletes against it in fast tests, benchmarks at
+large N and ``gco-tasks sandbox``; the real control plane (``controlplane.py``: kube-apiserver and its
+controllers, built from source) is the reference, and the fleet's integration tests run on both. This
+module is the server itself: request handling, the operator paths under ``/_sandbox/``
 (request counters, fault injection, object dump, reset) and the server's lifecycle. Routing is
 ``routing.py``, counters and faults ``faults.py``, the HTTP server ``http_edge.py``; semantics live in
-``store.py`` (storage, resourceVersion, validation, readiness simulation), ``objects.py``, ``apply.py``
-(managedFields, server-side apply), ``patching.py`` and ``selectors.py``.
+``store.py`` (storage, resourceVersion, validation, readiness simulation), ``objects.py``,
+``semantics.py`` (the checks beyond the JSON schemas), ``apply.py`` (managedFields, server-side apply),
+``patching.py`` and ``selectors.py``.
+
+What it does NOT model (``tests/integration/test_conformance.py`` lists and checks each against the real
+server): controllers (no ReplicaSets or pods, so no rollout states: a Deployment's status follows its
+spec after a delay, only an image containing the crash-loop pattern stays unready; no garbage
+collection; no HPA controller), admission (no ServiceAccount check), RBAC, watches, defaulting beyond a
+Deployment's ``replicas`` and a Service's ``type``/``clusterIP``, and the real server's 500 on an apply
+naming an unknown field (it answers 422).
 
 Usage::
 

@@ -14,7 +14,9 @@ applies with this module, so that what the fleet relies on holds here as it does
   survives a later apply that omits it.
 
 Simplifications: lists with a known merge key (``patching.merge_key``) are associative, every other list
-is atomic; keys hold the one merge-key field.
+is atomic; keys hold the one merge-key field. Maps are granular except the ones Kubernetes marks atomic
+that the fleet's objects use (``nodeSelector``, and ``selector``: a Deployment's LabelSelector and a
+Service's selector map): an apply replaces those whole and owns them whole.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ _SERVER_FIELDS = {
     "deletionTimestamp",
     "deletionGracePeriodSeconds",
 }
+
+
+#: Maps and structs Kubernetes declares atomic (``+mapType=atomic`` / ``+structType=atomic``), by name.
+ATOMIC = frozenset({"nodeSelector", "selector"})
 
 
 class ApplyConflict(Exception):
@@ -106,7 +112,7 @@ def field_set(obj: JSON, scope: str = "main") -> frozenset[Path]:
 
 
 def _collect(value: JSON, path: Path, names: tuple[str, ...], out: set[Path]) -> None:
-    if isinstance(value, dict) and value:
+    if isinstance(value, dict) and value and names[-1] not in ATOMIC:
         for key, item in value.items():
             _collect(item, (*path, f"f:{key}"), (*names, key), out)
         return
@@ -202,7 +208,7 @@ def remove_path(obj: JSON, path: Path) -> None:
 def structured_merge(live: JSON, config: JSON, names: tuple[str, ...] = ()) -> JSON:
     """Merge an applied configuration into the live object: maps field by field, keyed lists item by
     item (live items the config lacks stay, for the ownership pass to judge), everything else replaced."""
-    if isinstance(config, dict):
+    if isinstance(config, dict) and not (names and names[-1] in ATOMIC):
         out = dict(live) if isinstance(live, dict) else {}
         for key, value in config.items():
             if value is not None:

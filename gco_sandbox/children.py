@@ -12,10 +12,12 @@ lists every process started, for whoever has to check that none is left.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,8 +54,11 @@ class Children:
         self.state_dir = state_dir
         self.started: list[Child] = []
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> Child:
-        """Start ``argv`` in a new session (its own process group), output to ``<state_dir>/<name>.log``."""
+    def start(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], die_with_parent: bool = False
+    ) -> Child:
+        """Start ``argv`` in a new session (its own process group), output to ``<state_dir>/<name>.log``.
+        ``die_with_parent``: on Linux the child is killed if this process dies without stopping it."""
         log = self.state_dir / f"{name}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
@@ -64,6 +69,7 @@ class Children:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_kill_me_with_parent if die_with_parent and sys.platform == "linux" else None,
             )
         child = Child(name, process, log)
         self.started.append(child)
@@ -96,6 +102,12 @@ class Children:
     def _write_pids(self) -> None:
         pids = {child.name: child.pid for child in self.started}
         (self.state_dir / PIDS_FILE).write_text(json.dumps(pids, indent=2) + "\n")
+
+
+def _kill_me_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent (thread) exits (Linux PR_SET_PDEATHSIG)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _signal_group(pgid: int, signum: int) -> None:

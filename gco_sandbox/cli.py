@@ -2,19 +2,29 @@
 
 Where it stands in the flow: outside the fleet. ``gco-tasks sandbox apiserver`` serves the sandbox
 Kubernetes API server (a LOCAL STAND-IN, not Kubernetes) until interrupted and writes a kubeconfig for
-it. Without a subcommand, ``gco-tasks sandbox`` runs the whole fleet locally (``up.py``).
+it. Without a subcommand, ``gco-tasks sandbox`` runs the whole fleet locally (``up.py``), against the
+stand-in or, with ``--cluster real``, against the real control plane (``controlplane.py``).
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 
 import typer
 
 from gco_sandbox.resources import DEFAULT_VERSION
+
+
+class ClusterKind(StrEnum):
+    """Which Kubernetes API server the sandbox's fleet talks to."""
+
+    standin = "standin"
+    real = "real"
+
 
 sandbox_app = typer.Typer(
     help="Local stand-ins: the sandbox Kubernetes API server and the one-command fleet.",
@@ -39,6 +49,12 @@ def _group(
         None, "--live/--no-live", help="Live table, or a line per change (default: live on a terminal)."
     ),
     state_dir: Path = typer.Option(Path(".sandbox"), "--state-dir", help="Logs, kubeconfig, pids.json."),
+    cluster: ClusterKind = typer.Option(
+        ClusterKind.standin,
+        "--cluster",
+        help="standin: the sandbox API server; real: kube-apiserver, controllers, scheduler and kwok "
+        "(built by `make controlplane`).",
+    ),
 ) -> None:
     """Local stand-ins (not for production). Without a subcommand: the whole fleet on this machine
     (redis-server, DynamoDB, the sandbox API server, per region a Celery worker and beat, Flower)."""
@@ -62,6 +78,7 @@ def _group(
         interval=interval,
         flower_port=flower_port,
         live=sys.stdout.isatty() if live is None else live,
+        cluster=cluster.value,
     )
     raise typer.Exit(up.run(options, Console(soft_wrap=True)))
 

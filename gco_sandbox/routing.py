@@ -4,6 +4,7 @@ the discovery documents, request bodies and query flags."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,10 +82,21 @@ def discovery(path: str, version: str) -> Any:
     return None
 
 
+#: A UTF-16 surrogate escape (``\ud83d``) not itself behind a backslash: valid JSON, not YAML.
+_SURROGATE_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def decode_body(raw: bytes, content_type: str) -> Any:
-    """JSON, or YAML for ``*yaml`` content types (the client sends JSON even for apply-patch+yaml)."""
+    """JSON, or YAML for ``*yaml`` content types (the client sends JSON even for apply-patch+yaml). A YAML
+    body is refused, as kube-apiserver refuses it, when it escapes UTF-16 surrogates (``\ud83d\ude00``,
+    which is how Python's ``json.dumps`` writes characters beyond the BMP): YAML has no such escape."""
     if not raw:
         return None
+    if "yaml" in content_type and _SURROGATE_ESCAPE.search(raw):
+        raise bad_request(
+            "error decoding YAML: error converting YAML to JSON: "
+            "yaml: found invalid Unicode character escape code"
+        )
     try:
         return json.loads(raw)
     except ValueError:

@@ -50,6 +50,7 @@ from gco_sandbox.objects import (
     without_server_fields,
 )
 from gco_sandbox.resources import NAMESPACES, RESOURCES, ResourceType
+from gco_sandbox.semantics import semantic_error
 from gco_sandbox.validation import Validator
 
 INITIAL_NAMESPACES = ("default", "kube-system", "gco-system", "gco-inference")
@@ -330,7 +331,7 @@ class Store:
             if obj["status"] is None:
                 obj.pop("status")
         apply_defaults(resource, obj, old)
-        self._validate(resource, obj)
+        self._validate(resource, obj, old)
         spec_changed = old is None or old.get("spec") != obj.get("spec")
         if (
             old is not None
@@ -350,11 +351,13 @@ class Store:
         self._collections[resource.store_key].put((meta.get("namespace", ""), name), new_record)
         return obj
 
-    def _validate(self, resource: ResourceType, obj: Obj) -> None:
-        if self.validator is None:
-            return
-        meta = {k: v for k, v in obj["metadata"].items() if k not in VOLATILE}
-        error = self.validator.error({**obj, "metadata": meta})
+    def _validate(self, resource: ResourceType, obj: Obj, old: Obj | None) -> None:
+        """The JSON schema (when a version is set), then what kube-apiserver checks beyond it."""
+        error = None
+        if self.validator is not None:
+            meta = {k: v for k, v in obj["metadata"].items() if k not in VOLATILE}
+            error = self.validator.error({**obj, "metadata": meta})
+        error = error or semantic_error({"kind": resource.kind, **obj}, old)
         if error:
             raise invalid(resource, obj["metadata"].get("name", ""), error)
 

@@ -1,13 +1,16 @@
 """``gco-tasks sandbox``: the whole fleet on one machine, started by one command and stopped by Ctrl-C.
 
 Where it stands in the flow: around everything, for a laptop or CI. In order it starts a private
-redis-server (child process), moto's DynamoDB (thread, table created), the sandbox Kubernetes API server
-(thread, kubeconfig written), the example endpoints (unless ``--empty``), then per region a Celery worker
-and beat, and one Flower (children, ``children.py``). It is ready when Flower, asked with its login, lists
-a worker of every region. It then prints (and writes to ``--env-file``) the environment for another shell
-and shows the endpoints by region (``live.py``) until SIGINT/SIGTERM, or until a child dies (its log tail
-is shown, exit code 1). Shutdown stops the Celery processes, then Redis, then the in-process servers, in
-under 10 s. What to run is decided in ``stack.py``; this module only does it.
+redis-server (child process), moto's DynamoDB (thread, table created), the Kubernetes API server (the
+sandbox stand-in in a thread, or with ``--cluster real`` the real control plane of ``controlplane.py``
+as child processes under ``<state-dir>/controlplane/``; a kubeconfig either way), the example endpoints
+(unless ``--empty``), then per region a Celery worker and beat, and one Flower (children,
+``children.py``). It is ready when Flower, asked with its login, lists a worker of every region. It then
+prints (and writes to ``--env-file``) the environment for another shell (with the real control plane,
+also the ``kubectl ... get pods -w`` that shows its rollouts) and shows the endpoints by region
+(``live.py``) until SIGINT/SIGTERM, or until a child or a control-plane component dies (its log tail is
+shown, exit code 1). Shutdown stops the Celery processes, then Redis, then the API server and DynamoDB, in
+under 10 s on the stand-in. What to run is decided in ``stack.py``; this module only does it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from gco_sandbox import live as view
 from gco_sandbox import stack
 from gco_sandbox.apiserver import SandboxAPIServer
 from gco_sandbox.children import Child, Children
+from gco_sandbox.controlplane import ControlPlane, ControlPlaneError
 from gco_sandbox.services import (
     DynamoDBServer,
     ServiceError,
@@ -71,6 +75,7 @@ class Options:
     interval: int = 5
     flower_port: int | None = None
     live: bool = False
+    cluster: str = "standin"  # or "real"
 
 
 @dataclass
@@ -80,6 +85,7 @@ class Running:
     children: Children
     dynamodb: DynamoDBServer | None = None
     apiserver: SandboxAPIServer | None = None
+    controlplane: ControlPlane | None = None
     store: EndpointStore | None = None
     client_env: dict[str, str] = field(default_factory=dict)
 
@@ -98,7 +104,7 @@ def run(options: Options, console: Console) -> int:
         watch(options, running, stop, console)
     except Interrupted:
         pass
-    except (SandboxFailed, ServiceError) as exc:
+    except (SandboxFailed, ServiceError, ControlPlaneError) as exc:
         console.print(f"[red]sandbox failed:[/] {exc}", markup=True, highlight=False)
         code = 1
     finally:
@@ -119,9 +125,8 @@ def start(options: Options, running: Running, stop: threading.Event, console: Co
     _check(stop, running)
     running.dynamodb = start_dynamodb()
     say(f"DynamoDB (moto) at {running.dynamodb.url}")
-    running.apiserver = SandboxAPIServer(port=0, ready_delay=API_READY_DELAY_SECONDS).start()
-    kubeconfig = running.apiserver.write_kubeconfig(options.state_dir.resolve() / "kubeconfig.yaml")
-    say(f"sandbox Kubernetes API server (a local stand-in) at {running.apiserver.url}")
+    kubeconfig = start_kubernetes(options, running, say)
+    _check(stop, running)
     flower_port = options.flower_port or _default_flower_port()
     where = stack.Endpoints(redis_url, running.dynamodb.url, kubeconfig, flower_port)
     running.client_env = stack.client_env(where, options.regions, stack.flower_login())
@@ -140,6 +145,18 @@ def start(options: Options, running: Running, stop: threading.Event, console: Co
         running.children.start(spec.name, spec.argv, spec.env)
     say(f"started {', '.join(spec.name for spec in specs)}; waiting for workers in Flower")
     wait_ready(running, options.regions, stop)
+
+
+def start_kubernetes(options: Options, running: Running, say: Callable[[str], None]) -> Path:
+    """The API server the fleet will use; returns its kubeconfig."""
+    if options.cluster == "real":
+        running.controlplane = ControlPlane.start(workdir=options.state_dir.resolve() / "controlplane")
+        plane = running.controlplane
+        say(f"real Kubernetes control plane at {plane.url} (ready in {plane.started_in:.1f}s)")
+        return plane.kubeconfig
+    running.apiserver = SandboxAPIServer(port=0, ready_delay=API_READY_DELAY_SECONDS).start()
+    say(f"sandbox Kubernetes API server (a local stand-in) at {running.apiserver.url}")
+    return running.apiserver.write_kubeconfig(options.state_dir.resolve() / "kubeconfig.yaml")
 
 
 def start_redis_child(children: Children, state_dir: Path) -> str:
@@ -215,6 +232,8 @@ def _check(stop: threading.Event, running: Running) -> None:
     dead = running.children.first_dead()
     if dead is not None:
         raise SandboxFailed(_died(dead))
+    if running.controlplane is not None:
+        running.controlplane.check_alive()
 
 
 def _died(child: Child) -> str:
@@ -256,6 +275,13 @@ def announce(options: Options, running: Running, console: Console, seconds: floa
         f"Flower: {running.client_env['FLOWER_URL']}  (user {user}, password {password})",
         f"Logs: {options.state_dir.resolve()}/*.log   Ctrl-C stops everything.\n",
     ]
+    if running.controlplane is not None:
+        plane = running.controlplane
+        lines[-1:-1] = [
+            f"Watch the pods: {plane.binaries.kubectl} --kubeconfig {plane.kubeconfig} "
+            "get pods -n gco-inference -w",
+            f"Control plane logs: {plane.workdir}/*.log",
+        ]
     console.print("\n".join(lines), highlight=False, markup=False)
 
 
@@ -322,7 +348,7 @@ def shutdown(options: Options, running: Running, console: Console) -> None:
     celery = [name for name in names if name != "redis"]
     killed = running.children.stop(celery, timeout=CELERY_STOP_SECONDS)
     killed += running.children.stop(["redis"], timeout=REDIS_STOP_SECONDS)
-    for server in (running.apiserver, running.dynamodb):
+    for server in (running.apiserver, running.controlplane, running.dynamodb):
         if server is not None:
             with contextlib.suppress(Exception):
                 server.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from gco_tasks.errors import GcoError, InfrastructureError, PermanentError, Tran
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 LIST_PAGE_SIZE = 500
+#: A UTF-16 surrogate pair escape (``\ud83d\ude00``) in JSON text, not itself behind a backslash.
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +66,21 @@ class KindApi:
     plural: str
     api_class: type[Any]
     suffix: str  # e.g. "deployment" in list_namespaced_deployment
+    group_path: str  # e.g. "apis/apps/v1": where the kind's REST paths start
 
 
 KINDS: dict[str, KindApi] = {
     api.kind: api
     for api in (
-        KindApi("Deployment", "deployments", client.AppsV1Api, "deployment"),
-        KindApi("Service", "services", client.CoreV1Api, "service"),
-        KindApi("Ingress", "ingresses", client.NetworkingV1Api, "ingress"),
+        KindApi("Deployment", "deployments", client.AppsV1Api, "deployment", "apis/apps/v1"),
+        KindApi("Service", "services", client.CoreV1Api, "service", "api/v1"),
+        KindApi("Ingress", "ingresses", client.NetworkingV1Api, "ingress", "apis/networking.k8s.io/v1"),
         KindApi(
             "HorizontalPodAutoscaler",
             "horizontalpodautoscalers",
             client.AutoscalingV2Api,
             "horizontal_pod_autoscaler",
+            "apis/autoscaling/v2",
         ),
     )
 }
@@ -164,24 +169,46 @@ class ClusterGateway:
             if not token:
                 return items
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         """Server-side apply of ``obj``: create or update in one call, and fields we no longer send are
-        removed (this is what makes a canary rollback clean)."""
-        spec, api = self._api(obj["kind"])
+        removed (this is what makes a canary rollback clean). ``dry_run``: validated and admitted by the
+        API server, not stored. The body is written by ``apply_body`` (the typed client's own JSON is not
+        always YAML), so the request is made one level below the typed API."""
+        spec = KINDS[obj["kind"]]
         name = obj["metadata"]["name"]
-        method = getattr(api, f"patch_namespaced_{spec.suffix}")
+        query: list[tuple[str, str]] = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        if dry_run:
+            query.append(("dryRun", "All"))
         result: dict[str, Any] = self._call(
             f"apply {spec.kind}/{name}",
             PermanentClusterError,
-            method,
+            self._patch,
+            spec,
             name,
-            self.namespace,
-            obj,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY_CONTENT_TYPE,
+            apply_body(obj),
+            query,
         )
         return result
+
+    def _patch(
+        self, spec: KindApi, name: str, body: bytes, query: list[tuple[str, str]], **options: Any
+    ) -> Any:
+        """PATCH ``body`` (apply-patch+yaml) to one object; raises ``ApiException`` on an error status."""
+        method, url, headers, _, _ = self.api_client.param_serialize(
+            method="PATCH",
+            resource_path=f"/{spec.group_path}/namespaces/{{namespace}}/{spec.plural}/{{name}}",
+            path_params={"namespace": self.namespace, "name": name},
+            query_params=query,
+            header_params={"Content-Type": APPLY_CONTENT_TYPE, "Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(
+            method, url, header_params=headers, body=body, _request_timeout=options.get("_request_timeout")
+        )
+        response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return response
 
     def delete(self, kind: str, name: str) -> bool:
         """Delete ``kind/name``; False when it was already gone (404 is success for a delete)."""
@@ -201,6 +228,21 @@ class ClusterGateway:
                 return False
             raise
         return True
+
+
+def apply_body(obj: dict[str, Any]) -> bytes:
+    """``obj`` as an apply-patch+yaml body kube-apiserver reads: JSON (YAML's subset), ASCII only, with
+    characters beyond the Basic Multilingual Plane written as YAML's ``\\UXXXXXXXX`` escapes. The
+    client's own ``json.dumps`` writes them as UTF-16 surrogate pairs, valid JSON but not YAML, and the
+    API server refuses the whole object (400 "found invalid Unicode character escape code"): one emoji
+    in an env value would block an endpoint forever."""
+
+    def joined(match: re.Match[str]) -> str:
+        high, low = int(match[2], 16), int(match[3], 16)
+        code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+        return f"{match[1]}\\U{code:08x}"
+
+    return _SURROGATE_PAIR.sub(joined, json.dumps(obj, separators=(",", ":"))).encode("ascii")
 
 
 def _classify(what: str, exc: ApiException, refused: type[ClusterError]) -> ClusterError:

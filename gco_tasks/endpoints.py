@@ -30,6 +30,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -40,12 +42,15 @@ from gco_tasks.fields import (
     EnvName,
     HttpPath,
     Image,
+    IngressPath,
     Int,
     Labels,
+    LabelValue,
     NonEmptyStr,
     NonNegativeInt,
     Quantity,
     Str,
+    TolerationKey,
     check_model_source,
     check_namespace,
     from_dynamo,
@@ -134,13 +139,21 @@ def _dump(value: Any) -> Any:
 
 
 class Toleration(_ItemModel):
-    """A Kubernetes toleration, with Kubernetes' own key names."""
+    """A Kubernetes toleration, with Kubernetes' own key names and rules: the key is a label key, the
+    value a label value, ``tolerationSeconds`` only with effect ``NoExecute``."""
 
-    key: str | None = None
+    key: TolerationKey | None = None
     operator: Literal["Exists", "Equal"] | None = None
-    value: Str | None = None
+    value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute", ""] | None = None
     tolerationSeconds: Int | None = None  # Kubernetes' own field name
+
+    @field_validator("tolerationSeconds")
+    @classmethod
+    def _only_for_no_execute(cls, seconds: int | None, info: ValidationInfo) -> int | None:
+        if seconds is not None and info.data.get("effect") != "NoExecute":
+            raise ValueError("tolerationSeconds is only allowed with effect 'NoExecute'")
+        return seconds
 
     @model_validator(mode="after")
     def _check(self) -> Toleration:
@@ -290,7 +303,7 @@ class Endpoint(_ItemModel):
     target_regions: list[NonEmptyStr] = Field(default_factory=list)
     namespace: Annotated[str, AfterValidator(check_namespace)] = DEFAULT_NAMESPACE
     spec: EndpointSpec
-    ingress_path: HttpPath = ""
+    ingress_path: IngressPath = ""
     created_at: str | None = None
     updated_at: str | None = None
     region_status: dict[NonEmptyStr, RegionStatus] = Field(default_factory=dict)

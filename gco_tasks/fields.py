@@ -100,9 +100,32 @@ def check_model_source(value: str) -> str:
     return value
 
 
+def check_toleration_key(key: str) -> str:
+    """A label key, or empty (with operator ``Exists``: tolerate every taint)."""
+    return _check_label_key(key) if key else key
+
+
 def _check_http_path(value: str) -> str:
     if not value.startswith("/") or not _NO_SPACE.match(value):
         raise ValueError("must be a URL path starting with '/' and without spaces (e.g. '/health')")
+    return value
+
+
+#: What kube-apiserver refuses in an Ingress path of type Prefix or Exact (the fleet renders Prefix).
+_BAD_INGRESS_PARTS = ("//", "/./", "/../", "%2f", "%2F")
+_BAD_INGRESS_ENDS = ("/..", "/.")
+
+
+def _check_ingress_path(value: str) -> str:
+    if not value:  # absent: the model fills in /inference/{name}
+        return value
+    _check_http_path(value)
+    for part in _BAD_INGRESS_PARTS:
+        if part in value:
+            raise ValueError(f"must not contain '{part}' (Kubernetes refuses it in an Ingress path)")
+    for end in _BAD_INGRESS_ENDS:
+        if value.endswith(end):
+            raise ValueError(f"must not end with '{end}' (Kubernetes refuses it in an Ingress path)")
     return value
 
 
@@ -197,6 +220,8 @@ LabelValue = Annotated[str, BeforeValidator(_number_to_str), AfterValidator(_che
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Image = Annotated[str, AfterValidator(_check_image)]
 HttpPath = Annotated[str, AfterValidator(_check_http_path)]
+IngressPath = Annotated[str, AfterValidator(_check_ingress_path)]
+TolerationKey = Annotated[str, AfterValidator(check_toleration_key)]
 NonEmptyStr = Annotated[str, AfterValidator(_check_non_empty)]
 Labels = dict[LabelKey, LabelValue]
 

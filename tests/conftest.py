@@ -22,6 +22,8 @@ from gco_sandbox.services import (
     start_redis,
 )
 
+pytest_plugins = ["tests.clusters"]  # the stand-in and the real control plane: `cluster`, `real_cluster`
+
 if TYPE_CHECKING:
     import kubernetes
 

@@ -1,4 +1,5 @@
-"""k8s/: what a region runs, rendered by `kubectl kustomize` per overlay and checked object by object.
+"""k8s/: what a region runs, rendered by `kubectl kustomize` per overlay (the kubectl 1.36 that `make
+controlplane` builds) and checked object by object. test_k8s_real_server.py applies it to kube-apiserver.
 
 Every rendered object is validated strictly against Kubernetes 1.30's schemas; the rest checks what
 the schemas cannot: the Role grants exactly what the reconciler uses, every container is locked down,
@@ -9,12 +10,9 @@ settings in the generated ConfigMap load as gco-tasks settings, and credentials 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from gco_sandbox.controlplane import ControlPlaneMissing, find_binaries
 from gco_tasks.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,42 +47,19 @@ Obj = dict[str, Any]
 
 
 def _kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("kubectl is required in CI to render k8s/ (`make system-deps` installs it)")
-        pytest.skip("kubectl not found: `make system-deps` installs it (Debian's kubernetes-client)")
-    return path
-
-
-def _kustomize_v2(kubectl: str) -> bool:
-    """kubectl < 1.21 embeds kustomize v2.0.3 (Debian bookworm's kubernetes-client is 1.20)."""
-    result = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, timeout=30)
-    minor = json.loads(result.stdout)["clientVersion"]["minor"]
-    return int(re.sub(r"\D", "", minor)) < 21
-
-
-def _v2_copy(region: str, into: Path) -> Path:
-    """A copy of k8s/ that kustomize v2 reads: it wants directories under `bases:`, not `resources:`.
-    Only that field moves; everything else is rendered as shipped."""
-    shutil.copytree(REPO / "k8s", into / "k8s")
-    overlay = into / "k8s" / "overlays" / region
-    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
-    entries = kustomization.pop("resources")
-    kustomization["bases"] = [entry for entry in entries if (overlay / entry).is_dir()]
-    kustomization["resources"] = [entry for entry in entries if not (overlay / entry).is_dir()]
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    return overlay
+    """The kubectl ``make controlplane`` built (1.36, kustomize v5), never whatever is on PATH."""
+    try:
+        return str(find_binaries().kubectl)
+    except ControlPlaneMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @functools.cache
 def _render(region: str) -> tuple[Obj, ...]:
-    kubectl = _kubectl()
-    with tempfile.TemporaryDirectory() as tmp:
-        overlay = _v2_copy(region, Path(tmp)) if _kustomize_v2(kubectl) else OVERLAYS / region
-        result = subprocess.run(
-            [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=60
-        )
+    overlay = OVERLAYS / region
+    result = subprocess.run(
+        [_kubectl(), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, f"kubectl kustomize k8s/overlays/{region} failed:\n{result.stderr}"
     assert "deprecated" not in result.stderr.lower(), result.stderr
     return tuple(obj for obj in yaml.safe_load_all(result.stdout) if obj)

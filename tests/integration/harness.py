@@ -1,8 +1,12 @@
 """Helpers for the fleet's integration tests: a ``Fleet`` wired to the real parts (a private
-``redis-server``, moto's DynamoDB over HTTP, the sandbox API server through the official client).
+``redis-server``, moto's DynamoDB over HTTP, and through the official client either API server: the
+stand-in or the real control plane).
 
 ``run_cycle`` does what beat and a worker pool do, synchronously: one ``fan_out`` whose messages are
 each handed to ``reconcile_endpoint``, in order, through the same JSON round trip Celery applies.
+``converge`` repeats cycles until a condition holds, within a deadline: on the real server pods are
+scheduled and become Ready (kwok's ~1 s) through the Deployment and ReplicaSet controllers, so it takes
+a few seconds more than on the stand-in.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ def run_cycle(fleet: Fleet) -> list[dict[str, Any]]:
 
 
 def converge(
-    fleet: Fleet, done: Callable[[], bool], timeout: float = 15.0, pause: float = 0.2
+    fleet: Fleet, done: Callable[[], bool], timeout: float = 60.0, pause: float = 0.2
 ) -> list[dict[str, Any]]:
-    """Run cycles until ``done()`` (the sandbox makes Deployments ready after its delay)."""
+    """Run cycles until ``done()`` (Deployments become ready after the stand-in's delay, or once the real
+    server's pods are scheduled and Ready); fails after ``timeout`` seconds with the last cycle."""
     deadline = time.monotonic() + timeout
     results: list[dict[str, Any]] = []
     while True:

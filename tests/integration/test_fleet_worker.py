@@ -1,7 +1,9 @@
 """The fleet through a real Celery worker (Celery's in-process test worker, threads pool) on a private
 redis-server: fan_out's messages reach reconcile_endpoint on the region's queue, eight concurrent
 reconciles of one endpoint end consistent, a malformed record gets ``error`` while others converge,
-transient API failures are retried and a permanent one (422) ends the task FAILED without a retry."""
+transient API failures are retried and a permanent one (422) ends the task FAILED without a retry.
+Each runs on the stand-in and on the real control plane; the two retry tests inject faults, which only
+the stand-in can do (``standin_only``)."""
 
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ def test_fan_out_through_the_worker_converges_and_isolates_a_bad_record(fleet: F
         time.sleep(0.5)
         return state_of(fleet, "alpha") == "running" and state_of(fleet, "beta") == "running"
 
-    wait_for(converged, timeout=30)
+    wait_for(converged, timeout=60)
     assert state_of(fleet, "gamma") == "error"
     error = (fleet.store.get_item("gamma") or {})["region_status"][REGION]["error"]
     assert "spec.port" in error
@@ -154,6 +156,7 @@ def _typed(value: Any) -> dict[str, Any]:
     return dict(TypeSerializer().serialize(value))
 
 
+@pytest.mark.standin_only  # fault injection
 def test_transient_api_failures_are_retried_until_they_pass(
     fleet: Fleet, worker: Any, apiserver: Any, retries: list[str]
 ) -> None:
@@ -168,6 +171,7 @@ def test_transient_api_failures_are_retried_until_they_pass(
     assert len(retries) == 3, "each transient failure is one retry of the task"
 
 
+@pytest.mark.standin_only  # fault injection
 def test_a_permanent_failure_is_reported_once_and_not_retried(
     fleet: Fleet, worker: Any, apiserver: Any, retries: list[str]
 ) -> None:
