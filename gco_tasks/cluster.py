@@ -2,8 +2,11 @@
 
 Where it stands in the flow: step 3 (observe) and step 5 (apply) of ``reconcile_endpoint``, and the
 LISTs of ``fan_out`` and ``watchdog``. Reads are label-selected LISTs (a handful per cycle, never a GET per
-endpoint); writes are server-side apply (field manager ``gco-tasks``, force) and deletes. Objects travel
-as plain dicts (the raw JSON of the API), so the pure core never sees client models.
+endpoint), paginated (``LIST_PAGE_SIZE``); writes are server-side apply (field manager ``gco-tasks``,
+force) and deletes, each first granted a slot by the region's ``WritePacer`` (``ratelimit``: a
+fleet-wide token bucket in Redis), and a 429 tells the pacer to hold every writer of the region off for
+the Retry-After the server named. Objects travel as plain dicts (the raw JSON of the API), so the pure
+core never sees client models.
 
 The client's exceptions (``ApiException``, urllib3's, socket errors, a missing configuration) stop
 here, translated into ``gco_tasks.errors``: ``TransientClusterError`` (429, 5xx, timeouts, connection
@@ -28,9 +31,12 @@ from kubernetes.client.exceptions import ApiException
 
 from gco_tasks.conventions import FIELD_MANAGER, MANAGED_KINDS
 from gco_tasks.errors import GcoError, InfrastructureError, PermanentError, TransientError
+from gco_tasks.ports import WritePacer
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 LIST_PAGE_SIZE = 500
+#: How long every writer holds off after a 429 that named no Retry-After.
+DEFAULT_HOLD_OFF_SECONDS = 1.0
 #: A UTF-16 surrogate pair escape (``\ud83d\ude00``) in JSON text, not itself behind a backslash.
 _SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
 
@@ -111,10 +117,17 @@ def _load_kube_config(configuration: client.Configuration) -> None:
 class ClusterGateway:
     """Lists, applies and deletes the fleet's objects in one namespace."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str, timeout_seconds: int = 30) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        timeout_seconds: int = 30,
+        pacer: WritePacer | None = None,
+    ) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.timeout = timeout_seconds
+        self.pacer = pacer  # None: writes are not paced (tests, one-off tools)
         self._apis: dict[str, Any] = {}
 
     def _api(self, kind: str) -> tuple[KindApi, Any]:
@@ -132,7 +145,10 @@ class ClusterGateway:
         try:
             response = fn(*args, **kwargs)
         except ApiException as exc:
-            raise _classify(what, exc, refused) from exc
+            error = _classify(what, exc, refused)
+            if isinstance(error, TransientError) and error.status == 429 and self.pacer is not None:
+                self.pacer.hold_off(error.retry_after or DEFAULT_HOLD_OFF_SECONDS)
+            raise error from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientClusterError(f"{what}: {type(exc).__name__}: {exc}") from exc
         body = response.data
@@ -179,6 +195,7 @@ class ClusterGateway:
         query: list[tuple[str, str]] = [("fieldManager", FIELD_MANAGER), ("force", "true")]
         if dry_run:
             query.append(("dryRun", "All"))
+        self._paced()
         result: dict[str, Any] = self._call(
             f"apply {spec.kind}/{name}",
             PermanentClusterError,
@@ -214,6 +231,7 @@ class ClusterGateway:
         """Delete ``kind/name``; False when it was already gone (404 is success for a delete)."""
         spec, api = self._api(kind)
         method = getattr(api, f"delete_namespaced_{spec.suffix}")
+        self._paced()
         try:
             self._call(
                 f"delete {kind}/{name}",
@@ -228,6 +246,11 @@ class ClusterGateway:
                 return False
             raise
         return True
+
+    def _paced(self) -> None:
+        """Wait for the region's next write slot (``WriteThrottled``, transient, when it is too far off)."""
+        if self.pacer is not None:
+            self.pacer.acquire()
 
 
 def apply_body(obj: dict[str, Any]) -> bytes:
@@ -250,8 +273,32 @@ def _classify(what: str, exc: ApiException, refused: type[ClusterError]) -> Clus
     message = _status_message(exc)
     text = f"{what}: {status} {exc.reason}: {message}" if message else f"{what}: {status} {exc.reason}"
     if status == 429 or status >= 500 or status == 0:
-        return TransientClusterError(text, status)
+        transient = TransientClusterError(text, status)
+        transient.retry_after = retry_after_seconds(exc)
+        return transient
     return refused(text, status)
+
+
+def retry_after_seconds(exc: ApiException) -> float | None:
+    """The delay a throttled (429) or unavailable (503) API server asked for: its ``Retry-After`` header
+    (seconds), else the Status body's ``details.retryAfterSeconds``; None when it named none."""
+    headers = exc.headers or {}
+    header = next((value for key, value in headers.items() if key.lower() == "retry-after"), None)
+    candidates: list[Any] = [header]
+    try:
+        body = json.loads(exc.body or b"{}")
+    except (TypeError, ValueError):
+        body = {}
+    if isinstance(body, dict):
+        candidates.append((body.get("details") or {}).get("retryAfterSeconds"))
+    for value in candidates:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
 
 
 def _status_message(exc: ApiException) -> str:

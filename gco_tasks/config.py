@@ -76,6 +76,21 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as readable text, or one JSON object per line (text|json)."
     )
+    kube_write_rate: float = Field(
+        50.0,
+        gt=0,
+        le=100_000,
+        description="Kubernetes writes per second of the whole region (every worker process together).",
+    )
+    kube_write_burst: int = Field(
+        100, ge=1, le=1_000_000, description="Writes the region may send at once after a quiet spell."
+    )
+    dynamodb_scan_segments: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Parallel segments of the fan-out's Scan (0: one per ~2 MB of table, at most 8).",
+    )
     metrics_port: int = Field(
         9808, ge=0, le=65535, description="Port of the Prometheus exporter of workers and beat (0: none)."
     )

@@ -123,6 +123,11 @@ class RegionKeys:
         return f"{self.prefix}pending:{name}"
 
     @property
+    def kube_write_bucket(self) -> str:
+        """The token bucket pacing the region's Kubernetes writes (``ratelimit``)."""
+        return f"{self.prefix}kube-writes"
+
+    @property
     def unready_since(self) -> str:
         return f"{self.prefix}watchdog:unready-since"
 

@@ -1,9 +1,10 @@
 """The adapters of one worker process, wired from the settings: the composition root.
 
 Where it stands in the flow: under the tasks, beside the rooms. ``Fleet.from_settings`` builds the real
-adapters (``store.EndpointStore`` over boto3, ``cluster.ClusterGateway`` over the Kubernetes client,
-``locks.RegionState`` over redis-py) once per process, after the prefork; a ``Fleet`` then satisfies
-every room's ports (``reconciler.ReconcilePorts``, ``fanout.FanOutPorts``, ``watchdog.WatchdogPorts``,
+adapters (``store.EndpointStore`` over boto3, ``cluster.ClusterGateway`` over the Kubernetes client and
+pacing its writes with ``ratelimit.RedisWritePacer``, ``locks.RegionState`` over redis-py) once per
+process, after the prefork; a ``Fleet`` then satisfies every room's ports
+(``reconciler.ReconcilePorts``, ``fanout.FanOutPorts``, ``watchdog.WatchdogPorts``,
 ``purge.PurgePorts``). No decision is made here. Tests and benchmarks build one pointed at their own
 services.
 """
@@ -19,6 +20,7 @@ from gco_tasks.cluster import ClusterGateway, load_api_client
 from gco_tasks.config import Settings
 from gco_tasks.locks import RegionState
 from gco_tasks.manifests import RenderOptions
+from gco_tasks.ratelimit import RedisWritePacer
 from gco_tasks.store import EndpointStore
 
 
@@ -40,10 +42,15 @@ class Fleet:
             settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
         )
         api_client = api_client or load_api_client()
+        state = RegionState(client, settings.region)
+        pacer = RedisWritePacer(
+            state.client, state.keys.kube_write_bucket, settings.kube_write_rate, settings.kube_write_burst
+        )
+        timeout = settings.k8s_api_timeout
         return cls(
             settings=settings,
             store=EndpointStore.from_settings(settings),
-            cluster=ClusterGateway(api_client, settings.inference_namespace, settings.k8s_api_timeout),
-            state=RegionState(client, settings.region),
+            cluster=ClusterGateway(api_client, settings.inference_namespace, timeout, pacer=pacer),
+            state=state,
             render_options=RenderOptions.from_settings(settings),
         )

@@ -38,6 +38,18 @@ class Cluster(ClusterReads, ClusterWrites, Protocol):
     """Reads and writes of the region's inference objects."""
 
 
+class WritePacer(Protocol):
+    """The region's budget of Kubernetes writes (``ratelimit.RedisWritePacer``), which the gateway asks
+    before every write."""
+
+    def acquire(self) -> None:
+        """Return when this write may go; raise a ``TransientError`` with ``retry_after`` when its slot is
+        too far away."""
+
+    def hold_off(self, seconds: float) -> None:
+        """The API server answered 429 with Retry-After ``seconds``: delay every write of the region."""
+
+
 # --- the table (store.EndpointStore) -------------------------------------------------------------
 
 
