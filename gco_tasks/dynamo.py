@@ -13,7 +13,9 @@ call reaches DynamoDB and what its failure means. No botocore exception leaves i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -41,6 +43,9 @@ _TRANSIENT_CODES: Final = frozenset(
     }
 )
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+#: A Scan page holds at most 1 MB; ``scan_segments_for`` gives each parallel segment about this much.
+SCAN_BYTES_PER_SEGMENT: Final = 2 * 1024 * 1024
+MAX_SCAN_SEGMENTS: Final = 8
 
 
 class StoreError(GcoError, RuntimeError):
@@ -143,6 +148,49 @@ class Table:
         except ConditionFailed:
             return False
         return True
+
+
+def scan_segments_for(table_bytes: int) -> int:
+    """How many parallel Scan segments suit a table of this size: one per ``SCAN_BYTES_PER_SEGMENT``
+    (about two 1 MB pages each, read one after the other), between 1 and ``MAX_SCAN_SEGMENTS``."""
+    return max(1, min(MAX_SCAN_SEGMENTS, math.ceil(table_bytes / SCAN_BYTES_PER_SEGMENT)))
+
+
+def page_bytes(page: Mapping[str, Any]) -> int:
+    """The size of one Scan response as received (its Content-Length; a full page, 1 MB, if absent)."""
+    headers = (page.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    try:
+        return int(headers["content-length"])
+    except (KeyError, TypeError, ValueError):
+        return 1024 * 1024
+
+
+def scan_pages(table: Table, params: Mapping[str, Any], segments: int) -> Iterator[dict[str, Any]]:
+    """Every page of a Scan (``LastEvaluatedKey`` followed to the end). With ``segments`` > 1 a parallel
+    Scan: ``TotalSegments`` threads, each paginating its own segment on the shared client (boto3
+    clients are thread-safe), a segment's pages yielded once it is read to its end."""
+    if segments <= 1:
+        yield from _segment_pages(table, dict(params))
+        return
+    with ThreadPoolExecutor(segments, thread_name_prefix="scan") as pool:
+        futures = [
+            pool.submit(
+                lambda segment: list(
+                    _segment_pages(table, {**params, "Segment": segment, "TotalSegments": segments})
+                ),
+                segment,
+            )
+            for segment in range(segments)
+        ]
+        for future in futures:
+            yield from future.result()
+
+
+def _segment_pages(table: Table, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    paginator = table.client.get_paginator("scan")
+    with table.call("Scan"):
+        for page in paginator.paginate(**params):
+            yield dict(page)
 
 
 def updated_at_is(updated_at: str | None) -> tuple[str, dict[str, Any]]:

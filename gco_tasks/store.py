@@ -31,6 +31,9 @@ from gco_tasks.dynamo import (
     decode_item,
     encode,
     is_missing_map,
+    page_bytes,
+    scan_pages,
+    scan_segments_for,
     updated_at_is,
 )
 from gco_tasks.endpoints import (
@@ -114,17 +117,25 @@ class EndpointStore:
         client: DynamoDBClient,
         table_name: str,
         heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS,
+        segments: int = 0,
     ) -> None:
         self.client = client
         self.table_name = table_name
         self.heartbeat_seconds = heartbeat_seconds
         self.table = Table(client, table_name)
+        self.segments = segments  # parallel Scan segments; 0: by the size of the last full Scan
+        self.last_scan_bytes = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EndpointStore:
         """A store for ``INFERENCE_ENDPOINTS_TABLE_NAME`` in ``DYNAMODB_REGION`` (else ``REGION``)."""
         client = client_for(settings.table_region)
-        return cls(client, settings.inference_endpoints_table_name, settings.status_heartbeat_seconds)
+        return cls(
+            client,
+            settings.inference_endpoints_table_name,
+            settings.status_heartbeat_seconds,
+            settings.dynamodb_scan_segments,
+        )
 
     # ---- table ----
 
@@ -152,17 +163,22 @@ class EndpointStore:
     # ---- reads ----
 
     def scan_items(self, target_region: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every item (Decimals converted), page by page; only those targeting ``target_region`` if given.
-        Unlike GCO's store this follows ``LastEvaluatedKey`` to the end."""
+        """Every item (Decimals converted), in no particular order; only those targeting
+        ``target_region`` if given. Unlike GCO's store this follows ``LastEvaluatedKey`` to the end. A
+        large table is read as a parallel Scan: ``DYNAMODB_SCAN_SEGMENTS`` segments, or (0) as many as
+        the size of this process's previous full Scan calls for (``scan_segments_for``)."""
         params: dict[str, Any] = {"TableName": self.table_name}
         if target_region is not None:
             params["FilterExpression"] = "contains(target_regions, :region)"
             params["ExpressionAttributeValues"] = {":region": {"S": target_region}}
-        paginator = self.client.get_paginator("scan")
-        with self.table.call("Scan"):
-            for page in paginator.paginate(**params):
-                for raw in page.get("Items", []):
-                    yield decode_item(raw)
+        segments = self.segments or scan_segments_for(self.last_scan_bytes)
+        received = 0
+        for page in scan_pages(self.table, params, segments):
+            received += page_bytes(page)
+            for raw in page.get("Items", []):
+                yield decode_item(raw)
+        if target_region is None:
+            self.last_scan_bytes = received
 
     def list_endpoints(
         self, target_region: str | None = None, desired_state: DesiredState | None = None
