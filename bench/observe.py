@@ -1,0 +1,196 @@
+"""What the scale benchmark watches while real worker processes run: their task events (every finished
+task with its worker's timestamp, pid and parsed result), the Kubernetes requests over time (the
+stand-in's counters, polled), and a ticker that sends ``fan_out`` every interval as beat would.
+
+Where it stands: beside the fleet, used by ``bench.scale``.
+"""
+
+from __future__ import annotations
+
+import ast
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+RECONCILE = "gco_tasks.reconcile_endpoint"
+FAN_OUT = "gco_tasks.fan_out"
+K8S_WRITES = ("apply", "create", "update", "patch", "delete")
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One task that ended in a worker."""
+
+    name: str
+    at: float  # the worker's clock (same machine)
+    pid: int
+    runtime: float
+    failed: bool
+    result: dict[str, Any] | None
+
+
+def _parse(text: Any) -> dict[str, Any] | None:
+    try:
+        value = ast.literal_eval(str(text))
+    except (ValueError, SyntaxError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class Events:
+    """The workers' task events, received over the broker in a thread (Celery's event receiver)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.cond = threading.Condition()
+        self.names: dict[str, str] = {}
+        self.pids: dict[str, int] = {}  # task id -> the pool process that ran it (task-started)
+        self.finished: list[Finished] = []
+        self.online = False
+        self.error: BaseException | None = None
+        self.receiver: Any = None
+        self.thread = threading.Thread(target=self._run, name="bench-events", daemon=True)
+
+    def start(self) -> Events:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            with self.app.connection_for_read() as connection:
+                self.receiver = self.app.events.Receiver(connection, handlers={"*": self._on_event})
+                self.receiver.capture(limit=None, timeout=None, wakeup=False)
+        except BaseException as exc:  # pragma: no cover - reported by wait()
+            self.error = exc
+            with self.cond:
+                self.cond.notify_all()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type", "")
+        with self.cond:
+            if kind in ("worker-online", "worker-heartbeat"):
+                self.online = True
+            elif kind in ("task-received", "task-sent") and event.get("name"):
+                self.names[event["uuid"]] = event["name"]
+            elif kind == "task-started":
+                self.pids[event["uuid"]] = int(event.get("pid") or 0)
+            elif kind in ("task-succeeded", "task-failed"):
+                name = self.names.get(event["uuid"], "")
+                result = _parse(event.get("result")) if kind == "task-succeeded" else None
+                self.finished.append(
+                    Finished(
+                        name,
+                        float(event.get("timestamp") or time.time()),
+                        self.pids.pop(event["uuid"], int(event.get("pid") or 0)),
+                        float(event.get("runtime") or 0.0),
+                        kind == "task-failed",
+                        result,
+                    )
+                )
+            self.cond.notify_all()
+
+    def mark(self) -> int:
+        with self.cond:
+            return len(self.finished)
+
+    def since(self, index: int, name: str | None = None) -> list[Finished]:
+        with self.cond:
+            return [f for f in self.finished[index:] if name is None or f.name == name]
+
+    def wait(self, predicate: Callable[[], bool], timeout: float, poll: float = 1.0) -> bool:
+        """Wait until ``predicate()`` (called under the lock, so keep it cheap) or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate():
+                if self.error is not None:
+                    raise RuntimeError(f"event receiver failed: {self.error!r}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, poll))
+        return True
+
+    def stop(self) -> None:
+        if self.receiver is not None:
+            self.receiver.should_stop = True
+        self.thread.join(timeout=5)
+
+
+class RequestPoller:
+    """The stand-in's request counters every ``period`` seconds: (time, writes so far, lists so far)."""
+
+    def __init__(self, read: Callable[[], dict[str, int]], period: float = 0.25) -> None:
+        self.read, self.period = read, period
+        self.samples: list[tuple[float, int, int]] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="bench-poller", daemon=True)
+
+    def start(self) -> RequestPoller:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            stats = self.read()
+            writes = sum(n for key, n in stats.items() if key.split()[0] in K8S_WRITES)
+            lists = sum(n for key, n in stats.items() if key.split()[0] == "list")
+            self.samples.append((time.time(), writes, lists))
+            self.stopped.wait(self.period)
+
+    def stop(self) -> list[tuple[float, int, int]]:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        return self.samples
+
+
+def write_rates(samples: list[tuple[float, int, int]], window: float) -> dict[str, float]:
+    """Peak writes per second over any ``window`` seconds, and the mean while writing."""
+    writing = [(t, w) for t, w, _ in samples]
+    if len(writing) < 2 or writing[-1][1] == writing[0][1]:
+        return {"peak": 0.0, "mean": 0.0, "writes": 0, "seconds": 0.0}
+    first = next(t for (t, w), (_, w0) in zip(writing[1:], writing, strict=False) if w > w0)
+    last = next(t for t, w in writing if w == writing[-1][1])
+    peak = 0.0
+    start = 0
+    for end in range(len(writing)):
+        while writing[end][0] - writing[start][0] > window:
+            start += 1
+        span = writing[end][0] - writing[start][0]
+        if span >= window * 0.8:
+            peak = max(peak, (writing[end][1] - writing[start][1]) / span)
+    total = writing[-1][1] - writing[0][1]
+    seconds = max(last - first, 1e-9)
+    return {
+        "peak": round(peak, 1),
+        "mean": round(total / seconds, 1),
+        "writes": total,
+        "seconds": round(seconds, 1),
+    }
+
+
+class Ticker:
+    """Sends ``fan_out`` every ``interval`` seconds (expiring after one interval), as beat would."""
+
+    def __init__(self, send: Callable[[float], None], interval: float) -> None:
+        self.send, self.interval = send, interval
+        self.sent: list[float] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="bench-ticker", daemon=True)
+
+    def start(self) -> Ticker:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self.stopped.is_set():
+            self.sent.append(time.time())
+            self.send(self.interval)
+            next_at += self.interval
+            self.stopped.wait(max(0.0, next_at - time.monotonic()))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)

@@ -1,0 +1,180 @@
+"""The scale benchmark's services, each in a process of its own (a ``redis-server``, moto's DynamoDB
+counting its calls, the sandbox API server, a local stand-in), so the worker processes, the services and
+the benchmark's own bookkeeping do not share one interpreter; and fast seeding of the table.
+
+Where it stands: beside the fleet (``bench.scale`` drives it). Counters are read over HTTP:
+``/_sandbox/stats`` (Kubernetes requests by verb and resource) and ``/_bench/stats`` (DynamoDB calls by
+operation, with moto's own time on them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from bench.common import PROJECT_ROOT, REGION, BenchEndpoint
+from gco_sandbox.services import SANDBOX_AWS_ENV, RedisServer, free_port, start_redis, wait_for_port
+from gco_tasks.dynamo import encode
+from gco_tasks.endpoints import Endpoint, parse_spec
+
+TABLE = "gco-inference-endpoints"
+
+
+def _http(url: str, method: str = "GET") -> Any:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@dataclass
+class ProcServices:
+    """Redis, moto and the stand-in, each its own process, and how to reach and count them."""
+
+    redis: RedisServer
+    moto_port: int
+    api_port: int
+    workdir: Path
+    children: list[subprocess.Popen[bytes]]
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig.yaml"
+
+    @property
+    def dynamodb_url(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def apiserver_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def env(self, **settings: str) -> dict[str, str]:
+        """What a worker process (or this one) needs: the services plus the fleet ``settings`` given."""
+        return {
+            **SANDBOX_AWS_ENV,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url,
+            "REGION": REGION,
+            "REDIS_URL": self.redis.url,
+            "KUBECONFIG": str(self.kubeconfig),
+            "WORKER_HEARTBEAT_FILE": str(self.workdir / "worker.heartbeat"),
+            "METRICS_PORT": "0",
+            **settings,
+        }
+
+    def k8s_stats(self) -> dict[str, int]:
+        return dict(_http(f"{self.apiserver_url}/_sandbox/stats"))
+
+    def k8s_reset(self) -> None:
+        _http(f"{self.apiserver_url}/_sandbox/stats/reset", "POST")
+
+    def dynamo_stats(self) -> dict[str, dict[str, float]]:
+        return dict(_http(f"{self.dynamodb_url}/_bench/stats"))
+
+    def dynamo_reset(self) -> None:
+        _http(f"{self.dynamodb_url}/_bench/reset", "POST")
+
+    def client(self) -> Any:
+        return boto3.client("dynamodb", region_name=REGION, endpoint_url=self.dynamodb_url)
+
+
+def _spawn(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            list(argv),
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+@contextmanager
+def process_services(workdir: Path, ready_delay: float) -> Iterator[ProcServices]:
+    """Start the three services on free ports; stop them on the way out."""
+    with ExitStack() as stack:
+        redis_server = start_redis(workdir=workdir)
+        stack.callback(redis_server.stop)
+        moto_port, api_port = free_port(), free_port()
+        kubeconfig = workdir / "kubeconfig.yaml"
+        moto = _spawn(
+            [sys.executable, "-m", "bench.motoserver", "--port", str(moto_port)], workdir / "moto.log"
+        )
+        stack.callback(_stop, moto)
+        api = _spawn(
+            [sys.executable, "-m", "gco_tasks.cli.main", "sandbox", "apiserver", "--port", str(api_port),
+             "--kubeconfig", str(kubeconfig), "--ready-delay", str(ready_delay)],
+            workdir / "apiserver.log",
+        )  # fmt: skip
+        stack.callback(_stop, api)
+        wait_for_port(moto_port, timeout=60)
+        wait_for_port(api_port, timeout=60)
+        deadline = time.monotonic() + 30
+        while not kubeconfig.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield ProcServices(redis_server, moto_port, api_port, workdir, [moto, api])
+
+
+def create_table(client: Any) -> None:
+    client.create_table(
+        TableName=TABLE,
+        AttributeDefinitions=[{"AttributeName": "endpoint_name", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "endpoint_name", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def seed_records(client: Any, mix: Sequence[BenchEndpoint]) -> float:
+    """Write the records of ``mix`` with BatchWriteItem (25 a call), as the CLI would have created them
+    (the stopped one already ``stopped``); returns the seconds it took."""
+    began = time.perf_counter()
+    items = []
+    for endpoint in mix:
+        item = Endpoint.new(endpoint.name, parse_spec(endpoint.spec), [REGION]).to_item()
+        if endpoint.kind == "stopped":
+            item["desired_state"] = "stopped"
+        items.append({"PutRequest": {"Item": encode(item)["M"]}})
+    for start in range(0, len(items), 25):
+        pending: dict[str, Any] = {TABLE: items[start : start + 25]}
+        while pending:
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+    return time.perf_counter() - began
+
+
+def rss_of_tree(pid: int) -> dict[str, dict[str, int]]:
+    """VmRSS and VmHWM (peak) in MB of ``pid`` and each of its children (the worker's pool processes)."""
+    found: dict[str, dict[str, int]] = {}
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = [pid] + [int(p) for p in children.read_text().split()] if children.exists() else [pid]
+    for each in pids:
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        found[str(each)] = {
+            key: int(fields[key].split()[0]) // 1024 for key in ("VmRSS", "VmHWM") if key in fields
+        }
+    return found
