@@ -25,7 +25,7 @@ class Finished:
 
     name: str
     at: float  # the worker's clock (same machine)
-    pid: int
+    pid: int  # the worker's main process (events do not name the pool process)
     runtime: float
     failed: bool
     result: dict[str, Any] | None
@@ -46,7 +46,6 @@ class Events:
         self.app = app
         self.cond = threading.Condition()
         self.names: dict[str, str] = {}
-        self.pids: dict[str, int] = {}  # task id -> the pool process that ran it (task-started)
         self.finished: list[Finished] = []
         self.online = False
         self.error: BaseException | None = None
@@ -74,8 +73,6 @@ class Events:
                 self.online = True
             elif kind in ("task-received", "task-sent") and event.get("name"):
                 self.names[event["uuid"]] = event["name"]
-            elif kind == "task-started":
-                self.pids[event["uuid"]] = int(event.get("pid") or 0)
             elif kind in ("task-succeeded", "task-failed"):
                 name = self.names.get(event["uuid"], "")
                 result = _parse(event.get("result")) if kind == "task-succeeded" else None
@@ -83,7 +80,7 @@ class Events:
                     Finished(
                         name,
                         float(event.get("timestamp") or time.time()),
-                        self.pids.pop(event["uuid"], int(event.get("pid") or 0)),
+                        int(event.get("pid") or 0),
                         float(event.get("runtime") or 0.0),
                         kind == "task-failed",
                         result,

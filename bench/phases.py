@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.common import NEW_IMAGE, QUEUE, BenchEndpoint, percentile
 from bench.observe import FAN_OUT, RECONCILE, Events, RequestPoller, Ticker, write_rates
-from bench.procs import ProcServices
+from bench.procs import ProcServices, cpu_seconds, pool_pids
 from gco_tasks.store import EndpointStore
 
 DYNAMO_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
@@ -81,10 +81,19 @@ def wait_quiet(bench: Bench, quiet: float = 3.0, timeout: float = 1800.0) -> Non
     raise RuntimeError(f"the workers did not go quiet in {timeout:.0f}s")
 
 
-def per_process(finished: Sequence[Any], seconds: float) -> dict[str, float]:
-    """Reconciles per second of each worker pool process."""
-    counts = Counter(f.pid for f in finished if f.name == RECONCILE)
-    return {str(pid): round(n / seconds, 1) for pid, n in sorted(counts.items())}
+def per_process(
+    bench: Bench, reconciles: int, seconds: float, cpu_before: dict[str, float]
+) -> dict[str, Any]:
+    """Reconciles per second per pool process (task events do not say which pool process ran a task:
+    the total over the processes), and each process's CPU use over the phase (how evenly they worked)."""
+    cpu_after = cpu_seconds(pool_pids(bench.pid))
+    busy = {pid: round((cpu_after[pid] - cpu_before.get(pid, 0.0)) / seconds, 2) for pid in cpu_after}
+    processes = max(1, len(cpu_after))
+    return {
+        "processes": processes,
+        "reconciles_per_second_per_process": round(reconciles / seconds / processes, 1),
+        "cpu_busy_fraction": busy,
+    }
 
 
 def cold_start(bench: Bench, interval: float, timeout: float) -> dict[str, Any]:
@@ -95,6 +104,7 @@ def cold_start(bench: Bench, interval: float, timeout: float) -> dict[str, Any]:
     poller = RequestPoller(bench.services.k8s_stats).start()
     progress = Progress(bench.events, bench.mix)
     mark = bench.events.mark()
+    cpu_before = cpu_seconds(pool_pids(bench.pid))
     began = time.time()
     ticker = Ticker(bench.fan_out, interval).start()
     try:
@@ -115,7 +125,7 @@ def cold_start(bench: Bench, interval: float, timeout: float) -> dict[str, Any]:
         "fan_outs": len([f for f in finished if f.name == FAN_OUT]),
         "reconciles": len(reconciles),
         "failed": sum(f.failed for f in reconciles),
-        "reconciles_per_second_per_process": per_process(reconciles, seconds),
+        "per_process": per_process(bench, len(reconciles), seconds, cpu_before),
         "endpoints_per_second": round(len(bench.mix) / seconds, 1),
         "k8s_writes_per_second": write_rates(samples, 1.0),
         "k8s_writes_per_second_5s": write_rates(samples, 5.0),

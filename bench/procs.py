@@ -163,12 +163,29 @@ def seed_records(client: Any, mix: Sequence[BenchEndpoint]) -> float:
     return time.perf_counter() - began
 
 
+def pool_pids(pid: int) -> list[int]:
+    """The worker's pool processes (its children)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+def cpu_seconds(pids: Sequence[int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[str(pid)] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return used
+
+
 def rss_of_tree(pid: int) -> dict[str, dict[str, int]]:
     """VmRSS and VmHWM (peak) in MB of ``pid`` and each of its children (the worker's pool processes)."""
     found: dict[str, dict[str, int]] = {}
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    pids = [pid] + [int(p) for p in children.read_text().split()] if children.exists() else [pid]
-    for each in pids:
+    for each in [pid, *pool_pids(pid)]:
         try:
             status = Path(f"/proc/{each}/status").read_text()
         except OSError:

@@ -60,8 +60,12 @@ def worker_rss(run: dict[str, Any]) -> int | None:
 
 
 def per_process(run: dict[str, Any]) -> str:
-    rates = _get(run, "cold", "reconciles_per_second_per_process") or {}
-    return " / ".join(_fmt(v) for v in rates.values()) + " per s" if rates else "-"
+    """Reconciles per second per pool process, and how busy (CPU) each process was."""
+    found = _get(run, "cold", "per_process")
+    if not found:
+        return "-"
+    busy = "/".join(f"{100 * v:.0f}%" for v in found["cpu_busy_fraction"].values())
+    return f"{_fmt(found['reconciles_per_second_per_process'])}/s (CPU {busy})"
 
 
 def at(path: str, unit: str = "") -> Callable[[dict[str, Any]], str]:
