@@ -228,7 +228,7 @@ def test_processes_run_the_right_celery_commands(region: Region) -> None:
     beat = region.container("beat")
     assert [*beat["command"], *beat["args"]] == ["celery", "-A", "gco_tasks", "beat", "--loglevel", "INFO"]
     flower = region.container("flower")
-    assert [*flower["command"], *flower["args"]] == ["celery", "-A", "gco_tasks", "flower", "--port=5555"]
+    assert [*flower["command"], *flower["args"]] == ["python", "-m", "gco_tasks.flower", "--port=5555"]
     assert region.deployment("worker")["spec"]["replicas"] == 2
     assert region.deployment("beat")["spec"]["replicas"] == 2, "RedBeat's lock makes a second beat safe"
 
