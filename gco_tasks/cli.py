@@ -12,7 +12,6 @@ import typer
 
 from gco_tasks.cli_endpoints import endpoints_app
 from gco_tasks.cli_render import render_command
-from gco_tasks.sandbox.cli import sandbox_app
 
 app = typer.Typer(
     name="gco-tasks",
@@ -22,7 +21,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(endpoints_app, name="endpoints")
-app.add_typer(sandbox_app, name="sandbox")
+
+
+def _add_sandbox() -> None:
+    """``sandbox`` where the sandbox is installed (a checkout, a dev install); the production image ships
+    without it (.dockerignore), and its CLI still works."""
+    try:
+        from gco_tasks.sandbox.cli import sandbox_app
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("gco_tasks.sandbox"):
+            raise
+        return
+    app.add_typer(sandbox_app, name="sandbox")
+
+
+_add_sandbox()
 app.command("render")(render_command)
 
 
