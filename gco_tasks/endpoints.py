@@ -67,6 +67,13 @@ MetricType = Literal["cpu", "memory"]
 
 DEFAULT_NAMESPACE: Final = "gco-inference"
 MAX_ENDPOINT_NAME_LENGTH: Final = 53
+#: The suffix of an endpoint's canary Deployment and Service (``{name}-canary``); no endpoint may end in it.
+CANARY_SUFFIX: Final = "-canary"
+#: Every endpoint's path on the shared load balancer lies under this prefix (GCO writes
+#: ``/inference/{name}``).
+INGRESS_PREFIX: Final = "/inference/"
+#: An ALB listener rule's path condition holds at most 128 characters.
+MAX_INGRESS_PATH_LENGTH: Final = 128
 INT32_MAX: Final = 2**31 - 1
 
 # --------------------------------------------------------------------------------------------------
@@ -114,7 +121,41 @@ def validate_endpoint_name(name: str) -> str:
             "must be lower-case letters, digits and '-', start with a letter and end with a letter or "
             "digit (a DNS-1035 label, e.g. 'my-llm')"
         )
+    if name.endswith(CANARY_SUFFIX):
+        raise ValueError(
+            f"must not end in '{CANARY_SUFFIX}': that is the name of endpoint "
+            f"'{name.removesuffix(CANARY_SUFFIX)}'s canary Deployment and Service, which this endpoint "
+            "would take over; choose another name"
+        )
     return name
+
+
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]+$")
+
+
+def check_ingress_path(value: str) -> str:
+    """An endpoint's path on the shared load balancer: ``/inference/`` and at least one non-empty
+    segment, RFC 3986 path characters, no ``.``/``..`` or empty segment (an optional trailing ``/``),
+    at most 128 characters. ``/`` or a path outside ``/inference/`` would take the traffic of every other
+    service behind the same load balancer. Pure; raises ``ValueError``."""
+    segments = value.removeprefix(INGRESS_PREFIX).removesuffix("/").split("/")
+    if not value.startswith(INGRESS_PREFIX) or segments == [""]:
+        raise ValueError(
+            f"must be a path under {INGRESS_PREFIX} with at least one non-empty segment after it, such as "
+            f"'{INGRESS_PREFIX}my-llm': the load balancer is shared, and '/' or a path outside "
+            f"{INGRESS_PREFIX} would take other services' traffic"
+        )
+    if len(value) > MAX_INGRESS_PATH_LENGTH:
+        raise ValueError(
+            f"must be at most {MAX_INGRESS_PATH_LENGTH} characters (an ALB path condition's limit)"
+        )
+    for segment in segments:
+        if segment in ("", ".", "..") or not _PATH_SEGMENT.match(segment) or "%2f" in segment.lower():
+            raise ValueError(
+                "must be '/'-separated segments of letters, digits and -._~!$&'()*+,;=:@%, "
+                "without an empty, '.' or '..' segment or an encoded '/' (Kubernetes refuses those)"
+            )
+    return value
 
 
 def _check_namespace(value: str) -> str:
@@ -457,7 +498,7 @@ class Endpoint(_ItemModel):
     target_regions: list[NonEmptyStr] = Field(default_factory=list)
     namespace: Annotated[str, AfterValidator(_check_namespace)] = DEFAULT_NAMESPACE
     spec: EndpointSpec
-    ingress_path: HttpPath = ""
+    ingress_path: Annotated[str, AfterValidator(check_ingress_path)] = ""
     created_at: str | None = None
     updated_at: str | None = None
     region_status: dict[NonEmptyStr, RegionStatus] = Field(default_factory=dict)
