@@ -4,7 +4,8 @@ compose.yaml and the sandbox run) against a private redis-server.
 A malformed login (empty, ``user:``, ``:pass``, a trailing comma, no colon, a short password) makes it
 exit 2 before Flower starts, with one sentence naming FLOWER_BASIC_AUTH and never the value; a good
 login starts Flower, which answers 401 without it (and to ``Authorization: Basic =``, which plain Flower
-lets in when the variable is empty) and 200 with it.
+lets in when the variable is empty) and 200 with it, even started next to a ``flowerconfig.py`` that
+would clear the login (plain ``celery flower`` reads that file from its working directory).
 """
 
 from __future__ import annotations
@@ -102,9 +103,14 @@ def test_no_login_refuses_to_start(redis_url: str) -> None:
 @pytest.fixture()
 def flower(redis_url: str, tmp_path: Path) -> Iterator[tuple[int, Path]]:
     port, log = _free_port(), tmp_path / "flower.log"
+    (tmp_path / "flowerconfig.py").write_text("basic_auth = []\n")  # would open the UI if it were read
     with log.open("wb") as out:
         process = subprocess.Popen(
-            _guarded(port), env=_env(redis_url, FLOWER_BASIC_AUTH=LOGIN), stdout=out, stderr=subprocess.STDOUT
+            _guarded(port),
+            env=_env(redis_url, FLOWER_BASIC_AUTH=LOGIN),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
         )
     try:
         deadline = time.monotonic() + 60
