@@ -80,6 +80,19 @@ def _check_label_key(key: str) -> str:
     return key
 
 
+def _check_resource_name(key: str) -> str:
+    """A container resource name is a qualified name, as a label key ('cpu', 'nvidia.com/gpu'). Bounded,
+    too: a map key of over 1024 characters cannot be sent in a server-side apply body (YAML's limit on
+    an implicit key), so an unbounded one would block the endpoint forever."""
+    try:
+        return _check_label_key(key)
+    except ValueError:
+        raise ValueError(
+            "resource names are qualified names such as 'cpu', 'memory' or 'nvidia.com/gpu' (an optional "
+            "DNS-subdomain prefix and '/', then at most 63 letters, digits, '-', '_', '.')"
+        ) from None
+
+
 def _check_label_value(value: str) -> str:
     if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
         raise ValueError(
@@ -242,6 +255,7 @@ NonNegativeInt = Annotated[int, BeforeValidator(integral), Field(ge=0, le=INT32_
 Str = Annotated[str, BeforeValidator(_number_to_str)]
 Quantity = Annotated[str, BeforeValidator(_number_to_str), AfterValidator(_check_quantity)]
 LabelKey = Annotated[str, AfterValidator(_check_label_key)]
+ResourceName = Annotated[str, AfterValidator(_check_resource_name)]
 LabelValue = Annotated[str, BeforeValidator(_number_to_str), AfterValidator(_check_label_value)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Image = Annotated[str, AfterValidator(_check_image)]

@@ -220,13 +220,14 @@ sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower(
 sys.path.insert(0, sys.argv[1])
 import gco_tasks
 assert gco_tasks.__file__.startswith(sys.argv[1]), gco_tasks.__file__
-from gco_tasks.celery_app import app
+from gco_tasks.celery import app
 import gco_tasks.flower
+app.loader.import_default_modules()
 assert "gco_tasks.reconcile_endpoint" in app.tasks
-from gco_tasks import cli
+from gco_tasks.cli.main import main
 sys.argv = ["gco-tasks", "endpoints", "--help"]
 try:
-    cli.main()
+    main()
 except SystemExit as exc:
     assert exc.code == 0, exc.code
 loaded = sorted(name for name in sys.modules if "sandbox" in name or name.startswith("tests"))
