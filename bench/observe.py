@@ -143,27 +143,26 @@ class RequestPoller:
 
 
 def write_rates(samples: list[tuple[float, int, int]], window: float) -> dict[str, float]:
-    """Peak writes per second over any ``window`` seconds, and the mean while writing."""
-    writing = [(t, w) for t, w, _ in samples]
-    if len(writing) < 2 or writing[-1][1] == writing[0][1]:
+    """Kubernetes writes per second: the peak over any span of at least ``window`` seconds, and the mean
+    from the sample before the first write to the first sample showing the last one."""
+    points = [(t, w) for t, w, _ in samples]
+    if len(points) < 2 or points[-1][1] == points[0][1]:
         return {"peak": 0.0, "mean": 0.0, "writes": 0, "seconds": 0.0}
-    first = next(t for (t, w), (_, w0) in zip(writing[1:], writing, strict=False) if w > w0)
-    last = next(t for t, w in writing if w == writing[-1][1])
-    peak = 0.0
-    start = 0
-    for end in range(len(writing)):
-        while writing[end][0] - writing[start][0] > window:
-            start += 1
-        span = writing[end][0] - writing[start][0]
-        if span >= window * 0.8:
-            peak = max(peak, (writing[end][1] - writing[start][1]) / span)
-    total = writing[-1][1] - writing[0][1]
-    seconds = max(last - first, 1e-9)
+    first = max(i for i in range(len(points)) if points[i][1] == points[0][1])
+    last = min(i for i in range(len(points)) if points[i][1] == points[-1][1])
+    span = max(points[last][0] - points[first][0], 1e-9)
+    total = points[-1][1] - points[0][1]
+    peak, j = total / span, first
+    for i in range(first, last):
+        while j < last and points[j][0] - points[i][0] < window:
+            j += 1
+        if points[j][0] - points[i][0] >= window:
+            peak = max(peak, (points[j][1] - points[i][1]) / (points[j][0] - points[i][0]))
     return {
         "peak": round(peak, 1),
-        "mean": round(total / seconds, 1),
+        "mean": round(total / span, 1),
         "writes": total,
-        "seconds": round(seconds, 1),
+        "seconds": round(span, 1),
     }
 
 

@@ -7,6 +7,7 @@ Where it stands: beside the fleet, driven by ``bench.scale``. Every phase reads 
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import time
@@ -38,6 +39,19 @@ class Bench:
 
     def fan_out(self, expires: float) -> None:
         self.tasks.fan_out.apply_async(queue=QUEUE, expires=expires)
+
+
+def cpu_now(bench: Bench) -> dict[str, float]:
+    """CPU seconds used so far by each part: the services, the worker's processes, this benchmark."""
+    named = {**bench.services.component_pids(), "worker main": bench.pid, "benchmark": os.getpid()}
+    named.update({f"worker pool {i + 1}": pid for i, pid in enumerate(pool_pids(bench.pid))})
+    used = cpu_seconds(list(named.values()))
+    return {name: used[str(pid)] for name, pid in named.items() if str(pid) in used}
+
+
+def cpu_since(bench: Bench, before: dict[str, float]) -> dict[str, float]:
+    after = cpu_now(bench)
+    return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
 
 
 class Progress:
@@ -105,6 +119,7 @@ def cold_start(bench: Bench, interval: float, timeout: float) -> dict[str, Any]:
     progress = Progress(bench.events, bench.mix)
     mark = bench.events.mark()
     cpu_before = cpu_seconds(pool_pids(bench.pid))
+    cpu_parts = cpu_now(bench)
     began = time.time()
     ticker = Ticker(bench.fan_out, interval).start()
     try:
@@ -116,6 +131,7 @@ def cold_start(bench: Bench, interval: float, timeout: float) -> dict[str, Any]:
     finally:
         ticker.stop()
     seconds = progress.last_at - began
+    cpu = cpu_since(bench, cpu_parts)
     wait_quiet(bench)
     samples = poller.stop()
     finished = [f for f in bench.events.since(mark) if f.at <= progress.last_at]
@@ -131,12 +147,14 @@ def cold_start(bench: Bench, interval: float, timeout: float) -> dict[str, Any]:
         "k8s_writes_per_second_5s": write_rates(samples, 5.0),
         "k8s_requests": bench.services.k8s_stats(),
         "dynamo": bench.services.dynamo_stats(),
+        "cpu_seconds": cpu,
     }
 
 
 def steady(bench: Bench, cycles: int, timeout: float = 1800.0) -> dict[str, Any]:
     """``cycles`` fan-outs one after the other, each waited for with every reconcile it sent."""
     runs = []
+    cpu_parts = cpu_now(bench)
     for _ in range(cycles):
         bench.services.k8s_reset()
         bench.services.dynamo_reset()
@@ -166,7 +184,7 @@ def steady(bench: Bench, cycles: int, timeout: float = 1800.0) -> dict[str, Any]
                 "fan_out_result": fanned.result,
             }
         )
-    return {"cycles": runs, "median": _medians(runs)}
+    return {"cycles": runs, "median": _medians(runs), "cpu_seconds_all_cycles": cpu_since(bench, cpu_parts)}
 
 
 def change(bench: Bench, fraction: float, interval: float, seed: int = 13) -> dict[str, Any]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from kubernetes import client
 
 from bench.common import PROJECT_ROOT, REGION, BenchEndpoint
 from gco_sandbox.services import SANDBOX_AWS_ENV, RedisServer, free_port, start_redis, wait_for_port
@@ -37,27 +40,80 @@ def _http(url: str, method: str = "GET") -> Any:
         return json.loads(response.read())
 
 
+class StandinCluster:
+    """The sandbox API server (a local stand-in) in its own process; its own request counters."""
+
+    def __init__(self, port: int, kubeconfig: Path, pid: int) -> None:
+        self.url, self.kubeconfig = f"http://127.0.0.1:{port}", kubeconfig
+        self.pids = {"stand-in API server": pid}
+
+    def stats(self) -> dict[str, int]:
+        return dict(_http(f"{self.url}/_sandbox/stats"))
+
+    def reset(self) -> None:
+        _http(f"{self.url}/_sandbox/stats/reset", "POST")
+
+
+class RealCluster:
+    """The real control plane (kube-apiserver 1.36, controllers, scheduler, kwok). Requests counted from
+    kube-apiserver's ``apiserver_request_total``: the verbs the fleet uses (LIST, GET, APPLY, PATCH,
+    DELETE) on the four kinds it manages, main resource only (the controllers write status, and UPDATE
+    the Deployment's revision annotation: left out)."""
+
+    KINDS = ("deployments", "services", "ingresses", "horizontalpodautoscalers")
+    VERBS = ("LIST", "GET", "APPLY", "PATCH", "DELETE")
+
+    def __init__(self, plane: Any) -> None:
+        self.plane, self.kubeconfig = plane, plane.kubeconfig
+        self.api = plane.api_client()
+        self.pids = {child.name: child.pid for child in plane.children.started}
+        self.base: Counter[str] = Counter()
+
+    def _read(self) -> Counter[str]:
+        method, url, headers, _, _ = self.api.param_serialize(method="GET", resource_path="/metrics")
+        text = self.api.call_api(method, url, header_params=headers).read().decode()
+        counts: Counter[str] = Counter()
+        for line in text.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            ours = labels.get("resource") in self.KINDS and labels.get("verb") in self.VERBS
+            if ours and not labels.get("subresource"):
+                key = f"{labels['verb'].lower()} {labels['resource']}"
+                counts[key] += int(float(line.rsplit(" ", 1)[1]))
+        return counts
+
+    def stats(self) -> dict[str, int]:
+        current = self._read()
+        current.subtract(self.base)
+        return {key: n for key, n in sorted(current.items()) if n}
+
+    def reset(self) -> None:
+        self.base = self._read()
+
+
 @dataclass
 class ProcServices:
-    """Redis, moto and the stand-in, each its own process, and how to reach and count them."""
+    """Redis, moto and a Kubernetes API server, each in processes of their own, and how to reach and
+    count them."""
 
     redis: RedisServer
     moto_port: int
-    api_port: int
+    cluster: StandinCluster | RealCluster
     workdir: Path
-    children: list[subprocess.Popen[bytes]]
+    moto_pid: int
+
+    def component_pids(self) -> dict[str, int]:
+        """The services' processes, to read their CPU use."""
+        return {"redis": self.redis.process.pid, "moto": self.moto_pid, **self.cluster.pids}
 
     @property
     def kubeconfig(self) -> Path:
-        return self.workdir / "kubeconfig.yaml"
+        return self.cluster.kubeconfig
 
     @property
     def dynamodb_url(self) -> str:
         return f"http://127.0.0.1:{self.moto_port}"
-
-    @property
-    def apiserver_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
 
     def env(self, **settings: str) -> dict[str, str]:
         """What a worker process (or this one) needs: the services plus the fleet ``settings`` given."""
@@ -73,10 +129,10 @@ class ProcServices:
         }
 
     def k8s_stats(self) -> dict[str, int]:
-        return dict(_http(f"{self.apiserver_url}/_sandbox/stats"))
+        return self.cluster.stats()
 
     def k8s_reset(self) -> None:
-        _http(f"{self.apiserver_url}/_sandbox/stats/reset", "POST")
+        self.cluster.reset()
 
     def dynamo_stats(self) -> dict[str, dict[str, float]]:
         return dict(_http(f"{self.dynamodb_url}/_bench/stats"))
@@ -112,29 +168,51 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def process_services(workdir: Path, ready_delay: float) -> Iterator[ProcServices]:
-    """Start the three services on free ports; stop them on the way out."""
+def process_services(workdir: Path, ready_delay: float, real_gpus: int = 0) -> Iterator[ProcServices]:
+    """Start Redis, moto and the stand-in (or, ``real_gpus`` > 0, the real control plane with fake GPU
+    nodes added until it has that many NVIDIA GPUs) on free ports; stop them on the way out."""
     with ExitStack() as stack:
         redis_server = start_redis(workdir=workdir)
         stack.callback(redis_server.stop)
-        moto_port, api_port = free_port(), free_port()
-        kubeconfig = workdir / "kubeconfig.yaml"
+        moto_port = free_port()
         moto = _spawn(
             [sys.executable, "-m", "bench.motoserver", "--port", str(moto_port)], workdir / "moto.log"
         )
         stack.callback(_stop, moto)
-        api = _spawn(
-            [sys.executable, "-m", "gco_tasks.cli.main", "sandbox", "apiserver", "--port", str(api_port),
-             "--kubeconfig", str(kubeconfig), "--ready-delay", str(ready_delay)],
-            workdir / "apiserver.log",
-        )  # fmt: skip
-        stack.callback(_stop, api)
+        cluster = _real(stack, workdir, real_gpus) if real_gpus else _standin(stack, workdir, ready_delay)
         wait_for_port(moto_port, timeout=60)
-        wait_for_port(api_port, timeout=60)
-        deadline = time.monotonic() + 30
-        while not kubeconfig.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield ProcServices(redis_server, moto_port, api_port, workdir, [moto, api])
+        yield ProcServices(redis_server, moto_port, cluster, workdir, moto.pid)
+
+
+def _standin(stack: ExitStack, workdir: Path, ready_delay: float) -> StandinCluster:
+    port, kubeconfig = free_port(), workdir / "kubeconfig.yaml"
+    api = _spawn(
+        [sys.executable, "-m", "gco_tasks.cli.main", "sandbox", "apiserver", "--port", str(port),
+         "--kubeconfig", str(kubeconfig), "--ready-delay", str(ready_delay)],
+        workdir / "apiserver.log",
+    )  # fmt: skip
+    stack.callback(_stop, api)
+    wait_for_port(port, timeout=60)
+    deadline = time.monotonic() + 30
+    while not kubeconfig.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return StandinCluster(port, kubeconfig, api.pid)
+
+
+def _real(stack: ExitStack, workdir: Path, gpus: int) -> RealCluster:
+    from gco_sandbox.controlplane import FAKE_NODES, ControlPlane, FakeNode, raw
+
+    plane = ControlPlane.start(workdir / "controlplane")
+    stack.callback(plane.stop)
+    have = sum(node.devices for node in FAKE_NODES if node.accelerator == "nvidia")
+    with plane.api_client() as api:
+        core = client.CoreV1Api(api)
+        for index in range(max(0, -(-(gpus - have) // 8))):
+            raw(
+                core.create_node,
+                FakeNode(f"gpu-bench-{index}", "p5.48xlarge", "on-demand", "nvidia", 8).manifest(),
+            )
+    return RealCluster(plane)
 
 
 def create_table(client: Any) -> None:
