@@ -36,6 +36,8 @@ PROTOBUF = "application/vnd.kubernetes.protobuf"
 #: name -> (query parameters, Accept header). "{rv}" is replaced by a current resourceVersion.
 VARIANTS: dict[str, tuple[dict[str, str], str]] = {
     "limit=500 (the fleet's LIST)": ({"limit": "500"}, "application/json"),
+    "limit=1000": ({"limit": "1000"}, "application/json"),
+    "limit=2000": ({"limit": "2000"}, "application/json"),
     "limit=500, resourceVersion=0": ({"limit": "500", "resourceVersion": "0"}, "application/json"),
     "limit=500, NotOlderThan a recent rv": (
         {"limit": "500", "resourceVersion": "{rv}", "resourceVersionMatch": "NotOlderThan"},
@@ -135,10 +137,12 @@ def served_from(api: client.ApiClient) -> dict[str, float]:
     return counts
 
 
-def measure(api: client.ApiClient, repeat: int) -> dict[str, Any]:
+def measure(api: client.ApiClient, repeat: int, only: Sequence[str] | None = None) -> dict[str, Any]:
     rv = json.loads(get(api, PATH, {"limit": "1"}, "application/json"))["metadata"]["resourceVersion"]
     results: dict[str, Any] = {}
     for name, (query, accept) in VARIANTS.items():
+        if only and not any(name.startswith(prefix) for prefix in only):
+            continue
         query = {key: value.replace("{rv}", rv) for key, value in query.items()}
         before = served_from(api)
         runs = [list_once(api, query, accept) for _ in range(repeat)]
@@ -178,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deployments", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", nargs="*", default=None, help="variants whose name starts with these")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"repeat": args.repeat, "sizes": {}}
     with ControlPlane.start() as plane, plane.api_client() as api:
@@ -186,7 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for count in sorted(args.deployments):
             seconds = seed(api, created, count)
             created = count
-            report["sizes"][count] = {"seed_seconds": round(seconds, 1), "lists": measure(api, args.repeat)}
+            report["sizes"][count] = {
+                "seed_seconds": round(seconds, 1),
+                "lists": measure(api, args.repeat, args.only),
+            }
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
 

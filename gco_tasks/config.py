@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gco_tasks.conventions import queue_for_region
@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     )
     kube_write_burst: int = Field(
         100, ge=1, le=1_000_000, description="Writes the region may send at once after a quiet spell."
+    )
+    region_redis_urls: SecretStr = Field(
+        "",  # validated into a SecretStr (validate_default)
+        validate_default=True,
+        description="CLI only: region=redis-url pairs, comma-separated; after a change the CLI asks each "
+        "target region it can reach to reconcile at once (empty: off; the regions' cycles do it).",
     )
     dynamodb_scan_segments: int = Field(
         0,

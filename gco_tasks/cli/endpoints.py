@@ -34,6 +34,7 @@ from gco_tasks.endpoints import (
     parse_spec,
 )
 from gco_tasks.fields import validate_endpoint_name
+from gco_tasks.nudge import RegionUrlsError, nudge, parse_region_urls
 from gco_tasks.store import EndpointExistsError, EndpointNotFoundError, EndpointStore, StoreError
 
 endpoints_app = typer.Typer(
@@ -185,6 +186,7 @@ def deploy(
         except EndpointExistsError as exc:
             _fail(f"{exc}; use update-image/scale to change it, or delete it first")
     typer.echo(f"Endpoint {checked} created (deploying to {', '.join(regions)}).")
+    _nudge(checked, regions)
 
 
 @endpoints_app.command()
@@ -196,6 +198,7 @@ def scale(
     with _store() as store:
         endpoint = store.scale(name, replicas)
     typer.echo(f"Endpoint {name} scaled to {endpoint.spec.replicas} replicas.")
+    _nudge(name, endpoint.target_regions)
 
 
 @endpoints_app.command()
@@ -203,15 +206,19 @@ def stop(name: str = typer.Argument(...), yes: bool = YesOption) -> None:
     """Scale the endpoint to zero in every region (the record stays)."""
     if not yes:
         typer.confirm(f"Stop endpoint {name}?", abort=True)
-    _set_state(name, STOPPED, allowed_from=("deploying", "running", "stopped"))
+    regions = _set_state(name, STOPPED, allowed_from=("deploying", "running", "stopped"))
     typer.echo(f"Endpoint {name} stopping.")
+    _nudge(name, regions)
 
 
 @endpoints_app.command()
 def start(name: str = typer.Argument(...)) -> None:
     """Start a stopped endpoint again (back to deploying; promoted to running when every region runs)."""
-    _set_state(name, DEPLOYING, allowed_from=("stopped", "deploying", "running"), keep_if=("running",))
+    regions = _set_state(
+        name, DEPLOYING, allowed_from=("stopped", "deploying", "running"), keep_if=("running",)
+    )
     typer.echo(f"Endpoint {name} starting.")
+    _nudge(name, regions)
 
 
 @endpoints_app.command()
@@ -219,8 +226,9 @@ def delete(name: str = typer.Argument(...), yes: bool = YesOption) -> None:
     """Mark the endpoint deleted: each region removes its objects; the record is purged after."""
     if not yes:
         typer.confirm(f"Delete endpoint {name} in every region?", abort=True)
-    _set_state(name, DELETED, allowed_from=("deploying", "running", "stopped", "deleted"))
+    regions = _set_state(name, DELETED, allowed_from=("deploying", "running", "stopped", "deleted"))
     typer.echo(f"Endpoint {name} marked for deletion.")
+    _nudge(name, regions)
 
 
 @endpoints_app.command("update-image")
@@ -320,19 +328,35 @@ def _set_state(
     state: DesiredState,
     allowed_from: tuple[str, ...],
     keep_if: tuple[str, ...] = (),
-) -> None:
-    """Move ``desired_state`` to ``state``, conditional on the state read (no lost transitions)."""
+) -> list[str]:
+    """Move ``desired_state`` to ``state``, conditional on the state read (no lost transitions); returns
+    the regions that changed (none when the state already was ``state``)."""
     with _store() as store:
-        current = store.get(name).desired_state
+        endpoint = store.get(name)
+        current = endpoint.desired_state
         if current not in allowed_from:
             _fail(f"endpoint {name!r} is {current}; cannot make it {state}")
         if current == state or current in keep_if:
-            return
+            return []
         if not store.update_desired_state(name, state, expected_state=current):
             _fail(f"endpoint {name!r} changed meanwhile (or was removed); check `status {name}` and retry")
+        return list(endpoint.target_regions)
+    raise AssertionError("unreachable")  # _store exits on every error
 
 
 def _edit(name: str, mutate: Callable[[EndpointSpec], EndpointSpec]) -> Endpoint:
     with _store() as store:
-        return store.update_spec(name, mutate)
-    raise AssertionError("unreachable")  # _store exits on every error
+        endpoint = store.update_spec(name, mutate)
+    _nudge(name, endpoint.target_regions)
+    return endpoint
+
+
+def _nudge(name: str, regions: list[str]) -> None:
+    """With ``REGION_REDIS_URLS`` set, ask each target region it names to reconcile ``name`` now."""
+    try:
+        urls = parse_region_urls(load_settings().region_redis_urls.get_secret_value())
+    except (ConfigError, RegionUrlsError) as exc:
+        typer.echo(f"Note: not asking the regions to reconcile now: {exc}", err=True)
+        return
+    for region, outcome in nudge(name, regions, urls).items():
+        typer.echo(f"{region}: reconcile {outcome}.")
