@@ -125,11 +125,14 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "options": {"queue": settings.queue, "expires": every},
         }
 
-    return {
+    schedule = {
         "fan-out": entry("gco_tasks.fan_out", settings.reconcile_interval_seconds),
         "watchdog": entry("gco_tasks.watchdog", settings.watchdog_interval_seconds),
         "purge": entry("gco_tasks.purge", settings.purge_interval_seconds),
     }
+    if settings.stream_poll_seconds:  # optional: react to the table's stream between cycles
+        schedule["stream-poll"] = entry("gco_tasks.stream_poll", settings.stream_poll_seconds)
+    return schedule
 
 
 _settings: Settings | None = None

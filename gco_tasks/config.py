@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         description="CLI only: region=redis-url pairs, comma-separated; after a change the CLI asks each "
         "target region it can reach to reconcile at once (empty: off; the regions' cycles do it).",
     )
+    stream_poll_seconds: int = Field(
+        0,
+        ge=0,
+        le=3600,
+        description="Read the table's DynamoDB Stream every this many seconds and reconcile the endpoints "
+        "whose desired state changed at once (0: off; the table needs a stream, NEW_AND_OLD_IMAGES best).",
+    )
     dynamodb_scan_segments: int = Field(
         0,
         ge=0,

@@ -128,6 +128,16 @@ class RegionKeys:
         return f"{self.prefix}kube-writes"
 
     @property
+    def stream_positions(self) -> str:
+        """The stream reader's last sequence number per shard of the table's stream (a hash)."""
+        return f"{self.prefix}stream:positions"
+
+    @property
+    def stream_lock(self) -> str:
+        """Held while this region's stream reader reads and enqueues (one reader at a time)."""
+        return f"{self.prefix}stream:lock"
+
+    @property
     def unready_since(self) -> str:
         return f"{self.prefix}watchdog:unready-since"
 

@@ -12,6 +12,7 @@ services.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis
 from kubernetes.client import ApiClient
@@ -22,6 +23,7 @@ from gco_tasks.locks import RegionState
 from gco_tasks.manifests import RenderOptions
 from gco_tasks.ratelimit import RedisWritePacer
 from gco_tasks.store import EndpointStore
+from gco_tasks.streams import StreamReader
 
 
 @dataclass
@@ -54,3 +56,8 @@ class Fleet:
             state=state,
             render_options=RenderOptions.from_settings(settings),
         )
+
+    @cached_property
+    def stream(self) -> StreamReader:
+        """The table's DynamoDB Stream for this region (``STREAM_POLL_SECONDS``), built on first use."""
+        return StreamReader.from_store(self.store, self.state.client, self.settings.region)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gco_tasks import fanout, reconciler
+from gco_tasks import fanout, reconciler, streamwatch
 from gco_tasks import purge as purge_room
 from gco_tasks import watchdog as watchdog_room
 from gco_tasks.celery import FleetTask, app
@@ -65,3 +65,9 @@ def watchdog(self: FleetTask) -> dict[str, Any]:
 def purge(self: FleetTask) -> dict[str, Any]:
     """Remove records that every target region reports deleted (conditional delete)."""
     return purge_room.purge(self.fleet)
+
+
+@app.task(name="gco_tasks.stream_poll", bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+def stream_poll(self: FleetTask) -> dict[str, Any]:
+    """Reconcile now the endpoints whose desired state changed in the table's stream (optional)."""
+    return _with_reconcile_sender(self.fleet, streamwatch.poll_stream)
