@@ -13,6 +13,7 @@ and after the fan-out. ``--profile PATH`` writes cProfile's stats there and prin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -74,7 +75,14 @@ def timed_sender(send: Callable[[str, dict[str, Any]], None], times: Counter[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument(
+        "--collector-on", action="store_true", help="do not pause the garbage collector while decoding (A/B)"
+    )
     args = parser.parse_args()
+    if args.collector_on:
+        from gco_tasks import gcpause
+
+        gcpause.paused = contextlib.nullcontext  # type: ignore[assignment]
     from gco_tasks import fanout, tasks
     from gco_tasks.celery import app
     from gco_tasks.config import load_settings

@@ -29,6 +29,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from gco_tasks import gcpause
 from gco_tasks.conventions import FIELD_MANAGER, MANAGED_KINDS
 from gco_tasks.errors import GcoError, InfrastructureError, PermanentError, TransientError
 from gco_tasks.ports import WritePacer
@@ -152,7 +153,8 @@ class ClusterGateway:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientClusterError(f"{what}: {type(exc).__name__}: {exc}") from exc
         body = response.data
-        return json.loads(body) if body else None
+        with gcpause.paused():  # a LIST page is thousands of objects (see gcpause)
+            return json.loads(body) if body else None
 
     def list_objects(self, label_selector: str, kinds: Iterable[str] = MANAGED_KINDS) -> list[dict[str, Any]]:
         """Every object of ``kinds`` matching ``label_selector``: one LIST per kind (more only past

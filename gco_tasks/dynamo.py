@@ -24,6 +24,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
+from gco_tasks import gcpause
 from gco_tasks.errors import GcoError, InfrastructureError, TransientError
 from gco_tasks.fields import from_dynamo, to_dynamo
 
@@ -187,10 +188,13 @@ def scan_pages(table: Table, params: Mapping[str, Any], segments: int) -> Iterat
 
 
 def _segment_pages(table: Table, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    paginator = table.client.get_paginator("scan")
-    with table.call("Scan"):
-        for page in paginator.paginate(**params):
-            yield dict(page)
+    pages = iter(table.client.get_paginator("scan").paginate(**params))
+    while True:
+        with table.call("Scan"), gcpause.paused():  # botocore parses a 1 MB page here (see gcpause)
+            page = next(pages, None)
+        if page is None:
+            return
+        yield dict(page)
 
 
 def updated_at_is(updated_at: str | None) -> tuple[str, dict[str, Any]]:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from gco_tasks import gcpause
 from gco_tasks.dynamo import (
     ConditionFailed,
     StoreError,
@@ -175,8 +176,9 @@ class EndpointStore:
         received = 0
         for page in scan_pages(self.table, params, segments):
             received += page_bytes(page)
-            for raw in page.get("Items", []):
-                yield decode_item(raw)
+            with gcpause.paused():
+                items = [decode_item(raw) for raw in page.get("Items", [])]
+            yield from items
         if target_region is None:
             self.last_scan_bytes = received
 
