@@ -58,13 +58,12 @@ def start_worker(bench: Bench, settings: dict[str, str], name: str) -> WorkerPro
     return worker
 
 
-def probe(services: ProcServices, settings: dict[str, str], profile: Path) -> dict[str, Any]:
-    """One fan-out in a fresh process (``bench.fanout_probe``), the worker stopped; cProfile's stats
-    written to ``profile``."""
+def probe(services: ProcServices, settings: dict[str, str], *options: str) -> dict[str, Any]:
+    """One fan-out in a fresh process (``bench.fanout_probe``), the worker stopped."""
     env = {**os.environ, **services.env(**settings), "PYTHONPATH": str(PROJECT_ROOT)}
     services.dynamo_reset()
     run = subprocess.run(
-        [sys.executable, "-m", "bench.fanout_probe", "--profile", str(profile)],
+        [sys.executable, "-m", "bench.fanout_probe", *options],
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -129,7 +128,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "probe" in phases:
             profile = (args.out.parent if args.out else RESULTS) / f"fanout-{args.endpoints}.prof"
             profile.parent.mkdir(parents=True, exist_ok=True)
-            report["probe"] = probe(services, settings, profile)
+            report["probe"] = probe(services, settings)
+            report["probe_collector_on"] = probe(services, settings, "--collector-on")
+            report["probe_profiled"] = probe(services, settings, "--profile", str(profile))
         bench.events.stop()
     report["meta"]["load_after"] = os.getloadavg()[0]
     return report
@@ -184,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = args.out or RESULTS / f"scale-{args.endpoints}{'-' + args.tag if args.tag else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "probe"}, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if not k.startswith("probe")}, indent=2))
     print(f"written: {path}")
     return 0
 

@@ -89,6 +89,7 @@ ROWS: list[Row] = [
     ("steady cycle: fan-out + its reconciles", "-", at(STEADY + "cycle_seconds", " s")),
     ("fan-out alone (probe): time / moto's Scan", "-",
      pair("probe.seconds", "probe.moto.seconds.Scan", " s")),
+    ("fan-out alone, collector not paused (A/B)", "-", at("probe_collector_on.seconds", " s")),
     ("1 % images changed: write -> Deployment p50 / p99", "p99 <= interval + 2 s",
      pair("change.p50", "change.p99", " s")),
     ("cold start, all in their final state (limit 500/s)", "<= 12 s at 1,000", at("cold.seconds", " s")),
