@@ -21,7 +21,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gco_tasks.config import ConfigError, load_settings
+from gco_tasks.cli_repair import force_delete, repair_command
+from gco_tasks.cli_support import AllowUnknownRegionOption, check_regions, open_store
 from gco_tasks.endpoints import (
     DEFAULT_NAMESPACE,
     DELETED,
@@ -35,7 +36,7 @@ from gco_tasks.endpoints import (
     parse_spec,
     validate_endpoint_name,
 )
-from gco_tasks.store import EndpointExistsError, EndpointNotFoundError, EndpointStore, StoreError
+from gco_tasks.store import EndpointExistsError, EndpointNotFoundError, EndpointStore
 
 endpoints_app = typer.Typer(
     help="Manage inference endpoints in the DynamoDB table (as GCO's `gco inference`).",
@@ -60,10 +61,8 @@ def _fail(message: str) -> NoReturn:
 @contextmanager
 def _store() -> Iterator[EndpointStore]:
     """The store from the environment; every failure the user can act on becomes exit code 1."""
-    try:
-        yield EndpointStore.from_settings(load_settings())
-    except (ConfigError, InvalidEndpointError, StoreError) as exc:
-        _fail(str(exc))
+    with open_store() as store:
+        yield store
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -159,9 +158,11 @@ def deploy(
         None, "--autoscale-metric", help="Autoscaling metric TYPE[:TARGET], e.g. cpu:70 (repeatable)."
     ),
     label: list[str] | None = typer.Option(None, "-l", "--label", help="Record label K=V (repeatable)."),
+    allow_unknown_region: bool = AllowUnknownRegionOption,
 ) -> None:
     """Create an endpoint: write its desired state; each target region's fleet deploys it."""
     checked = _checked_name(name)
+    check_regions(regions, allow_unknown_region)
     options = {
         "image": image,
         "replicas": replicas,
@@ -217,12 +218,27 @@ def start(name: str = typer.Argument(...)) -> None:
 
 
 @endpoints_app.command()
-def delete(name: str = typer.Argument(...), yes: bool = YesOption) -> None:
+def delete(
+    name: str = typer.Argument(...),
+    yes: bool = YesOption,
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Mark it deleted even if the record is malformed (fails validation); target regions that "
+        "are not in KNOWN_REGIONS are dropped so the record can be purged.",
+    ),
+) -> None:
     """Mark the endpoint deleted: each region removes its objects; the record is purged after."""
     if not yes:
         typer.confirm(f"Delete endpoint {name} in every region?", abort=True)
-    _set_state(name, DELETED, allowed_from=("deploying", "running", "stopped", "deleted"))
+    if force:
+        force_delete(name)
+    else:
+        _set_state(name, DELETED, allowed_from=("deploying", "running", "stopped", "deleted"))
     typer.echo(f"Endpoint {name} marked for deletion.")
+
+
+endpoints_app.command("repair")(repair_command)
 
 
 @endpoints_app.command("update-image")
@@ -281,8 +297,11 @@ def rollback(name: str = typer.Argument(...)) -> None:
 def list_endpoints(
     region: str | None = typer.Option(None, "--region", help="Only endpoints targeting this region."),
     as_json: bool = JsonOption,
+    allow_unknown_region: bool = AllowUnknownRegionOption,
 ) -> None:
     """List every endpoint (all Scan pages), newest first."""
+    if region is not None:
+        check_regions([region], allow_unknown_region)
     with _store() as store:
         items = sorted(store.scan_items(region), key=lambda i: str(i.get("created_at", "")), reverse=True)
     if as_json:

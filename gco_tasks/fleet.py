@@ -225,6 +225,8 @@ def _reconcile_record(
         endpoint = Endpoint.from_item(item)
         desired = desired_objects(fleet, endpoint)
     except InvalidEndpointError as exc:
+        if header.desired_state == "deleted":
+            return _tear_down_invalid(fleet, header, observed, now)
         # Bad input is data: report it, change nothing in the cluster, delete nothing.
         invalid = StatusReport("error", error=str(exc))
         _report_status(fleet, header, invalid, now)
@@ -239,6 +241,21 @@ def _reconcile_record(
     if report is not None and report.state == "running":
         _maybe_promote(fleet, header, report)
     result: dict[str, Any] = {"endpoint": name, "actions": done, "state": report.state if report else None}
+    if error:
+        result["error"] = error
+    return result
+
+
+def _tear_down_invalid(
+    fleet: Fleet, header: RecordHeader, observed: list[ObservedObject], now: float
+) -> dict[str, Any]:
+    """A record marked deleted (``delete --force``) that does not validate: its intent is unambiguous,
+    so its objects go and the region reports ``deleted`` (then the record can be purged)."""
+    done, errors = _carry_out(fleet, plan_changes([], observed))
+    error = "; ".join(errors) or None
+    report = StatusReport("error", error=error) if error else StatusReport("deleted")
+    _report_status(fleet, header, report, now)
+    result: dict[str, Any] = {"endpoint": header.endpoint_name, "actions": done, "state": report.state}
     if error:
         result["error"] = error
     return result

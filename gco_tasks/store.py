@@ -15,9 +15,10 @@ Throttling, 5xx and connection failures raise ``TransientStoreError`` so callers
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
@@ -102,6 +103,16 @@ class EndpointDeletedError(StoreError):
         super().__init__(f"endpoint {name!r} is being deleted; wait until it is purged, then deploy it again")
 
 
+class MalformedRecordError(InvalidEndpointError):
+    """The stored record itself does not validate (written by another tool or an older version): the
+    edits that read-modify-write it refuse it; ``write_fields_if_unchanged`` is the way to fix it."""
+
+    def __init__(self, problems: list[tuple[str, str]], name: str) -> None:
+        super().__init__(problems, name)
+        details = "; ".join(f"{path}: {message}" for path, message in problems)
+        self.args = (f"endpoint {name!r} is malformed in the table ({details})",)
+
+
 class ConcurrentUpdateError(StoreError):
     """The record kept changing under a read-modify-write; nothing was written."""
 
@@ -150,6 +161,14 @@ _deserializer = TypeDeserializer()
 
 def _encode(value: Any) -> dict[str, Any]:
     return _serializer.serialize(to_dynamo(value))  # type: ignore[return-value]
+
+
+def _encode_as_read(value: Any) -> dict[str, Any]:
+    """A value read from the table, encoded as it was stored (a number stays a number, unlike
+    ``_encode``, which writes floats as strings the way GCO does)."""
+    if isinstance(value, float):
+        return _serializer.serialize(Decimal(repr(value)))  # type: ignore[return-value]
+    return _encode(value)
 
 
 def _decode_item(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,11 +266,14 @@ class EndpointStore:
         return _decode_item(raw) if raw else None
 
     def get(self, name: str) -> Endpoint:
-        """The endpoint, read consistently. Raises ``EndpointNotFoundError`` or ``InvalidEndpointError``."""
+        """The endpoint, read consistently. Raises ``EndpointNotFoundError`` or ``MalformedRecordError``."""
         item = self.get_item(name)
         if item is None:
             raise EndpointNotFoundError(name)
-        return Endpoint.from_item(item)
+        try:
+            return Endpoint.from_item(item)
+        except InvalidEndpointError as exc:
+            raise MalformedRecordError(exc.problems, name) from None
 
     # ---- desired-state writes (CLI) ----
 
@@ -313,6 +335,42 @@ class EndpointStore:
         raise ConcurrentUpdateError(
             f"endpoint {name!r} kept changing during the update ({SPEC_UPDATE_ATTEMPTS} attempts); try again"
         )
+
+    def write_fields_if_unchanged(
+        self,
+        name: str,
+        read_item: Mapping[str, Any],
+        fields: Mapping[str, Any],
+        remove: Iterable[str] = (),
+    ) -> bool:
+        """SET the top-level ``fields`` and REMOVE the top-level keys ``remove`` of a record, only if its
+        ``updated_at`` is still the one of ``read_item`` (compared as stored, whatever its type, so this
+        works on records that do not validate). For ``repair`` and ``delete --force``; the caller puts a
+        fresh ``updated_at`` in ``fields``. Returns whether it wrote."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets, removes = [], []
+        for i, (key, value) in enumerate(fields.items()):
+            names[f"#s{i}"] = key
+            values[f":s{i}"] = _encode(value)
+            sets.append(f"#s{i} = :s{i}")
+        for i, key in enumerate(remove):
+            names[f"#r{i}"] = key
+            removes.append(f"#r{i}")
+        expression = " ".join(
+            part
+            for part in (
+                "SET " + ", ".join(sets) if sets else "",
+                "REMOVE " + ", ".join(removes) if removes else "",
+            )
+            if part
+        )
+        if "updated_at" in read_item:
+            condition = "attribute_exists(endpoint_name) AND updated_at = :read_updated_at"
+            values[":read_updated_at"] = _encode_as_read(read_item["updated_at"])
+        else:
+            condition = "attribute_exists(endpoint_name) AND attribute_not_exists(updated_at)"
+        return self._update(name, expression, condition, values, names)
 
     def scale(self, name: str, replicas: int) -> Endpoint:
         """Set ``spec.replicas`` (validated, >= 0), keeping the desired state."""
@@ -491,6 +549,11 @@ def _is_missing_map(exc: StoreError) -> bool:
         and _code(cause) == "ValidationException"
         and "document path" in str(cause).lower()
     )
+
+
+def later_than(previous: object) -> str:
+    """A fresh ``updated_at`` that differs from ``previous`` (whatever it was) even within one clock tick."""
+    return _later_than(previous if isinstance(previous, str) else None)
 
 
 def _later_than(previous: str | None) -> str:
