@@ -203,7 +203,7 @@ def scale(
 
 @endpoints_app.command()
 def stop(name: str = typer.Argument(...), yes: bool = YesOption) -> None:
-    """Scale the endpoint to zero in every region (the record stays)."""
+    """Scale the endpoint to zero in every region (the record stays). Asks first unless -y."""
     if not yes:
         typer.confirm(f"Stop endpoint {name}?", abort=True)
     _set_state(name, STOPPED, allowed_from=("deploying", "running", "stopped"))
@@ -228,7 +228,8 @@ def delete(
         "are not in KNOWN_REGIONS are dropped so the record can be purged.",
     ),
 ) -> None:
-    """Mark the endpoint deleted: each region removes its objects; the record is purged after."""
+    """Mark the endpoint deleted: each region removes its objects; the record is purged after. Asks
+    first unless -y."""
     if not yes:
         typer.confirm(f"Delete endpoint {name} in every region?", abort=True)
     if force:
