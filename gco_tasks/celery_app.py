@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from celery import Celery, bootsteps
 
+from gco_tasks import preflight
 from gco_tasks.config import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "gco_tasks.preflight:CheckedRedBeatScheduler",  # RedBeat, refusing to guess REGION
         "beat_max_loop_interval": 10,
         "redbeat_redis_url": settings.redis_url,
         "redbeat_redis_options": {},
@@ -124,5 +125,6 @@ def create_app(settings: Settings) -> Celery:
 
 settings = load_settings()
 app = create_app(settings)
+preflight.install(settings)  # worker and beat refuse to start without REGION (and a worker without a cluster)
 
 import gco_tasks.tasks  # noqa: E402,F401  (registers the tasks on ``app``)
