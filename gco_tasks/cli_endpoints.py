@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gco_tasks.cli_repair import force_delete, repair_command
+from gco_tasks.cli_status import status_command
 from gco_tasks.cli_support import AllowUnknownRegionOption, check_regions, open_store
 from gco_tasks.endpoints import (
     DEFAULT_NAMESPACE,
@@ -36,7 +37,8 @@ from gco_tasks.endpoints import (
     parse_spec,
     validate_endpoint_name,
 )
-from gco_tasks.store import EndpointExistsError, EndpointNotFoundError, EndpointStore
+from gco_tasks.redaction import redact_item
+from gco_tasks.store import EndpointExistsError, EndpointStore
 
 endpoints_app = typer.Typer(
     help="Manage inference endpoints in the DynamoDB table (as GCO's `gco inference`).",
@@ -306,7 +308,7 @@ def list_endpoints(
     with _store() as store:
         items = sorted(store.scan_items(region), key=lambda i: str(i.get("created_at", "")), reverse=True)
     if as_json:
-        typer.echo(json.dumps(items, indent=2, default=str))
+        typer.echo(json.dumps([redact_item(item) for item in items], indent=2, default=str))
         return
     if not items:
         typer.echo("No endpoints.")
@@ -314,22 +316,7 @@ def list_endpoints(
     console.print(endpoints_table(items))
 
 
-@endpoints_app.command()
-def status(name: str = typer.Argument(...), as_json: bool = JsonOption) -> None:
-    """Show one endpoint and what each region's fleet last reported."""
-    with _store() as store:
-        item = store.get_item(name)
-    if item is None:
-        _fail(str(EndpointNotFoundError(name)))
-    if as_json:
-        typer.echo(json.dumps(item, indent=2, default=str))
-        return
-    try:
-        endpoint = Endpoint.from_item(item)
-    except InvalidEndpointError as exc:
-        _print_header(RecordHeader.from_item(item))
-        _fail(str(exc))
-    _print_endpoint(endpoint)
+endpoints_app.command("status")(status_command)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -390,46 +377,3 @@ def _list_row(item: dict[str, Any]) -> list[str]:
         f"{ready}/{desired}",
         endpoint.created_at or "-",
     ]
-
-
-def region_table(endpoint: Endpoint) -> Table:
-    table = Table("REGION", "STATE", "READY", "DESIRED", "LAST SYNC", "ERROR")
-    for region, report in sorted(endpoint.region_status.items()):
-        table.add_row(
-            region,
-            report.state,
-            str(report.replicas_ready),
-            str(report.replicas_desired),
-            report.last_sync or "-",
-            report.error or "",
-        )
-    return table
-
-
-def _print_endpoint(endpoint: Endpoint) -> None:
-    spec = endpoint.spec
-    console.print(f"[bold]Endpoint:[/bold] {endpoint.endpoint_name}", highlight=False)
-    console.print(f"  Desired state: {endpoint.desired_state}", highlight=False)
-    console.print(f"  Image:         {spec.image}", highlight=False, markup=False)
-    console.print(
-        f"  Replicas:      {spec.replicas} (GPUs {spec.gpu_count} {spec.accelerator})", highlight=False
-    )
-    console.print(f"  Regions:       {', '.join(endpoint.target_regions)}", highlight=False, markup=False)
-    console.print(f"  Ingress path:  {endpoint.ingress_path}", highlight=False, markup=False)
-    if spec.canary is not None:
-        console.print(
-            f"  Canary:        {spec.canary.image} ({spec.canary.weight}%, {spec.canary.replicas} replicas)",
-            highlight=False,
-            markup=False,
-        )
-    console.print()
-    if endpoint.region_status:
-        console.print(region_table(endpoint))
-    else:
-        console.print("(Waiting for the fleet to sync)")
-
-
-def _print_header(header: RecordHeader) -> None:
-    console.print(f"Endpoint:      {header.endpoint_name}", highlight=False, markup=False)
-    console.print(f"  Desired state: {header.desired_state}", highlight=False, markup=False)
-    console.print(f"  Regions:       {', '.join(header.target_regions)}", highlight=False, markup=False)

@@ -354,6 +354,7 @@ def _report_status(
         state=report.state,
         replicas_ready=report.replicas_ready,
         replicas_desired=report.replicas_desired,
+        replicas_updated=report.replicas_updated,
         error=report.error,
     )
     fleet.store.update_region_status(header.endpoint_name, region, status, previous=previous, now=moment)
