@@ -34,6 +34,7 @@ from rich.text import Text
 from gco_tasks.cli_support import fail, open_store, settings_or_fail
 from gco_tasks.config import Settings
 from gco_tasks.endpoints import RecordHeader, parse_timestamp
+from gco_tasks.regions import kubeconfig_variable
 from gco_tasks.status_view import PENDING, RegionEvents, StatusView, age_text, build_view, event_lines
 from gco_tasks.store import EndpointStore
 
@@ -102,11 +103,6 @@ def read_events(
                               kubeconfig_for(region, settings, environ))
         for region in regions
     }  # fmt: skip
-
-
-def kubeconfig_variable(region: str) -> str:
-    """``KUBECONFIG_EU_WEST_1`` for eu-west-1: where the CLI finds a region's kubeconfig."""
-    return "KUBECONFIG_" + region.upper().replace("-", "_")
 
 
 def kubeconfig_for(region: str, settings: Settings, environ: Mapping[str, str]) -> str | None:

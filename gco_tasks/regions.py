@@ -104,3 +104,9 @@ def region_problems(regions: Iterable[str], known: Sequence[str], allow_unknown:
     """``region_problem`` for each region given, in order; empty when every one is fine."""
     found = (region_problem(region, known, allow_unknown) for region in regions)
     return [problem for problem in found if problem is not None]
+
+
+def kubeconfig_variable(region: str) -> str:
+    """``KUBECONFIG_EU_WEST_1`` for eu-west-1: where the operator's CLI (and the sandbox's env file) keep
+    the kubeconfig of each region, beside ``KUBECONFIG`` for the region in ``REGION``."""
+    return "KUBECONFIG_" + region.upper().replace("-", "_")
