@@ -123,6 +123,8 @@ def region_events(name: str, namespace: str, region: str, kubeconfig: str | None
     try:
         items = _list_events(name, namespace, kubeconfig)
     except Exception as exc:  # a region we cannot read must not hide the others
+        if getattr(exc, "status", None) == 404:
+            return RegionEvents(note=f"the API server of {region} serves no events.k8s.io/v1 Events (404)")
         return RegionEvents(note=f"Events of {region} not readable: {_reason(exc)}")
     mine = [item for item in items if _regards(item, name)]
     return RegionEvents(event_lines(mine), "" if mine else f"no Events about Deployment {name}")

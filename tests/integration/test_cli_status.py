@@ -177,7 +177,7 @@ def test_last_events_of_the_deployment_per_region(
     assert query["path"] == ["/apis/events.k8s.io/v1/namespaces/gco-inference/events"]
     assert query["fieldSelector"] == ["regarding.kind=Deployment,regarding.name=demo"]
     # us-east-1 (KUBECONFIG with REGION): this stand-in serves no Events; the rest still shows.
-    assert "Events of us-east-1 not readable: 404" in out
+    assert "the API server of us-east-1 serves no events.k8s.io/v1 Events (404)" in out
     assert "│ us-east-1" in out
     assert "Events" not in run(cli, "endpoints", "status", "demo", "--no-events")
 
