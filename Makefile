@@ -1,6 +1,8 @@
 # The two commands of the README: `make sandbox` (the fleet on a local sandbox) and `make test`.
-# Everything else here is what those two need: a virtualenv with the project and its extras,
-# and the system binaries the tests and the sandbox start (redis-server, kubectl).
+# Everything else here is what those two need: a virtualenv with the project, its dev extra and the
+# local sandbox (gco_sandbox/, a separate distribution that never ships in the product's wheel),
+# the system binaries the tests and the sandbox start (redis-server, promtool), and the real control
+# plane built from source (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,23 +13,26 @@ STAMP := $(VENV)/.installed-dev
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml gco_sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./gco_sandbox
 	touch $@
 
-# redis-server is started privately by the tests and by the sandbox; kubectl renders the k8s/ overlays.
+# redis-server is started privately by the tests and by the sandbox; promtool (Debian's `prometheus`
+# package, which also installs a Prometheus service: the tests use only its promtool) unit-tests the
+# alert rules and parses the dashboard's queries. (kubectl comes from `make controlplane`: Debian's
+# kubernetes-client is 1.20, too old for the overlays' kustomize.)
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "missing:$$missing. Install them first, e.g. 'sudo apt-get install$$missing' (Debian/Ubuntu) or 'brew install redis kubectl' (macOS)." >&2; \
+	    echo "missing:$$missing. Install them first, e.g. 'sudo apt-get install$$missing' (Debian/Ubuntu) or 'brew install redis prometheus' (macOS)." >&2; \
 	    exit 1; \
 	  fi; \
 	fi
@@ -38,11 +43,12 @@ controlplane:
 	@bash controlplane/build.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check gco_tasks tests bench
-	$(BIN)/ruff format --check gco_tasks tests bench
+	$(BIN)/ruff check gco_tasks gco_sandbox tests bench
+	$(BIN)/ruff format --check gco_tasks gco_sandbox tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy gco_tasks
+	$(BIN)/mypy gco_tasks gco_sandbox
 
 test: $(STAMP) system-deps controlplane lint typecheck
 	$(BIN)/pytest
@@ -50,8 +56,10 @@ test: $(STAMP) system-deps controlplane lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-sandbox: $(STAMP) system-deps
-	$(BIN)/gco-tasks sandbox $(SANDBOX_ARGS)
+# CLUSTER=real runs the fleet against the real control plane (built first) instead of the stand-in.
+CLUSTER ?= standin
+sandbox: $(STAMP) system-deps $(if $(filter real,$(CLUSTER)),controlplane)
+	$(BIN)/gco-tasks sandbox --cluster $(CLUSTER) $(SANDBOX_ARGS)
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench.fleet

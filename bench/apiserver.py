@@ -13,9 +13,9 @@ import time
 
 from kubernetes import client
 
-from gco_tasks.sandbox.apiserver import SandboxAPIServer
-from gco_tasks.sandbox.resources import BY_PATH
-from gco_tasks.sandbox.store import WriteOptions
+from gco_sandbox.apiserver import SandboxAPIServer
+from gco_sandbox.objects import WriteOptions
+from gco_sandbox.resources import BY_PATH
 
 NS = "gco-inference"
 DEPLOYMENTS = BY_PATH[("apps", "v1", "deployments")]

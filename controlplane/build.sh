@@ -11,9 +11,9 @@
 # published v0.<minor>.<patch>. etcd's server module has the same problem for `go install`.
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:-v1.36.3}"
-ETCD_VERSION="${ETCD_VERSION:-v3.5.35}"
-KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+# K8S_VERSION, ETCD_VERSION, KWOK_VERSION: the one list of pinned versions, shared with the Python launcher.
+# shellcheck source=versions.env
+source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
 CACHE="${GCO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gco-tasks}/controlplane"
 BUILD_JOBS="${BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 

@@ -5,9 +5,11 @@ LISTs of ``fan_out`` and ``watchdog``. Reads are label-selected LISTs (a handful
 endpoint); writes are server-side apply (field manager ``gco-tasks``, force) and deletes. Objects travel
 as plain dicts (the raw JSON of the API), so the pure core never sees client models.
 
-Errors are sorted here into two kinds the tasks act on: ``TransientClusterError`` (429, 5xx, timeouts,
-connection failures: retried with backoff) and ``PermanentClusterError`` (other 4xx, e.g. 422 Invalid:
-reported as the endpoint's ``error`` status, never retried in a loop).
+The client's exceptions (``ApiException``, urllib3's, socket errors, a missing configuration) stop
+here, translated into ``gco_tasks.errors``: ``TransientClusterError`` (429, 5xx, timeouts, connection
+failures: retried with backoff), ``PermanentClusterError`` (a write refused with another 4xx, e.g. 422
+Invalid: reported as the endpoint's ``error`` status, never retried) and ``ClusterUnavailableError``
+(a LIST refused, or no configuration: the region's setup is wrong, the cycle is skipped).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,14 +26,18 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-FIELD_MANAGER = "gco-tasks"
+from gco_tasks.conventions import FIELD_MANAGER, MANAGED_KINDS
+from gco_tasks.errors import GcoError, InfrastructureError, PermanentError, TransientError
+
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 LIST_PAGE_SIZE = 500
+#: A UTF-16 surrogate pair escape (``\ud83d\ude00``) in JSON text, not itself behind a backslash.
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
 
 log = logging.getLogger(__name__)
 
 
-class ClusterError(Exception):
+class ClusterError(GcoError):
     """A Kubernetes API call failed."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -38,12 +45,17 @@ class ClusterError(Exception):
         self.status = status
 
 
-class TransientClusterError(ClusterError):
+class TransientClusterError(ClusterError, TransientError):
     """Worth retrying: throttling (429), server errors (5xx), timeouts, connection failures."""
 
 
-class PermanentClusterError(ClusterError):
-    """Retrying will not help (400, 403, 422 ...): the message is what the API server said."""
+class PermanentClusterError(ClusterError, PermanentError):
+    """A write refused (400, 403, 422 ...): retrying will not help; the message is what the API server
+    said."""
+
+
+class ClusterUnavailableError(ClusterError, InfrastructureError):
+    """The cluster cannot be read at all (a LIST refused, no configuration): the region's setup is wrong."""
 
 
 @dataclass(frozen=True)
@@ -54,39 +66,46 @@ class KindApi:
     plural: str
     api_class: type[Any]
     suffix: str  # e.g. "deployment" in list_namespaced_deployment
+    group_path: str  # e.g. "apis/apps/v1": where the kind's REST paths start
 
 
 KINDS: dict[str, KindApi] = {
     api.kind: api
     for api in (
-        KindApi("Deployment", "deployments", client.AppsV1Api, "deployment"),
-        KindApi("Service", "services", client.CoreV1Api, "service"),
-        KindApi("Ingress", "ingresses", client.NetworkingV1Api, "ingress"),
+        KindApi("Deployment", "deployments", client.AppsV1Api, "deployment", "apis/apps/v1"),
+        KindApi("Service", "services", client.CoreV1Api, "service", "api/v1"),
+        KindApi("Ingress", "ingresses", client.NetworkingV1Api, "ingress", "apis/networking.k8s.io/v1"),
         KindApi(
             "HorizontalPodAutoscaler",
             "horizontalpodautoscalers",
             client.AutoscalingV2Api,
             "horizontal_pod_autoscaler",
+            "apis/autoscaling/v2",
         ),
     )
 }
-#: The kinds the fleet manages, in the order they are applied (Deployments first: a Service or Ingress
-#: without pods is harmless, the reverse order would briefly route to nothing).
-MANAGED_KINDS: tuple[str, ...] = tuple(KINDS)
 
 
-def load_api_client(timeout_seconds: int | None = None) -> client.ApiClient:
-    """In-cluster configuration first (the fleet's ServiceAccount), then ``KUBECONFIG`` / ~/.kube/config."""
+def load_api_client() -> client.ApiClient:
+    """In-cluster configuration first (the fleet's ServiceAccount), then ``KUBECONFIG`` / ~/.kube/config;
+    ``ClusterUnavailableError`` when there is neither."""
     configuration = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        # Read KUBECONFIG now: the client's own default is fixed when the package is first imported.
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
-        )
+        _load_kube_config(configuration)
     configuration.retries = 0  # retries are the task's job (backoff + jitter), not urllib3's
     return client.ApiClient(configuration)
+
+
+def _load_kube_config(configuration: client.Configuration) -> None:
+    # Read KUBECONFIG now: the client's own default is fixed when the package is first imported.
+    path = os.environ.get("KUBECONFIG") or None
+    try:
+        config.load_kube_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError) as exc:
+        message = f"no Kubernetes configuration (in-cluster or KUBECONFIG): {exc}"
+        raise ClusterUnavailableError(message) from exc
 
 
 class ClusterGateway:
@@ -104,13 +123,16 @@ class ClusterGateway:
             self._apis[kind] = spec.api_class(self.api_client)
         return spec, self._apis[kind]
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(
+        self, what: str, refused: type[ClusterError], fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Call the client; a 4xx other than 429 raises ``refused``, the rest is translated as transient."""
         kwargs.setdefault("_request_timeout", self.timeout)
         kwargs["_preload_content"] = False
         try:
             response = fn(*args, **kwargs)
         except ApiException as exc:
-            raise _classify(what, exc) from exc
+            raise _classify(what, exc, refused) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientClusterError(f"{what}: {type(exc).__name__}: {exc}") from exc
         body = response.data
@@ -133,6 +155,7 @@ class ClusterGateway:
             extra = {"_continue": token} if token else {}
             page = self._call(
                 f"list {spec.plural}",
+                ClusterUnavailableError,
                 method,
                 self.namespace,
                 label_selector=label_selector,
@@ -146,30 +169,60 @@ class ClusterGateway:
             if not token:
                 return items
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         """Server-side apply of ``obj``: create or update in one call, and fields we no longer send are
-        removed (this is what makes a canary rollback clean)."""
-        spec, api = self._api(obj["kind"])
+        removed (this is what makes a canary rollback clean). ``dry_run``: validated and admitted by the
+        API server, not stored. The body is written by ``apply_body`` (the typed client's own JSON is not
+        always YAML), so the request is made one level below the typed API."""
+        spec = KINDS[obj["kind"]]
         name = obj["metadata"]["name"]
-        method = getattr(api, f"patch_namespaced_{spec.suffix}")
+        query: list[tuple[str, str]] = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        if dry_run:
+            query.append(("dryRun", "All"))
         result: dict[str, Any] = self._call(
             f"apply {spec.kind}/{name}",
-            method,
+            PermanentClusterError,
+            self._patch,
+            spec,
             name,
-            self.namespace,
-            obj,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY_CONTENT_TYPE,
+            apply_body(obj),
+            query,
         )
         return result
+
+    def _patch(
+        self, spec: KindApi, name: str, body: bytes, query: list[tuple[str, str]], **options: Any
+    ) -> Any:
+        """PATCH ``body`` (apply-patch+yaml) to one object; raises ``ApiException`` on an error status."""
+        method, url, headers, _, _ = self.api_client.param_serialize(
+            method="PATCH",
+            resource_path=f"/{spec.group_path}/namespaces/{{namespace}}/{spec.plural}/{{name}}",
+            path_params={"namespace": self.namespace, "name": name},
+            query_params=query,
+            header_params={"Content-Type": APPLY_CONTENT_TYPE, "Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(
+            method, url, header_params=headers, body=body, _request_timeout=options.get("_request_timeout")
+        )
+        response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return response
 
     def delete(self, kind: str, name: str) -> bool:
         """Delete ``kind/name``; False when it was already gone (404 is success for a delete)."""
         spec, api = self._api(kind)
         method = getattr(api, f"delete_namespaced_{spec.suffix}")
         try:
-            self._call(f"delete {kind}/{name}", method, name, self.namespace, propagation_policy="Background")
+            self._call(
+                f"delete {kind}/{name}",
+                PermanentClusterError,
+                method,
+                name,
+                self.namespace,
+                propagation_policy="Background",
+            )
         except PermanentClusterError as exc:
             if exc.status == 404:
                 return False
@@ -177,13 +230,28 @@ class ClusterGateway:
         return True
 
 
-def _classify(what: str, exc: ApiException) -> ClusterError:
+def apply_body(obj: dict[str, Any]) -> bytes:
+    """``obj`` as an apply-patch+yaml body kube-apiserver reads: JSON (YAML's subset), ASCII only, with
+    characters beyond the Basic Multilingual Plane written as YAML's ``\\UXXXXXXXX`` escapes. The
+    client's own ``json.dumps`` writes them as UTF-16 surrogate pairs, valid JSON but not YAML, and the
+    API server refuses the whole object (400 "found invalid Unicode character escape code"): one emoji
+    in an env value would block an endpoint forever."""
+
+    def joined(match: re.Match[str]) -> str:
+        high, low = int(match[2], 16), int(match[3], 16)
+        code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+        return f"{match[1]}\\U{code:08x}"
+
+    return _SURROGATE_PAIR.sub(joined, json.dumps(obj, separators=(",", ":"))).encode("ascii")
+
+
+def _classify(what: str, exc: ApiException, refused: type[ClusterError]) -> ClusterError:
     status = int(exc.status or 0)
     message = _status_message(exc)
     text = f"{what}: {status} {exc.reason}: {message}" if message else f"{what}: {status} {exc.reason}"
     if status == 429 or status >= 500 or status == 0:
         return TransientClusterError(text, status)
-    return PermanentClusterError(text, status)
+    return refused(text, status)
 
 
 def _status_message(exc: ApiException) -> str:

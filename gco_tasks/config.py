@@ -13,10 +13,12 @@ there is deliberately no variable of ours for that.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gco_tasks.conventions import queue_for_region
 
 
 class ConfigError(ValueError):
@@ -74,6 +76,17 @@ class Settings(BaseSettings):
     worker_heartbeat_file: str = Field(
         "/tmp/gco-tasks-worker.heartbeat", description="File the worker touches; the liveness probe reads it."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as readable text, or one JSON object per line (text|json)."
+    )
+    metrics_port: int = Field(
+        9808, ge=0, le=65535, description="Port of the Prometheus exporter of workers and beat (0: none)."
+    )
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
@@ -105,10 +118,11 @@ class Settings(BaseSettings):
         while it is still running."""
         return max(3600, self.task_time_limit_seconds * 4)
 
-
-def queue_for_region(region: str) -> str:
-    """`gco.<region>`: the one queue per region that its workers serve."""
-    return f"gco.{region}"
+    @property
+    def message_ttl_seconds(self) -> int:
+        """How long a reconcile message may wait in the queue before it is dropped (and sent again by a
+        later fan-out): a few cycles."""
+        return max(60, self.reconcile_interval_seconds * 4)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

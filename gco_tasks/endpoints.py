@@ -14,17 +14,14 @@ Kubernetes; here every bad field is named at once in an ``InvalidEndpointError``
 ``RecordHeader`` is the lenient view of a record for the fleet: it never fails on a record whose
 ``endpoint_name`` is a string, so a record with an invalid spec can still get ``state = "error"``.
 
-Pure module: no I/O.
+Field types and checks, and the Decimal conversions, are in ``gco_tasks.fields``. Pure module: no I/O.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, ClassVar, Final, Literal, get_args
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -33,7 +30,36 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
+)
+
+from gco_tasks.conventions import public_path
+from gco_tasks.errors import PermanentError
+from gco_tasks.fields import (
+    INT32_MAX,
+    EnvName,
+    HttpPath,
+    Image,
+    IngressPath,
+    Int,
+    Labels,
+    LabelValue,
+    NonEmptyStr,
+    NonNegativeInt,
+    Quantity,
+    Str,
+    TolerationKey,
+    check_model_source,
+    check_namespace,
+    from_dynamo,
+    integral,
+    iso_now,
+    parse_timestamp,
+    problems,
+    to_dynamo,
+    validate_endpoint_name,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -45,38 +71,28 @@ DEPLOYING: Final = "deploying"
 RUNNING: Final = "running"
 STOPPED: Final = "stopped"
 DELETED: Final = "deleted"
-DESIRED_STATES: Final[tuple[str, ...]] = get_args(DesiredState)
 
-#: Region states the fleet writes (as GCO's monitor does). GCO's model also defines ``pending``,
-#: ``stopping`` and ``deleting``; they are accepted when reading so a GCO record never fails on them.
+#: Region states: the fleet writes creating, running, updating, stopped, deleted and error (as GCO's
+#: monitor does). GCO's model also defines ``pending``, ``stopping`` and ``deleting``; they are accepted
+#: when reading so a GCO record never fails on them.
 RegionState = Literal[
     "creating", "running", "updating", "stopped", "deleted", "error", "pending", "stopping", "deleting"
 ]
-WRITTEN_REGION_STATES: Final[tuple[str, ...]] = (
-    "creating",
-    "running",
-    "updating",
-    "stopped",
-    "deleted",
-    "error",
-)
 
 Accelerator = Literal["nvidia", "neuron"]
 CapacityType = Literal["on-demand", "spot"]
 MetricType = Literal["cpu", "memory"]
 
 DEFAULT_NAMESPACE: Final = "gco-inference"
-MAX_ENDPOINT_NAME_LENGTH: Final = 53
-INT32_MAX: Final = 2**31 - 1
 
 # --------------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------------
 
 
-class InvalidEndpointError(ValueError):
-    """A record (or CLI input) is not a valid endpoint. ``problems`` lists ``(field path, message)``;
-    the string names every field and what it accepts."""
+class InvalidEndpointError(PermanentError, ValueError):
+    """A record (or CLI input) is not a valid endpoint: permanent, retrying the same record cannot help.
+    ``problems`` lists ``(field path, message)``; the string names every field and what it accepts."""
 
     def __init__(self, problems: list[tuple[str, str]], name: str | None = None) -> None:
         self.problems = problems
@@ -84,184 +100,6 @@ class InvalidEndpointError(ValueError):
         subject = f"endpoint {name!r}" if name else "endpoint record"
         details = "; ".join(f"{path}: {message}" for path, message in problems)
         super().__init__(f"invalid {subject}: {details}")
-
-
-# --------------------------------------------------------------------------------------------------
-# Field checks (pure functions; each raises ValueError with a message saying what is accepted)
-# --------------------------------------------------------------------------------------------------
-
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/=+,@-]*)?$")
-_HF_PART = r"[A-Za-z0-9]([A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_HF_ID = re.compile(rf"^({_HF_PART}/)?{_HF_PART}$")
-_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$")
-_NO_SPACE = re.compile(r"^\S+$")
-
-
-def validate_endpoint_name(name: str) -> str:
-    """An endpoint name must be a DNS-1035 label of at most 53 characters, so that ``inference-{name}``
-    and ``{name}-canary`` stay valid Kubernetes names. Returns the name; raises ``ValueError``."""
-    if not isinstance(name, str) or not name:
-        raise ValueError("must be a non-empty string")
-    if len(name) > MAX_ENDPOINT_NAME_LENGTH:
-        raise ValueError(f"must be at most {MAX_ENDPOINT_NAME_LENGTH} characters (got {len(name)})")
-    if not _DNS_1035.match(name):
-        raise ValueError(
-            "must be lower-case letters, digits and '-', start with a letter and end with a letter or "
-            "digit (a DNS-1035 label, e.g. 'my-llm')"
-        )
-    return name
-
-
-def _check_namespace(value: str) -> str:
-    if len(value) > 63 or not _DNS_1123_LABEL.match(value):
-        raise ValueError("must be a DNS-1123 label: lower-case letters, digits and '-', at most 63 chars")
-    return value
-
-
-def _check_label_key(key: str) -> str:
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS_1123_SUBDOMAIN.match(prefix)):
-        raise ValueError("label key prefix must be a DNS subdomain (e.g. 'example.com/name')")
-    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
-        raise ValueError(
-            "label key must be at most 63 characters of letters, digits, '-', '_', '.', "
-            "starting and ending with a letter or digit"
-        )
-    return key
-
-
-def _check_label_value(value: str) -> str:
-    if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
-        raise ValueError(
-            "label value must be empty or at most 63 characters of letters, digits, '-', '_', '.', "
-            "starting and ending with a letter or digit"
-        )
-    return value
-
-
-def _check_env_name(key: str) -> str:
-    if not _ENV_NAME.match(key):
-        raise ValueError("environment variable names are letters, digits and '_', not starting with a digit")
-    return key
-
-
-def _check_model_source(value: str) -> str:
-    if value.startswith("s3://"):
-        if not _S3_URI.match(value):
-            raise ValueError(
-                "S3 source must be s3://bucket/key with a valid bucket name and a key of letters, digits "
-                "and !_.*'()/=+,@- only"
-            )
-        return value
-    if not _HF_ID.match(value):
-        raise ValueError("must be s3://bucket/key or a Hugging Face model id such as 'org/model-name'")
-    return value
-
-
-def _check_http_path(value: str) -> str:
-    if not value.startswith("/") or not _NO_SPACE.match(value):
-        raise ValueError("must be a URL path starting with '/' and without spaces (e.g. '/health')")
-    return value
-
-
-def _check_image(value: str) -> str:
-    if not value or not _NO_SPACE.match(value):
-        raise ValueError("must be a non-empty container image reference without spaces")
-    return value
-
-
-def _check_quantity(value: str) -> str:
-    if not _QUANTITY.match(value):
-        raise ValueError("must be a Kubernetes quantity such as '500m', '2', '4Gi'")
-    return value
-
-
-def _check_non_empty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-# --------------------------------------------------------------------------------------------------
-# Number handling: DynamoDB Decimals in, GCO's floats-as-strings out
-# --------------------------------------------------------------------------------------------------
-
-
-def _integral(value: Any) -> Any:
-    """Accept ints as DynamoDB and GCO hand them over (``Decimal('2')``, ``2.0``, ``'2'``); leave anything
-    else for pydantic to reject with its own message. Booleans are not numbers here."""
-    if isinstance(value, bool):
-        raise ValueError("must be an integer, not a boolean")
-    if isinstance(value, str):
-        try:
-            value = Decimal(value.strip())
-        except InvalidOperation:
-            return value
-    if isinstance(value, float | Decimal):
-        number = Decimal(value) if isinstance(value, float) and math.isfinite(value) else value
-        if not isinstance(number, Decimal) or not number.is_finite() or abs(number) > 2**63:
-            raise ValueError(f"must be a whole number (got {value})")
-        if number != number.to_integral_value():
-            raise ValueError(f"must be a whole number (got {value})")
-        return int(number)
-    return value
-
-
-def _number_to_str(value: Any) -> Any:
-    """Env values, resource quantities and label values are strings; GCO items may carry them as numbers."""
-    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        return str(_plain_number(value)) if isinstance(value, Decimal) else str(value)
-    return value
-
-
-def _plain_number(value: Decimal) -> int | float:
-    if value.is_nan():
-        return math.nan
-    if value.is_infinite():
-        return float(value)
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
-def from_dynamo(value: Any) -> Any:
-    """DynamoDB value → plain Python, as GCO's store reads it: ``Decimal`` → int or float, recursively."""
-    if isinstance(value, Decimal):
-        return _plain_number(value)
-    if isinstance(value, Mapping):
-        return {key: from_dynamo(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [from_dynamo(item) for item in value]
-    if isinstance(value, set | frozenset):
-        return {from_dynamo(item) for item in value}
-    return value
-
-
-def to_dynamo(value: Any) -> Any:
-    """Plain Python → DynamoDB value, as GCO's store writes it: floats become strings, ints stay ints."""
-    if isinstance(value, Mapping):
-        return {key: to_dynamo(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_dynamo(item) for item in value]
-    if isinstance(value, float):
-        return str(value)
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_integral)]
-NonNegativeInt = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=INT32_MAX)]
-Str = Annotated[str, BeforeValidator(_number_to_str)]
-Quantity = Annotated[str, BeforeValidator(_number_to_str), AfterValidator(_check_quantity)]
-LabelKey = Annotated[str, AfterValidator(_check_label_key)]
-LabelValue = Annotated[str, BeforeValidator(_number_to_str), AfterValidator(_check_label_value)]
-EnvName = Annotated[str, AfterValidator(_check_env_name)]
-Image = Annotated[str, AfterValidator(_check_image)]
-HttpPath = Annotated[str, AfterValidator(_check_http_path)]
-NonEmptyStr = Annotated[str, AfterValidator(_check_non_empty)]
-Labels = dict[LabelKey, LabelValue]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,13 +139,21 @@ def _dump(value: Any) -> Any:
 
 
 class Toleration(_ItemModel):
-    """A Kubernetes toleration, with Kubernetes' own key names."""
+    """A Kubernetes toleration, with Kubernetes' own key names and rules: the key is a label key, the
+    value a label value, ``tolerationSeconds`` only with effect ``NoExecute``."""
 
-    key: str | None = None
+    key: TolerationKey | None = None
     operator: Literal["Exists", "Equal"] | None = None
-    value: Str | None = None
+    value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute", ""] | None = None
     tolerationSeconds: Int | None = None  # Kubernetes' own field name
+
+    @field_validator("tolerationSeconds")
+    @classmethod
+    def _only_for_no_execute(cls, seconds: int | None, info: ValidationInfo) -> int | None:
+        if seconds is not None and info.data.get("effect") != "NoExecute":
+            raise ValueError("tolerationSeconds is only allowed with effect 'NoExecute'")
+        return seconds
 
     @model_validator(mode="after")
     def _check(self) -> Toleration:
@@ -327,15 +173,15 @@ class Resources(_ItemModel):
 
 class AutoscalingMetric(_ItemModel):
     type: MetricType = "cpu"
-    target: Annotated[int, BeforeValidator(_integral), Field(ge=1, le=100)] = 70
+    target: Annotated[int, BeforeValidator(integral), Field(ge=1, le=100)] = 70
 
 
 class AutoscalingSpec(_ItemModel):
     """Horizontal autoscaling; with no metrics, CPU at 70 % (as GCO's monitor)."""
 
     enabled: bool = False
-    min_replicas: Annotated[int, BeforeValidator(_integral), Field(ge=1, le=INT32_MAX)] = 1
-    max_replicas: Annotated[int, BeforeValidator(_integral), Field(ge=1, le=INT32_MAX)] = 10
+    min_replicas: Annotated[int, BeforeValidator(integral), Field(ge=1, le=INT32_MAX)] = 1
+    max_replicas: Annotated[int, BeforeValidator(integral), Field(ge=1, le=INT32_MAX)] = 10
     metrics: list[AutoscalingMetric] = Field(default_factory=lambda: [AutoscalingMetric()])
 
     @model_validator(mode="after")
@@ -353,7 +199,7 @@ class CanarySpec(_ItemModel):
     _always_written: ClassVar[frozenset[str]] = frozenset({"image", "weight", "replicas"})
 
     image: Image
-    weight: Annotated[int, BeforeValidator(_integral), Field(ge=1, le=99)] = 10
+    weight: Annotated[int, BeforeValidator(integral), Field(ge=1, le=99)] = 10
     replicas: NonNegativeInt = 1
 
 
@@ -366,12 +212,12 @@ class EndpointSpec(_ItemModel):
     )
 
     image: Image
-    port: Annotated[int, BeforeValidator(_integral), Field(ge=1, le=65535)] = 8000
+    port: Annotated[int, BeforeValidator(integral), Field(ge=1, le=65535)] = 8000
     replicas: NonNegativeInt = 1
     gpu_count: NonNegativeInt = 1
     gpu_type: str | None = None
     model_path: str | None = None
-    model_source: Annotated[str, AfterValidator(_check_model_source)] | None = None
+    model_source: Annotated[str, AfterValidator(check_model_source)] | None = None
     health_check_path: HttpPath = "/health"
     env: dict[EnvName, Str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
@@ -457,9 +303,9 @@ class Endpoint(_ItemModel):
     endpoint_name: Annotated[str, AfterValidator(validate_endpoint_name)]
     desired_state: DesiredState = "deploying"
     target_regions: list[NonEmptyStr] = Field(default_factory=list)
-    namespace: Annotated[str, AfterValidator(_check_namespace)] = DEFAULT_NAMESPACE
+    namespace: Annotated[str, AfterValidator(check_namespace)] = DEFAULT_NAMESPACE
     spec: EndpointSpec
-    ingress_path: HttpPath = ""
+    ingress_path: IngressPath = ""
     created_at: str | None = None
     updated_at: str | None = None
     region_status: dict[NonEmptyStr, RegionStatus] = Field(default_factory=dict)
@@ -474,7 +320,7 @@ class Endpoint(_ItemModel):
             and not data.get("ingress_path")
             and isinstance(data.get("endpoint_name"), str)
         ):
-            return {**data, "ingress_path": f"/inference/{data['endpoint_name']}"}
+            return {**data, "ingress_path": public_path(data["endpoint_name"])}
         return data
 
     @classmethod
@@ -487,7 +333,7 @@ class Endpoint(_ItemModel):
         try:
             return cls.model_validate(from_dynamo(item))
         except ValidationError as exc:
-            raise InvalidEndpointError(_problems(exc), name if isinstance(name, str) else None) from None
+            raise InvalidEndpointError(problems(exc), name if isinstance(name, str) else None) from None
         except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
             raise InvalidEndpointError([("(record)", str(exc) or type(exc).__name__)]) from None
 
@@ -512,7 +358,7 @@ class Endpoint(_ItemModel):
             "target_regions": list(target_regions),
             "namespace": namespace,
             "spec": spec.to_dict(),
-            "ingress_path": f"/inference/{name}",
+            "ingress_path": public_path(name),
             "created_at": stamp,
             "updated_at": stamp,
             "region_status": {},
@@ -542,7 +388,7 @@ def parse_spec(data: Mapping[str, Any]) -> EndpointSpec:
     try:
         return EndpointSpec.model_validate(from_dynamo(data))
     except ValidationError as exc:
-        raise InvalidEndpointError([(f"spec.{path}", msg) for path, msg in _problems(exc)]) from None
+        raise InvalidEndpointError([(f"spec.{path}", msg) for path, msg in problems(exc)]) from None
     except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
         raise InvalidEndpointError([("spec", str(exc) or type(exc).__name__)]) from None
 
@@ -578,74 +424,5 @@ class RecordHeader(BaseModel):
         return region in self.target_regions
 
 
-# --------------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def iso_now(now: datetime | None = None) -> str:
-    """GCO's timestamp format: ``datetime.now(UTC).isoformat()``."""
-    return (now or datetime.now(UTC)).astimezone(UTC).isoformat()
-
-
-def parse_timestamp(value: object) -> datetime | None:
-    """An ISO timestamp as an aware datetime (naive → UTC); None when absent or unparseable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    return [(_path(error["loc"]), _message(error)) for error in exc.errors()]
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part == "[key]":
-            out += " (key)"
-        elif _is_type_tag(part):
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(record)"
-
-
-def _is_type_tag(part: str) -> bool:
-    """pydantic puts union member tags (``function-after[...]``, ``literal[...]``, ``int``) into locs."""
-    return bool(_TYPE_TAG.match(part))
-
-
-_TYPE_TAG: Final = re.compile(
-    r"^(function-(after|before|plain|wrap)|literal|constrained-\w+|nullable)\[.*\]$"
-)
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "missing":
-        return "is required"
-    if error["type"] == "extra_forbidden":
-        return "is not a known field"
-    given = error.get("input")
-    if isinstance(given, str | int | float | bool | Decimal) and error["type"] != "value_error":
-        return f"{message} (got {_short(given)})"
-    return message
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-SpecMutation = Callable[[EndpointSpec], EndpointSpec]

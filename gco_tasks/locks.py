@@ -7,8 +7,10 @@ unready-since clocks and the set of endpoints whose Ingress it withholds here, s
 and surviving restarts.
 
 Locks are an optimisation, not the guarantee: they are redis-py ``Lock`` objects (token + TTL) and may
-expire mid-task; idempotent writes keep the cluster right when they do. Every key lives under
-``gco:<region>:`` so regions sharing one Redis never collide.
+expire mid-task; idempotent writes keep the cluster right when they do. Every key is named in
+``gco_tasks.conventions.RegionKeys`` (under ``gco:<region>:``, so regions sharing one Redis never
+collide). Redis's exceptions do not leave this module: a lost connection or a timeout is a
+``TransientError`` (retried), any other Redis error an ``InfrastructureError``.
 """
 
 from __future__ import annotations
@@ -18,38 +20,35 @@ import logging
 from collections.abc import Iterable, Iterator
 
 import redis
-from redis.exceptions import LockError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.lock import Lock
+
+from gco_tasks.conventions import RegionKeys
+from gco_tasks.errors import InfrastructureError, TransientError
 
 log = logging.getLogger(__name__)
 
 
-class RegionKeys:
-    """The names of every Redis key the fleet uses for one region."""
+class RegionStateUnavailableError(TransientError):
+    """Redis did not answer (connection refused or lost, timeout): retry with backoff."""
 
-    def __init__(self, region: str) -> None:
-        self.prefix = f"gco:{region}:"
 
-    def endpoint_lock(self, name: str) -> str:
-        return f"{self.prefix}endpoint:{name}"
+class RegionStateError(InfrastructureError):
+    """Redis answered with an error (authentication, a read-only replica, out of memory): the region's
+    Redis needs fixing; retrying at once will not help."""
 
-    @property
-    def fan_out_lock(self) -> str:
-        return f"{self.prefix}fan-out"
 
-    def pending(self, name: str) -> str:
-        return f"{self.prefix}pending:{name}"
-
-    @property
-    def unready_since(self) -> str:
-        return f"{self.prefix}watchdog:unready-since"
-
-    @property
-    def ingress_withheld(self) -> str:
-        return f"{self.prefix}watchdog:ingress-withheld"
-
-    @property
-    def redbeat_prefix(self) -> str:
-        return f"{self.prefix}redbeat:"
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Redis's exceptions stop here, as ``gco_tasks.errors``."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise RegionStateUnavailableError(f"redis {what}: {type(exc).__name__}: {exc}") from exc
+    except RedisError as exc:
+        raise RegionStateError(f"redis {what}: {type(exc).__name__}: {exc}") from exc
 
 
 class RegionState:
@@ -62,15 +61,21 @@ class RegionState:
     @contextlib.contextmanager
     def _lock(self, key: str, ttl_seconds: float) -> Iterator[bool]:
         lock = self.client.lock(key, timeout=ttl_seconds, blocking=False)
-        acquired = bool(lock.acquire())
+        with _translated(f"acquire {key}"):
+            acquired = bool(lock.acquire())
         try:
             yield acquired
         finally:
             if acquired:
-                try:
-                    lock.release()
-                except LockError:
-                    log.warning("lock %s expired before release (the work was idempotent anyway)", key)
+                self._release(lock, key)
+
+    @staticmethod
+    def _release(lock: Lock, key: str) -> None:
+        with _translated(f"release {key}"):
+            try:
+                lock.release()
+            except LockError:
+                log.warning("lock %s expired before release (the work was idempotent anyway)", key)
 
     def endpoint_lock(self, name: str, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:
         """Non-blocking: yields False when another worker holds the endpoint."""
@@ -88,20 +93,27 @@ class RegionState:
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.set(self.keys.pending(name), "1", nx=True, ex=max(1, ttl_seconds))
-        return {name: bool(marked) for name, marked in zip(names, pipe.execute(), strict=True)}
+        with _translated("mark pending"):
+            marks = pipe.execute()
+        return {name: bool(marked) for name, marked in zip(names, marks, strict=True)}
 
     def clear_pending(self, name: str) -> None:
-        self.client.delete(self.keys.pending(name))
+        with _translated("clear pending"):
+            self.client.delete(self.keys.pending(name))
 
     def unready_clocks(self) -> dict[str, float]:
-        raw = self.client.hgetall(self.keys.unready_since)
+        with _translated("read watchdog clocks"):
+            raw = self.client.hgetall(self.keys.unready_since)
         return {_text(name): float(since) for name, since in raw.items()}
 
     def withheld(self) -> set[str]:
-        return {_text(name) for name in self.client.smembers(self.keys.ingress_withheld)}
+        with _translated("read withheld"):
+            members = self.client.smembers(self.keys.ingress_withheld)
+        return {_text(name) for name in members}
 
     def is_withheld(self, name: str) -> bool:
-        return bool(self.client.sismember(self.keys.ingress_withheld, name))
+        with _translated("read withheld"):
+            return bool(self.client.sismember(self.keys.ingress_withheld, name))
 
     def start_clocks(self, names: Iterable[str], now: float) -> None:
         names = list(names)
@@ -109,12 +121,14 @@ class RegionState:
             pipe = self.client.pipeline()
             for name in names:
                 pipe.hsetnx(self.keys.unready_since, name, repr(now))
-            pipe.execute()
+            with _translated("start watchdog clocks"):
+                pipe.execute()
 
     def withhold(self, names: Iterable[str]) -> None:
         names = list(names)
         if names:
-            self.client.sadd(self.keys.ingress_withheld, *names)
+            with _translated("withhold"):
+                self.client.sadd(self.keys.ingress_withheld, *names)
 
     def release(self, names: Iterable[str]) -> None:
         """Forget the clocks and withholding of endpoints that are healthy (or stopped, or gone)."""
@@ -123,7 +137,8 @@ class RegionState:
             pipe = self.client.pipeline()
             pipe.hdel(self.keys.unready_since, *names)
             pipe.srem(self.keys.ingress_withheld, *names)
-            pipe.execute()
+            with _translated("release"):
+                pipe.execute()
 
 
 def _text(value: bytes | str) -> str:

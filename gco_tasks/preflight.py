@@ -16,7 +16,7 @@ in-process test worker does not send ``celeryd_init`` either (tests pass their o
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -111,13 +111,14 @@ def check_beat(settings: Settings) -> None:
         refuse(problem)
 
 
-def install(settings: Settings) -> None:
-    """Run ``check_worker`` when ``celery worker`` starts (Celery's ``celeryd_init``, which the command
-    sends before it connects anywhere). Beat checks itself in ``CheckedRedBeatScheduler``."""
+def install(settings: Callable[[], Settings]) -> None:
+    """Run ``check_worker`` on this process's ``settings()`` when ``celery worker`` starts (Celery's
+    ``celeryd_init``, which the command sends before it connects anywhere). Beat checks itself in
+    ``CheckedRedBeatScheduler``."""
     from celery import signals
 
     def on_worker(**_: Any) -> None:
-        check_worker(settings)
+        check_worker(settings())
 
     signals.celeryd_init.connect(on_worker, weak=False)
 

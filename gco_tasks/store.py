@@ -2,31 +2,38 @@
 
 Where it stands in the flow: the desired state's edge. ``fan_out`` scans it, ``reconcile_endpoint`` reads
 one record and reports ``region_status`` back, ``purge`` deletes finished records, and the CLI edits
-records. Item shape and models live in ``gco_tasks.endpoints``; this module is the thin I/O adapter
-around a boto3 client, plus the one pure decision it owns (``status_needs_write``).
+records. Item shape and models live in ``gco_tasks.endpoints``; when a status report is worth writing
+is decided by ``gco_tasks.status.status_needs_write`` (pure); how a call reaches DynamoDB and what its
+failures mean is ``gco_tasks.dynamo``. This module says what to read and write, and on what condition.
 
 What it fixes against GCO's store: the Scan is paginated (GCO's silently stopped at 1 MB); reads are
 consistent; spec edits are read-modify-write guarded by ``updated_at`` (GCO lost concurrent updates);
 status writes happen only when something changed or the heartbeat is due, are conditional on the
 record existing, and do not bump ``updated_at``; purges are conditional on the record being unchanged.
-Throttling, 5xx and connection failures raise ``TransientStoreError`` so callers can retry.
+Throttling, 5xx and connection failures raise ``TransientStoreError`` (callers retry); other refusals
+``StoreUnavailableError`` (both ``StoreError``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
-from pydantic import ValidationError
-
+from gco_tasks.dynamo import (
+    ConditionFailed,
+    StoreError,
+    StoreUnavailableError,
+    Table,
+    TransientStoreError,
+    client_for,
+    decode_item,
+    encode,
+    is_missing_map,
+    updated_at_is,
+)
 from gco_tasks.endpoints import (
     DELETED,
     DEPLOYING,
@@ -36,47 +43,35 @@ from gco_tasks.endpoints import (
     EndpointSpec,
     InvalidEndpointError,
     RegionStatus,
-    from_dynamo,
-    iso_now,
-    to_dynamo,
 )
+from gco_tasks.fields import iso_now
+from gco_tasks.status import status_needs_write
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
     from gco_tasks.config import Settings
 
+__all__ = [
+    "ConcurrentUpdateError",
+    "EndpointDeletedError",
+    "EndpointExistsError",
+    "EndpointNotFoundError",
+    "EndpointStore",
+    "StoreError",
+    "StoreUnavailableError",
+    "TransientStoreError",
+]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_SECONDS: Final = 300
 SPEC_UPDATE_ATTEMPTS: Final = 5
 
-_TRANSIENT_CODES: Final = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "Throttling",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "TransactionConflictException",
-    }
-)
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
-
 
 # --------------------------------------------------------------------------------------------------
-# Errors
+# Errors the CLI reports (the DynamoDB ones are ``gco_tasks.dynamo``'s)
 # --------------------------------------------------------------------------------------------------
-
-
-class StoreError(RuntimeError):
-    """DynamoDB refused or failed a call; the message says which call and why."""
-
-
-class TransientStoreError(StoreError):
-    """Throttling, a 5xx or a connection failure: retrying later may succeed."""
 
 
 class EndpointNotFoundError(StoreError, LookupError):
@@ -117,64 +112,9 @@ class ConcurrentUpdateError(StoreError):
     """The record kept changing under a read-modify-write; nothing was written."""
 
 
-class _ConditionFailed(Exception):
-    """Internal: a conditional write's condition did not hold."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Pure decisions
-# --------------------------------------------------------------------------------------------------
-
-
-def status_needs_write(
-    status: RegionStatus,
-    previous: Mapping[str, Any] | RegionStatus | None,
-    now: datetime,
-    heartbeat_seconds: int,
-) -> bool:
-    """Whether a region status report must be written: the state, replica counts or error changed
-    against ``previous`` (what the record holds now), or ``previous.last_sync`` is older than the
-    heartbeat (or missing or unreadable)."""
-    before = _as_status(previous)
-    if before is None or not status.same_report(before):
-        return True
-    synced = before.last_sync_at()
-    return synced is None or now - synced >= timedelta(seconds=heartbeat_seconds)
-
-
-def _as_status(value: Mapping[str, Any] | RegionStatus | None) -> RegionStatus | None:
-    if value is None or isinstance(value, RegionStatus):
-        return value
-    try:
-        return RegionStatus.model_validate(from_dynamo(value))
-    except (ValidationError, TypeError, ValueError):
-        return None
-
-
 # --------------------------------------------------------------------------------------------------
 # The store
 # --------------------------------------------------------------------------------------------------
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def _encode(value: Any) -> dict[str, Any]:
-    return _serializer.serialize(to_dynamo(value))  # type: ignore[return-value]
-
-
-def _encode_as_read(value: Any) -> dict[str, Any]:
-    """A value read from the table, encoded as it was stored (a number stays a number, unlike
-    ``_encode``, which writes floats as strings the way GCO does)."""
-    if isinstance(value, float):
-        return _serializer.serialize(Decimal(repr(value)))  # type: ignore[return-value]
-    return _encode(value)
-
-
-def _decode_item(raw: Mapping[str, Any]) -> dict[str, Any]:
-    decoded = {key: _deserializer.deserialize(value) for key, value in raw.items()}
-    result: dict[str, Any] = from_dynamo(decoded)
-    return result
 
 
 class EndpointStore:
@@ -189,17 +129,12 @@ class EndpointStore:
         self.client = client
         self.table_name = table_name
         self.heartbeat_seconds = heartbeat_seconds
+        self.table = Table(client, table_name)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EndpointStore:
-        """A store for ``INFERENCE_ENDPOINTS_TABLE_NAME`` in ``DYNAMODB_REGION`` (else ``REGION``).
-        ``AWS_ENDPOINT_URL_DYNAMODB`` (boto3's own variable) points it at moto or DynamoDB Local."""
-        config = Config(
-            retries={"mode": "standard", "max_attempts": 3},
-            connect_timeout=5,
-            read_timeout=20,
-        )
-        client = boto3.client("dynamodb", region_name=settings.table_region, config=config)
+        """A store for ``INFERENCE_ENDPOINTS_TABLE_NAME`` in ``DYNAMODB_REGION`` (else ``REGION``)."""
+        client = client_for(settings.table_region)
         return cls(client, settings.inference_endpoints_table_name, settings.status_heartbeat_seconds)
 
     # ---- table ----
@@ -207,7 +142,7 @@ class EndpointStore:
     def create_table(self, wait: bool = True) -> bool:
         """Create the table with GCO's schema (PK ``endpoint_name`` S, on-demand). False if it exists."""
         try:
-            with self._call("CreateTable"):
+            with self.table.call("CreateTable"):
                 self.client.create_table(
                     TableName=self.table_name,
                     AttributeDefinitions=[{"AttributeName": "endpoint_name", "AttributeType": "S"}],
@@ -215,11 +150,11 @@ class EndpointStore:
                     BillingMode="PAY_PER_REQUEST",
                 )
         except StoreError as exc:
-            if isinstance(exc.__cause__, ClientError) and _code(exc.__cause__) == "ResourceInUseException":
+            if exc.code == "ResourceInUseException":
                 return False
             raise
         if wait:
-            with self._call("DescribeTable"):
+            with self.table.call("DescribeTable"):
                 self.client.get_waiter("table_exists").wait(
                     TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
                 )
@@ -235,10 +170,10 @@ class EndpointStore:
             params["FilterExpression"] = "contains(target_regions, :region)"
             params["ExpressionAttributeValues"] = {":region": {"S": target_region}}
         paginator = self.client.get_paginator("scan")
-        with self._call("Scan"):
+        with self.table.call("Scan"):
             for page in paginator.paginate(**params):
                 for raw in page.get("Items", []):
-                    yield _decode_item(raw)
+                    yield decode_item(raw)
 
     def list_endpoints(
         self, target_region: str | None = None, desired_state: DesiredState | None = None
@@ -258,12 +193,12 @@ class EndpointStore:
 
     def get_item(self, name: str) -> dict[str, Any] | None:
         """The raw item (Decimals converted), read consistently; None if there is none."""
-        with self._call("GetItem"):
+        with self.table.call("GetItem"):
             response = self.client.get_item(
-                TableName=self.table_name, Key=self._key(name), ConsistentRead=True
+                TableName=self.table_name, Key=self.table.key(name), ConsistentRead=True
             )
         raw = response.get("Item")
-        return _decode_item(raw) if raw else None
+        return decode_item(raw) if raw else None
 
     def get(self, name: str) -> Endpoint:
         """The endpoint, read consistently. Raises ``EndpointNotFoundError`` or ``MalformedRecordError``."""
@@ -280,15 +215,15 @@ class EndpointStore:
     def create(self, endpoint: Endpoint) -> None:
         """Put a new record; ``EndpointExistsError`` if the name is taken."""
         try:
-            self._write(
+            self.table.write(
                 "PutItem",
                 lambda: self.client.put_item(
                     TableName=self.table_name,
-                    Item=_encode(endpoint.to_item())["M"],
+                    Item=encode(endpoint.to_item())["M"],
                     ConditionExpression="attribute_not_exists(endpoint_name)",
                 ),
             )
-        except _ConditionFailed:
+        except ConditionFailed:
             raise EndpointExistsError(endpoint.endpoint_name) from None
 
     def update_desired_state(
@@ -301,7 +236,7 @@ class EndpointStore:
         if expected_state is not None:
             condition += " AND desired_state = :expected"
             values[":expected"] = {"S": expected_state}
-        return self._update(
+        return self.table.update(
             name,
             "SET desired_state = :s, updated_at = :u",
             condition,
@@ -352,7 +287,7 @@ class EndpointStore:
         sets, removes = [], []
         for i, (key, value) in enumerate(fields.items()):
             names[f"#s{i}"] = key
-            values[f":s{i}"] = _encode(value)
+            values[f":s{i}"] = encode(value)
             sets.append(f"#s{i} = :s{i}")
         for i, key in enumerate(remove):
             names[f"#r{i}"] = key
@@ -367,10 +302,10 @@ class EndpointStore:
         )
         if "updated_at" in read_item:
             condition = "attribute_exists(endpoint_name) AND updated_at = :read_updated_at"
-            values[":read_updated_at"] = _encode_as_read(read_item["updated_at"])
+            values[":read_updated_at"] = encode(_as_stored(read_item["updated_at"]))
         else:
             condition = "attribute_exists(endpoint_name) AND attribute_not_exists(updated_at)"
-        return self._update(name, expression, condition, values, names)
+        return self.table.update(name, expression, condition, values, names)
 
     def scale(self, name: str, replicas: int) -> Endpoint:
         """Set ``spec.replicas`` (validated, >= 0), keeping the desired state."""
@@ -397,9 +332,9 @@ class EndpointStore:
         if not status_needs_write(status, previous, moment, self.heartbeat_seconds):
             return False
         entry = status.model_copy(update={"last_sync": iso_now(moment)}).to_dict()
-        values = {":s": _encode(entry)}
+        values = {":s": encode(entry)}
         try:
-            return self._update(
+            return self.table.update(
                 name,
                 "SET region_status.#r = :s",
                 "attribute_exists(endpoint_name)",
@@ -407,19 +342,19 @@ class EndpointStore:
                 names={"#r": region},
             )
         except StoreError as exc:
-            if not _is_missing_map(exc):
+            if not is_missing_map(exc):
                 raise
         # The record has no region_status map at all (not written by GCO's store): create it.
-        return self._update(
+        return self.table.update(
             name,
             "SET region_status = :m",
             "attribute_exists(endpoint_name) AND attribute_not_exists(region_status)",
-            {":m": _encode({region: entry})},
+            {":m": encode({region: entry})},
         )
 
     def remove_region_status(self, name: str, region: str) -> bool:
         """Remove ``region_status.<region>`` (a region no longer targeted). Returns whether it was there."""
-        return self._update(
+        return self.table.update(
             name,
             "REMOVE region_status.#r",
             "attribute_exists(region_status.#r)",
@@ -435,120 +370,43 @@ class EndpointStore:
     def delete_if_unchanged(self, name: str, updated_at: str | None) -> bool:
         """Purge: delete the record only if it is still ``deleted`` and ``updated_at`` is the one read,
         so a record re-created under the same name survives. Returns whether it deleted."""
-        unchanged, values = _updated_at_is(updated_at)
+        unchanged, values = updated_at_is(updated_at)
         values[":deleted"] = {"S": DELETED}
         condition = f"desired_state = :deleted AND {unchanged}"
         try:
-            self._write(
+            self.table.write(
                 "DeleteItem",
                 lambda: self.client.delete_item(
                     TableName=self.table_name,
-                    Key=self._key(name),
+                    Key=self.table.key(name),
                     ConditionExpression=condition,
                     ExpressionAttributeValues=values,
                 ),
             )
-        except _ConditionFailed:
+        except ConditionFailed:
             return False
         return True
 
     # ---- plumbing ----
-
-    def _key(self, name: str) -> dict[str, Any]:
-        return {"endpoint_name": {"S": name}}
-
-    def _update(
-        self,
-        name: str,
-        expression: str,
-        condition: str,
-        values: dict[str, Any],
-        names: dict[str, str] | None = None,
-    ) -> bool:
-        params: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": self._key(name),
-            "UpdateExpression": expression,
-            "ConditionExpression": condition,
-        }
-        if values:
-            params["ExpressionAttributeValues"] = values
-        if names:
-            params["ExpressionAttributeNames"] = names
-        try:
-            self._write("UpdateItem", lambda: self.client.update_item(**params))
-        except _ConditionFailed:
-            return False
-        return True
 
     def _write_if_unchanged(
         self, name: str, updated_at: str | None, updated: Endpoint, fields: list[str]
     ) -> bool:
         item = updated.to_item()
         names = {f"#f{i}": field for i, field in enumerate(fields)}
-        values = {f":v{i}": _encode(item[field]) for i, field in enumerate(fields)}
+        values = {f":v{i}": encode(item[field]) for i, field in enumerate(fields)}
         expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-        unchanged, unchanged_values = _updated_at_is(updated_at)
+        unchanged, unchanged_values = updated_at_is(updated_at)
         values.update(unchanged_values)
-        return self._update(
+        return self.table.update(
             name, expression, f"attribute_exists(endpoint_name) AND {unchanged}", values, names
         )
 
-    def _write(self, operation: str, call: Callable[[], object]) -> None:
-        """Run a conditional write; a failed condition raises ``_ConditionFailed``."""
-        try:
-            with self._call(operation):
-                call()
-        except StoreError as exc:
-            if isinstance(exc.__cause__, ClientError) and _code(exc.__cause__) == _CONDITION_FAILED:
-                raise _ConditionFailed from None
-            raise
 
-    @contextmanager
-    def _call(self, operation: str) -> Iterator[None]:
-        """Translate botocore failures into ``StoreError`` / ``TransientStoreError``."""
-        try:
-            yield
-        except ClientError as exc:
-            raise _translate(operation, self.table_name, exc) from exc
-        except (ConnectionError, HTTPClientError) as exc:
-            raise TransientStoreError(f"{operation} on {self.table_name}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"{operation} on {self.table_name}: {exc}") from exc
-
-
-def _updated_at_is(updated_at: str | None) -> tuple[str, dict[str, Any]]:
-    """The condition "``updated_at`` is still the one read" (absent when it was absent), with its value."""
-    if updated_at is None:
-        return "attribute_not_exists(updated_at)", {}
-    return "updated_at = :read_updated_at", {":read_updated_at": {"S": updated_at}}
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _translate(operation: str, table: str, exc: ClientError) -> StoreError:
-    code = _code(exc)
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    message = exc.response.get("Error", {}).get("Message", str(exc))
-    text = f"{operation} on {table}: {code}: {message}"
-    if code == "ResourceNotFoundException":
-        text += (
-            " (does the table exist in this region? `gco-tasks endpoints create-table` creates it locally)"
-        )
-    if code in _TRANSIENT_CODES or status >= 500:
-        return TransientStoreError(text)
-    return StoreError(text)
-
-
-def _is_missing_map(exc: StoreError) -> bool:
-    cause = exc.__cause__
-    return (
-        isinstance(cause, ClientError)
-        and _code(cause) == "ValidationException"
-        and "document path" in str(cause).lower()
-    )
+def _as_stored(value: Any) -> Any:
+    """A value read from the table, to compare with what is stored: ``encode`` writes a float as a
+    string (as GCO does), so a number read back is passed as a Decimal."""
+    return Decimal(repr(value)) if isinstance(value, float) else value
 
 
 def later_than(previous: object) -> str:

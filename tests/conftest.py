@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from gco_tasks.sandbox.services import (
+from gco_sandbox.services import (
     SANDBOX_AWS_ENV,
     DynamoDBServer,
     RedisServer,
@@ -22,10 +22,12 @@ from gco_tasks.sandbox.services import (
     start_redis,
 )
 
+pytest_plugins = ["tests.clusters"]  # the stand-in and the real control plane: `cluster`, `real_cluster`
+
 if TYPE_CHECKING:
     import kubernetes
 
-    from gco_tasks.sandbox.apiserver import SandboxAPIServer
+    from gco_sandbox.apiserver import SandboxAPIServer
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +80,7 @@ def dynamodb_url(dynamodb_server: DynamoDBServer) -> Iterator[str]:
 def apiserver_server() -> Iterator[SandboxAPIServer]:
     """The sandbox API server (a local stand-in for Kubernetes) in a thread, for the whole session.
     Readiness is fast (0.2 s) so tests that wait for it stay quick."""
-    from gco_tasks.sandbox.apiserver import SandboxAPIServer
+    from gco_sandbox.apiserver import SandboxAPIServer
 
     server = SandboxAPIServer(port=0, ready_delay=0.2).start()
     yield server
@@ -102,3 +104,21 @@ def kube_client(apiserver: SandboxAPIServer) -> Iterator[kubernetes.client.ApiCl
     configuration = kubernetes.client.Configuration(host=apiserver.url)
     with kubernetes.client.ApiClient(configuration) as api_client:
         yield api_client
+
+
+# --- metrics (issue 14) --------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def fresh_metrics() -> Iterator[Any]:
+    """The fleet's metrics on a fresh registry for one test; the process's own set is restored after."""
+    from prometheus_client import CollectorRegistry
+
+    from gco_tasks import metrics
+
+    fresh = metrics.FleetMetrics.create(CollectorRegistry())
+    previous = metrics.use(fresh)
+    try:
+        yield fresh
+    finally:
+        metrics.use(previous)

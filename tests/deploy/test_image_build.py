@@ -137,7 +137,8 @@ def test_build_context_keeps_what_the_dockerfile_copies_and_drops_the_rest() -> 
     for source in sources:
         assert (REPO / source).exists(), source
         assert not ignored(source), f"{source} is copied but .dockerignore drops it"
-    for unwanted in (".venv", ".git", "tests", ".sandbox", "gco_tasks/__pycache__", "local.env"):
+    unwanted_paths = (".venv", ".git", "tests", ".sandbox", "gco_tasks/__pycache__", "local.env")
+    for unwanted in (*unwanted_paths, "gco_sandbox"):
         assert ignored(unwanted), unwanted
 
 

@@ -1,4 +1,5 @@
-"""k8s/: what a region runs, rendered by `kubectl kustomize` per overlay and checked object by object.
+"""k8s/: what a region runs, rendered by `kubectl kustomize` per overlay (the kubectl 1.36 that `make
+controlplane` builds) and checked object by object. test_k8s_real_server.py applies it to kube-apiserver.
 
 Every rendered object is validated strictly against Kubernetes 1.30's schemas; the rest checks what
 the schemas cannot: the Role grants exactly what the reconciler uses, every container is locked down,
@@ -9,12 +10,9 @@ settings in the generated ConfigMap load as gco-tasks settings, and credentials 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from gco_sandbox.controlplane import ControlPlaneMissing, find_binaries
 from gco_tasks.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,48 +39,27 @@ MANAGED = {
     ("networking.k8s.io", "ingresses"),
     ("autoscaling", "horizontalpodautoscalers"),
 }
+#: Kubernetes Events about what the fleet did (gco_tasks/events.py): created, and a repeat's series patched.
+EVENTS = {("events.k8s.io", "events", verb) for verb in ("create", "patch")}
 HEARTBEAT_PROBE = ["sh", "-c", 'test $(( $(date +%s) - $(stat -c %Y "$WORKER_HEARTBEAT_FILE") )) -lt 60']
 
 Obj = dict[str, Any]
 
 
 def _kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("kubectl is required in CI to render k8s/ (`make system-deps` installs it)")
-        pytest.skip("kubectl not found: `make system-deps` installs it (Debian's kubernetes-client)")
-    return path
-
-
-def _kustomize_v2(kubectl: str) -> bool:
-    """kubectl < 1.21 embeds kustomize v2.0.3 (Debian bookworm's kubernetes-client is 1.20)."""
-    result = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, timeout=30)
-    minor = json.loads(result.stdout)["clientVersion"]["minor"]
-    return int(re.sub(r"\D", "", minor)) < 21
-
-
-def _v2_copy(region: str, into: Path) -> Path:
-    """A copy of k8s/ that kustomize v2 reads: it wants directories under `bases:`, not `resources:`.
-    Only that field moves; everything else is rendered as shipped."""
-    shutil.copytree(REPO / "k8s", into / "k8s")
-    overlay = into / "k8s" / "overlays" / region
-    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
-    entries = kustomization.pop("resources")
-    kustomization["bases"] = [entry for entry in entries if (overlay / entry).is_dir()]
-    kustomization["resources"] = [entry for entry in entries if not (overlay / entry).is_dir()]
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    return overlay
+    """The kubectl ``make controlplane`` built (1.36, kustomize v5), never whatever is on PATH."""
+    try:
+        return str(find_binaries().kubectl)
+    except ControlPlaneMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @functools.cache
 def _render(region: str) -> tuple[Obj, ...]:
-    kubectl = _kubectl()
-    with tempfile.TemporaryDirectory() as tmp:
-        overlay = _v2_copy(region, Path(tmp)) if _kustomize_v2(kubectl) else OVERLAYS / region
-        result = subprocess.run(
-            [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=60
-        )
+    overlay = OVERLAYS / region
+    result = subprocess.run(
+        [_kubectl(), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, f"kubectl kustomize k8s/overlays/{region} failed:\n{result.stderr}"
     assert "deprecated" not in result.stderr.lower(), result.stderr
     return tuple(obj for obj in yaml.safe_load_all(result.stdout) if obj)
@@ -179,7 +157,7 @@ def test_role_grants_exactly_what_the_reconciler_uses(region: Region) -> None:
     for rule in role["rules"]:
         assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames / nonResourceURLs"
         granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    assert granted == {(group, resource, verb) for group, resource in MANAGED for verb in VERBS}
+    assert granted == {(group, resource, verb) for group, resource in MANAGED for verb in VERBS} | EVENTS
     assert not {"watch", "update", "*"} & {verb for _, _, verb in granted}
 
     (binding,) = region.of_kind("RoleBinding")
@@ -345,9 +323,10 @@ def _ports(rules: list[Obj]) -> set[tuple[str, int]]:
 def test_network_policies_allow_only_what_each_process_uses(region: Region) -> None:
     dns = {("UDP", 53), ("TCP", 53)}
     redis = {("TCP", 6379)}
+    metrics = {("TCP", load_settings(region.config["data"]).metrics_port)}
     expected = {
-        "worker": (set(), dns | redis | {("TCP", 443), ("TCP", 6443)}),
-        "beat": (set(), dns | redis),
+        "worker": (metrics, dns | redis | {("TCP", 443), ("TCP", 6443)}),
+        "beat": (metrics, dns | redis),
         "flower": ({("TCP", 5555)}, dns | redis),
     }
     policies = region.of_kind("NetworkPolicy")
@@ -359,3 +338,14 @@ def test_network_policies_allow_only_what_each_process_uses(region: Region) -> N
         assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"], component
         assert _ports(spec.get("ingress", [])) == ingress, component
         assert _ports(spec["egress"]) == egress, component
+
+
+def test_worker_and_beat_expose_the_metrics_port_of_the_settings(region: Region) -> None:
+    port = load_settings(region.config["data"]).metrics_port
+    assert region.config["data"]["METRICS_PORT"] == str(port) and port > 0
+    for component in ("worker", "beat"):
+        container = region.container(component)
+        assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    multiproc = _env(region, region.container("worker"))["PROMETHEUS_MULTIPROC_DIR"]
+    assert multiproc.startswith("/tmp/"), "the only writable path is the /tmp emptyDir"
+    assert "PROMETHEUS_MULTIPROC_DIR" not in _env(region, region.container("beat")), "beat is one process"

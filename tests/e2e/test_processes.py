@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from gco_sandbox.services import SANDBOX_AWS_ENV
 from gco_tasks.config import load_settings
 from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.sandbox.services import SANDBOX_AWS_ENV
 from gco_tasks.store import EndpointStore
 
 REGION = "us-east-1"

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from gco_tasks.sandbox.children import PIDS_FILE, group_members
+from gco_sandbox.children import PIDS_FILE, group_members
 
 GCO_TASKS = str(Path(sys.executable).with_name("gco-tasks"))
 REPO_ROOT = Path(__file__).resolve().parents[2]

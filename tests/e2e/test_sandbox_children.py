@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gco_tasks.sandbox.children import PIDS_FILE, Children, group_members
+from gco_sandbox.children import PIDS_FILE, Children, group_members
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="process groups seen through /proc")
 

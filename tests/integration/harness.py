@@ -1,8 +1,12 @@
 """Helpers for the fleet's integration tests: a ``Fleet`` wired to the real parts (a private
-``redis-server``, moto's DynamoDB over HTTP, the sandbox API server through the official client).
+``redis-server``, moto's DynamoDB over HTTP, and through the official client either API server: the
+stand-in or the real control plane).
 
 ``run_cycle`` does what beat and a worker pool do, synchronously: one ``fan_out`` whose messages are
 each handed to ``reconcile_endpoint``, in order, through the same JSON round trip Celery applies.
+``converge`` repeats cycles until a condition holds, within a deadline: on the real server pods are
+scheduled and become Ready (kwok's ~1 s) through the Deployment and ReplicaSet controllers, so it takes
+a few seconds more than on the stand-in.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from gco_tasks.config import load_settings
-from gco_tasks.fleet import Fleet, fan_out, reconcile_endpoint
+from gco_tasks.fanout import fan_out
+from gco_tasks.fleet import Fleet
+from gco_tasks.reconciler import reconcile
 from gco_tasks.store import EndpointStore
 
 REGION = "us-east-1"
@@ -29,13 +35,14 @@ def run_cycle(fleet: Fleet) -> list[dict[str, Any]]:
     """One fan-out, then every message it sent, reconciled in turn; returns the task results."""
     messages: list[tuple[str, dict[str, Any]]] = []
     fan_out(fleet, lambda name, snapshot: messages.append((name, json.loads(json.dumps(snapshot)))))
-    return [reconcile_endpoint(fleet, name, snapshot) for name, snapshot in messages]
+    return [reconcile(fleet, name, snapshot).as_dict() for name, snapshot in messages]
 
 
 def converge(
-    fleet: Fleet, done: Callable[[], bool], timeout: float = 15.0, pause: float = 0.2
+    fleet: Fleet, done: Callable[[], bool], timeout: float = 60.0, pause: float = 0.2
 ) -> list[dict[str, Any]]:
-    """Run cycles until ``done()`` (the sandbox makes Deployments ready after its delay)."""
+    """Run cycles until ``done()`` (Deployments become ready after the stand-in's delay, or once the real
+    server's pods are scheduled and Ready); fails after ``timeout`` seconds with the last cycle."""
     deadline = time.monotonic() + timeout
     results: list[dict[str, Any]] = []
     while True:

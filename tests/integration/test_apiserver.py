@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from gco_tasks.sandbox.apiserver import SandboxAPIServer
+from gco_sandbox.apiserver import SandboxAPIServer
 
 from .apiserver_helpers import NS, deployment, hpa, ingress, service, status_of
 

@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from gco_tasks.sandbox.apiserver import SandboxAPIServer
+from gco_sandbox.apiserver import SandboxAPIServer
 
 from .apiserver_helpers import NS, deployment, service, status_of
 

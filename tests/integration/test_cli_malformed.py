@@ -17,8 +17,10 @@ from typer.testing import CliRunner
 
 from gco_tasks.cli import app
 from gco_tasks.config import load_settings
+from gco_tasks.conventions import endpoint_selector
 from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet, endpoint_selector, purge
+from gco_tasks.fleet import Fleet
+from gco_tasks.purge import purge
 from gco_tasks.store import EndpointStore
 
 from .harness import REGION, run_cycle

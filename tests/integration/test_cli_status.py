@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,11 +19,14 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 from typer.testing import CliRunner
 
+from gco_sandbox.services import free_port
 from gco_tasks.cli import app
 from gco_tasks.endpoints import RegionStatus
 from gco_tasks.fleet import Fleet
+from tests.clusters import Cluster
 
 from .harness import REGION, converge, run_cycle
 
@@ -123,7 +127,10 @@ class EventsServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def kubeconfig(self, path: Path) -> Path:
-        url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.kubeconfig_for(f"http://127.0.0.1:{self.server.server_address[1]}", path)
+
+    @staticmethod
+    def kubeconfig_for(url: str, path: Path) -> Path:
         path.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "c",
             "clusters": [{"name": "c", "cluster": {"server": url}}],
@@ -159,26 +166,52 @@ def events_server() -> Iterator[EventsServer]:
     server.server.server_close()
 
 
+def record_event(cluster: Cluster, regarding: str, reason: str, note: str) -> None:
+    """An ``events.k8s.io/v1`` Event about Deployment ``regarding``, created through the API."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": f"{regarding}.{uuid.uuid4().hex[:12]}", "namespace": "gco-inference"},
+        "eventTime": stamp,
+        "reportingController": "tests",
+        "reportingInstance": "tests-1",
+        "action": "Apply",
+        "reason": reason,
+        "note": note,
+        "type": "Normal",
+        "regarding": {"apiVersion": "apps/v1", "kind": "Deployment", "name": regarding,
+                      "namespace": "gco-inference"},
+    }  # fmt: skip
+    client.EventsV1Api(cluster.api_client).create_namespaced_event("gco-inference", body)
+
+
 def test_last_events_of_the_deployment_per_region(
-    cli: CliRunner, fleet: Fleet, events_server: EventsServer, apiserver: Any, tmp_path: Path,
+    cli: CliRunner, fleet: Fleet, cluster: Cluster, events_server: EventsServer, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    deploy(cli, REGION, "eu-west-1")
-    monkeypatch.setenv("KUBECONFIG_EU_WEST_1", str(events_server.kubeconfig(tmp_path / "eu.yaml")))
+    deploy(cli, REGION, "eu-west-1", "ap-south-1")
+    record_event(cluster, "demo", "Applied", "applied Deployment/demo (image nginx:1.27)")
+    record_event(cluster, "other", "Applied", "not about demo")
     monkeypatch.setenv("REGION", REGION)
-    monkeypatch.setenv("KUBECONFIG", str(apiserver.write_kubeconfig(tmp_path / "us.yaml")))
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    monkeypatch.setenv("KUBECONFIG_EU_WEST_1", str(events_server.kubeconfig(tmp_path / "eu.yaml")))
+    unreachable = EventsServer.kubeconfig_for(f"http://127.0.0.1:{free_port()}", tmp_path / "ap.yaml")
+    monkeypatch.setenv("KUBECONFIG_AP_SOUTH_1", str(unreachable))
     out = run(cli, "endpoints", "status", "demo")
-    assert "Events in eu-west-1:" in out
-    shown = [line for line in out.splitlines() if "Applied" in line or "FailedApply" in line]
+    east = out[out.index("Events in us-east-1:") : out.index("Events in eu-west-1:")]
+    assert "Applied" in east and "applied Deployment/demo (image nginx:1.27)" in east, out
+    assert "not about demo" not in out
+    europe = out[out.index("Events in eu-west-1:") : out.index("Events in ap-south-1:")]
+    shown = [line for line in europe.splitlines() if "Applied" in line or "FailedApply" in line]
     assert len(shown) == 5, "the last five, oldest first"
     assert "applied change 9" not in out and "someone else's" not in out
     assert "FailedApply" in shown[-1] and "(x4)" in shown[-1] and "3m ago" in shown[-1]
     (query,) = events_server.queries
     assert query["path"] == ["/apis/events.k8s.io/v1/namespaces/gco-inference/events"]
     assert query["fieldSelector"] == ["regarding.kind=Deployment,regarding.name=demo"]
-    # us-east-1 (KUBECONFIG with REGION): this stand-in serves no Events; the rest still shows.
-    assert "the API server of us-east-1 serves no events.k8s.io/v1 Events (404)" in out
-    assert "│ us-east-1" in out
+    assert "Events of ap-south-1 not readable: cannot reach its API server" in out, "a note for it"
+    assert "│ ap-south-1" in out, "and the rest still shows"
     assert "Events" not in run(cli, "endpoints", "status", "demo", "--no-events")
 
 

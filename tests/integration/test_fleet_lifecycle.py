@@ -1,14 +1,24 @@
 """The whole lifecycle of an endpoint through the fleet's operations, against the real parts: a private
-redis-server, moto's DynamoDB over HTTP and the sandbox API server through the official client."""
+redis-server, moto's DynamoDB over HTTP and, through the official client, each API server in turn: the
+stand-in and the real control plane (``[standin]`` / ``[real]``, see ``tests/clusters.py``). The one
+test marked ``standin_only`` reads the stand-in's own request counters; the same cost is checked on both
+servers from the client's side."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
+from urllib.parse import urlparse
 
+import pytest
+
+from gco_tasks.conventions import WEIGHTED_ROUTING_ANNOTATION, endpoint_selector
 from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet, endpoint_selector, fan_out, purge, reconcile_endpoint
-from gco_tasks.manifests import WEIGHTED_ROUTING_ANNOTATION
+from gco_tasks.fanout import fan_out
+from gco_tasks.fleet import Fleet
+from gco_tasks.purge import purge
+from gco_tasks.reconciler import reconcile
 
 from .harness import REGION, DynamoWrites, converge, run_cycle
 
@@ -55,11 +65,51 @@ def test_deploy_reaches_running_and_promotes(fleet: Fleet) -> None:
     assert record.desired_state == "running"
 
 
-def test_steady_state_costs_no_writes(fleet: Fleet, apiserver: Any, dynamo_writes: DynamoWrites) -> None:
+def settle_two_endpoints(fleet: Fleet) -> None:
+    """One endpoint with a canary and one without, running, and the promotion's write seen."""
     deploy(fleet, canary={"image": CANARY_IMAGE, "weight": 20})
     deploy(fleet, "other")
     converge(fleet, lambda: running(fleet) and running(fleet, "other"))
     run_cycle(fleet)  # the promotion's write is seen by one more cycle
+
+
+class RequestLog:
+    """The Kubernetes requests the fleet's client sends, as ``"METHOD /path"`` counts (client side, so the
+    same on both servers)."""
+
+    def __init__(self, fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: Counter[str] = Counter()
+        rest = fleet.cluster.api_client.rest_client
+        send = rest.request
+
+        def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            self.calls[f"{method} {urlparse(url).path}"] += 1
+            return send(method, url, *args, **kwargs)
+
+        monkeypatch.setattr(rest, "request", counted)
+
+    def writes(self) -> dict[str, int]:
+        return {call: n for call, n in self.calls.items() if not call.startswith("GET ")}
+
+
+def test_steady_state_costs_four_lists_and_no_writes(
+    fleet: Fleet, dynamo_writes: DynamoWrites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settle_two_endpoints(fleet)
+    requests = RequestLog(fleet, monkeypatch)
+    dynamo_writes.calls.clear()
+    results = run_cycle(fleet)
+    assert all(result["actions"] == [] for result in results), results
+    assert requests.writes() == {}
+    assert sum(requests.calls.values()) == 4, requests.calls  # one LIST per managed kind
+    assert dynamo_writes.calls == []
+
+
+@pytest.mark.standin_only  # the stand-in's own request counters (/_sandbox/stats)
+def test_steady_state_costs_no_writes_by_the_standins_counters(
+    fleet: Fleet, apiserver: Any, dynamo_writes: DynamoWrites
+) -> None:
+    settle_two_endpoints(fleet)
     apiserver.counters.reset()
     dynamo_writes.calls.clear()
     results = run_cycle(fleet)
@@ -229,7 +279,7 @@ def test_an_endpoint_already_waiting_in_the_queue_is_not_sent_again(fleet: Fleet
     second = fan_out(fleet, lambda name, snapshot: sent.append(name))
     assert (first["sent"], second["sent"], second["already_pending"]) == (3, 0, 3)
     assert sorted(sent) == ["one", "three", "two"]
-    reconcile_endpoint(fleet, "two")  # a worker picks one up: it may be sent again
+    reconcile(fleet, "two")  # a worker picks one up: it may be sent again
     third = fan_out(fleet, lambda name, snapshot: sent.append(name))
     assert (third["sent"], third["already_pending"]) == (1, 2)
 

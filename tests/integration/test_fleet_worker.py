@@ -1,6 +1,9 @@
 """The fleet through a real Celery worker (Celery's in-process test worker, threads pool) on a private
 redis-server: fan_out's messages reach reconcile_endpoint on the region's queue, eight concurrent
-reconciles of one endpoint end consistent, and a malformed record gets ``error`` while others converge."""
+reconciles of one endpoint end consistent, a malformed record gets ``error`` while others converge,
+transient API failures are retried and a permanent one (422) ends the task FAILED without a retry.
+Each runs on the stand-in and on the real control plane; the two retry tests inject faults, which only
+the stand-in can do (``standin_only``)."""
 
 from __future__ import annotations
 
@@ -12,12 +15,16 @@ from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from celery.signals import task_retry
 
 from gco_tasks import tasks
-from gco_tasks.celery_app import app
+from gco_tasks.celery import app, use_fleet
+from gco_tasks.conventions import endpoint_selector
 from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet, desired_objects, endpoint_selector, observe_endpoint, reconcile_endpoint
-from gco_tasks.reconcile import plan_changes
+from gco_tasks.errors import ReconcileFailed
+from gco_tasks.fleet import Fleet
+from gco_tasks.plan import plan_changes
+from gco_tasks.reconciler import desired_objects, observe_endpoint, reconcile
 
 from .harness import REGION, run_cycle
 
@@ -25,14 +32,27 @@ from .harness import REGION, run_cycle
 @pytest.fixture()
 def worker(fleet: Fleet, redis_url: str) -> Iterator[Any]:
     app.conf.update(broker_url=redis_url, result_backend=redis_url, redbeat_redis_url=redis_url)
-    tasks.use_fleet(fleet)
+    use_fleet(fleet)
     try:
         with start_worker(
             app, pool="threads", concurrency=8, queues=[fleet.settings.queue], perform_ping_check=False
         ) as running:
             yield running
     finally:
-        tasks.use_fleet(None)
+        use_fleet(None)
+
+
+@pytest.fixture()
+def retries() -> Iterator[list[str]]:
+    """The ids of the tasks the in-process worker retries (Celery's ``task_retry`` signal)."""
+    seen: list[str] = []
+
+    def on_retry(request: Any = None, **_: Any) -> None:
+        seen.append(str(getattr(request, "id", "?")))
+
+    task_retry.connect(on_retry, weak=False)
+    yield seen
+    task_retry.disconnect(on_retry)
 
 
 def state_of(fleet: Fleet, name: str) -> str | None:
@@ -63,7 +83,7 @@ def test_fan_out_through_the_worker_converges_and_isolates_a_bad_record(fleet: F
         time.sleep(0.5)
         return state_of(fleet, "alpha") == "running" and state_of(fleet, "beta") == "running"
 
-    wait_for(converged, timeout=30)
+    wait_for(converged, timeout=60)
     assert state_of(fleet, "gamma") == "error"
     error = (fleet.store.get_item("gamma") or {})["region_status"][REGION]["error"]
     assert "spec.port" in error
@@ -102,7 +122,7 @@ def test_concurrent_reconciles_are_safe_without_the_lock(fleet: Fleet, monkeypat
 
     def race() -> None:
         try:
-            reconcile_endpoint(fleet, "racy")
+            reconcile(fleet, "racy")
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -124,7 +144,7 @@ def assert_in_sync(fleet: Fleet, name: str) -> None:
     """A fresh read of record and cluster plans nothing: every object is exactly as rendered."""
     item, observed = observe_endpoint(fleet, name)
     assert item is not None
-    desired = desired_objects(fleet, Endpoint.from_item(item))
+    desired = desired_objects(Endpoint.from_item(item), REGION, fleet.render_options)
     plan = plan_changes(desired, observed)
     assert plan.is_empty, plan.describe()
     assert all(result["actions"] == [] for result in run_cycle(fleet) if result["endpoint"] == name)
@@ -136,8 +156,9 @@ def _typed(value: Any) -> dict[str, Any]:
     return dict(TypeSerializer().serialize(value))
 
 
+@pytest.mark.standin_only  # fault injection
 def test_transient_api_failures_are_retried_until_they_pass(
-    fleet: Fleet, worker: Any, apiserver: Any
+    fleet: Fleet, worker: Any, apiserver: Any, retries: list[str]
 ) -> None:
     """Two 503s then a 429 on the Deployment apply: the task backs off, retries and converges."""
     fleet.store.create(Endpoint.new("flaky", parse_spec({"image": "nginx:1.27"}), [REGION]))
@@ -147,18 +168,23 @@ def test_transient_api_failures_are_retried_until_they_pass(
     assert "apply Deployment/flaky" in result["actions"]
     assert apiserver.stats()["apply deployments"] == 4
     assert state_of(fleet, "flaky") == "creating"
+    assert len(retries) == 3, "each transient failure is one retry of the task"
 
 
+@pytest.mark.standin_only  # fault injection
 def test_a_permanent_failure_is_reported_once_and_not_retried(
-    fleet: Fleet, worker: Any, apiserver: Any
+    fleet: Fleet, worker: Any, apiserver: Any, retries: list[str]
 ) -> None:
     """A 422 on the Deployment: the endpoint's status says why, the Service still goes ahead, and the
-    task does not loop on it."""
+    task ends FAILED (a true outcome to count) without retrying, after the status was written."""
     fleet.store.create(Endpoint.new("refused", parse_spec({"image": "nginx:1.27"}), [REGION]))
     apiserver.add_fault(verb="apply", resource="deployments", status=422, count=5)
-    result = tasks.reconcile_endpoint.apply_async(args=["refused"], queue=fleet.settings.queue).get(
-        timeout=30
-    )
+    call = tasks.reconcile_endpoint.apply_async(args=["refused"], queue=fleet.settings.queue)
+    with pytest.raises(ReconcileFailed) as failed:
+        call.get(timeout=30)
+    assert call.state == "FAILURE"
+    assert retries == []
+    result = failed.value.result
     assert result["state"] == "error" and "422" in result["error"]
     assert result["actions"] == ["apply Service/refused", "apply Ingress/inference-refused"]
     assert apiserver.stats()["apply deployments"] == 1

@@ -16,8 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from gco_tasks.cli import app
-from gco_tasks.fleet import Fleet, purge, reconcile_endpoint, watchdog
+from gco_tasks.fleet import Fleet
+from gco_tasks.purge import purge
+from gco_tasks.reconciler import reconcile
 from gco_tasks.store import EndpointStore
+from gco_tasks.watchdog import watchdog
 
 from .harness import REGION, converge, run_cycle
 
@@ -54,7 +57,7 @@ def test_the_worker_policy_is_what_the_fleet_calls(fleet: Fleet) -> None:
     converge(
         fleet, lambda: (fleet.store.get_item("demo") or {})["region_status"][REGION]["state"] == "running"
     )
-    reconcile_endpoint(fleet, "demo")  # ad hoc, as `celery call` does: reads the record itself
+    reconcile(fleet, "demo")  # ad hoc, as `celery call` does: reads the record itself
     watchdog(fleet)
     cli("repair", "demo", "--set", f'target_regions=["{REGION}"]', "-y")  # a region removed
     cli("delete", "demo", "-y")

@@ -12,6 +12,7 @@ import pytest
 
 from gco_tasks.config import load_settings
 from gco_tasks.endpoints import Endpoint, EndpointSpec, RegionStatus
+from gco_tasks.status import status_needs_write
 from gco_tasks.store import (
     ConcurrentUpdateError,
     EndpointExistsError,
@@ -19,7 +20,6 @@ from gco_tasks.store import (
     EndpointStore,
     StoreError,
     TransientStoreError,
-    status_needs_write,
 )
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -272,7 +272,7 @@ def test_missing_table_is_a_store_error(dynamodb_url: str) -> None:
 
 
 def test_connection_failure_is_transient(monkeypatch: pytest.MonkeyPatch, dynamodb_url: str) -> None:
-    from gco_tasks.sandbox.services import free_port
+    from gco_sandbox.services import free_port
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://localhost:{free_port()}")
     store = EndpointStore.from_settings(load_settings({}))

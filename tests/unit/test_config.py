@@ -45,3 +45,15 @@ def test_soft_limit_must_be_below_hard_limit() -> None:
 def test_visibility_timeout_is_above_hard_limit() -> None:
     settings = load_settings({"TASK_TIME_LIMIT_SECONDS": "2000", "TASK_SOFT_TIME_LIMIT_SECONDS": "1900"})
     assert settings.visibility_timeout_seconds > settings.task_time_limit_seconds
+
+
+def test_log_format_and_metrics_port() -> None:
+    defaults = load_settings({})
+    assert (defaults.log_format, defaults.metrics_port) == ("text", 9808)
+    assert load_settings({"LOG_FORMAT": " JSON "}).log_format == "json"
+    assert load_settings({"METRICS_PORT": "0"}).metrics_port == 0
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"LOG_FORMAT": "yaml", "METRICS_PORT": "70000"})
+    message = str(caught.value)
+    assert "LOG_FORMAT: Input should be 'text' or 'json' (got 'yaml')" in message
+    assert "METRICS_PORT" in message and "'70000'" in message

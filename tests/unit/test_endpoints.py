@@ -15,10 +15,9 @@ from gco_tasks.endpoints import (
     InvalidEndpointError,
     RecordHeader,
     RegionStatus,
-    from_dynamo,
     parse_spec,
-    validate_endpoint_name,
 )
+from gco_tasks.fields import from_dynamo, validate_endpoint_name
 
 
 def gco_item(**spec: Any) -> dict[str, Any]:
@@ -192,6 +191,23 @@ def test_invalid_names(name: str) -> None:
         ({"capacity_type": "mixed"}, "spec.capacity_type"),
         ({"resources": {"limits": {"cpu": "lots"}}}, "spec.resources.limits.cpu"),
         ({"tolerations": [{"key": "k", "operator": "Sometimes"}]}, "spec.tolerations[0].operator"),
+        # Found by applying generated records to the real API server (test_server_validation.py):
+        ({"tolerations": [{"key": "/", "operator": "Equal"}]}, "spec.tolerations[0].key"),
+        ({"tolerations": [{"key": "a b", "operator": "Exists"}]}, "spec.tolerations[0].key"),
+        ({"tolerations": [{"key": "k", "value": "v" * 64}]}, "spec.tolerations[0].value"),
+        ({"tolerations": [{"key": "k", "value": "no spaces"}]}, "spec.tolerations[0].value"),
+        (
+            {
+                "tolerations": [
+                    {"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}
+                ]
+            },
+            "spec.tolerations[0].tolerationSeconds",
+        ),
+        (
+            {"tolerations": [{"operator": "Exists", "tolerationSeconds": 5}]},
+            "spec.tolerations[0].tolerationSeconds",
+        ),
         ({"region_image_uris": {"eu-west-1": ""}}, "spec.region_image_uris.eu-west-1"),
     ],
 )
@@ -205,6 +221,32 @@ def test_each_rule_names_its_field(spec: dict[str, Any], field: str) -> None:
 @pytest.mark.parametrize("source", ["s3://my-bucket/models/llama-3/", "meta-llama/Llama-3.1-8B", "gpt2"])
 def test_valid_model_sources(source: str) -> None:
     assert parse_spec({"image": "i", "model_source": source}).model_source == source
+
+
+def test_tolerations_kubernetes_accepts_are_accepted() -> None:
+    tolerations = [
+        {"operator": "Exists"},
+        {"key": "", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "team", "value": "ml", "effect": ""},
+        {
+            "key": "node.kubernetes.io/unreachable",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 30,
+        },
+    ]
+    assert len(parse_spec({"image": "i", "tolerations": tolerations}).tolerations or []) == 5
+
+
+@pytest.mark.parametrize("path", ["/a//b", "/a/./b", "/a/../b", "/a%2fb", "/a%2Fb", "/a/..", "/a/.", "a/b"])
+def test_ingress_paths_kubernetes_refuses_are_refused(path: str) -> None:
+    """Also found through the real API server: an Ingress path of type Prefix may not hold these."""
+    item = {"endpoint_name": "x", "spec": {"image": "i"}, "ingress_path": path}
+    with pytest.raises(InvalidEndpointError) as info:
+        Endpoint.from_item(item)
+    assert [p for p, _ in info.value.problems] == ["ingress_path"]
+    assert Endpoint.from_item({**item, "ingress_path": "/team-a/x.v2/"}).ingress_path == "/team-a/x.v2/"
 
 
 def test_every_problem_is_reported_at_once() -> None:

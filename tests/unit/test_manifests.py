@@ -12,16 +12,18 @@ from typing import Any
 import pytest
 
 from gco_tasks.config import load_settings
-from gco_tasks.endpoints import Endpoint, InvalidEndpointError
-from gco_tasks.manifests import (
+from gco_tasks.conventions import (
     ENDPOINT_LABEL,
     HASH_ANNOTATION,
+    MANAGED_SELECTOR,
     WEIGHTED_ROUTING_ANNOTATION,
+)
+from gco_tasks.endpoints import Endpoint, InvalidEndpointError
+from gco_tasks.manifests import (
     RenderOptions,
     content_hash,
     object_key,
     render_endpoint,
-    selector_for_managed,
 )
 
 REGION = "us-east-1"
@@ -536,4 +538,4 @@ def test_hash_changes_with_the_spec_but_not_with_env_order() -> None:
 
 def test_object_key_and_managed_selector() -> None:
     assert object_key({"kind": "Service", "metadata": {"name": "demo"}}) == ("Service", "demo")
-    assert selector_for_managed() == "gco.io/type=inference"
+    assert MANAGED_SELECTOR == "gco.io/type=inference"

@@ -25,18 +25,20 @@ import kubernetes_validate.utils
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from kubernetes.utils.quantity import parse_quantity as quantity_value
 
-from gco_tasks.endpoints import Endpoint, InvalidEndpointError
-from gco_tasks.manifests import (
+from gco_tasks.conventions import (
     ENDPOINT_LABEL,
     HASH_ANNOTATION,
     WEIGHTED_ROUTING_ANNOTATION,
+)
+from gco_tasks.endpoints import Endpoint, InvalidEndpointError
+from gco_tasks.manifests import (
     RenderOptions,
     content_hash,
     object_key,
     render_endpoint,
 )
-from gco_tasks.manifests_resources import quantity_value
 
 VERSIONS = ("1.30.0", "1.33.0")
 REGION = "us-east-1"

@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gco_tasks.cli_render import format_objects
+from gco_tasks.cli.render import format_objects
 from gco_tasks.endpoints import Endpoint
 from gco_tasks.manifests import RenderOptions, render_endpoint
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gco_tasks.record_repair import MISSING, PathError, parse_path, plan_repair, shown
 from gco_tasks.redaction import redact_item, redact_objects
 from gco_tasks.regions import AWS_COMMERCIAL_REGIONS, closest_region, known_regions, region_problem
-from gco_tasks.repair import MISSING, PathError, parse_path, plan_repair, shown
 
 
 def test_known_regions_default_to_aws_commercial_and_read_the_setting() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gco_tasks.sandbox.apply import (
+from gco_sandbox.apply import (
     ApplyConflict,
     ManagedEntry,
     apply,

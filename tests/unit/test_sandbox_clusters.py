@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gco_tasks.sandbox.clusters import standin_cluster, start_clusters, stop_clusters
+from gco_sandbox.clusters import standin_cluster, start_clusters, stop_clusters
 
 
 def test_each_region_gets_its_own_stand_in_and_kubeconfig(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gco_tasks.sandbox.patching import (
+from gco_sandbox.patching import (
     PatchError,
     json_merge_patch,
     json_patch,

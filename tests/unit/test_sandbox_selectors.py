@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gco_tasks.sandbox.selectors import (
+from gco_sandbox.selectors import (
     SelectorError,
     fields_match,
     labels_match,

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from gco_sandbox import stack
+from gco_sandbox.live import Row, age, changed_lines, describe, render_table, status_rows
+from gco_sandbox.services import redis_argv
+from gco_sandbox.up import missing_regions
 from gco_tasks.endpoints import Endpoint
-from gco_tasks.sandbox import stack
-from gco_tasks.sandbox.live import Row, age, changed_lines, describe, render_table, status_rows
-from gco_tasks.sandbox.services import redis_argv
-from gco_tasks.sandbox.up import missing_regions
 
 WHERE = stack.Endpoints(
     redis_url="redis://127.0.0.1:1234/0",
@@ -77,21 +77,21 @@ def test_env_file_sources_to_the_same_values_even_with_shell_characters(tmp_path
 
 def test_env_file_puts_this_venv_bin_first_on_path(tmp_path: Path) -> None:
     path = tmp_path / "env"
-    path.write_text(stack.env_file_text({"A": "1"}, bin_dir=Path("/opt/my venv/bin")))
+    path.write_text(stack.env_file_text({"A": "1"}, bin_dirs=[Path("/opt/my venv/bin"), Path("/k/bin")]))
     shell = subprocess.run(
         ["bash", "-c", f'source {path}; printf "%s" "$PATH"'],
         capture_output=True,
         check=True,
         env={"PATH": "/usr/bin:/bin"},
     )
-    assert shell.stdout.decode() == "/opt/my venv/bin:/usr/bin:/bin"
+    assert shell.stdout.decode() == "/opt/my venv/bin:/k/bin:/usr/bin:/bin"
     assert Path(sys.executable).parent == stack.BIN_DIR
     assert (stack.BIN_DIR / "gco-tasks").is_file() and (stack.BIN_DIR / "celery").is_file()
 
 
 def test_a_stale_env_file_says_so_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "env"
-    text = stack.env_file_text({"REDIS_URL": "redis://127.0.0.1:1/0"}, bin_dir=None)
+    text = stack.env_file_text({"REDIS_URL": "redis://127.0.0.1:1/0"}, bin_dirs=[])
     path.write_text(stack.stale_env_file_text(text, "2025-01-01 10:00:00"))
     shell = subprocess.run(
         ["bash", "-c", f'source {path}; echo "code=$? redis=${{REDIS_URL:-unset}}"'],
@@ -117,7 +117,7 @@ def test_children_never_inherit_what_points_elsewhere() -> None:
     assert "REGION" not in env
     assert env["PATH"] == "/usr/bin" and env["INFERENCE_NAMESPACE"] == "custom-ns"
     assert env["PYTHONPATH"].split(":")[0] == str(stack.SOURCE_ROOT)
-    assert (stack.SOURCE_ROOT / "gco_tasks" / "sandbox" / "stack.py").is_file()
+    assert (stack.SOURCE_ROOT / "gco_tasks" / "__init__.py").is_file()
 
 
 def test_region_env_is_the_sandbox_with_that_region_and_no_flower_login(client: dict[str, str]) -> None:

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from gco_tasks.sandbox.resources import BY_PATH, NAMESPACES
-from gco_tasks.sandbox.simulation import settled_status
-from gco_tasks.sandbox.store import ApiError, Store, WriteOptions
+from gco_sandbox.objects import ApiError, WriteOptions
+from gco_sandbox.resources import BY_PATH, NAMESPACES
+from gco_sandbox.simulation import settled_status
+from gco_sandbox.store import Store
 
 DEPLOYMENTS = BY_PATH[("apps", "v1", "deployments")]
 NS = "gco-inference"

@@ -1,0 +1,344 @@
+"""`gco-tasks endpoints ...`: edit and inspect the desired state in DynamoDB, like GCO's `gco inference`.
+
+Where it stands in the flow: outside the fleet, before it. Every verb here writes (or reads) the
+``gco-inference-endpoints`` table through ``EndpointStore``; the fleet in each target region then
+converges its cluster to the record and reports ``region_status`` back, which ``status`` shows.
+
+Exit codes: 0 success; 1 not found, invalid input or wrong state (the message names what and why);
+2 usage error (unknown flag, missing argument, a ``K=V`` without ``=``). Spec edits are optimistic
+read-modify-writes (``EndpointStore.update_spec``), so two operators editing at once both land.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+
+from gco_tasks.cli.repair import force_delete, repair_command
+from gco_tasks.cli.status import status_command
+from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions, open_store
+from gco_tasks.cli.views import console, endpoints_table
+from gco_tasks.endpoints import (
+    DEFAULT_NAMESPACE,
+    DELETED,
+    DEPLOYING,
+    STOPPED,
+    DesiredState,
+    Endpoint,
+    EndpointSpec,
+    InvalidEndpointError,
+    parse_spec,
+)
+from gco_tasks.fields import validate_endpoint_name
+from gco_tasks.redaction import redact_item
+from gco_tasks.store import EndpointExistsError, EndpointStore
+
+endpoints_app = typer.Typer(
+    help="Manage inference endpoints in the DynamoDB table (as GCO's `gco inference`).",
+    no_args_is_help=True,
+)
+
+JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+YesOption = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Plumbing: the store, errors → exit codes, K=V parsing
+# --------------------------------------------------------------------------------------------------
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _store() -> Iterator[EndpointStore]:
+    """The store from the environment; every failure the user can act on becomes exit code 1."""
+    with open_store() as store:
+        yield store
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """``K=V`` flags as a dict; a value without ``=`` is a usage error (GCO silently dropped it)."""
+    result: dict[str, str] = {}
+    for value in values or []:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint=option)
+        result[key] = item
+    return result
+
+
+def _metric(value: str) -> dict[str, Any]:
+    """``TYPE[:TARGET]`` (e.g. ``cpu:70``) as an autoscaling metric map."""
+    kind, sep, target = value.partition(":")
+    if not sep:
+        return {"type": kind}
+    if not target.strip().isdigit():
+        raise typer.BadParameter(f"expected TYPE[:TARGET] with an integer target, got {value!r}")
+    return {"type": kind, "target": int(target)}
+
+
+def _checked_name(name: str) -> str:
+    try:
+        return validate_endpoint_name(name)
+    except ValueError as exc:
+        _fail(f"invalid endpoint name {name!r}: endpoint_name {exc}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure: build a spec map from deploy's flags
+# --------------------------------------------------------------------------------------------------
+
+
+def build_spec(options: dict[str, Any]) -> EndpointSpec:
+    """The spec for ``deploy``: only flags that were given, so GCO's defaults apply to the rest and the
+    item carries no keys GCO would not write. Raises ``InvalidEndpointError`` naming each bad field."""
+    spec: dict[str, Any] = {k: v for k, v in options.items() if v not in (None, {}, [])}
+    scaling = {
+        key: spec.pop(flag)
+        for flag, key in (("min_replicas", "min_replicas"), ("max_replicas", "max_replicas"))
+        if flag in spec
+    }
+    metrics = spec.pop("autoscale_metrics", None)
+    if scaling or metrics:
+        spec["autoscaling"] = {"enabled": True, **scaling, **({"metrics": metrics} if metrics else {})}
+    extra_args = spec.pop("extra_args", None)
+    if extra_args:
+        try:
+            spec["args"] = shlex.split(extra_args)
+        except ValueError as exc:
+            raise InvalidEndpointError(
+                [("spec.args", f"--extra-args is not valid shell words: {exc}")]
+            ) from None
+    return parse_spec(spec)
+
+
+# --------------------------------------------------------------------------------------------------
+# Verbs
+# --------------------------------------------------------------------------------------------------
+
+
+@endpoints_app.command("create-table")
+def create_table() -> None:
+    """Create the table with GCO's schema (PK endpoint_name, on-demand), for local use."""
+    with _store() as store:
+        created = store.create_table()
+    state = "created" if created else "already exists"
+    typer.echo(f"Table {store.table_name} {state}.")
+
+
+@endpoints_app.command()
+def deploy(
+    name: str = typer.Argument(..., help="Endpoint name (DNS-1035 label, at most 53 characters)."),
+    image: str = typer.Option(..., "-i", "--image", help="Container image."),
+    regions: list[str] = typer.Option(..., "-r", "--region", help="Target region (repeatable)."),
+    replicas: int | None = typer.Option(None, "--replicas", help="Replicas per region (default 1)."),
+    gpu_count: int | None = typer.Option(None, "--gpu-count", help="GPUs per replica (default 1)."),
+    accelerator: str | None = typer.Option(None, "--accelerator", help="nvidia (default) or neuron."),
+    port: int | None = typer.Option(None, "--port", help="Container port (default 8000)."),
+    health_check_path: str | None = typer.Option(None, "--health-check-path", help="Default /health."),
+    env: list[str] | None = typer.Option(None, "-e", "--env", help="Environment variable K=V (repeatable)."),
+    node_selector: list[str] | None = typer.Option(None, "--node-selector", help="Node selector K=V."),
+    capacity_type: str | None = typer.Option(None, "--capacity-type", help="on-demand or spot."),
+    model_source: str | None = typer.Option(None, "--model-source", help="s3://bucket/key or HF id."),
+    model_path: str | None = typer.Option(None, "--model-path", help="Model path on the shared volume."),
+    extra_args: str | None = typer.Option(None, "--extra-args", help='Container args, e.g. "--x 1".'),
+    namespace: str = typer.Option(DEFAULT_NAMESPACE, "--namespace", help="Kubernetes namespace."),
+    min_replicas: int | None = typer.Option(None, "--min-replicas", help="Autoscaling minimum."),
+    max_replicas: int | None = typer.Option(None, "--max-replicas", help="Autoscaling maximum."),
+    autoscale_metric: list[str] | None = typer.Option(
+        None, "--autoscale-metric", help="Autoscaling metric TYPE[:TARGET], e.g. cpu:70 (repeatable)."
+    ),
+    label: list[str] | None = typer.Option(None, "-l", "--label", help="Record label K=V (repeatable)."),
+    allow_unknown_region: bool = AllowUnknownRegionOption,
+) -> None:
+    """Create an endpoint: write its desired state; each target region's fleet deploys it."""
+    checked = _checked_name(name)
+    check_regions(regions, allow_unknown_region)
+    options = {
+        "image": image,
+        "replicas": replicas,
+        "gpu_count": gpu_count,
+        "accelerator": accelerator,
+        "port": port,
+        "health_check_path": health_check_path,
+        "env": _pairs(env, "--env"),
+        "node_selector": _pairs(node_selector, "--node-selector"),
+        "capacity_type": capacity_type,
+        "model_source": model_source,
+        "model_path": model_path,
+        "extra_args": extra_args,
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "autoscale_metrics": [_metric(m) for m in autoscale_metric or []],
+    }
+    labels = _pairs(label, "--label")
+    with _store() as store:
+        endpoint = Endpoint.new(checked, build_spec(options), regions, namespace=namespace, labels=labels)
+        try:
+            store.create(endpoint)
+        except EndpointExistsError as exc:
+            _fail(f"{exc}; use update-image/scale to change it, or delete it first")
+    typer.echo(f"Endpoint {checked} created (deploying to {', '.join(regions)}).")
+
+
+@endpoints_app.command()
+def scale(
+    name: str = typer.Argument(...),
+    replicas: int = typer.Option(..., "--replicas", help="Replicas per region."),
+) -> None:
+    """Set the replica count (keeps the desired state)."""
+    with _store() as store:
+        endpoint = store.scale(name, replicas)
+    typer.echo(f"Endpoint {name} scaled to {endpoint.spec.replicas} replicas.")
+
+
+@endpoints_app.command()
+def stop(name: str = typer.Argument(...), yes: bool = YesOption) -> None:
+    """Scale the endpoint to zero in every region (the record stays). Asks first unless -y."""
+    if not yes:
+        typer.confirm(f"Stop endpoint {name}?", abort=True)
+    _set_state(name, STOPPED, allowed_from=("deploying", "running", "stopped"))
+    typer.echo(f"Endpoint {name} stopping.")
+
+
+@endpoints_app.command()
+def start(name: str = typer.Argument(...)) -> None:
+    """Start a stopped endpoint again (back to deploying; promoted to running when every region runs)."""
+    _set_state(name, DEPLOYING, allowed_from=("stopped", "deploying", "running"), keep_if=("running",))
+    typer.echo(f"Endpoint {name} starting.")
+
+
+@endpoints_app.command()
+def delete(
+    name: str = typer.Argument(...),
+    yes: bool = YesOption,
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Mark it deleted even if the record is malformed (fails validation); target regions that "
+        "are not in KNOWN_REGIONS are dropped so the record can be purged.",
+    ),
+) -> None:
+    """Mark the endpoint deleted: each region removes its objects; the record is purged after. Asks
+    first unless -y."""
+    if not yes:
+        typer.confirm(f"Delete endpoint {name} in every region?", abort=True)
+    if force:
+        force_delete(name)
+    else:
+        _set_state(name, DELETED, allowed_from=("deploying", "running", "stopped", "deleted"))
+    typer.echo(f"Endpoint {name} marked for deletion.")
+
+
+endpoints_app.command("repair")(repair_command)
+
+
+@endpoints_app.command("update-image")
+def update_image(
+    name: str = typer.Argument(...),
+    image: str = typer.Option(..., "-i", "--image", help="New container image."),
+) -> None:
+    """Roll out a new image (sets the endpoint deploying)."""
+    endpoint = _edit(name, lambda spec: spec.with_changes(image=image))
+    typer.echo(f"Endpoint {name} updating to {endpoint.spec.image}.")
+    if endpoint.spec.region_image_uris:
+        regions = ", ".join(sorted(endpoint.spec.region_image_uris))
+        typer.echo(f"Note: region_image_uris still override the image in {regions}.")
+
+
+@endpoints_app.command()
+def canary(
+    name: str = typer.Argument(...),
+    image: str = typer.Option(..., "-i", "--image", help="Canary image."),
+    weight: int = typer.Option(10, "--weight", help="Percent of traffic to the canary (1-99)."),
+    replicas: int = typer.Option(1, "--replicas", help="Canary replicas."),
+) -> None:
+    """Start (or change) a canary that takes WEIGHT % of the traffic."""
+    canary_map = {"image": image, "weight": weight, "replicas": replicas}
+    _edit(name, lambda spec: spec.with_changes(canary=canary_map))
+    typer.echo(f"Endpoint {name}: canary {image} at {weight}%.")
+
+
+@endpoints_app.command()
+def promote(name: str = typer.Argument(...)) -> None:
+    """Make the canary image the primary image and remove the canary."""
+
+    def mutate(spec: EndpointSpec) -> EndpointSpec:
+        if spec.canary is None:
+            _fail(f"endpoint {name!r} has no canary to promote")
+        return spec.with_changes(image=spec.canary.image, canary=None)
+
+    endpoint = _edit(name, mutate)
+    typer.echo(f"Endpoint {name}: canary promoted, primary image is now {endpoint.spec.image}.")
+
+
+@endpoints_app.command()
+def rollback(name: str = typer.Argument(...)) -> None:
+    """Remove the canary; all traffic goes back to the primary."""
+
+    def mutate(spec: EndpointSpec) -> EndpointSpec:
+        if spec.canary is None:
+            _fail(f"endpoint {name!r} has no canary to roll back")
+        return spec.with_changes(canary=None)
+
+    _edit(name, mutate)
+    typer.echo(f"Endpoint {name}: canary removed.")
+
+
+@endpoints_app.command("list")
+def list_endpoints(
+    region: str | None = typer.Option(None, "--region", help="Only endpoints targeting this region."),
+    as_json: bool = JsonOption,
+    allow_unknown_region: bool = AllowUnknownRegionOption,
+) -> None:
+    """List every endpoint (all Scan pages), newest first."""
+    if region is not None:
+        check_regions([region], allow_unknown_region)
+    with _store() as store:
+        items = sorted(store.scan_items(region), key=lambda i: str(i.get("created_at", "")), reverse=True)
+    if as_json:
+        typer.echo(json.dumps([redact_item(item) for item in items], indent=2, default=str))
+        return
+    if not items:
+        typer.echo("No endpoints.")
+        return
+    console.print(endpoints_table(items))
+
+
+endpoints_app.command("status")(status_command)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared steps
+# --------------------------------------------------------------------------------------------------
+
+
+def _set_state(
+    name: str,
+    state: DesiredState,
+    allowed_from: tuple[str, ...],
+    keep_if: tuple[str, ...] = (),
+) -> None:
+    """Move ``desired_state`` to ``state``, conditional on the state read (no lost transitions)."""
+    with _store() as store:
+        current = store.get(name).desired_state
+        if current not in allowed_from:
+            _fail(f"endpoint {name!r} is {current}; cannot make it {state}")
+        if current == state or current in keep_if:
+            return
+        if not store.update_desired_state(name, state, expected_state=current):
+            _fail(f"endpoint {name!r} changed meanwhile (or was removed); check `status {name}` and retry")
+
+
+def _edit(name: str, mutate: Callable[[EndpointSpec], EndpointSpec]) -> Endpoint:
+    with _store() as store:
+        return store.update_spec(name, mutate)
+    raise AssertionError("unreachable")  # _store exits on every error

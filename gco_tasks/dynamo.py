@@ -1,0 +1,171 @@
+"""DynamoDB plumbing under the store: the boto3 client, the item codec, and botocore's exceptions
+translated into ``gco_tasks.errors``.
+
+Where it stands in the flow: the lowest layer of the desired state's edge. ``store.EndpointStore`` says
+what to read and write (GCO's item shape, the conditions that make writes safe); this module says how a
+call reaches DynamoDB and what its failure means. No botocore exception leaves it:
+
+- throttling, 5xx and connection failures raise ``TransientStoreError`` (retried with backoff);
+- any other refusal (no table, no permission, a malformed request) raises ``StoreUnavailableError``
+  (the region's setup is wrong: the cycle is skipped);
+- a conditional write whose condition did not hold raises ``ConditionFailed`` for the store to decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+from gco_tasks.errors import GcoError, InfrastructureError, TransientError
+from gco_tasks.fields import from_dynamo, to_dynamo
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+_TRANSIENT_CODES: Final = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+    }
+)
+_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+
+
+class StoreError(GcoError, RuntimeError):
+    """DynamoDB refused or failed a call; the message says which call and why. ``code`` is DynamoDB's
+    error code when it gave one."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientStoreError(StoreError, TransientError):
+    """Throttling, a 5xx or a connection failure: retrying later may succeed."""
+
+
+class StoreUnavailableError(StoreError, InfrastructureError):
+    """DynamoDB refused the call (no table, no permission, a malformed request): retrying will not help."""
+
+
+class ConditionFailed(Exception):
+    """A conditional write's condition did not hold (nothing was written)."""
+
+
+def client_for(region: str) -> DynamoDBClient:
+    """A DynamoDB client for ``region``; ``AWS_ENDPOINT_URL_DYNAMODB`` (boto3's own variable) points it
+    at moto or DynamoDB Local."""
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+    return boto3.client("dynamodb", region_name=region, config=config)
+
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def encode(value: Any) -> dict[str, Any]:
+    """Plain Python -> a DynamoDB attribute value, as GCO's store writes it (floats as strings)."""
+    return _serializer.serialize(to_dynamo(value))  # type: ignore[return-value]
+
+
+def decode_item(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A raw DynamoDB item -> plain Python (Decimals converted)."""
+    decoded = {key: _deserializer.deserialize(value) for key, value in raw.items()}
+    result: dict[str, Any] = from_dynamo(decoded)
+    return result
+
+
+class Table:
+    """Calls on one table, each translated; the store's building blocks."""
+
+    def __init__(self, client: DynamoDBClient, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    def key(self, endpoint: str) -> dict[str, Any]:
+        return {"endpoint_name": {"S": endpoint}}
+
+    @contextmanager
+    def call(self, operation: str) -> Iterator[None]:
+        """Translate botocore failures raised inside into ``StoreError``s."""
+        try:
+            yield
+        except ClientError as exc:
+            raise _translate(operation, self.name, exc) from exc
+        except (ConnectionError, HTTPClientError) as exc:
+            raise TransientStoreError(f"{operation} on {self.name}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailableError(f"{operation} on {self.name}: {exc}") from exc
+
+    def write(self, operation: str, call: Callable[[], object]) -> None:
+        """Run a conditional write; a failed condition raises ``ConditionFailed``."""
+        try:
+            with self.call(operation):
+                call()
+        except StoreError as exc:
+            if exc.code == _CONDITION_FAILED:
+                raise ConditionFailed from None
+            raise
+
+    def update(
+        self,
+        endpoint: str,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> bool:
+        """A conditional UpdateItem; False when the condition did not hold."""
+        params: dict[str, Any] = {
+            "TableName": self.name,
+            "Key": self.key(endpoint),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+        }
+        if values:
+            params["ExpressionAttributeValues"] = values
+        if names:
+            params["ExpressionAttributeNames"] = names
+        try:
+            self.write("UpdateItem", lambda: self.client.update_item(**params))
+        except ConditionFailed:
+            return False
+        return True
+
+
+def updated_at_is(updated_at: str | None) -> tuple[str, dict[str, Any]]:
+    """The condition "``updated_at`` is still the one read" (absent when it was absent), with its value."""
+    if updated_at is None:
+        return "attribute_not_exists(updated_at)", {}
+    return "updated_at = :read_updated_at", {":read_updated_at": {"S": updated_at}}
+
+
+def is_missing_map(exc: StoreError) -> bool:
+    """The update named a path inside a map the item does not have (e.g. no ``region_status``)."""
+    return exc.code == "ValidationException" and "document path" in str(exc).lower()
+
+
+def _translate(operation: str, table: str, exc: ClientError) -> StoreError:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    message = exc.response.get("Error", {}).get("Message", str(exc))
+    text = f"{operation} on {table}: {code}: {message}"
+    if code == "ResourceNotFoundException":
+        text += (
+            " (does the table exist in this region? `gco-tasks endpoints create-table` creates it locally)"
+        )
+    if code in _TRANSIENT_CODES or status >= 500:
+        return TransientStoreError(text, code)
+    return StoreUnavailableError(text, code)

@@ -1,0 +1,130 @@
+"""Rendering: one endpoint record and one region in, the exact Kubernetes objects that should exist out.
+
+Where it stands in the flow: step 2 of reconciling one endpoint (``desired = render(endpoint, region)``
+in ``reconciler``), between reading the record (``endpoints.Endpoint``) and planning (``plan``). It is
+also what ``gco-tasks render`` prints. Each kind has its module (``deployment``, ``traffic`` for Service
+and Ingress, ``autoscaling``, ``resources``); this one assembles the set. Pure: no I/O, no clock, no
+randomness; the same record, region and options always give the same objects, byte for byte, so the
+fleet can tell "in sync" by comparing the ``gco.io/desired-hash`` annotation each object carries with
+the one observed.
+
+Parity with GCO's monitor, object by object (names ``{name}``, ``{name}-canary``, ``inference-{name}``;
+labels ``app``, ``project=gco``, ``gco.io/type=inference``), with its defects fixed:
+
+- the canary runs its own image (never the primary's regional image) and is served under the public
+  path ``/inference/{name}`` (``--root-path`` and probes), because that is where the ALB sends traffic;
+- without a canary the Ingress routes to the primary only, with no weighted-routing annotation left;
+- with autoscaling on, the Deployment leaves ``spec.replicas`` to the HPA;
+- ``stopped`` is the Deployment at 0 and its Service, nothing behind the shared ALB, no canary, no HPA;
+- the model sync runs ``aws s3 sync`` as an argv list (no shell), from a pinned, configurable image;
+- the spec's own tolerations are honoured.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from gco_tasks import conventions as names
+from gco_tasks.endpoints import DELETED, STOPPED, Endpoint, EndpointSpec
+from gco_tasks.manifests.autoscaling import hpa
+from gco_tasks.manifests.deployment import deployment
+from gco_tasks.manifests.traffic import ingress, service
+from gco_tasks.manifests.workload import Obj, RenderOptions, Workload, autoscaling_enabled
+
+
+def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> list[Obj]:
+    """Every object that should exist in ``region`` for ``endpoint``, in apply order, each carrying its
+    ``gco.io/desired-hash``. ``[]`` when the endpoint is deleted or does not target the region.
+
+    Raises ``InvalidEndpointError`` naming the field for the few records the model accepts but Kubernetes
+    would not (a request above the limit the user also set, a negative quantity): bad input is data."""
+    if endpoint.desired_state == DELETED or not endpoint.targets(region):
+        return []
+    namespace = endpoint.namespace or options.namespace
+    spec = endpoint.spec
+    primary = _primary_workload(endpoint, region, namespace)
+    if endpoint.desired_state == STOPPED:
+        objects = _workload_objects(spec, primary, options)
+    else:
+        objects = _serving_objects(endpoint, primary, options)
+    return [_with_hash(obj) for obj in objects]
+
+
+def content_hash(obj: Mapping[str, Any]) -> str:
+    """sha256 of the object's canonical JSON, leaving out the hash annotation itself (an annotations map
+    left empty by that counts as absent), so a rendered object and its hash-less twin hash the same."""
+    content = copy.deepcopy(dict(obj))
+    metadata = content.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("annotations"), dict):
+        annotations = {k: v for k, v in metadata["annotations"].items() if k != names.HASH_ANNOTATION}
+        metadata = {**metadata, "annotations": annotations}
+        if not annotations:
+            del metadata["annotations"]
+        content["metadata"] = metadata
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """``(kind, name)``: how desired and observed objects of one endpoint are matched up."""
+    return str(obj["kind"]), str(obj["metadata"]["name"])
+
+
+# --------------------------------------------------------------------------- object sets
+
+
+def _primary_workload(endpoint: Endpoint, region: str, namespace: str) -> Workload:
+    spec = endpoint.spec
+    if endpoint.desired_state == STOPPED:
+        replicas: int | None = 0
+    elif autoscaling_enabled(spec):
+        replicas = None
+    else:
+        replicas = spec.replicas
+    return Workload(
+        endpoint=endpoint.endpoint_name,
+        name=endpoint.endpoint_name,
+        image=spec.image_for_region(region),
+        replicas=replicas,
+        canary=False,
+        namespace=namespace,
+    )
+
+
+def _canary_workload(endpoint: Endpoint, namespace: str) -> Workload | None:
+    canary = endpoint.spec.canary
+    if canary is None:
+        return None
+    return Workload(
+        endpoint=endpoint.endpoint_name,
+        name=names.canary_name(endpoint.endpoint_name),
+        image=canary.image,  # its own image in every region: region_image_uris are the primary's
+        replicas=canary.replicas,
+        canary=True,
+        namespace=namespace,
+    )
+
+
+def _serving_objects(endpoint: Endpoint, primary: Workload, options: RenderOptions) -> list[Obj]:
+    spec = endpoint.spec
+    objects = _workload_objects(spec, primary, options)
+    if autoscaling_enabled(spec):
+        objects.append(hpa(spec, primary))
+    canary = _canary_workload(endpoint, primary.namespace)
+    if canary is not None:
+        objects.extend(_workload_objects(spec, canary, options))
+    objects.append(ingress(endpoint, primary, canary))
+    return objects
+
+
+def _workload_objects(spec: EndpointSpec, workload: Workload, options: RenderOptions) -> list[Obj]:
+    return [deployment(spec, workload, options), service(spec, workload)]
+
+
+def _with_hash(obj: Obj) -> Obj:
+    obj["metadata"].setdefault("annotations", {})[names.HASH_ANNOTATION] = content_hash(obj)
+    return obj

@@ -1,0 +1,79 @@
+"""What every rendered object shares: the render options, the workload (primary or canary) an object
+belongs to, and its labels and metadata.
+
+Where it stands in the flow: inside step 2 (render), used by each object kind's module. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gco_tasks import conventions as names
+from gco_tasks.endpoints import EndpointSpec
+
+if TYPE_CHECKING:
+    from gco_tasks.config import Settings
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """What rendering takes from the region's configuration rather than from the record."""
+
+    namespace: str = "gco-inference"  # used when the record names none
+    model_sync_image: str = "public.ecr.aws/aws-cli/aws-cli:2.22.35"
+    service_account: str = "gco-service-account"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RenderOptions:
+        return cls(
+            namespace=settings.inference_namespace,
+            model_sync_image=settings.model_sync_image,
+            service_account=settings.inference_service_account,
+        )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One Deployment + Service pair: the primary (``{name}``) or the canary (``{name}-canary``)."""
+
+    endpoint: str  # the endpoint's name, shared by primary and canary
+    name: str  # object names and the pods' ``app`` label
+    image: str
+    replicas: int | None  # None: the HPA owns it
+    canary: bool
+    namespace: str
+
+    @property
+    def public_path(self) -> str:
+        """Where the ALB sends this endpoint's traffic (the canary's too): the server's root path."""
+        return names.public_path(self.endpoint)
+
+
+def labels(workload: Workload) -> dict[str, str]:
+    labels = {
+        names.APP_LABEL: workload.name,
+        names.PROJECT_LABEL: names.PROJECT,
+        names.TYPE_LABEL: names.INFERENCE_TYPE,
+        names.ENDPOINT_LABEL: workload.endpoint,
+        names.MANAGED_BY_LABEL: names.FIELD_MANAGER,
+    }
+    if workload.canary:
+        labels[names.CANARY_LABEL] = "true"
+    return labels
+
+
+def metadata(name: str, workload: Workload, annotations: Mapping[str, str] | None = None) -> Obj:
+    return {
+        "name": name,
+        "namespace": workload.namespace,
+        "labels": labels(workload),
+        "annotations": dict(annotations or {}),
+    }
+
+
+def autoscaling_enabled(spec: EndpointSpec) -> bool:
+    return spec.autoscaling is not None and spec.autoscaling.enabled

@@ -1,0 +1,30 @@
+"""The body of a server-side apply (``cluster.apply_body``): YAML that kube-apiserver reads, with every
+string intact. JSON's surrogate-pair escapes are not YAML (the real server answers 400 for them; see
+tests/integration/test_conformance.py), so characters beyond the BMP travel as YAML's \\U escapes."""
+
+from __future__ import annotations
+
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gco_tasks.cluster import apply_body
+
+
+def test_characters_beyond_the_bmp_become_yaml_escapes() -> None:
+    body = apply_body({"v": "hi 😀"})
+    assert body == b'{"v":"hi \\U0001f600"}'
+    assert yaml.safe_load(body) == {"v": "hi 😀"}
+
+
+def test_an_escaped_backslash_before_u_is_left_alone() -> None:
+    text = "\\ud83d\\ude00 is text, \\😀 is a backslash and an emoji"
+    assert yaml.safe_load(apply_body({"v": text})) == {"v": text}
+    assert b"\\ud83d" not in apply_body({"v": "😀"})
+
+
+@given(st.recursive(st.text(), lambda inner: st.dictionaries(st.text(), inner, max_size=3), max_leaves=8))
+def test_any_strings_round_trip_through_yaml(value: object) -> None:
+    body = apply_body({"v": value})
+    assert body.isascii()
+    assert yaml.safe_load(body) == {"v": value}
