@@ -16,7 +16,6 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import yaml
 
 from gco_tasks import metrics
 
-from .test_k8s_manifests import FLEET_NS, _kubectl, _kustomize_v2, _matches, _render, _v2_copy
+from .test_k8s_manifests import FLEET_NS, _kubectl, _matches, _render
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENT = REPO / "k8s" / "components" / "monitoring"
@@ -74,29 +73,11 @@ def known_metrics() -> set[str]:
 # --------------------------------------------------------------------------- rendering
 
 
-def _v2_example(into: Path) -> Path:
-    """The example for kustomize v2 (kubectl < 1.21): no components there, so the component becomes a
-    plain Kustomization listed as a second base, and the overlay is converted as the other tests do."""
-    _v2_copy("us-east-1", into)
-    component = into / "k8s" / "components" / "monitoring" / "kustomization.yaml"
-    spec = yaml.safe_load(component.read_text())
-    spec.update(apiVersion="kustomize.config.k8s.io/v1beta1", kind="Kustomization")
-    component.write_text(yaml.safe_dump(spec))
-    example = into / "k8s" / "examples" / "us-east-1-with-monitoring"
-    spec = yaml.safe_load((example / "kustomization.yaml").read_text())
-    spec["bases"] = spec.pop("resources") + spec.pop("components")
-    (example / "kustomization.yaml").write_text(yaml.safe_dump(spec))
-    return example
-
-
 @functools.cache
 def render_example() -> tuple[Obj, ...]:
-    kubectl = _kubectl()
-    with tempfile.TemporaryDirectory() as tmp:
-        target = _v2_example(Path(tmp)) if _kustomize_v2(kubectl) else EXAMPLE
-        result = subprocess.run(
-            [kubectl, "kustomize", str(target)], capture_output=True, text=True, timeout=60
-        )
+    result = subprocess.run(
+        [_kubectl(), "kustomize", str(EXAMPLE)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, f"kubectl kustomize {EXAMPLE.relative_to(REPO)} failed:\n{result.stderr}"
     return tuple(obj for obj in yaml.safe_load_all(result.stdout) if obj)
 
