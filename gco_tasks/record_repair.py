@@ -40,7 +40,7 @@ from pydantic import ValidationError
 
 from gco_tasks.endpoints import DesiredState, Endpoint
 from gco_tasks.fields import _is_type_tag, _message, from_dynamo, iso_now
-from gco_tasks.redaction import REDACTED
+from gco_tasks.redaction import REDACTED, redact_env, redact_spec
 from gco_tasks.regions import AWS_COMMERCIAL_REGIONS, closest_region, region_problem
 
 Loc = tuple[str | int, ...]
@@ -372,9 +372,9 @@ def shown(path: str, value: Any, limit: int = 60, absent: str = "(absent)") -> s
     loc = parse_path(path)
     if loc[:2] == ("spec", "env") and len(loc) > 2:
         value = REDACTED
-    elif loc == ("spec", "env") and isinstance(value, Mapping):
-        value = {key: REDACTED for key in value}
-    elif loc == ("spec",) and isinstance(value, Mapping) and isinstance(value.get("env"), Mapping):
-        value = {**value, "env": {key: REDACTED for key in value["env"]}}
+    elif loc == ("spec", "env"):
+        value = redact_env(value)
+    elif loc == ("spec",):
+        value = redact_spec(value)
     text = json.dumps(value, default=str, separators=(",", ":"))
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -17,9 +17,12 @@ REDACTED: Final = "***"
 
 
 def redact_env(env: Any) -> Any:
-    """An env map with every value replaced by ``***`` (anything that is not a map is left as it is)."""
+    """An env map with every value replaced by ``***``; an env that is not a map (a malformed record's
+    list of ``K=V`` strings, say) is replaced whole, since it may hold values too."""
+    if env is None:
+        return None
     if not isinstance(env, Mapping):
-        return env
+        return REDACTED
     return {key: REDACTED for key in env}
 
 

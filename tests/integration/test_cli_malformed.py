@@ -216,3 +216,17 @@ def test_force_delete_drops_unknown_regions_so_the_record_is_purged(cli: CliRunn
     run_cycle(fleet)
     assert purge(fleet) == {"purged": ["typo"]}
     assert json.loads(run(cli, "list", "--json")) == []
+
+
+def test_no_output_shows_the_env_of_a_malformed_record(cli: CliRunner) -> None:
+    put_raw({**malformed(), "spec": {**malformed()["spec"], "env": [f"TOKEN={SECRET}"]}})
+    outputs = [
+        run(cli, "status", "broken", "--no-events", code=1),
+        run(cli, "status", "broken", "--json", "--no-events"),
+        run(cli, "list", "--json"),
+        run(cli, "repair", "broken", "-y", code=1),
+        run(cli, "scale", "broken", "--replicas", "2", code=1),
+    ]
+    for out in outputs:
+        assert SECRET not in out, out
+    assert json.loads(outputs[1])["spec"]["env"] == "***"

@@ -85,6 +85,8 @@ def test_env_values_are_never_shown() -> None:
     assert shown("spec.env.TOKEN", "abc") == '"***"'
     assert shown("spec.env", {"TOKEN": "abc"}) == '{"TOKEN":"***"}'
     assert "abc" not in shown("spec", {"image": "n", "env": {"TOKEN": "abc"}})
+    assert shown("spec.env", ["TOKEN=abc"]) == '"***"', "a malformed env is hidden whole"
+    assert redact_item({"spec": {"env": ["TOKEN=abc"]}}) == {"spec": {"env": "***"}}
     item = redact_item({"spec": {"env": {"T": "abc"}, "canary": {"image": "c", "env": {"U": "d"}}}})
     assert item == {"spec": {"env": {"T": "***"}, "canary": {"image": "c", "env": {"U": "***"}}}}
     deployment = {
