@@ -185,7 +185,8 @@ def beat_argv(region: str) -> tuple[str, ...]:
 
 
 def flower_argv(port: int) -> tuple[str, ...]:
-    return (*CELERY, "flower", f"--port={port}", "--address=127.0.0.1")
+    """Flower through its login guard (``gco_tasks.flower``), on loopback only."""
+    return (sys.executable, "-m", "gco_tasks.flower", f"--port={port}", "--address=127.0.0.1")
 
 
 def fleet_children(

@@ -3,8 +3,10 @@
 One sandbox (``--env-file F --no-live --interval 2``) serves the issue's must-show: after reading F as
 ``source`` would, ``gco-tasks endpoints deploy x -i nginx:1.27 -r us-east-1`` is ``running`` within 15 s,
 Flower's ``/api/workers`` lists the worker with the printed login (401 without), ``celery call`` reaches
-the worker, the examples converge, and SIGINT stops every process it started within 10 s. Lighter runs
-check SIGTERM with two regions, and that a child dying takes the sandbox down with exit code 1 and its log.
+the worker and the examples converge. Those tests only read from it or add their own endpoint, so they
+pass in any order. Lighter runs, each with a sandbox of its own, check that SIGINT stops every process
+within 10 s, SIGTERM with two regions, and that a child dying takes the sandbox down with exit code 1 and
+its log.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,11 +93,19 @@ def _clean_environ() -> dict[str, str]:
     }
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_sandbox(tmp: Path, *args: str) -> Sandbox:
+    """A sandbox with its own Flower port: never 5555, which another sandbox on the machine may hold."""
     state_dir, env_file, output = tmp / "state", tmp / "sandbox.env", tmp / "sandbox.out"
+    port = ("--flower-port", str(_free_port()))
     with output.open("wb") as out:
         process = subprocess.Popen(
-            [GCO_TASKS, "sandbox", "--env-file", str(env_file), "--state-dir", str(state_dir), *args],
+            [GCO_TASKS, "sandbox", "--env-file", str(env_file), "--state-dir", str(state_dir), *port, *args],
             env=_clean_environ(),
             cwd=tmp,
             stdout=out,
@@ -145,7 +156,7 @@ def flower(env: dict[str, str], path: str, login: str | None) -> tuple[int, Any]
 
 
 # --------------------------------------------------------------------------------------------------
-# One sandbox, used in order by the tests below; the last one stops it with SIGINT.
+# One sandbox for the tests below, in any order; none of them stops it.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -238,30 +249,35 @@ def test_examples_reach_running_and_changes_are_printed(sandbox: Sandbox, env: d
         time.sleep(0.2)
 
 
-def test_sigint_stops_every_process_within_10s(sandbox: Sandbox) -> None:
-    pids = sandbox.pids()
-    assert {"redis", "worker-us-east-1", "beat-us-east-1", "flower"} <= set(pids)
-    assert not set(leftovers(sandbox)) ^ set(pids), "every child runs before the stop"
-    code, seconds = sandbox.stop(signal.SIGINT)
-    print(f"stopped in {seconds:.1f}s")
-    assert code == 0, sandbox.out()
-    assert seconds < 10
-    assert leftovers(sandbox) == {}
-    assert "sandbox stopped" in sandbox.out()
-    assert f"{sandbox.env_file} is kept but marked stale" in sandbox.out()
-    sourced = subprocess.run(
-        ["bash", "-c", f'source {sandbox.env_file}; echo "code=$? redis=${{REDIS_URL:-unset}}"'],
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-    )
-    assert sourced.stdout.strip() == "code=1 redis=unset", "a stale env file changes nothing"
-    assert "this environment is stale" in sourced.stderr
+# --------------------------------------------------------------------------------------------------
+# Lighter runs, each with its own sandbox
+# --------------------------------------------------------------------------------------------------
 
 
-# --------------------------------------------------------------------------------------------------
-# Lighter runs
-# --------------------------------------------------------------------------------------------------
+def test_sigint_stops_every_process_within_10s(tmp_path: Path) -> None:
+    sandbox = start_sandbox(tmp_path, "--no-live")
+    try:
+        sandbox.wait_ready()
+        pids = sandbox.pids()
+        assert {"redis", "worker-us-east-1", "beat-us-east-1", "flower"} <= set(pids)
+        assert not set(leftovers(sandbox)) ^ set(pids), "every child runs before the stop"
+        code, seconds = sandbox.stop(signal.SIGINT)
+        print(f"stopped in {seconds:.1f}s")
+        assert code == 0, sandbox.out()
+        assert seconds < 10
+        assert leftovers(sandbox) == {}
+        assert "sandbox stopped" in sandbox.out()
+        assert f"{sandbox.env_file} is kept but marked stale" in sandbox.out()
+        sourced = subprocess.run(
+            ["bash", "-c", f'source {sandbox.env_file}; echo "code=$? redis=${{REDIS_URL:-unset}}"'],
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+        )
+        assert sourced.stdout.strip() == "code=1 redis=unset", "a stale env file changes nothing"
+        assert "this environment is stale" in sourced.stderr
+    finally:
+        kill_leftovers(sandbox)
 
 
 def deployments(kubeconfig: str) -> dict[str, str]:
@@ -283,7 +299,9 @@ def test_two_regions_each_have_their_own_cluster_and_never_touch_the_other(tmp_p
         _, workers = flower(env, "/api/workers", env["FLOWER_BASIC_AUTH"])
         assert {name.split("@")[0] for name in workers} == {"us-east-1", "eu-west-1"}
         assert {"worker-eu-west-1", "beat-eu-west-1"} <= set(sandbox.pids())
-        assert json.loads(gco(env, "endpoints", "list", "--json").stdout) == []
+        listed = gco(env, "endpoints", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout) == [], "an empty table lists as [], never as nothing"
         us, eu = env["KUBECONFIG_US_EAST_1"], env["KUBECONFIG_EU_WEST_1"]
         assert us != eu and env["KUBECONFIG"] == us
         assert (

@@ -160,7 +160,8 @@ def test_worker_serves_its_region_queue_under_a_region_node_name() -> None:
 
 def test_flower_listens_on_loopback_at_the_port() -> None:
     argv = stack.flower_argv(5599)
-    assert "flower" in argv and "--port=5599" in argv and "--address=127.0.0.1" in argv
+    assert argv[1:3] == ("-m", "gco_tasks.flower"), "through the login guard"
+    assert "--port=5599" in argv and "--address=127.0.0.1" in argv
 
 
 def test_redis_is_private_and_never_evicts() -> None:
