@@ -185,8 +185,6 @@ def test_build_context_keeps_what_the_dockerfile_copies_and_drops_the_rest() -> 
         "bench/fleet.py",
         "gco_sandbox/__init__.py",
         "gco_sandbox/apiserver.py",
-        "gco_tasks/sandbox/__init__.py",
-        "gco_tasks/sandbox/cli.py",
         ".sandbox/pids.json",
         "controlplane/build.sh",
     ],
