@@ -191,6 +191,5 @@ def create_app() -> Celery:
 
 
 app = create_app()
-preflight.install(
-    current_settings
-)  # worker and beat refuse to start without REGION (a worker without a cluster)
+# Worker and beat refuse to start without REGION (a worker also without a readable kubeconfig).
+preflight.install(current_settings)
