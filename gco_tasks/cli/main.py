@@ -17,7 +17,9 @@ from importlib.metadata import EntryPoint, entry_points
 
 import typer
 
+from gco_tasks import __version__
 from gco_tasks.cli.endpoints import endpoints_app
+from gco_tasks.cli.help import TidyGroup
 from gco_tasks.cli.render import render_command
 
 PLUGIN_GROUP = "gco_tasks.cli"
@@ -36,7 +38,9 @@ def build_app(plugins: Iterable[EntryPoint]) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        cls=TidyGroup,
     )
+    cli.callback()(_root)
     cli.add_typer(endpoints_app, name="endpoints")
     cli.command("render")(render_command)
     names = set()
@@ -50,6 +54,20 @@ def build_app(plugins: Iterable[EntryPoint]) -> typer.Typer:
             context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
         )(_sandbox_missing)
     return cli
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gco-tasks {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """GCO's inference-endpoint reconciler as a Celery worker fleet."""
 
 
 def _sandbox_missing() -> None:
