@@ -45,8 +45,10 @@ def build_app(plugins: Iterable[EntryPoint]) -> typer.Typer:
     cli.command("render")(render_command)
     names = set()
     for plugin in plugins:
-        cli.add_typer(plugin.load(), name=plugin.name)
-        names.add(plugin.name)
+        group = _load(plugin)
+        if group is not None:
+            cli.add_typer(group, name=plugin.name)
+            names.add(plugin.name)
     if "sandbox" not in names:
         cli.command(
             "sandbox",
@@ -54,6 +56,19 @@ def build_app(plugins: Iterable[EntryPoint]) -> typer.Typer:
             context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
         )(_sandbox_missing)
     return cli
+
+
+def _load(plugin: EntryPoint) -> typer.Typer | None:
+    """The plugin's command group; None when its package is registered but absent (metadata left behind
+    by an uninstall, or a copied tree without it, as in the production image's build check)."""
+    top = plugin.module.split(".")[0]
+    try:
+        group: typer.Typer = plugin.load()
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != top:
+            raise
+        return None
+    return group
 
 
 def _print_version(value: bool) -> None:
