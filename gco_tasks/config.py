@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://localhost:6379/0", pattern=r"^rediss?://", description="Broker, locks and beat (per region)."
     )
+    known_regions: str = Field(
+        "", description="Comma-separated regions the CLI accepts (empty: the AWS commercial regions)."
+    )
     status_heartbeat_seconds: int = Field(
         300, ge=1, description="Rewrite an unchanged region status after this many seconds (liveness)."
     )
@@ -136,6 +139,11 @@ class Settings(BaseSettings):
     def table_region(self) -> str:
         """The DynamoDB region: DYNAMODB_REGION, else REGION (as GCO's store does)."""
         return self.dynamodb_region or self.region
+
+    @property
+    def region_is_explicit(self) -> bool:
+        """Whether REGION was given (the fleet refuses to guess it; GCO's monitor defaulted to us-east-1)."""
+        return "region" in self.model_fields_set
 
     @property
     def queue(self) -> str:

@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 from honcho.environ import parse_procfile
 
-from gco_tasks.config import load_settings
-
 REPO = Path(__file__).resolve().parents[2]
 PROCFILE = REPO / "Procfile"
 LOGIN = "ops:a-long-random-password"
@@ -80,18 +78,22 @@ def test_procfile_has_the_three_processes_in_exec_form() -> None:
     assert processes["flower"].startswith("exec python -m gco_tasks.flower "), "the guard replaces the shell"
 
 
-@pytest.mark.parametrize(("region", "queue"), [("eu-west-1", "gco.eu-west-1"), (None, None)])
-def test_worker_consumes_the_queue_of_REGION(fake_bin: Path, region: str | None, queue: str | None) -> None:
-    env = {"REGION": region} if region else {}
-    result, pid = _run(fake_bin, "worker", **env)
+def test_worker_consumes_the_queue_of_REGION(fake_bin: Path) -> None:
+    result, pid = _run(fake_bin, "worker", REGION="eu-west-1")
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    expected_queue = queue or load_settings({}).queue  # unset REGION: the same default as the app's
     assert seen["argv"] == [
-        "-A", "gco_tasks", "worker", "-Q", expected_queue, "--loglevel", "INFO",
+        "-A", "gco_tasks", "worker", "-Q", "gco.eu-west-1", "--loglevel", "INFO",
         "--without-mingle", "--without-gossip", "--concurrency", "4",
     ]  # fmt: skip
     assert seen["pid"] == pid, "exec: honcho's SIGTERM goes to celery itself, not to a shell"
+
+
+def test_worker_refuses_to_start_without_REGION(fake_bin: Path) -> None:
+    result, _ = _run(fake_bin, "worker")
+    assert result.returncode != 0
+    assert result.stdout == "", "celery must not have started"
+    assert "set REGION to the region this fleet reconciles" in result.stderr
 
 
 def test_beat_command(fake_bin: Path) -> None:

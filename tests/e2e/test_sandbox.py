@@ -266,14 +266,33 @@ def test_sigint_stops_every_process_within_10s(tmp_path: Path) -> None:
         assert code == 0, sandbox.out()
         assert seconds < 10
         assert leftovers(sandbox) == {}
-        assert not sandbox.env_file.exists(), "the env file of a stopped sandbox is removed"
         assert "sandbox stopped" in sandbox.out()
+        assert f"{sandbox.env_file} is kept but marked stale" in sandbox.out()
+        sourced = subprocess.run(
+            ["bash", "-c", f'source {sandbox.env_file}; echo "code=$? redis=${{REDIS_URL:-unset}}"'],
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+        )
+        assert sourced.stdout.strip() == "code=1 redis=unset", "a stale env file changes nothing"
+        assert "this environment is stale" in sourced.stderr
     finally:
         kill_leftovers(sandbox)
 
 
-def test_two_regions_each_get_a_worker_and_sigterm_stops_all(tmp_path: Path) -> None:
-    sandbox = start_sandbox(tmp_path, "--empty", "--region", "us-east-1", "--region", "eu-west-1")
+def deployments(kubeconfig: str) -> dict[str, str]:
+    """Deployment name -> uid in gco-inference of the cluster ``kubeconfig`` points at."""
+    from kubernetes import client, config
+
+    with config.new_client_from_config(config_file=kubeconfig) as api:
+        found = client.AppsV1Api(api).list_namespaced_deployment("gco-inference", _request_timeout=10)
+    return {item.metadata.name: item.metadata.uid for item in found.items}
+
+
+def test_two_regions_each_have_their_own_cluster_and_never_touch_the_other(tmp_path: Path) -> None:
+    sandbox = start_sandbox(
+        tmp_path, "--empty", "--no-live", "--interval", "1", "--region", "us-east-1", "--region", "eu-west-1"
+    )
     try:
         sandbox.wait_ready()
         env = sandbox.env()
@@ -283,6 +302,32 @@ def test_two_regions_each_get_a_worker_and_sigterm_stops_all(tmp_path: Path) -> 
         listed = gco(env, "endpoints", "list", "--json")
         assert listed.returncode == 0, listed.stderr
         assert json.loads(listed.stdout) == [], "an empty table lists as [], never as nothing"
+        us, eu = env["KUBECONFIG_US_EAST_1"], env["KUBECONFIG_EU_WEST_1"]
+        assert us != eu and env["KUBECONFIG"] == us
+        assert (
+            gco(env, "endpoints", "deploy", "east-only", "-i", "nginx:1.27", "-r", "us-east-1").returncode
+            == 0
+        )
+        both = gco(
+            env, "endpoints", "deploy", "both", "-i", "nginx:1.27", "-r", "us-east-1", "-r", "eu-west-1"
+        )
+        assert both.returncode == 0, both.stderr
+        deadline = time.monotonic() + 20
+        while not (
+            region_state(env, "east-only") == "running"
+            and region_state(env, "both") == "running"
+            and region_state(env, "both", "eu-west-1") == "running"
+        ):
+            assert "east-only" not in deployments(eu), "eu-west-1's cluster never gets it"
+            assert time.monotonic() < deadline, sandbox.out()
+            time.sleep(0.3)
+        east = deployments(us)
+        assert set(east) == {"east-only", "both"} and set(deployments(eu)) == {"both"}
+        settle = time.monotonic() + 4  # four of eu-west-1's cycles: it must not delete us-east-1's objects
+        while time.monotonic() < settle:
+            assert deployments(us) == east, "same objects, same uids: nothing deleted and re-created"
+            assert "east-only" not in deployments(eu)
+            time.sleep(0.5)
         code, seconds = sandbox.stop(signal.SIGTERM)
         assert code == 0 and seconds < 10, sandbox.out()
         assert leftovers(sandbox) == {}
