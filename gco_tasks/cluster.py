@@ -160,7 +160,7 @@ class ClusterGateway:
 
     def list_objects(self, label_selector: str, kinds: Iterable[str] = MANAGED_KINDS) -> list[dict[str, Any]]:
         """Every object of ``kinds`` matching ``label_selector``: one LIST per kind (more only past
-        ``LIST_PAGE_SIZE`` objects), each object's ``kind`` filled in (LIST items omit it)."""
+        ``LIST_PAGE_SIZE`` objects), each object's ``kind`` filled in (LIST items omit it) and ``slim``."""
         found: list[dict[str, Any]] = []
         for kind in kinds:
             found.extend(self._list_kind(kind, label_selector))
@@ -184,7 +184,7 @@ class ClusterGateway:
             )
             for item in page.get("items", []):
                 item["kind"] = kind
-                items.append(item)
+                items.append(slim(item))
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items
@@ -255,6 +255,19 @@ class ClusterGateway:
         """Wait for the region's next write slot (``WriteThrottled``, transient, when it is too far off)."""
         if self.pacer is not None:
             self.pacer.acquire()
+
+
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """A listed object without what nothing that reads LISTs uses: the field sets (``fieldsV1``) of our
+    own Apply entry and of status updates. They are ~40 % of a listed object's bytes, and the fan-out
+    holds every object of the region at once. The entries stay (manager, operation, subresource), and so
+    do other managers' field sets (adopting GCO's objects reads those); a single object read by name
+    (adoption, ``gco-tasks diff``) is never slimmed."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        ours = entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
+        if ours or entry.get("subresource") == "status":
+            entry.pop("fieldsV1", None)
+    return obj
 
 
 def apply_body(obj: dict[str, Any]) -> bytes:
