@@ -129,6 +129,38 @@ class HeartbeatFile(bootsteps.StartStopStep):  # type: ignore[misc]
             log.warning("cannot touch heartbeat file %s: %s", self.path, exc)
 
 
+def guard_detached_redis_channels() -> None:
+    """Make kombu's Redis channels fail like a lost connection, not with ``AttributeError``, once their
+    connection was closed after a broker loss (kombu 5.7).
+
+    When Redis goes away, Celery 5.7 collects and then closes the broker connection, which detaches
+    kombu's transport (``client = None``) while channels still hold unacknowledged messages: the
+    channel's close then tries to restore them, and a task that finishes later acknowledges its message,
+    both through ``Channel._connparams``, which reads ``client.hostname`` of ``None``. ``AttributeError``
+    is no connection error, so the worker stops ("Unrecoverable error") instead of reconnecting; with
+    late acks a task is in flight almost whenever Redis restarts or fails over. Raising redis-py's
+    ``ConnectionError`` instead lets Celery's own handling apply (restore skipped, "Couldn't ack"
+    logged); the messages stay in Redis's unacked set and return after the visibility timeout, and the
+    next fan-out sends the work again sooner. Idempotent. Shown by tests/chaos/test_redis_restart.py
+    (a reconcile in flight when Redis dies); remove once kombu guards this itself.
+    """
+    from kombu.transport import redis as kombu_redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    original: Any = kombu_redis.Channel._connparams
+    if getattr(original, "gco_guarded", False):
+        return
+
+    def _connparams(self: Any, asynchronous: bool = False) -> Any:
+        transport = self.connection
+        if transport is None or transport.client is None:
+            raise RedisConnectionError("this channel's broker connection was closed after it was lost")
+        return original(self, asynchronous)
+
+    _connparams.gco_guarded = True  # type: ignore[attr-defined]
+    setattr(kombu_redis.Channel, "_connparams", _connparams)  # noqa: B010
+
+
 def redis_config(settings: Settings) -> dict[str, Any]:
     """Broker, result backend and RedBeat on the region's Redis, in the form ``REDIS_URL`` takes."""
     target = settings.redis_target
@@ -374,6 +406,7 @@ def create_app() -> Celery:
     """The app; its configuration comes from ``current_settings()`` when first needed. A worker checks
     ``startup_problem`` when it starts (Celery's ``celeryd_init``, before it connects anywhere); beat
     checks it in its scheduler (``gco_tasks.beat``)."""
+    guard_detached_redis_channels()
     celery_app = Celery("gco_tasks", include=["gco_tasks.tasks"], task_cls=FleetTask)
     celery_app.add_defaults(_configuration)
     celery_app.steps["worker"].add(HeartbeatFile)

@@ -149,6 +149,11 @@ class FleetProcesses:
                 process.wait()
         self.running.clear()
 
+    def logged(self, name: str, text: str) -> bool:
+        """``text`` appears anywhere in the process's log."""
+        path = self.logs / f"{name}.log"
+        return path.exists() and text in path.read_text(errors="replace")
+
     def log(self, name: str, tail: int = 4000) -> str:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
