@@ -115,11 +115,11 @@ class RedisTarget:
     def redbeat_url(self) -> str:
         """RedBeat's ``redbeat_redis_url``, without credentials (they go through
         ``redbeat_redis_options``, whose ``password`` Celery masks). For Sentinel RedBeat only looks at the
-        ``redis-sentinel`` scheme; the sentinels themselves go in the options."""
-        if self.is_sentinel:
-            hosts = ",".join(f"{host}:{port}" for host, port in self.nodes)
-            return f"redis-sentinel://{hosts}/{self.db}"
+        ``redis-sentinel`` scheme (and shows the URL in beat's banner, so it must parse: the first
+        sentinel only); the sentinels themselves go in the options."""
         host, port = self.nodes[0]
+        if self.is_sentinel:
+            return f"redis-sentinel://{host}:{port}/{self.db}"
         return f"{self.scheme}://{host}:{port}/{self.db}"
 
     def ssl_options(self) -> dict[str, Any] | None:
