@@ -132,6 +132,16 @@ class Settings(BaseSettings):
         9808, ge=0, le=65535, description="Port of the Prometheus exporter of workers and beat (0: none)."
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        """The URL's own shape (the checks that involve other settings are ``_check_relations``')."""
+        try:
+            parse_redis_url(value, sentinel_master="-", allow_unverified_tls=True, echo=False)
+        except RedisUrlError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("log_format", mode="before")
     @classmethod
     def _lower_log_format(cls, value: Any) -> Any:

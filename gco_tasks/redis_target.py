@@ -130,14 +130,18 @@ class RedisUrlError(ValueError):
     """``REDIS_URL`` cannot be used; the message shows it with its password masked."""
 
 
-def parse_redis_url(raw: str, sentinel_master: str = "", allow_unverified_tls: bool = False) -> RedisTarget:
-    """``REDIS_URL`` as a ``RedisTarget``; ``RedisUrlError`` (password masked) when it is malformed, uses
-    an unknown scheme or option, turns certificate verification off without ``allow_unverified_tls``,
-    or names sentinels without ``REDIS_SENTINEL_MASTER``."""
+def parse_redis_url(
+    raw: str, sentinel_master: str = "", allow_unverified_tls: bool = False, echo: bool = True
+) -> RedisTarget:
+    """``REDIS_URL`` as a ``RedisTarget``; ``RedisUrlError`` when it is malformed, uses an unknown scheme
+    or option, turns certificate verification off without ``allow_unverified_tls``, or names sentinels
+    without ``REDIS_SENTINEL_MASTER``. With ``echo`` the message ends with the URL, password masked."""
     text = raw.strip()
     try:
         return _parse(text, sentinel_master, allow_unverified_tls)
     except RedisUrlError as exc:
+        if not echo:
+            raise
         raise RedisUrlError(f"{exc} (got {mask_url(text)!r})") from None
 
 
