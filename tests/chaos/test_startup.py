@@ -85,5 +85,5 @@ def test_other_commands_refuse_a_broken_url_in_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stdout + done.stderr == (
-        "gco-tasks: cannot start: invalid configuration: REDIS_URL has no host name (got 'redis://:***@/0')\n"
+        "gco-tasks: cannot start: invalid configuration: REDIS_URL: has no host name (got 'redis://:***@/0')\n"
     )
