@@ -62,7 +62,9 @@ class FleetProcesses:
         self.running[name] = process
         return process
 
-    def worker(self, name: str = "worker", concurrency: int = 1, **env: str) -> subprocess.Popen[bytes]:
+    def worker(
+        self, name: str = "worker", concurrency: int = 1, loglevel: str = "INFO", **env: str
+    ) -> subprocess.Popen[bytes]:
         args = [
             "-Q",
             QUEUE,
@@ -73,10 +75,10 @@ class FleetProcesses:
             "--without-mingle",
             "--without-gossip",
         ]
-        return self.start(name, "worker", *args, "-l", "INFO", env=env)
+        return self.start(name, "worker", *args, "-l", loglevel, env=env)
 
-    def beat(self, name: str = "beat", **env: str) -> subprocess.Popen[bytes]:
-        return self.start(name, "beat", "-l", "INFO", env=env)
+    def beat(self, name: str = "beat", loglevel: str = "INFO", **env: str) -> subprocess.Popen[bytes]:
+        return self.start(name, "beat", "-l", loglevel, env=env)
 
     def pid(self, name: str) -> int:
         return self.running[name].pid
