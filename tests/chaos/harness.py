@@ -137,18 +137,13 @@ class FleetProcesses:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    def stop_all(self, timeout: float = 5.0) -> None:
-        """SIGTERM to every process group at once, SIGKILL to whatever has not exited after ``timeout``."""
+    def stop_all(self) -> None:
+        """``kill -9`` every process group at once (the scenario is over: nothing to shut down gently)."""
         for process in self.running.values():
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for process in self.running.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        for process in self.running.values():
+            process.wait(timeout=20)
         self.running.clear()
 
     def logged(self, name: str, text: str) -> bool:
