@@ -3,8 +3,10 @@
 connections dropped without an answer. The fleet's processes reach DynamoDB through it
 (``AWS_ENDPOINT_URL_DYNAMODB``), so botocore's own timeouts, retries and backoff are what is tested.
 
-Faults match on the operation (``X-Amz-Target``, e.g. ``Scan``) and are used up one request at a time
-(``count``; ``None``: until cleared). Every request is counted by operation and by what was done to it.
+Faults match on the operation (``X-Amz-Target``, e.g. ``Scan``) and are used up one request at a time,
+in the order armed (``count``; ``None``: until cleared); a ``pass`` lets one request through, so a
+sequence such as throttle, pass, error, pass is two calls that each succeed on their second attempt.
+Every request is counted by operation and by what was done to it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-Kind = Literal["latency", "error", "throttle", "drop"]
+Kind = Literal["latency", "error", "throttle", "drop", "pass"]
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
 ERROR_TYPE = "com.amazonaws.dynamodb.v20120810#"
 
@@ -110,11 +112,15 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)  # no status line: the connection just goes
                 return
-            elif fault is not None:
+            elif fault is not None and fault.kind != "pass":
                 self._fail(fault)
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-            status, answer_headers, answer = proxy.forward("POST", self.path, headers, body)
+            try:
+                status, answer_headers, answer = proxy.forward("POST", self.path, headers, body)
+            except OSError:  # moto went away (the session is ending): answer like a failing DynamoDB
+                self._fail(Fault("error"))
+                return
             self._answer(status, [(k, v) for k, v in answer_headers if k.lower() not in HOP_BY_HOP], answer)
 
         def _fail(self, fault: Fault) -> None:

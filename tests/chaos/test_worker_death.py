@@ -34,45 +34,39 @@ def lock_ttl(chaos: Chaos, name: str) -> float:
         client.close()
 
 
-def test_kill_9_of_a_pool_child_mid_reconcile(chaos: Chaos) -> None:
-    chaos.deploy("alpha", "beta")
-    chaos.processes.worker("worker", concurrency=1)
-    chaos.processes.beat()
-    wait_until(lambda: chaos.converged("alpha", "beta"), 60, "alpha and beta running")
-
-    chaos.stall_apply("gamma", STALL)
-    chaos.deploy("gamma")
-    wait_until(chaos.stall_begun, 20, "gamma's apply in flight")
-    held = lock_ttl(chaos, "gamma")
+def caught_mid_reconcile(chaos: Chaos, name: str) -> str:
+    """Deploy ``name`` with its Deployment's apply stalled; the worker whose pool runs it, once it hangs."""
+    chaos.stall_apply(name, STALL)
+    chaos.deploy(name)
+    wait_until(chaos.stall_begun, 20, f"{name}'s apply in flight")
+    held = lock_ttl(chaos, name)
     assert 0 < held <= LEASE, f"the endpoint lock is a short lease (pttl {held} s)"
-    (child,) = chaos.processes.children("worker")
-    killed = time.monotonic()
-    chaos.processes.kill_pid(child)
-
-    recovered = wait_until(lambda: chaos.converged("gamma"), 30, "gamma reconciled after the kill")
-    chaos.record("kill -9 of a pool child mid-reconcile -> endpoint running", time.monotonic() - killed)
-    assert recovered <= 2 * INTERVAL + SLACK, chaos.processes.logs_text()
-    assert chaos.processes.alive("worker"), "the worker replaced its child"
-    assert chaos.objects("gamma").count("Deployment/gamma") == 1
-    chaos.nothing_lost()
+    return chaos.processes.holder_of(chaos.env["REDIS_URL"], "gco_tasks.reconcile_endpoint", name)
 
 
-def test_kill_9_of_a_whole_worker_mid_reconcile(chaos: Chaos) -> None:
+def recovered(chaos: Chaos, name: str, what: str, killed: float) -> None:
+    took = wait_until(lambda: chaos.converged(name), 40, f"{name} reconciled after the kill")
+    chaos.record(what, time.monotonic() - killed)
+    assert took <= 2 * INTERVAL + SLACK, chaos.processes.logs_text()
+    assert chaos.objects(name).count(f"Deployment/{name}") == 1, "no duplicate"
+
+
+def test_kill_9_of_a_pool_child_then_of_a_whole_worker_mid_reconcile(chaos: Chaos) -> None:
     chaos.deploy("alpha")
     chaos.processes.worker("w1", concurrency=1)
     chaos.processes.worker("w2", concurrency=1)
     chaos.processes.beat()
     wait_until(lambda: chaos.converged("alpha"), 60, "alpha running")
 
-    chaos.stall_apply("gamma", STALL)
-    chaos.deploy("gamma")
-    wait_until(chaos.stall_begun, 20, "gamma's apply in flight")
-    holder = chaos.processes.holder_of(chaos.env["REDIS_URL"], "gco_tasks.reconcile_endpoint", "gamma")
+    holder = caught_mid_reconcile(chaos, "gamma")
+    (child,) = chaos.processes.children(holder)
+    killed = time.monotonic()
+    chaos.processes.kill_pid(child)  # the pool process in the middle of gamma's apply
+    recovered(chaos, "gamma", "kill -9 of a pool child mid-reconcile -> endpoint running", killed)
+    assert chaos.processes.alive(holder), "the worker replaced its pool process"
+
+    holder = caught_mid_reconcile(chaos, "delta")
     killed = time.monotonic()
     chaos.processes.kill(holder)  # the worker and its pool at once, like a lost node
-
-    recovered = wait_until(lambda: chaos.converged("gamma"), 40, "gamma reconciled by the other worker")
-    chaos.record("kill -9 of a whole worker mid-reconcile -> endpoint running", time.monotonic() - killed)
-    assert recovered <= 2 * INTERVAL + SLACK, chaos.processes.logs_text()
-    assert chaos.objects("gamma").count("Deployment/gamma") == 1
+    recovered(chaos, "delta", "kill -9 of a whole worker mid-reconcile -> endpoint running", killed)
     chaos.nothing_lost()
