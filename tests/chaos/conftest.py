@@ -147,24 +147,33 @@ def fleet_env(redis_url: str, kubeconfig: Path, dynamodb_url: str, tmp_path: Pat
     return env
 
 
+def _api_server(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Any, Any]:
+    """(kubeconfig, API client, the stand-in or None): the ``cluster`` fixture's server when the test asks
+    for it (``tests/clusters.py``: the real control plane with ``real_only``), else the stand-in."""
+    if "cluster" in request.fixturenames:
+        chosen = request.getfixturevalue("cluster")
+        return chosen.kubeconfig, chosen.api_client, chosen.standin
+    apiserver = request.getfixturevalue("apiserver")
+    kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig.yaml")
+    return kubeconfig, request.getfixturevalue("kube_client"), apiserver
+
+
 @pytest.fixture()
-def make_chaos(
-    request: pytest.FixtureRequest, tmp_path: Path, dynamodb_url: str, apiserver: Any, kube_client: Any
-) -> Iterator[Any]:
+def make_chaos(request: pytest.FixtureRequest, tmp_path: Path, dynamodb_url: str) -> Iterator[Any]:
     """Build the scenario's region for a given ``REDIS_URL`` (and extra settings); its processes are
     stopped when the test ends, whatever happened."""
     built: list[Chaos] = []
 
     def make(redis_url: str, **overrides: str) -> Chaos:
-        kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig.yaml")
+        kubeconfig, api_client, standin = _api_server(request, tmp_path)
         env = {**fleet_env(redis_url, kubeconfig, dynamodb_url, tmp_path), **overrides}
         settings = load_settings(env)
         store = EndpointStore.from_settings(load_settings(env, dynamodb_read_timeout_seconds=10))
         store.create_table()
         logs = tmp_path / "logs"
         logs.mkdir(exist_ok=True)
-        cluster = ClusterGateway(kube_client, settings.inference_namespace, 10)
-        chaos = Chaos(env, settings, store, cluster, FleetProcesses(env, logs), apiserver, request.node.name)
+        cluster = ClusterGateway(api_client, settings.inference_namespace, 10)
+        chaos = Chaos(env, settings, store, cluster, FleetProcesses(env, logs), standin, request.node.name)
         built.append(chaos)
         return chaos
 
