@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import redis
 from kubernetes.client import ApiClient
 
 from gco_tasks.cluster import ClusterGateway, load_api_client
@@ -40,11 +39,8 @@ class Fleet:
     def from_settings(cls, settings: Settings, api_client: ApiClient | None = None) -> Fleet:
         """Adapters for ``settings``; the Kubernetes client from in-cluster config or ``KUBECONFIG`` unless
         one is given (tests and benchmarks pass one pointed at their API server)."""
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-        )
         api_client = api_client or load_api_client()
-        state = RegionState(client, settings.region)
+        state = RegionState.from_settings(settings)
         pacer = RedisWritePacer(
             state.client, state.keys.kube_write_bucket, settings.kube_write_rate, settings.kube_write_burst
         )

@@ -102,11 +102,14 @@ def test_a_429_holds_off_every_writer_of_the_region(redis_url: str, apiserver: A
     writer_a = ClusterGateway(kube_client, NS, timeout_seconds=10, pacer=pacer_a)
     writer_b = ClusterGateway(kube_client, NS, timeout_seconds=10, pacer=pacer_b)
     apiserver.add_fault(verb="apply", resource="services", status=429, count=1)
+    began = time.monotonic()
     with pytest.raises(TransientClusterError) as throttled:
         writer_a.apply(_service("a"))
     assert throttled.value.status == 429 and throttled.value.retry_after == 1.0
     writer_b.apply(_service("b"))  # another worker: waits out the Retry-After, then writes
-    assert fake_b.slept and 1.0 <= fake_b.slept[0] < 1.1
+    elapsed = time.monotonic() - began  # real time that passed on Redis's clock meanwhile
+    slot = 1.0 + 1 / 100.0  # the Retry-After, then one slot at 100/s
+    assert len(fake_b.slept) == 1 and slot - elapsed <= fake_b.slept[0] <= slot
     pacer_b.hold_off(30.0)  # a long Retry-After: the task retries later rather than hold a worker
     with pytest.raises(WriteThrottled) as later:
         writer_a.delete("Service", "b")
