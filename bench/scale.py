@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "interval": args.interval,
             "ready_delay": args.ready_delay,
             "cluster": args.cluster,
+            "standin_validation": not args.no_validation,
             "load_before": os.getloadavg()[0],
         }
     }
@@ -167,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     one.add_argument("--short-cycles", type=int, default=10)
     one.add_argument("--ready-delay", type=float, default=1.0)
     one.add_argument("--cluster", choices=("standin", "real"), default="standin")
+    one.add_argument(
+        "--no-validation", action="store_true", help="the stand-in skips schema validation (its own cost)"
+    )
     one.add_argument("--tag", default="")
     one.add_argument("--out", type=Path, default=None, help="write the JSON here instead of bench/results")
     report_cmd = commands.add_parser("report", help="the Targets table and the plot from the results")
