@@ -94,9 +94,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_before": os.getloadavg()[0],
         }
     }
+    real_gpus = args.endpoints * 6 // 5 + 8 if args.cluster == "real" else 0  # canaries need GPUs too
     with (
         tempfile.TemporaryDirectory(prefix="gco-scale-") as tmp,
-        process_services(Path(tmp), args.ready_delay) as services,
+        process_services(Path(tmp), args.ready_delay, real_gpus, validate=not args.no_validation) as services,
     ):
         for key in [key for key in os.environ if key.startswith(("KUBE", "REDIS"))]:
             del os.environ[key]
