@@ -10,6 +10,7 @@ here, translated into ``gco_tasks.errors``: ``TransientClusterError`` (429, 5xx,
 failures: retried with backoff), ``PermanentClusterError`` (a write refused with another 4xx, e.g. 422
 Invalid: reported as the endpoint's ``error`` status, never retried) and ``ClusterUnavailableError``
 (a LIST refused, or no configuration: the region's setup is wrong, the cycle is skipped).
+Every request is counted in ``gco_kube_requests_total{verb,resource,code}`` (``_call``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from gco_tasks import metrics
 from gco_tasks.conventions import FIELD_MANAGER, MANAGED_KINDS
 from gco_tasks.errors import GcoError, InfrastructureError, PermanentError, TransientError
 
@@ -129,12 +131,17 @@ class ClusterGateway:
         """Call the client; a 4xx other than 429 raises ``refused``, the rest is translated as transient."""
         kwargs.setdefault("_request_timeout", self.timeout)
         kwargs["_preload_content"] = False
+        code = metrics.NO_RESPONSE
         try:
             response = fn(*args, **kwargs)
+            code = metrics.kube_code(status=response.status)
         except ApiException as exc:
+            code = metrics.kube_code(exc)
             raise _classify(what, exc, refused) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientClusterError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.observe_kube_request(*request_labels(what), code)
         body = response.data
         return json.loads(body) if body else None
 
@@ -243,6 +250,14 @@ def apply_body(obj: dict[str, Any]) -> bytes:
         return f"{match[1]}\\U{code:08x}"
 
     return _SURROGATE_PAIR.sub(joined, json.dumps(obj, separators=(",", ":"))).encode("ascii")
+
+
+def request_labels(what: str) -> tuple[str, str]:
+    """(verb, resource) of a request the gateway describes as ``list deployments`` or
+    ``apply Deployment/name``: the metric labels of ``gco_kube_requests_total``."""
+    verb, _, target = what.partition(" ")
+    kind = target.split("/", 1)[0]
+    return verb, KINDS[kind].plural if kind in KINDS else kind
 
 
 def _classify(what: str, exc: ApiException, refused: type[ClusterError]) -> ClusterError:

@@ -10,13 +10,16 @@ Locks are an optimisation, not the guarantee: they are redis-py ``Lock`` objects
 expire mid-task; idempotent writes keep the cluster right when they do. Every key is named in
 ``gco_tasks.conventions.RegionKeys`` (under ``gco:<region>:``, so regions sharing one Redis never
 collide). Redis's exceptions do not leave this module: a lost connection or a timeout is a
-``TransientError`` (retried), any other Redis error an ``InfrastructureError``.
+``TransientError`` (retried), any other Redis error an ``InfrastructureError``. Each lock counts, in
+``gco_tasks.metrics``, the acquisitions that found it held, how long it was held, and whether it had
+expired by its release.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Iterator
 
 import redis
@@ -25,8 +28,10 @@ from redis.exceptions import LockError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 
+from gco_tasks import metrics
 from gco_tasks.conventions import RegionKeys
 from gco_tasks.errors import InfrastructureError, TransientError
+from gco_tasks.metrics import LockName
 
 log = logging.getLogger(__name__)
 
@@ -56,34 +61,42 @@ class RegionState:
 
     def __init__(self, client: redis.Redis, region: str) -> None:
         self.client = client
+        self.region = region
         self.keys = RegionKeys(region)
 
     @contextlib.contextmanager
-    def _lock(self, key: str, ttl_seconds: float) -> Iterator[bool]:
+    def _lock(self, key: str, ttl_seconds: float, kind: LockName) -> Iterator[bool]:
         lock = self.client.lock(key, timeout=ttl_seconds, blocking=False)
         with _translated(f"acquire {key}"):
             acquired = bool(lock.acquire())
+        if not acquired:
+            metrics.record_lock_contention(self.region, kind)
+        started = time.monotonic()
         try:
             yield acquired
         finally:
             if acquired:
-                self._release(lock, key)
+                expired = self._release(lock, key)
+                metrics.record_lock_released(self.region, kind, time.monotonic() - started, expired)
 
     @staticmethod
-    def _release(lock: Lock, key: str) -> None:
+    def _release(lock: Lock, key: str) -> bool:
+        """Release ``lock``; True when it had already expired (held past its TTL)."""
         with _translated(f"release {key}"):
             try:
                 lock.release()
             except LockError:
                 log.warning("lock %s expired before release (the work was idempotent anyway)", key)
+                return True
+        return False
 
     def endpoint_lock(self, name: str, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:
         """Non-blocking: yields False when another worker holds the endpoint."""
-        return self._lock(self.keys.endpoint_lock(name), ttl_seconds)
+        return self._lock(self.keys.endpoint_lock(name), ttl_seconds, LockName.ENDPOINT)
 
     def fan_out_lock(self, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:
         """Non-blocking: yields False while another fan-out of this region runs."""
-        return self._lock(self.keys.fan_out_lock, ttl_seconds)
+        return self._lock(self.keys.fan_out_lock, ttl_seconds, LockName.FAN_OUT)
 
     def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]:
         """Mark endpoints as having a message waiting, in one round trip: name -> True when it had none

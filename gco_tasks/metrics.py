@@ -397,6 +397,11 @@ def use(metrics: FleetMetrics) -> FleetMetrics:
     return previous
 
 
+def default_region() -> str:
+    """The region of hooks that are not told one (see ``set_default_region``)."""
+    return _default_region
+
+
 def set_default_region(region: str) -> str:
     """The region of hooks that are not told one (``observe_kube_request``); one per process, set by
     ``observability.install``. Returns the previous one."""
