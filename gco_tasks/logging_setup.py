@@ -4,9 +4,9 @@ each carrying the endpoint, region and task it belongs to.
 Where it stands in the flow: around every process. ``observability.install`` connects Celery's
 ``after_setup_logger`` / ``after_setup_task_logger`` signals to ``celery_logger_ready`` (Celery sets up
 its handlers, we then give them our filters and, in JSON mode, our formatter) and ``task_prerun`` /
-``task_postrun`` to ``bind`` / ``restore`` of the task id. The task base class calls ``bind(endpoint=...)``
-(or ``log_context``) once it knows the endpoint; the reconciler logs its outcome with
-``extra={"result": ..., "duration_ms": ...}``. Other processes (CLI, tools) call ``configure``.
+``task_postrun`` to ``bind`` / ``restore`` of the task id. ``gco_tasks.telemetry`` runs each reconcile in
+``log_context(endpoint=...)`` and logs its outcome with ``extra={"result": ..., "duration_ms": ...}``.
+Other processes (the CLI) call ``configure``.
 
 JSON fields: ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, then ``endpoint``,
 ``region``, ``task_id``, ``result``, ``duration_ms`` when known, then any other ``extra``; ``exc_info``

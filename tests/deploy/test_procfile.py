@@ -25,6 +25,7 @@ PROCFILE = REPO / "Procfile"
 RECORDER = f"""#!{sys.executable}
 import json, os, sys
 seen = {{"argv": sys.argv[1:], "pid": os.getpid(), "auth": os.environ.get("FLOWER_BASIC_AUTH")}}
+seen["metrics"] = {{k: v for k, v in os.environ.items() if k in ("METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR")}}
 json.dump(seen, sys.stdout)
 """
 
@@ -81,6 +82,16 @@ def test_worker_consumes_the_queue_of_REGION(fake_bin: Path, region: str | None,
         "--without-mingle", "--without-gossip", "--concurrency", "4",
     ]  # fmt: skip
     assert seen["pid"] == pid, "exec: honcho's SIGTERM goes to celery itself, not to a shell"
+    directory = f"/tmp/gco-tasks-metrics-{region or load_settings({}).region}"
+    assert seen["metrics"] == {"PROMETHEUS_MULTIPROC_DIR": directory}, "its pool's values, per region"
+
+
+def test_worker_keeps_a_given_metrics_directory(fake_bin: Path) -> None:
+    result, _ = _run(fake_bin, "worker", PROMETHEUS_MULTIPROC_DIR="/var/tmp/m", METRICS_PORT="9900")
+    assert json.loads(result.stdout)["metrics"] == {
+        "PROMETHEUS_MULTIPROC_DIR": "/var/tmp/m",
+        "METRICS_PORT": "9900",
+    }
 
 
 def test_beat_command(fake_bin: Path) -> None:
@@ -89,7 +100,10 @@ def test_beat_command(fake_bin: Path) -> None:
         "argv": ["-A", "gco_tasks", "beat", "--loglevel", "INFO"],
         "pid": pid,
         "auth": None,
+        "metrics": {"METRICS_PORT": "9809"},  # beside the worker's 9808 on one machine
     }
+    result, _ = _run(fake_bin, "beat", BEAT_METRICS_PORT="0")
+    assert json.loads(result.stdout)["metrics"] == {"METRICS_PORT": "0"}
 
 
 def test_flower_refuses_to_start_without_a_login(fake_bin: Path) -> None:
