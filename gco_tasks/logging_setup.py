@@ -20,7 +20,8 @@ site, and text mode stays exactly Celery's own format. structlog would need its 
 bridge for the same result plus a second logging API beside the standard one.
 
 No secret in a log line: a password in a URL (``redis://:secret@host``) in any message is replaced by
-``***`` before any handler writes it.
+``***`` before any handler writes it, and a task's arguments, which Celery attaches to its task lines
+for structured formatters (``extra={"data": ...}``), are dropped before the JSON formatter sees them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ from pythonjsonlogger.json import JsonFormatter
 CONTEXT_FIELDS: Final = ("endpoint", "region", "task_id", "result", "duration_ms")
 MULTIPROCESSING_LOGGER: Final = "multiprocessing"  # billiard's, configured by Celery
 TEXT_FORMAT: Final = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
+#: What Celery's task lines carry in ``extra={"data": ...}`` that no line of ours shows: a task's
+#: arguments (a reconcile message's snapshot holds the record, env values included) and the traceback
+#: of an expected failure (an unexpected one has ``exc_info``).
+CELERY_DATA_DROPPED: Final = frozenset({"args", "kwargs", "traceback"})
 
 _context: ContextVar[Mapping[str, Any]] = ContextVar("gco_log_context", default=MappingProxyType({}))
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.I)
@@ -94,6 +99,9 @@ class ContextFilter(logging.Filter):
         for key, value in {**self.defaults, **_context.get()}.items():
             if key not in record.__dict__:
                 setattr(record, key, value)
+        data = record.__dict__.get("data")
+        if isinstance(data, Mapping) and CELERY_DATA_DROPPED & set(data):
+            record.data = {key: value for key, value in data.items() if key not in CELERY_DATA_DROPPED}
         if "://" in str(record.msg) or record.args:
             try:
                 message = record.getMessage()

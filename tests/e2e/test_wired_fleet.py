@@ -283,6 +283,8 @@ def fan_out_counts_the_region(wired: Wired) -> None:
         deltas(before, after, "gco_kube_requests_total", verb="list", resource="deployments", code="200") == 1
     )
     assert deltas(before, after, "gco_dynamodb_requests_total", operation="Scan", outcome="ok") >= 1
+    text = wired.worker.text()
+    assert "'snapshot'" not in text and '"kwargs"' not in text, "no message's record (env values) in a log"
 
 
 def check_json_lines(text: str, task_ids: dict[str, str], ends: dict[str, Any]) -> None:
