@@ -364,16 +364,28 @@ def observe_fan_out(
 def observe_watchdog(
     fleet: Fleet, room: Callable[[WatchdogPorts, Sender], dict[str, Any]], send: Sender
 ) -> dict[str, Any]:
-    """Run the watchdog and record an ``IngressWithheld`` Event on each Deployment whose Ingress it
-    removed (the uid from the watchdog's own LIST)."""
+    """Run the watchdog and record an Event on each Deployment whose Ingress it removed or whose
+    withholding it ended (the uid from the watchdog's own LIST)."""
     seen = Witness()
     summary = room(cast("WatchdogPorts", _WatchedPorts(fleet, seen)), send)
     threshold = fleet.settings.inference_unhealthy_threshold_seconds
+    for name, reason, note in watchdog_events(summary, threshold):
+        regarding = Regarding(name, fleet.settings.inference_namespace, deployment_uid(name, seen, None))
+        fleet.events.record(regarding, reason, note)
+    return summary
+
+
+def watchdog_events(summary: Mapping[str, Any], threshold: int) -> list[tuple[str, EventReason, str]]:
+    """(endpoint, reason, note) of each Event a watchdog pass records: Ingress withheld, or restored
+    (the recovered endpoint's reconcile, sent at once, applies it again)."""
+    found = []
     for name in summary.get("withheld", []):
         note = (
             f"0 ready replicas for over {threshold}s: Ingress/{names.ingress_name(name)} removed so the "
             "shared load balancer stops sending it traffic; it is restored once a replica is ready"
         )
-        regarding = Regarding(name, fleet.settings.inference_namespace, deployment_uid(name, seen, None))
-        fleet.events.record(regarding, EventReason.INGRESS_WITHHELD, note)
-    return summary
+        found.append((name, EventReason.INGRESS_WITHHELD, note))
+    for name in summary.get("recovered", []):
+        note = f"a replica is ready again: Ingress/{names.ingress_name(name)} is being restored"
+        found.append((name, EventReason.INGRESS_RESTORED, note))
+    return found

@@ -21,6 +21,7 @@ from gco_tasks.telemetry import (
     reconcile_events,
     result_labels,
     snapshot_objects,
+    watchdog_events,
 )
 
 REGION = "us-east-1"
@@ -178,3 +179,17 @@ def test_log_fields() -> None:
         "result": "noop",
         "duration_ms": 1.0,
     }
+
+
+def test_watchdog_events() -> None:
+    assert watchdog_events({"unready": ["a"], "withheld": [], "recovered": []}, 300) == []
+    (withheld, restored) = watchdog_events({"withheld": ["a"], "recovered": ["b"]}, 300)
+    assert (
+        withheld[:2] == ("a", EventReason.INGRESS_WITHHELD)
+        and "over 300s: Ingress/inference-a removed" in withheld[2]
+    )
+    assert restored == (
+        "b",
+        EventReason.INGRESS_RESTORED,
+        "a replica is ready again: Ingress/inference-b is being restored",
+    )
