@@ -44,6 +44,7 @@ from gco_tasks.store import EndpointStore
 from tests.clusters import reset_real
 
 from .wired import (
+    FLOWER,
     NAMESPACE,
     QUEUE,
     REGION,
@@ -159,8 +160,8 @@ def wired(
     args = ["worker", "-Q", QUEUE, "-c", "2", "-P", "prefork", "-n", "wired@%h", "-l", "INFO"]
     worker = Process("worker", [*args, "--without-mingle", "--without-gossip"], worker_env, logs)
     flower_env = {**env, "FLOWER_BASIC_AUTH": FLOWER_LOGIN}
-    flower_args = ["flower", f"--port={flower_port}", "--address=127.0.0.1"]
-    flower_process = Process("flower", flower_args, flower_env, logs)
+    flower_args = [f"--port={flower_port}", "--address=127.0.0.1"]
+    flower_process = Process("flower", flower_args, flower_env, logs, command=FLOWER)
     celery_client = Celery(
         "wired-client", broker=redis_server.url, backend=redis_server.url, set_as_current=False
     )

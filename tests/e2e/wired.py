@@ -1,7 +1,8 @@
-"""Helpers of ``test_wired_fleet.py``: the fleet's own processes (``celery -A gco_tasks worker|beat|flower``)
-started as a region runs them, their ``/metrics`` scraped over HTTP, Flower's API, ``kubectl``, and the
-admission objects that make the real API server refuse what the fleet sends: a ValidatingAdmissionPolicy
-(422, permanent) and a webhook nobody serves (500, transient), each bound to named endpoints only."""
+"""Helpers of ``test_wired_fleet.py``: the fleet's own processes (``celery -A gco_tasks worker|beat``,
+``python -m gco_tasks.flower``) started as a region runs them, their ``/metrics`` scraped over HTTP,
+Flower's API, ``kubectl``, and the admission objects that make the real API server refuse what the fleet
+sends: a ValidatingAdmissionPolicy (422, permanent) and a webhook nobody serves (500, transient), each
+bound to named endpoints only."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ REGION = "us-east-1"
 QUEUE = f"gco.{REGION}"
 NAMESPACE = "gco-inference"
 CELERY = [sys.executable, "-m", "celery", "-A", "gco_tasks"]
+FLOWER = [sys.executable, "-m", "gco_tasks.flower"]  # the guard that refuses a missing or weak login
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -48,14 +50,17 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, log: Ca
 
 
 class Process:
-    """One ``celery -A gco_tasks ...`` process, its output in a log file, stopped with SIGTERM."""
+    """One ``celery -A gco_tasks ...`` process (or another ``command``), its output in a log file, stopped
+    with SIGTERM."""
 
-    def __init__(self, name: str, args: Sequence[str], env: dict[str, str], logs: Path) -> None:
+    def __init__(
+        self, name: str, args: Sequence[str], env: dict[str, str], logs: Path, command: Sequence[str] = CELERY
+    ) -> None:
         self.name = name
         self.log_path = logs / f"{name}.log"
         with self.log_path.open("wb") as out:
             self.popen = subprocess.Popen(
-                [*CELERY, *args],
+                [*command, *args],
                 env=env,
                 cwd=REPO,
                 stdout=out,

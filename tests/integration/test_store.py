@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from gco_tasks.config import load_settings
 from gco_tasks.endpoints import Endpoint, EndpointSpec, RegionStatus
@@ -271,14 +272,21 @@ def test_missing_table_is_a_store_error(dynamodb_url: str) -> None:
     assert not isinstance(info.value, TransientStoreError)
 
 
-def test_connection_failure_is_transient(monkeypatch: pytest.MonkeyPatch, dynamodb_url: str) -> None:
+def test_connection_failure_is_transient(dynamodb_url: str) -> None:
+    """Nothing listens: one attempt (the client is built with total_max_attempts=1, since botocore reads
+    its retry configuration only when the client is created), and the failure is a TransientStoreError."""
     from gco_sandbox.services import free_port
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://localhost:{free_port()}")
-    store = EndpointStore.from_settings(load_settings({}))
-    store.client.meta.config.retries = {"max_attempts": 1}
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=2)
+    client = boto3.client(
+        "dynamodb", region_name="us-east-1", endpoint_url=f"http://localhost:{free_port()}", config=config
+    )
+    attempts: list[str] = []
+    client.meta.events.register("before-send.dynamodb.GetItem", lambda **_: attempts.append("sent"))
+    store = EndpointStore(client, "gco-inference-endpoints")
     with pytest.raises(TransientStoreError):
         store.get_item("x")
+    assert attempts == ["sent"], "the retry configuration took effect"
 
 
 def test_status_needs_write_rules() -> None:
