@@ -1,7 +1,8 @@
 """The telemetry of the tasks through the fleet's real adapters (moto, a private redis-server, each API
-server): the metric values one reconcile, a locked skip, an invalid record, a fan-out and a watchdog
-pass record, and the Events they leave on the endpoint's Deployment, carrying its uid. Celery is not
-involved here (``tests/e2e/test_wired_fleet.py`` runs the same through real processes)."""
+server): the metric values one reconcile, a locked skip, an invalid record, a fan-out, a watchdog pass
+and a lock lost before its release record, and the Events they leave on the endpoint's Deployment,
+carrying its uid. Celery is not involved here (``tests/e2e/test_wired_fleet.py`` runs the same through
+real processes)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+import redis
 from kubernetes import client
 
 from gco_tasks import metrics, telemetry
@@ -20,6 +22,7 @@ from gco_tasks.endpoints import Endpoint, parse_spec
 from gco_tasks.errors import TransientError
 from gco_tasks.fanout import fan_out
 from gco_tasks.fleet import Fleet
+from gco_tasks.locks import RegionState
 from gco_tasks.metrics import FleetMetrics
 from gco_tasks.reconciler import ResultKind, reconcile
 from gco_tasks.watchdog import watchdog
@@ -196,3 +199,21 @@ def test_the_watchdog_records_the_ingress_it_withholds(
         assert "Ingress/inference-tele-e removed" in event["note"] and "over 60s" in event["note"]
     finally:
         fleet.state.client.close()
+
+
+def test_a_lock_lost_before_its_release_is_counted_expired(redis_url: str, recorded: FleetMetrics) -> None:
+    """The lock's key is gone when its holder releases it (as when it outlived its TTL): counted in
+    ``gco_lock_expired_total``, and the release does not fail the task."""
+    broker = redis.Redis.from_url(redis_url)
+    state = RegionState(broker, REGION)
+    try:
+        with state.endpoint_lock("tele-f", ttl_seconds=60) as held:
+            assert held
+            assert broker.delete(state.keys.endpoint_lock("tele-f")) == 1
+        with state.fan_out_lock(ttl_seconds=60) as held:
+            assert held
+    finally:
+        broker.close()
+    assert value(recorded, "gco_lock_expired_total", lock="endpoint") == 1
+    assert value(recorded, "gco_lock_expired_total", lock="fan_out") == 0
+    assert value(recorded, "gco_lock_held_seconds_count", lock="fan_out") == 1
