@@ -105,10 +105,13 @@ def apiserver(apiserver_server: SandboxAPIServer) -> SandboxAPIServer:
 
 @pytest.fixture()
 def kube_client(apiserver: SandboxAPIServer) -> Iterator[kubernetes.client.ApiClient]:
-    """An official ``kubernetes`` ApiClient pointed at the (reset) sandbox API server."""
+    """An official ``kubernetes`` ApiClient pointed at the (reset) sandbox API server, without urllib3's
+    own retries, as the fleet's client (``cluster.load_api_client``) and the real control plane's: urllib3
+    would otherwise retry a 503 or 429 that carries Retry-After and hide the fault a test injected."""
     import kubernetes
 
     configuration = kubernetes.client.Configuration(host=apiserver.url)
+    configuration.retries = 0
     with kubernetes.client.ApiClient(configuration) as api_client:
         yield api_client
 
