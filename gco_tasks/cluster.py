@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +34,17 @@ from gco_tasks.errors import GcoError, InfrastructureError, PermanentError, Tran
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 LIST_PAGE_SIZE = 500
-#: libyaml's emitter when PyYAML has it (it does in our wheels), else the pure-Python one.
-_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+#: libyaml's emitter when PyYAML has it (it does in our wheels), else the pure-Python one; a subclass
+#: that also quotes what kube-apiserver's YAML reader (go-yaml v2 in sigs.k8s.io/yaml) takes for a
+#: boolean or a number where PyYAML does not: ``y``/``n``, ``0o17``/``0X1F``, ``1e3``, ``1_0.5``. A plain
+#: ``n`` as a toleration key or an env value reached the server as ``false`` (500 "expected string").
+_YAML_DUMPER: Any = type("ApplyDumper", (getattr(yaml, "CSafeDumper", yaml.SafeDumper),), {})
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:y|Y|n|N)$", "yYnN"),
+    ("int", r"^[-+]?0[bBoOxX][0-9a-fA-F_]*$", "-+0"),
+    ("float", r"^[-+]?(?:\.[0-9_]+|[0-9_]+(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9_]+)?$", "-+0123456789._"),
+):
+    _YAML_DUMPER.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
 #: Never fold a line: a folded scalar is valid YAML, but there is no reason to make the server unfold it.
 _NO_FOLDING = 2**31 - 1
 
