@@ -84,7 +84,6 @@ def main() -> None:
 
         gcpause.paused = contextlib.nullcontext  # type: ignore[assignment]
     from gco_tasks import fanout, tasks
-    from gco_tasks.celery import app
     from gco_tasks.config import load_settings
     from gco_tasks.fleet import Fleet
 
@@ -94,8 +93,8 @@ def main() -> None:
     before = rss_of_tree_self()
     profiler = cProfile.Profile() if args.profile else None
     began = time.perf_counter()
-    with app.producer_or_acquire() as producer:
-        send = timed_sender(tasks._send_reconcile(fleet, producer), times)
+    with tasks._reconcile_sender(fleet) as reconcile_sender:
+        send = timed_sender(reconcile_sender, times)
         if profiler:
             profiler.enable()
         result = fanout.fan_out(ports, send)
