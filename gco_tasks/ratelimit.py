@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: The longest a write waits for its slot; a slot further away makes the task retry later instead.
 MAX_WAIT_SECONDS = 10.0
 #: After Redis failed, how long the local bucket is used before Redis is tried again.
-REDIS_RETRY_SECONDS = 5.0
+REDIS_RETRY_SECONDS = 30.0
 
 #: KEYS[1]: the bucket (hash: tokens, at). ARGV: rate (tokens/s), burst, max wait (s), hold (s).
 #: hold = 0: reserve one token; returns {1, wait µs} (reserved: go after wait) or {0, wait µs} (not
