@@ -37,7 +37,10 @@ from gco_tasks.errors import GcoError, InfrastructureError, PermanentError, Tran
 from gco_tasks.ports import WritePacer
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
-LIST_PAGE_SIZE = 500
+#: Objects per LIST page: one request per kind per 1,000 endpoints. Measured on kube-apiserver 1.36 with
+#: 10,000 Deployments (bench/results/lists-real-1.36.txt): 10 pages of 1,000 took 1.0 s against 1.6 s
+#: for 20 of 500, both served from the watch cache (no etcd LIST).
+LIST_PAGE_SIZE = 1000
 #: How long every writer holds off after a 429 that named no Retry-After.
 DEFAULT_HOLD_OFF_SECONDS = 1.0
 #: libyaml's emitter when PyYAML has it (it does in our wheels), else the pure-Python one; a subclass

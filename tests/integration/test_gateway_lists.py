@@ -1,16 +1,19 @@
-"""What the gateway's LISTs keep of an object (``cluster.slim``), on both API servers: the field sets of
-our own Apply entry and of status updates are dropped (nothing that reads LISTs uses them, and they are
-~40 % of a listed object), every entry stays, and another manager's field set is kept whole (adopting
-GCO's objects reads those)."""
+"""The gateway's LISTs: pages of ``LIST_PAGE_SIZE`` followed to the end, and what they keep of an object
+(``cluster.slim``), on both API servers: the field sets of our own Apply entry and of status updates are
+dropped (nothing that reads LISTs uses them, and they are ~40 % of a listed object), every entry stays,
+and another manager's field set is kept whole (adopting GCO's objects reads those)."""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from kubernetes import client
 
-from gco_tasks.cluster import ClusterGateway, slim
+from gco_sandbox.objects import WriteOptions
+from gco_sandbox.resources import BY_PATH
+from gco_tasks.cluster import LIST_PAGE_SIZE, ClusterGateway, slim
 from gco_tasks.conventions import FIELD_MANAGER, MANAGED_SELECTOR
 from tests.clusters import Cluster
 
@@ -67,3 +70,14 @@ def test_slim_leaves_an_object_without_managed_fields_alone() -> None:
         "kind": "Service",
         "metadata": {"name": "x"},
     }
+
+
+def test_a_large_list_is_read_page_by_page_to_the_end(apiserver: Any, kube_client: Any) -> None:
+    count = 2 * LIST_PAGE_SIZE + 7
+    deployments = BY_PATH[("apps", "v1", "deployments")]
+    for index in range(count):  # straight into the stand-in's store: creating over HTTP would be slow
+        apiserver.store.create(deployments, NS, _deployment(f"many-{index:05d}"), WriteOptions("test"))
+    apiserver.counters.reset()
+    listed = ClusterGateway(kube_client, NS).list_objects(MANAGED_SELECTOR, ["Deployment"])
+    assert sorted(o["metadata"]["name"] for o in listed) == [f"many-{i:05d}" for i in range(count)]
+    assert apiserver.stats() == {"list deployments": 3}
