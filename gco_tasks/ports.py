@@ -28,13 +28,19 @@ class ClusterReads(Protocol):
     def list_objects(self, label_selector: str, kinds: Iterable[str] = ...) -> list[dict[str, Any]]: ...
 
 
+class ClusterGets(Protocol):
+    def get_object(self, kind: str, name: str) -> dict[str, Any] | None: ...
+
+
 class ClusterWrites(Protocol):
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+    def apply(
+        self, obj: dict[str, Any], dry_run: bool = ..., field_manager: str = ..., force: bool = ...
+    ) -> dict[str, Any]: ...
 
     def delete(self, kind: str, name: str) -> bool: ...
 
 
-class Cluster(ClusterReads, ClusterWrites, Protocol):
+class Cluster(ClusterReads, ClusterGets, ClusterWrites, Protocol):
     """Reads and writes of the region's inference objects."""
 
 
@@ -61,7 +67,7 @@ class StatusReports(Protocol):
 
     def remove_region_status(self, name: str, region: str) -> bool: ...
 
-    def promote_if_deploying(self, name: str) -> bool: ...
+    def promote_if_deploying(self, name: str, updated_at: str | None = ...) -> bool: ...
 
 
 class RecordPurge(Protocol):
