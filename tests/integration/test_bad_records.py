@@ -31,6 +31,7 @@ from gco_tasks.endpoints import Endpoint, RecordHeader, parse_spec
 from gco_tasks.errors import ReconcileFailed
 from gco_tasks.fleet import Fleet
 from gco_tasks.plan import endpoint_name_of
+from gco_tasks.reconciler import reconcile
 
 from .harness import REGION, wait_for
 
@@ -272,3 +273,24 @@ def _raw(fleet: Fleet, name: str) -> dict[str, Any]:
     key = {"endpoint_name": {"S": name}}
     found: dict[str, Any] = fleet.store.client.get_item(TableName=fleet.store.table_name, Key=key)["Item"]
     return found
+
+
+def test_a_name_that_cannot_be_a_kubernetes_name_is_an_error_without_asking_the_api_server(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ad hoc (no snapshot: the reconciler reads for itself), a name like ``Bad_Name`` would go into a
+    label selector and the API server would refuse the LIST (400), leaving no status at all."""
+    item = encode(Endpoint.new("placeholder", parse_spec({"image": "nginx:1.27"}), [REGION]).to_item())["M"]
+    item["endpoint_name"] = {"S": "Bad_Name"}
+    fleet.store.client.put_item(TableName=fleet.store.table_name, Item=item)
+    requests: list[str] = []
+    rest = fleet.cluster.api_client.rest_client
+    send = rest.request
+    monkeypatch.setattr(rest, "request", lambda *a, **k: requests.append(a[1]) or send(*a, **k))
+    result = reconcile(fleet, "Bad_Name")
+    assert (result.kind.value, result.state) == ("invalid", "error") and requests == []
+    status = region_status(fleet.store.get_item("Bad_Name"))
+    assert status["state"] == "error"
+    assert status["error"].startswith(
+        "invalid endpoint 'Bad_Name': endpoint_name: must be lower-case letters"
+    )
