@@ -48,11 +48,13 @@ def owns_replicas(obj: Mapping[str, Any], manager: str = names.FIELD_MANAGER) ->
 
 def replicas_handover(live: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The replicas-only apply that keeps ``spec.replicas`` at its current value when we stop setting it;
-    None when we do not own it (the HPA, or an earlier handover, already does) or there is nothing."""
+    None when we do not own it (the HPA, or an earlier handover, already does) or there is nothing to
+    keep: at 0 (a ``start`` after ``stop``) the count must not stay there, since an HPA never scales a
+    target at 0; the API server's default (1) lets the HPA raise it to ``minReplicas``."""
     if live is None or not owns_replicas(live):
         return None
     replicas = (live.get("spec") or {}).get("replicas")
-    if replicas is None:
+    if not replicas:
         return None
     metadata = live["metadata"]
     return {

@@ -114,7 +114,7 @@ def status_report(outcome: Outcome) -> StatusReport | None:
     failure = rollout_failure(outcome)
     if failure is not None:
         return StatusReport("error", ready, desired, _joined(failure, note), updated)
-    if rollout_complete(outcome):
+    if rollout_complete(outcome) and ready >= desired:  # and the HPA has reached minReplicas
         return StatusReport("running", ready, desired, note, updated)
     return StatusReport("creating" if ready == 0 else "updating", ready, desired, note, updated)
 

@@ -129,3 +129,19 @@ def test_switching_autoscaling_on_and_off_never_lowers_the_replica_count(
     assert off and set(off) <= {3, 4} and off[-1] == 4, f"while switching off: {sorted(set(off))}"
     assert owns_replicas(live(cluster, "Deployment", "auto") or {}, FIELD_MANAGER)
     converge(fleet, lambda: region_status(fleet, "auto").get("replicas_ready") == 4)
+
+
+@pytest.mark.real_only  # the HPA controller raises the default 1 to minReplicas (the stand-in has none)
+def test_start_after_stop_with_autoscaling_comes_back_at_min_replicas(fleet: Fleet, cluster: Cluster) -> None:
+    """Stopped is 0 replicas; an HPA never scales a target at 0, so ``start`` must not hand 0 over; and
+    the region is not ``running`` until the HPA has brought it to ``minReplicas``."""
+    autoscaling = {"enabled": True, "min_replicas": 2, "max_replicas": 4}
+    spec = parse_spec({"image": "vllm/vllm-openai:v0.6.3", "autoscaling": autoscaling})
+    fleet.store.create(Endpoint.new("auto", spec, [REGION]))
+    converge(fleet, lambda: region_status(fleet, "auto").get("state") == "running")
+    fleet.store.update_desired_state("auto", "stopped")
+    converge(fleet, lambda: (live(cluster, "Deployment", "auto") or {}).get("spec", {}).get("replicas") == 0)
+    fleet.store.update_desired_state("auto", "deploying")
+    converge(fleet, lambda: region_status(fleet, "auto").get("state") == "running")
+    assert (live(cluster, "Deployment", "auto") or {})["spec"]["replicas"] == 2
+    assert region_status(fleet, "auto")["replicas_ready"] == 2

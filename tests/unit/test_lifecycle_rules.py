@@ -88,6 +88,8 @@ def test_no_handover_once_the_hpa_or_the_handover_owns_the_count() -> None:
     handed = live_deployment(managed(FIELD_MANAGER, replicas=False), managed(HANDOVER_MANAGER))
     assert replicas_handover(hpa) is None and replicas_handover(handed) is None
     assert replicas_handover(None) is None
+    stopped = live_deployment(managed(FIELD_MANAGER), replicas=0)  # start after stop: the HPA takes over
+    assert replicas_handover(stopped) is None
     assert not owns_replicas(live_deployment(managed(FIELD_MANAGER, "Update")))  # only an apply counts
 
 

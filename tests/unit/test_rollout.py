@@ -353,3 +353,12 @@ def test_applied_this_cycle_is_updating_and_deleted_waits_for_the_last_object() 
         None,
     )
     assert state(status_report(outcome(COMPLETE, desired_state="deleted"))) == ("deleted", None)
+
+
+def test_an_autoscaled_endpoint_is_running_only_at_min_replicas_at_least() -> None:
+    """A complete rollout of 1 replica while the HPA's minimum is 2: the HPA has not acted yet."""
+    one = {**COMPLETE, "availableReplicas": 1, "readyReplicas": 1, "replicas": 1, "updatedReplicas": 1}
+    primary = ObservedObject.from_object(deployment(one, replicas=1))
+    waiting = status_report(outcome(one, autoscaling_min=2, primary_before=primary))
+    assert waiting is not None and (waiting.state, waiting.replicas_desired) == ("updating", 2)
+    assert state(status_report(outcome(COMPLETE, autoscaling_min=2))) == ("running", None)
