@@ -49,6 +49,7 @@ from gco_tasks.fields import (
     NonEmptyStr,
     NonNegativeInt,
     Quantity,
+    ResourceName,
     Str,
     TolerationKey,
     check_model_source,
@@ -168,8 +169,8 @@ class Toleration(_ItemModel):
 class Resources(_ItemModel):
     """Container resource requests and limits (quantities as strings, e.g. '4Gi')."""
 
-    requests: dict[NonEmptyStr, Quantity] = Field(default_factory=dict)
-    limits: dict[NonEmptyStr, Quantity] = Field(default_factory=dict)
+    requests: dict[ResourceName, Quantity] = Field(default_factory=dict)
+    limits: dict[ResourceName, Quantity] = Field(default_factory=dict)
 
 
 class AutoscalingMetric(_ItemModel):

@@ -251,6 +251,8 @@ def _reconcile_record(
         endpoint = Endpoint.from_item(item)
         desired = desired_objects(endpoint, region, ports.render_options)
     except InvalidEndpointError as exc:
+        if header.desired_state == "deleted":
+            return _tear_down_invalid(ports, header, observed, now)
         # Bad input is data: report it, change nothing in the cluster, delete nothing.
         return _refuse(ports, header, ResultKind.INVALID, str(exc), now)
     if shadowed_by is not None and any(obj["kind"] == "Ingress" for obj in desired):
@@ -277,6 +279,22 @@ def _reconcile_record(
         log.info("%s: every target region is running; desired state deploying -> running", name)
     state = report.state if report else None
     return ReconcileResult(name, result_kind(applied, deleted, error), applied, deleted, state, error)
+
+
+def _tear_down_invalid(
+    ports: ReconcilePorts, header: RecordHeader, observed: list[ObservedObject], now: float
+) -> ReconcileResult:
+    """A record marked deleted (``endpoints delete --force``) that does not validate: its intent is
+    unambiguous, so its objects go and the region reports ``deleting``, then ``deleted`` once they are
+    gone (then the record can be purged)."""
+    plan, _ = plan_around_terminating([], observed)
+    applied, deleted, errors = _carry_out(ports.cluster, plan)
+    error = "; ".join(errors) or None
+    gone = StatusReport("deleting" if observed else "deleted")  # "deleted" once a LIST finds nothing
+    report = StatusReport("error", error=error) if error else gone
+    _report_status(ports, header, report, now)
+    kind = result_kind(applied, deleted, error)
+    return ReconcileResult(header.endpoint_name, kind, applied, deleted, report.state, error)
 
 
 def _refuse(
