@@ -23,6 +23,7 @@ from gco_tasks.reconciler import reconcile
 from .harness import REGION, DynamoWrites, converge, run_cycle, wait_for
 
 CANARY_IMAGE = "vllm/vllm-openai:v0.7.0"
+CANARY_OBJECTS = {("Deployment", "demo-canary"), ("Service", "demo-canary")}
 
 
 def objects(fleet: Fleet, name: str = "demo") -> dict[tuple[str, str], dict[str, Any]]:
@@ -157,8 +158,12 @@ def test_canary_then_promote(fleet: Fleet) -> None:
     assert weights == {"demo": 80, "demo-canary": 20}
     edit(fleet, image=CANARY_IMAGE, canary=None)  # promote: the canary's image becomes the primary's
     run_cycle(fleet)
-    assert ("Service", "demo-canary") not in objects(fleet)
-    wait_for(lambda: ("Deployment", "demo-canary") not in objects(fleet), "the canary's pods to be gone")
+    # Deleted in the foreground: the Deployment stays until its pods are gone, the Service until the
+    # garbage collector has removed its EndpointSlices.
+    wait_for(
+        lambda: not CANARY_OBJECTS & set(objects(fleet)),
+        "the canary's objects, pods and EndpointSlices to go",
+    )
     live = objects(fleet)
     assert container(live[("Deployment", "demo")])["image"] == CANARY_IMAGE
     assert_primary_only_ingress(live[("Ingress", "inference-demo")])
@@ -177,7 +182,7 @@ def test_canary_then_rollback_leaves_primary_only_ingress(fleet: Fleet) -> None:
     assert ("Deployment", "demo-canary") in objects(fleet)
     edit(fleet, canary=None)
     run_cycle(fleet)
-    wait_for(lambda: ("Deployment", "demo-canary") not in objects(fleet), "the canary's pods to be gone")
+    wait_for(lambda: not CANARY_OBJECTS & set(objects(fleet)), "the canary's objects to go (foreground)")
     live = objects(fleet)
     assert container(live[("Deployment", "demo")])["image"] == "vllm/vllm-openai:v0.6.3"
     assert_primary_only_ingress(live[("Ingress", "inference-demo")])
@@ -189,7 +194,7 @@ def test_stop_then_start_with_one_replica(fleet: Fleet) -> None:
     fleet.store.update_desired_state("demo", "stopped")
     results = run_cycle(fleet)
     assert results[0]["state"] == "stopped"
-    wait_for(lambda: ("Deployment", "demo-canary") not in objects(fleet), "the canary's pods to be gone")
+    wait_for(lambda: not CANARY_OBJECTS & set(objects(fleet)), "the canary's objects to go (foreground)")
     live = objects(fleet)
     assert live[("Deployment", "demo")]["spec"]["replicas"] == 0
     assert set(live) == {("Deployment", "demo"), ("Service", "demo")}
