@@ -6,6 +6,9 @@ already holds; only when that rollout is not complete does this read more, throu
 port: one LIST of the Deployment's ReplicaSets (by its ``app`` selector) to find the newest one, and,
 unless that one's pods are all ready, one LIST of its pods (by ``app`` and ``pod-template-hash``).
 So a steady region reads no pods at all, and an unfinished rollout costs two label-selected LISTs.
+One LIST of the pods by the Deployment's selector would not do: it returns old and new pods alike, and
+only the ReplicaSets say which template is the newest (the highest ``deployment.kubernetes.io/revision``,
+which a rollback also moves); the Deployment's own status names no ReplicaSet except in free text.
 
 A refused read (a region whose Role predates the pods/replicasets grant, or the API stand-in, which
 serves neither) is logged and the rollout judged from the Deployment alone: a diagnosis never stops a

@@ -4,13 +4,20 @@ Where it stands in the flow: the heart of it. The ``reconcile_endpoint`` task ca
 name (with the fan-out's snapshot, or without one when called ad hoc); it returns a ``ReconcileResult``,
 the one account of what happened that the task, logs and metrics read. The steps:
 
-1. lock ``gco:<region>:endpoint:<name>`` (skip if another worker holds it);
-2. desired = ``manifests.render_endpoint`` (pure), after the namespace check;
+1. lock ``gco:<region>:endpoint:<name>`` (skip if another worker holds it); a name that cannot be a
+   Kubernetes name is reported on its record and never reaches the API server (``intake``);
+2. desired = ``manifests.render_endpoint`` (pure), after the namespace check; a record whose path
+   equals or shadows an older record's on the shared ALB is refused (``paths``);
 3. observed = the fan-out's snapshot when fresh, else one consistent read and one LIST per kind;
-4. plan = ``plan.plan_changes`` (pure), less the Ingress while the watchdog withholds it;
-5. apply, then delete, object by object: a permanent refusal of one object is collected and the others
-   still go ahead; a transient failure propagates (the task retries the whole, idempotent, reconcile);
-6. report ``region_status`` through ``status`` (pure rules), and promote ``deploying`` -> ``running``.
+4. plan = ``plan.plan_changes`` (pure) over the objects not being deleted (``teardown``), less the
+   Ingress while the watchdog withholds it; an object it would create that exists without our labels
+   is refused, not taken over (``ownership``: a GET per object to create);
+5. apply, then delete, object by object (an HPA no longer wanted first, ``spec.replicas`` handed to the
+   HPA's side before a Deployment stops setting it: ``handover``): a permanent refusal of one object is
+   collected and the others still go ahead; a transient failure propagates (the task retries the
+   whole, idempotent, reconcile);
+6. report ``region_status`` through ``status`` (pure rules; an unfinished rollout's newest pods are
+   read to say why: ``diagnosis``), and promote ``deploying`` -> ``running``.
 
 Idempotent: safe to run any number of times, concurrently, late or after a crash. I/O goes through the
 narrow ports of ``ReconcilePorts`` only.
