@@ -282,7 +282,7 @@ def _reconcile_record(
     report = status_report(outcome_of(endpoint, region, observed, plan, error, notes, rollouts))
     _report_status(ports, header, report, now, cleaned=not error and not observed)
     due = promotion_due(header, region, report)
-    if due and ports.store.promote_if_deploying(name, updated_at=header.updated_at):
+    if due and ports.store.promote_if_deploying(name, updated_at=header.updated_at, region=region):
         log.info("%s: every target region is running; desired state deploying -> running", name)
     state = report.state if report else None
     return ReconcileResult(name, result_kind(applied, deleted, error), applied, deleted, state, error)
