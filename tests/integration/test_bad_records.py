@@ -12,8 +12,6 @@ all). The fan-out itself must never fail. Runs on both servers (``[standin]`` an
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,33 +32,12 @@ from gco_tasks.plan import endpoint_name_of
 from gco_tasks.reconciler import reconcile
 
 from .harness import REGION, wait_for
+from .test_fleet_worker import REDIS_KEYS, app_configured
 
 GOOD = ("good-a", "good-b")
-REDIS_KEYS = ("broker_url", "result_backend", "redbeat_redis_url")
 
 
 # --------------------------------------------------------------------------- the worker
-
-
-def _drop_connections() -> None:
-    """Forget the pools the app built from the configuration of the moment."""
-    app._pool = None
-    app.amqp._producer_pool = None
-    app._backend_cache = None
-    app._local = threading.local()
-
-
-@contextlib.contextmanager
-def app_configured(**values: Any) -> Iterator[None]:
-    """The global app pointed at the test's Redis, then given back exactly as it was."""
-    saved = {key: app.conf[key] for key in values}
-    app.conf.update(values)
-    _drop_connections()
-    try:
-        yield
-    finally:
-        app.conf.update(saved)
-        _drop_connections()
 
 
 @pytest.fixture()
