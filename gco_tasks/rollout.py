@@ -233,15 +233,19 @@ def _statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _problem(status: Mapping[str, Any]) -> tuple[tuple[str, str], str] | None:
+    """What stops one container, in words that stay the same while it lasts (a changing text would be
+    a new status write each cycle): the kubelet alternates ErrImagePull and ImagePullBackOff, and a
+    crashing container is briefly running between its back-offs."""
     waiting = (status.get("state") or {}).get("waiting") or {}
     reason = str(waiting.get("reason") or "")
     name, image = str(status.get("name") or "?"), str(status.get("image") or "?")
     if reason in PULL_REASONS:
-        return ("pull", image), reason
-    if reason == CRASH_REASON:
-        last = ((status.get("lastState") or {}).get("terminated") or {}).get("exitCode")
+        return ("pull", image), "ImagePullBackOff" if reason == "ErrImagePull" else reason
+    last = ((status.get("lastState") or {}).get("terminated") or {}).get("exitCode")
+    crashed = bool(last) and int(status.get("restartCount") or 0) > 0 and not status.get("ready")
+    if reason == CRASH_REASON or crashed:
         exit_code = f", last exit code {last}" if last is not None else ""
-        return ("crash", f"{name} (image {image})"), f"{reason}{exit_code}"
+        return ("crash", f"{name} (image {image})"), f"{CRASH_REASON}{exit_code}"
     if reason in START_REASONS:
         message = _short(str(waiting.get("message") or ""))
         return ("start", name), f"{reason}: {message}" if message else reason

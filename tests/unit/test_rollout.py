@@ -273,6 +273,34 @@ def test_crash_loops_and_config_errors_name_the_container() -> None:
     )
 
 
+def test_the_words_stay_the_same_while_the_problem_lasts() -> None:
+    """The kubelet alternates ErrImagePull and ImagePullBackOff, and a crashing container runs briefly
+    between back-offs: the reason must not change with them (each change would be a status write)."""
+    err = pod("web-5", containerStatuses=waiting("ErrImagePull", "rpc error: not found"))
+    assert pod_problems([err]) == pod_problems([PULLING])
+    between = pod(
+        "web-6",
+        "Running",
+        containerStatuses=[
+            {
+                "name": "inference",
+                "image": "example/crashloop:1",
+                "ready": False,
+                "restartCount": 4,
+                "state": {"running": {"startedAt": "2026-11-29T21:53:11Z"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+            }
+        ],
+    )
+    assert pod_problems([between]) == (
+        "container inference (image example/crashloop:1) keeps crashing on 1 of 1 new pods "
+        "(CrashLoopBackOff, last exit code 1)"
+    )
+    recovered = {**between, "status": {**between["status"]}}
+    recovered["status"]["containerStatuses"] = [{**between["status"]["containerStatuses"][0], "ready": True}]
+    assert pod_problems([recovered]) is None
+
+
 def test_the_model_sync_init_container_counts_too_and_terminating_pods_do_not() -> None:
     syncing = pod(
         "web-3",
@@ -285,7 +313,7 @@ def test_the_model_sync_init_container_counts_too_and_terminating_pods_do_not() 
         ],
     )
     assert pod_problems([syncing]) == (
-        "image public.ecr.aws/aws-cli/aws-cli:bad cannot be pulled on 1 of 1 new pods (ErrImagePull)"
+        "image public.ecr.aws/aws-cli/aws-cli:bad cannot be pulled on 1 of 1 new pods (ImagePullBackOff)"
     )
     leaving = {**PULLING, "metadata": {**PULLING["metadata"], "deletionTimestamp": "2026-11-29T21:53:11Z"}}
     assert pod_problems([leaving]) is None and pod_problems([]) is None
