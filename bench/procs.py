@@ -125,6 +125,9 @@ class ProcServices:
             "KUBECONFIG": str(self.kubeconfig),
             "WORKER_HEARTBEAT_FILE": str(self.workdir / "worker.heartbeat"),
             "METRICS_PORT": "0",
+            # moto answers a 1 MB Scan page of a 10,000-record table in several seconds (DynamoDB in well
+            # under one): the production bound of 5 s would time the fan-out's Scan out here
+            "DYNAMODB_READ_TIMEOUT_SECONDS": "120",
             **settings,
         }
 

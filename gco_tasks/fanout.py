@@ -21,6 +21,8 @@ from typing import Any, Protocol
 from gco_tasks import conventions as names
 from gco_tasks.config import Settings
 from gco_tasks.endpoints import RecordHeader
+from gco_tasks.intake import travels_as_json
+from gco_tasks.paths import shadowed_paths
 from gco_tasks.plan import ObservedObject, group_by_endpoint
 from gco_tasks.ports import ClusterReads, FanOutMarks, RecordScan, Sender
 from gco_tasks.status import region_state
@@ -76,14 +78,22 @@ def endpoints_to_send(
 
 
 def make_snapshot(
-    item: Mapping[str, Any] | None, observed: Sequence[ObservedObject], now: float
+    item: Mapping[str, Any] | None,
+    observed: Sequence[ObservedObject],
+    now: float,
+    shadowed_by: str | None = None,
 ) -> dict[str, Any]:
-    """What a reconcile message carries: the record as scanned and the digest of its live objects."""
-    return {
+    """What a reconcile message carries: the record as scanned and the digest of its live objects, and
+    the older endpoint whose path it shadows (``paths``), if any. A record that cannot travel as JSON
+    (DynamoDB sets, binary) travels without its item: the worker reads it itself."""
+    snapshot: dict[str, Any] = {
         "taken_at": now,
-        "item": dict(item) if item is not None else None,
+        "item": dict(item) if item is not None and travels_as_json(item) else None,
         "observed": [o.model_dump(exclude_defaults=True) for o in observed],
     }
+    if shadowed_by is not None:
+        snapshot["shadowed_by"] = shadowed_by
+    return snapshot
 
 
 # --------------------------------------------------------------------------- the cycle
@@ -103,9 +113,13 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
         grouped = group_by_endpoint(ports.cluster.list_objects(names.MANAGED_SELECTOR), set(items))
         wanted = endpoints_to_send(items, grouped, settings.region)
         marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
+        region_items = (
+            item for item in items.values() if RecordHeader.from_item(item).targets(settings.region)
+        )
+        shadowed = shadowed_paths(region_items)
         sent = [name for name in wanted if marks[name]]
         for name in sent:
-            send(name, make_snapshot(items.get(name), grouped.get(name, []), now))
+            send(name, make_snapshot(items.get(name), grouped.get(name, []), now, shadowed.get(name)))
         pending = len(wanted) - len(sent)
         log.info("fan-out %s: %d sent, %d already pending", settings.region, len(sent), pending)
         orphans = sorted(set(grouped) - set(items))

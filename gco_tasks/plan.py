@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gco_tasks import conventions as names
 from gco_tasks.manifests import object_key
+from gco_tasks.rollout import RolloutDigest
 
 
 class ObservedObject(BaseModel):
@@ -40,6 +41,10 @@ class ObservedObject(BaseModel):
     updated_replicas: int = 0
     generation: int = 0
     observed_generation: int = 0
+    #: A Deployment's rollout state (``rollout.assess`` judges it).
+    rollout: RolloutDigest | None = None
+    #: Being deleted (``deletionTimestamp`` set: finalizers or dependents still hold it).
+    deleting: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -57,6 +62,7 @@ class ObservedObject(BaseModel):
             "canary": labels.get(names.CANARY_LABEL) == "true"
             or metadata["name"].endswith(names.CANARY_SUFFIX),
             "generation": int(metadata.get("generation") or 0),
+            "deleting": bool(metadata.get("deletionTimestamp")),
         }
         if obj["kind"] == "Deployment":
             spec = obj.get("spec") or {}
@@ -66,6 +72,7 @@ class ObservedObject(BaseModel):
                 ready_replicas=int(status.get("readyReplicas") or 0),
                 updated_replicas=int(status.get("updatedReplicas") or 0),
                 observed_generation=int(status.get("observedGeneration") or 0),
+                rollout=RolloutDigest.from_deployment(obj),
             )
         return cls.model_validate(digest)
 
