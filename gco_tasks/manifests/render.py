@@ -56,8 +56,10 @@ def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> 
 
 def content_hash(obj: Mapping[str, Any]) -> str:
     """sha256 of the object's canonical JSON, leaving out the hash annotation itself (an annotations map
-    left empty by that counts as absent), so a rendered object and its hash-less twin hash the same."""
-    content = copy.deepcopy(dict(obj))
+    left empty by that counts as absent), so a rendered object and its hash-less twin hash the same. Env
+    vars count by name, not order (they are rendered in the record's order, which DynamoDB does not
+    promise to keep)."""
+    content = _env_sorted(copy.deepcopy(dict(obj)))
     metadata = content.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("annotations"), dict):
         annotations = {k: v for k, v in metadata["annotations"].items() if k != names.HASH_ANNOTATION}
@@ -67,6 +69,20 @@ def content_hash(obj: Mapping[str, Any]) -> str:
         content["metadata"] = metadata
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _env_sorted(node: Any) -> Any:
+    """``node`` with every ``env`` list sorted by name (in place, on a copy)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "env" and isinstance(value, list):
+                value.sort(key=lambda var: str(var.get("name")) if isinstance(var, dict) else "")
+            else:
+                _env_sorted(value)
+    elif isinstance(node, list):
+        for value in node:
+            _env_sorted(value)
+    return node
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:
