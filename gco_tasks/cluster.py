@@ -210,6 +210,37 @@ class ClusterGateway:
             raise ApiException(http_resp=response)
         return response
 
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        """``kind/name`` as the API server has it now; None when absent (404). A reconcile whose fan-out
+        snapshot is stale reads its own objects this way (a few GETs by name, never LISTs)."""
+        spec, api = self._api(kind)
+        method = getattr(api, f"read_namespaced_{spec.suffix}")
+        try:
+            found = self._call(f"get {kind}/{name}", PermanentClusterError, method, name, self.namespace)
+        except PermanentClusterError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = found
+        result["kind"] = kind
+        return result
+
+    def patch_json(self, kind: str, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
+        """A JSON patch (RFC 6902) of ``kind/name``: the hand-over of GCO's field ownership
+        (``cutover.migration_patch``). A 409 (the object changed since it was read: the patch's
+        resourceVersion guard) is transient: the reconcile is retried on a fresh read."""
+        spec, api = self._api(kind)
+        method = getattr(api, f"patch_namespaced_{spec.suffix}")
+        try:
+            result: dict[str, Any] = self._call(
+                f"patch {kind}/{name}", PermanentClusterError, method, name, self.namespace, patch
+            )
+        except PermanentClusterError as exc:
+            if exc.status == 409:
+                raise TransientClusterError(str(exc), exc.status) from exc
+            raise
+        return result
+
     def delete(self, kind: str, name: str) -> bool:
         """Delete ``kind/name``; False when it was already gone (404 is success for a delete)."""
         spec, api = self._api(kind)

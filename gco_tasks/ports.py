@@ -34,7 +34,19 @@ class ClusterWrites(Protocol):
     def delete(self, kind: str, name: str) -> bool: ...
 
 
-class Cluster(ClusterReads, ClusterWrites, Protocol):
+class ObjectReads(Protocol):
+    """One object by name (None when absent): a reconcile reads its own objects this way."""
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None: ...
+
+
+class ObjectPatches(Protocol):
+    """A JSON patch of one object (the hand-over of GCO's field ownership)."""
+
+    def patch_json(self, kind: str, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+
+class Cluster(ClusterReads, ClusterWrites, ObjectReads, ObjectPatches, Protocol):
     """Reads and writes of the region's inference objects."""
 
 
@@ -81,6 +93,8 @@ class FanOutMarks(Protocol):
     def fan_out_lock(self, ttl_seconds: float) -> AbstractContextManager[bool]: ...
 
     def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]: ...
+
+    def withheld(self) -> set[str]: ...
 
 
 class Withheld(Protocol):

@@ -6,10 +6,13 @@ the one account of what happened that the task, logs and metrics read. The steps
 
 1. lock ``gco:<region>:endpoint:<name>`` (skip if another worker holds it);
 2. desired = ``manifests.render_endpoint`` (pure), after the namespace check;
-3. observed = the fan-out's snapshot when fresh, else one consistent read and one LIST per kind;
-4. plan = ``plan.plan_changes`` (pure), less the Ingress while the watchdog withholds it;
-5. apply, then delete, object by object: a permanent refusal of one object is collected and the others
-   still go ahead; a transient failure propagates (the task retries the whole, idempotent, reconcile);
+3. the record, always by one consistent read (a message only hints: ``observe.Hint``), and the live
+   objects: the fan-out's digests where they can be trusted, else read by name (``observe``);
+4. plan = ``plan.plan_changes`` (pure: missing, changed or drifted objects), less the Ingress while the
+   watchdog withholds it;
+5. apply, then delete, object by object (an object GCO's monitor made is handed over first:
+   ``adoption``): a permanent refusal of one object is collected and the others still go ahead; a
+   transient failure propagates (the task retries the whole, idempotent, reconcile);
 6. report ``region_status`` through ``status`` (pure rules), and promote ``deploying`` -> ``running``.
 
 Idempotent: safe to run any number of times, concurrently, late or after a crash. I/O goes through the
@@ -20,19 +23,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
-from gco_tasks import conventions as names
+from gco_tasks.adoption import hand_over
 from gco_tasks.config import Settings
 from gco_tasks.endpoints import Endpoint, InvalidEndpointError, RecordHeader, RegionStatus
 from gco_tasks.errors import PermanentError
 from gco_tasks.manifests import RenderOptions, object_key, render_endpoint
-from gco_tasks.plan import ObservedObject, Plan, apply_withholding, group_by_endpoint, plan_changes
+from gco_tasks.observe import Hint, candidate_keys, observe, parse_hint, read_digests
+from gco_tasks.plan import ObservedObject, Plan, Withholding, apply_withholding, plan_changes
 from gco_tasks.ports import Cluster, EndpointLocks, RecordRead, StatusReports, Withheld
 from gco_tasks.status import (
     StatusAction,
@@ -135,19 +139,6 @@ def result_kind(applied: Sequence[str], deleted: Sequence[str], error: str | Non
 # --------------------------------------------------------------------------- pure decisions
 
 
-def snapshot_inputs(
-    snapshot: Mapping[str, Any] | None, now: float, max_age_seconds: float
-) -> tuple[dict[str, Any], list[ObservedObject]] | None:
-    """The fan-out's snapshot as (record, observed) when it is fresh (``max_age_seconds`` old at most)
-    and names a record; None means read both now."""
-    if snapshot is None or snapshot.get("item") is None:
-        return None
-    if now - float(snapshot.get("taken_at", 0)) > max_age_seconds:
-        return None
-    observed = [ObservedObject.model_validate(o) for o in snapshot.get("observed", [])]
-    return dict(snapshot["item"]), observed
-
-
 def desired_objects(endpoint: Endpoint, region: str, options: RenderOptions) -> list[dict[str, Any]]:
     """What should exist in ``region`` for ``endpoint``. Raises ``InvalidEndpointError`` for a record this
     fleet cannot serve: one in a namespace other than the one it manages (``options.namespace``)."""
@@ -167,25 +158,19 @@ def desired_objects(endpoint: Endpoint, region: str, options: RenderOptions) -> 
 def reconcile(
     ports: ReconcilePorts, name: str, snapshot: Mapping[str, Any] | None = None, now: float | None = None
 ) -> ReconcileResult:
-    """Make the region's objects for ``name`` match its record and report status."""
+    """Make the region's objects for ``name`` match its record and report status. ``snapshot`` is the
+    fan-out's hint (``observe.Hint``); the record is read from the table whatever it says."""
     now = time.time() if now is None else now
     ports.state.clear_pending(name)
     ttl = ports.settings.task_time_limit_seconds + 30
     with ports.state.endpoint_lock(name, ttl_seconds=ttl) as acquired:
         if not acquired:
             return ReconcileResult(name, ResultKind.SKIPPED_LOCKED, skipped="locked by another worker")
-        inputs = snapshot_inputs(snapshot, now, ports.settings.reconcile_interval_seconds)
-        item, observed = inputs if inputs is not None else observe_endpoint(ports, name)
+        hint = parse_hint(snapshot)
+        item = ports.store.get_item(name)  # consistent: the table decides, never the message
         if item is None:
-            return _remove_orphan(ports, name, observed)
-        return _reconcile_record(ports, name, item, observed, now)
-
-
-def observe_endpoint(ports: ReconcilePorts, name: str) -> tuple[dict[str, Any] | None, list[ObservedObject]]:
-    """Read one endpoint's record (consistent read) and its live objects (one LIST per kind) now."""
-    item = ports.store.get_item(name)
-    objects = ports.cluster.list_objects(names.endpoint_selector(name))
-    return item, group_by_endpoint(objects, {name}).get(name, [])
+            return _remove_orphan(ports, name, read_digests(ports.cluster, candidate_keys(name), name, []))
+        return _reconcile_record(ports, name, item, hint, now)
 
 
 def _remove_orphan(ports: ReconcilePorts, name: str, observed: list[ObservedObject]) -> ReconcileResult:
@@ -200,7 +185,7 @@ def _remove_orphan(ports: ReconcilePorts, name: str, observed: list[ObservedObje
 
 
 def _reconcile_record(
-    ports: ReconcilePorts, name: str, item: dict[str, Any], observed: list[ObservedObject], now: float
+    ports: ReconcilePorts, name: str, item: dict[str, Any], hint: Hint | None, now: float
 ) -> ReconcileResult:
     header = RecordHeader.from_item(item)
     region = ports.settings.region
@@ -213,11 +198,18 @@ def _reconcile_record(
         return ReconcileResult(name, ResultKind.INVALID, state="error", error=str(exc))
     withheld = any(obj["kind"] == "Ingress" for obj in desired) and ports.state.is_withheld(name)
     threshold = ports.settings.inference_unhealthy_threshold_seconds
-    withholding = apply_withholding(name, desired, observed, withheld, threshold)
+
+    def planned(observed: list[ObservedObject]) -> tuple[Withholding, Plan]:
+        withholding = apply_withholding(name, desired, observed, withheld, threshold)
+        return withholding, plan_changes(withholding.desired, observed)
+
+    fresh = hint is not None and hint.is_fresh(now, ports.settings.reconcile_interval_seconds)
+    observed = observe(ports.cluster, name, desired, hint, fresh, lambda seen: planned(seen)[1])
+    withholding, plan = planned(observed)
     if withholding.release:
         ports.state.release([name])
-    plan = plan_changes(withholding.desired, observed)
-    applied, deleted, errors = _carry_out(ports.cluster, plan)
+    legacy = {o.key for o in observed if o.legacy}
+    applied, deleted, errors = _carry_out(ports.cluster, plan, legacy)
     error = "; ".join(errors) or None
     report = status_report(outcome_of(endpoint, region, observed, plan, error, withholding.notes))
     _report_status(ports, header, report, now, cleaned=not error)
@@ -227,11 +219,14 @@ def _reconcile_record(
     return ReconcileResult(name, result_kind(applied, deleted, error), applied, deleted, state, error)
 
 
-def _carry_out(cluster: Cluster, plan: Plan) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
-    """Apply, then delete, object by object. A permanent failure (e.g. 422) of one object is collected
-    and the others still go ahead; a transient one propagates. Returns (applied, deleted, errors)."""
+def _carry_out(
+    cluster: Cluster, plan: Plan, legacy: Collection[tuple[str, str]] = ()
+) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
+    """Apply (after the hand-over of what GCO's monitor owns, for the ``legacy`` keys), then delete,
+    object by object. A permanent failure (e.g. 422) of one object is collected and the others still go
+    ahead; a transient one propagates. Returns (applied, deleted, errors)."""
     steps: list[tuple[str, str, Callable[[], object]]] = [
-        ("apply", f"{kind}/{name}", partial(cluster.apply, obj))
+        ("apply", f"{kind}/{name}", partial(_apply, cluster, obj, (kind, name) in legacy))
         for (kind, name), obj in zip(map(object_key, plan.apply), plan.apply, strict=True)
     ]
     steps += [("delete", f"{kind}/{name}", partial(cluster.delete, kind, name)) for kind, name in plan.delete]
@@ -245,6 +240,12 @@ def _carry_out(cluster: Cluster, plan: Plan) -> tuple[tuple[str, ...], tuple[str
         else:
             done[verb].append(key)
     return tuple(done["apply"]), tuple(done["delete"]), errors
+
+
+def _apply(cluster: Cluster, obj: dict[str, Any], legacy: bool) -> object:
+    if legacy:
+        hand_over(cluster, obj)
+    return cluster.apply(obj)
 
 
 def _report_status(

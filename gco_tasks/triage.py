@@ -1,0 +1,166 @@
+"""Which endpoints need a reconcile this cycle: the fan-out's decision, made with the reconciler's own
+pure rules, so that a steady cycle sends nothing.
+
+Where it stands in the flow: inside ``fan_out``, between its reads (one Scan, one LIST per kind) and its
+messages. For each endpoint it renders the record (``reconciler.desired_objects``), digests the live
+objects against it (``drift.digests``), applies the watchdog's rule and plans (``plan``), and predicts
+the status report (``status``), exactly as a reconcile would, and sends a message only when:
+
+- the plan is not empty: an object is missing, changed (the record changed), drifted (a hand edit), still
+  co-owned by GCO's monitor, or not wanted any more (a canary after promote, a removed region);
+- the watchdog's withholding ends (the primary is ready again);
+- the status the region would report differs from the one the record holds, or its entry must go;
+- a rollout is in progress (``creating``/``updating``): only a reconcile can tell a rollout that
+  progresses from one that is stuck (it may read the pods);
+- the record is invalid and its ``error`` status is not written yet;
+- the endpoint's resync slot comes round (``resync_due``): every endpoint once every ``resync_cycles``
+  cycles, spread over the fleet by a stable hash of its name. That reconcile also writes the status
+  heartbeat, so heartbeats are spread too; a status older than twice that period is sent at once.
+
+Pure: the clock comes in as ``now``; the result is a reason (for the message and the logs) or None.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gco_tasks.drift import digests
+from gco_tasks.endpoints import Endpoint, InvalidEndpointError, RecordHeader, RegionStatus
+from gco_tasks.manifests import RenderOptions
+from gco_tasks.plan import ObservedObject, Plan, apply_withholding, plan_changes
+from gco_tasks.reconciler import desired_objects
+from gco_tasks.status import (
+    StatusAction,
+    StatusReport,
+    outcome_of,
+    status_action,
+    status_needs_write,
+    status_report,
+)
+
+#: Region states of a rollout that has not finished: a reconcile looks again every cycle.
+ROLLING: frozenset[str] = frozenset({"creating", "updating"})
+#: "Never" for ``status_needs_write``'s heartbeat: asks whether the report itself changed.
+_NO_HEARTBEAT = 10**9
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """What every endpoint's triage in one fan-out shares."""
+
+    region: str
+    options: RenderOptions
+    now: float
+    interval_seconds: int
+    heartbeat_seconds: int
+    unhealthy_threshold_seconds: int
+    withheld: frozenset[str] = frozenset()
+
+    @property
+    def resync_cycles(self) -> int:
+        """Every endpoint is resynced once every this many cycles: just over a heartbeat period, so the
+        resync finds its heartbeat due and writes it."""
+        return math.ceil(self.heartbeat_seconds / self.interval_seconds) + 1
+
+    @property
+    def resync_period_seconds(self) -> int:
+        return self.resync_cycles * self.interval_seconds
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One endpoint's triage: why it needs a reconcile (None: it does not), and the digests of its live
+    objects that the message carries as its hint."""
+
+    reason: str | None
+    observed: tuple[ObservedObject, ...] = ()
+
+
+def resync_due(name: str, now: float, interval_seconds: int, cycles: int) -> bool:
+    """Whether this cycle is ``name``'s resync slot: cycle number (``now`` in intervals) modulo
+    ``cycles`` equals a stable hash of the name modulo ``cycles`` (crc32: the same in every process)."""
+    if cycles <= 1:
+        return True
+    return int(now // interval_seconds) % cycles == zlib.crc32(name.encode()) % cycles
+
+
+def triage(
+    cycle: Cycle, name: str, item: Mapping[str, Any] | None, live: Sequence[Mapping[str, Any]]
+) -> Verdict:
+    """Whether endpoint ``name`` (its scanned record, or None, and its live objects) needs a reconcile."""
+    if item is None:
+        return Verdict("orphan" if live else None, tuple(digests(live, [])))
+    header = RecordHeader.from_item(item)
+    try:
+        endpoint = Endpoint.from_item(item)
+        desired = desired_objects(endpoint, cycle.region, cycle.options)
+    except InvalidEndpointError as exc:
+        reason = _status_reason(cycle, header, StatusReport("error", error=str(exc)))
+        return Verdict(reason, tuple(digests(live, [])))
+    observed = digests(live, desired)
+    reason = _work_reason(cycle, endpoint, header, desired, observed)
+    if reason is None and resync_due(name, cycle.now, cycle.interval_seconds, cycle.resync_cycles):
+        reason = "resync"
+    return Verdict(reason, tuple(observed))
+
+
+def _work_reason(
+    cycle: Cycle,
+    endpoint: Endpoint,
+    header: RecordHeader,
+    desired: list[dict[str, Any]],
+    observed: list[ObservedObject],
+) -> str | None:
+    name = endpoint.endpoint_name
+    withheld = name in cycle.withheld and any(obj["kind"] == "Ingress" for obj in desired)
+    withholding = apply_withholding(name, desired, observed, withheld, cycle.unhealthy_threshold_seconds)
+    if withholding.release:
+        return "watchdog-release"
+    plan = plan_changes(withholding.desired, observed)
+    if not plan.is_empty:
+        return plan_reason(plan, observed)
+    outcome = outcome_of(endpoint, cycle.region, observed, plan, None, withholding.notes)
+    return _status_reason(cycle, header, status_report(outcome))
+
+
+def plan_reason(plan: Plan, observed: Sequence[ObservedObject]) -> str:
+    """A word for why a plan is not empty: ``drift``, ``adopt`` (GCO's monitor co-owns an object),
+    ``change`` (a record change or a missing object), or ``delete``."""
+    live = {o.key: o for o in observed}
+    keys = [(str(obj["kind"]), str(obj["metadata"]["name"])) for obj in plan.apply]
+    if any(key in live and live[key].drift for key in keys):
+        return "drift"
+    if any(key in live and live[key].legacy for key in keys):
+        return "adopt"
+    return "change" if keys else "delete"
+
+
+def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | None) -> str | None:
+    """Why the status needs a reconcile: its entry must go, the report changed, a rollout is in
+    progress, or the last write is overdue (its resync slot was missed)."""
+    region = cycle.region
+    action = status_action(header, region, report)
+    if action is StatusAction.REMOVE:
+        return "status-entry"
+    if action is StatusAction.KEEP or report is None:
+        return None
+    status = RegionStatus(
+        state=report.state,
+        replicas_ready=report.replicas_ready,
+        replicas_desired=report.replicas_desired,
+        error=report.error,
+    )
+    previous = header.region_status.get(region)
+    moment = datetime.fromtimestamp(cycle.now, UTC)
+    if status_needs_write(status, previous, moment, _NO_HEARTBEAT):
+        return "status"
+    if report.state in ROLLING:
+        return "rollout"
+    if status_needs_write(status, previous, moment, 2 * cycle.resync_period_seconds):
+        return "heartbeat"
+    return None
