@@ -63,9 +63,7 @@ class Cycle:
 
     @property
     def resync_cycles(self) -> int:
-        """Every endpoint is resynced once every this many cycles: just over a heartbeat period, so the
-        resync finds its heartbeat due and writes it."""
-        return math.ceil(self.heartbeat_seconds / self.interval_seconds) + 1
+        return resync_cycles(self.heartbeat_seconds, self.interval_seconds)
 
     @property
     def resync_period_seconds(self) -> int:
@@ -79,6 +77,12 @@ class Verdict:
 
     reason: str | None
     observed: tuple[ObservedObject, ...] = ()
+
+
+def resync_cycles(heartbeat_seconds: int, interval_seconds: int) -> int:
+    """Every endpoint is resynced once every this many cycles: just over a heartbeat period, so the
+    resync finds its heartbeat due and writes it."""
+    return math.ceil(heartbeat_seconds / interval_seconds) + 1
 
 
 def resync_due(name: str, now: float, interval_seconds: int, cycles: int) -> bool:

@@ -23,8 +23,8 @@ from gco_tasks.conventions import endpoint_selector
 from gco_tasks.endpoints import Endpoint, parse_spec
 from gco_tasks.errors import ReconcileFailed
 from gco_tasks.fleet import Fleet
-from gco_tasks.plan import plan_changes
 from gco_tasks.observe import candidate_keys, read_digests
+from gco_tasks.plan import plan_changes
 from gco_tasks.reconciler import desired_objects, reconcile
 
 from .harness import REGION, run_cycle
