@@ -13,7 +13,8 @@ do not:
   and not in the future); when it is stale it is read by name first (it may have drifted since);
 - what the hint cannot be trusted for is always read by name: every object the plan would delete (so a
   forged digest cannot delete anything: only objects with our name and labels are deleted) and the
-  primary Deployment unless it is applied (its status is what the region reports).
+  primary Deployment (its replica counts are what the region reports: a forged digest must not make a
+  region look ready). That one GET is the whole cost of a message for an endpoint already in sync.
 
 Without a hint (an ad hoc reconcile, or a hint that does not parse) every object the endpoint can have
 is read by name: at most six GETs, never a LIST. I/O through the ``ObjectReads`` port only.
@@ -148,9 +149,7 @@ def observe(
     hinted = list({o.key: o for o in hint.observed if o.key in allowed}.values())
     plan = planner(hinted)
     applied = {object_key(obj) for obj in plan.apply}
-    verify = set(plan.delete)
-    if ("Deployment", name) not in applied:
-        verify.add(("Deployment", name))  # the status reports it: never taken on trust
+    verify = {*plan.delete, ("Deployment", name)}  # the status reports the primary: never on trust
     if not fresh:
         verify |= {o.key for o in hinted} - applied
     kept = [o for o in hinted if o.key not in verify]
