@@ -124,7 +124,7 @@ def test_forged_digests_can_neither_delete_nor_report_readiness(
         ],
     }
     outcome = send(fleet, "victim", snapshot)
-    assert core.read_namespaced_service("victim-canary", NAMESPACE).metadata.labels == {"team": "x"}
+    assert core.read_namespaced_service("victim-canary", NAMESPACE).metadata.labels == {"team": "other"}
     assert "delete Service/victim-canary" not in outcome["actions"]
     status = (fleet.store.get_item("victim") or {})["region_status"][REGION]
     assert status["replicas_ready"] <= 2 and status["state"] != "running", status
