@@ -27,6 +27,7 @@ Pure: managed-fields lists in, a list or a patch out. FieldsV1 sets are nested d
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -161,3 +162,92 @@ def without_path(fields: Mapping[str, Any], path: Sequence[str]) -> FieldSet:
     else:
         del result[head]
     return result
+
+
+# --------------------------------------------------------------------------- what a hand-over removes
+
+
+FieldPath = tuple[str, ...]
+
+
+def member_paths(fields: Mapping[str, Any], prefix: FieldPath = ()) -> set[FieldPath]:
+    """The members of a FieldsV1 set: every field, list item or map a manager owns, as a path of
+    ``f:``/``k:``/``v:``/``i:`` steps (a node owned in itself carries ``.``; a leaf is an empty node)."""
+    members: set[FieldPath] = set()
+    for step, child in fields.items():
+        if step == ".":
+            continue
+        path = (*prefix, step)
+        if not child or "." in child:
+            members.add(path)
+        members |= member_paths(child or {}, path)
+    return members
+
+
+def handover_removals(
+    obj: Mapping[str, Any],
+    manager: str = names.FIELD_MANAGER,
+    legacy_managers: Iterable[str] = LEGACY_FIELD_MANAGERS,
+    keep_unowned: Iterable[tuple[str, ...]] = (),
+) -> list[FieldPath]:
+    """What the first apply after the hand-over removes from ``obj`` (an object as an apply of ours left
+    it, legacy entries still there): the members only GCO's monitor owned, less ``keep_unowned``. This is what server-side apply removes once those members are ours and our
+    configuration does not set them: ``gco-tasks diff`` shows it before the cut-over. Shallowest first:
+    a removed list item takes its fields with it (they could not be found by its key afterwards)."""
+    entries = (obj.get("metadata") or {}).get("managedFields") or []
+    managers = tuple(legacy_managers)
+    legacy: set[FieldPath] = set()
+    kept: set[FieldPath] = set()
+    for entry in entries:
+        members = member_paths(entry.get("fieldsV1") or {})
+        if is_legacy_entry(entry, managers):
+            legacy |= members
+        else:
+            kept |= members
+    kept_prefixes = {path[:i] for path in kept for i in range(1, len(path) + 1)}
+    unowned = {tuple(path) for path in keep_unowned}
+    removed = [
+        path for path in legacy if path not in kept_prefixes and not any(path[: len(u)] == u for u in unowned)
+    ]
+    return sorted(removed, key=lambda path: (len(path), path))
+
+
+def without_fields(obj: Mapping[str, Any], paths: Iterable[FieldPath]) -> dict[str, Any]:
+    """A copy of ``obj`` less the members at ``paths`` (absent ones are ignored)."""
+    result: dict[str, Any] = copy.deepcopy(dict(obj))
+    for path in paths:
+        _remove(result, path)
+    return result
+
+
+def _remove(node: Any, path: FieldPath) -> None:
+    parent = node
+    for step in path[:-1]:
+        parent = _child(parent, step)
+        if parent is None:
+            return
+    last = path[-1]
+    if isinstance(parent, dict) and last.startswith("f:"):
+        parent.pop(last[2:], None)
+    elif isinstance(parent, list):
+        item = _child(parent, last)
+        if item is not None:
+            parent.remove(item)
+
+
+def _child(node: Any, step: str) -> Any:
+    if isinstance(node, dict) and step.startswith("f:"):
+        return node.get(step[2:])
+    if not isinstance(node, list):
+        return None
+    kind, _, text = step.partition(":")
+    if kind == "i":
+        index = int(text)
+        return node[index] if 0 <= index < len(node) else None
+    wanted = json.loads(text)
+    for item in node:
+        if kind == "v" and item == wanted:
+            return item
+        if kind == "k" and isinstance(item, dict) and all(item.get(k) == v for k, v in wanted.items()):
+            return item
+    return None

@@ -4,7 +4,9 @@ managers are Kubernetes' to decide): objects created exactly as GCO's monitor cr
 owned is left (its stale env var, the old model-sync script's args, the weighted-routing annotation of
 a rolled-back canary), replicas under an HPA never dropped, and no pod restarted where the pod template
 means the same: the number of ReplicaSets per Deployment is unchanged there, and grows by one exactly
-where we deliberately differ (the record's env, the model sync, the canary's root path).
+where we deliberately differ (the record's env, the model sync, the canary's root path). ``gco-tasks
+diff``, run first as the runbook says, predicted all of it: which pods restart, and each object as the
+cut-over left it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from gco_tasks.cli.diff import Change, clean, compute_changes
 from gco_tasks.cutover import LEGACY_FIELD_MANAGERS
 from gco_tasks.endpoints import Endpoint, parse_spec
 from gco_tasks.fleet import Fleet
@@ -98,10 +101,15 @@ def gco_region(fleet: Fleet, cluster: Cluster) -> dict[str, int]:
     return replica_sets(cluster.api_client)
 
 
-def test_adopting_gcos_region_keeps_pods_and_removes_what_gco_owned(fleet: Fleet, cluster: Cluster) -> None:
+def test_adopting_gcos_region_keeps_pods_and_removes_what_gco_owned(
+    fleet: Fleet, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api = cluster.api_client
     before = gco_region(fleet, cluster)
     assert before == {name: 1 for name in deployments(api)}
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    predicted = {c.key: c for name in ENDPOINTS for c in compute_changes(fleet.settings, name, REGION)}
+    assert {name for (kind, name), c in predicted.items() if c.rolls_pods} == ROLLED
     lowest_auto = 2
     deadline = time.monotonic() + 120
     while not adopted(fleet):
@@ -112,6 +120,18 @@ def test_adopting_gcos_region_keeps_pods_and_removes_what_gco_owned(fleet: Fleet
     assert lowest_auto == 2, "replicas under the HPA must never drop"
     assert replica_sets(api) == {name: n + (name in ROLLED) for name, n in before.items()}
     assert_nothing_of_gco_left(api)
+    assert_as_predicted(fleet, predicted)
+
+
+def assert_as_predicted(fleet: Fleet, predicted: dict[tuple[str, str], Change]) -> None:
+    """Each object the diff said would change is now exactly what it showed; nothing is left to do."""
+    for (kind, name), change in predicted.items():
+        live = fleet.cluster.get(kind, name)
+        if change.verb == "delete":
+            assert live is None, (kind, name)
+            continue
+        assert live is not None and clean(live) == change.after, (kind, name)
+    assert [c for name in ENDPOINTS for c in compute_changes(fleet.settings, name, REGION)] == []
 
 
 def adopted(fleet: Fleet) -> bool:
