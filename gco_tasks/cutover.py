@@ -186,14 +186,14 @@ def member_paths(fields: Mapping[str, Any], prefix: FieldPath = ()) -> set[Field
 
 def handover_removals(
     obj: Mapping[str, Any],
-    manager: str = names.FIELD_MANAGER,
     legacy_managers: Iterable[str] = LEGACY_FIELD_MANAGERS,
     keep_unowned: Iterable[tuple[str, ...]] = (),
 ) -> list[FieldPath]:
     """What the first apply after the hand-over removes from ``obj`` (an object as an apply of ours left
-    it, legacy entries still there): the members only GCO's monitor owned, less ``keep_unowned``. This is what server-side apply removes once those members are ours and our
-    configuration does not set them: ``gco-tasks diff`` shows it before the cut-over. Shallowest first:
-    a removed list item takes its fields with it (they could not be found by its key afterwards)."""
+    it, legacy entries still there): the members only GCO's monitor owned, less ``keep_unowned``. That
+    is what server-side apply removes once those members are ours and our configuration does not set
+    them: ``gco-tasks diff`` shows it before the cut-over. Shallowest first: a removed list item takes
+    its fields with it (they could not be found by its key afterwards)."""
     entries = (obj.get("metadata") or {}).get("managedFields") or []
     managers = tuple(legacy_managers)
     legacy: set[FieldPath] = set()

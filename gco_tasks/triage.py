@@ -31,8 +31,8 @@ from typing import Any
 
 from gco_tasks.drift import digests
 from gco_tasks.endpoints import Endpoint, InvalidEndpointError, RecordHeader, RegionStatus
-from gco_tasks.manifests import RenderOptions
-from gco_tasks.plan import ObservedObject, Plan, apply_withholding, plan_changes
+from gco_tasks.manifests import RenderOptions, object_key
+from gco_tasks.plan import ObservedObject, Plan, apply_withholding, desired_hash, plan_changes
 from gco_tasks.reconciler import desired_objects
 from gco_tasks.status import (
     StatusAction,
@@ -133,15 +133,15 @@ def _work_reason(
 
 
 def plan_reason(plan: Plan, observed: Sequence[ObservedObject]) -> str:
-    """A word for why a plan is not empty: ``drift``, ``adopt`` (GCO's monitor co-owns an object),
-    ``change`` (a record change or a missing object), or ``delete``."""
+    """A word for why a plan is not empty: ``change`` (the record changed, or an object is missing),
+    ``adopt`` (GCO's monitor co-owns an object), ``drift`` (a hand edit), or ``delete``."""
     live = {o.key: o for o in observed}
-    keys = [(str(obj["kind"]), str(obj["metadata"]["name"])) for obj in plan.apply]
-    if any(key in live and live[key].drift for key in keys):
-        return "drift"
-    if any(key in live and live[key].legacy for key in keys):
+    pairs = [(live.get(object_key(obj)), obj) for obj in plan.apply]
+    if any(seen is None or seen.desired_hash != desired_hash(obj) for seen, obj in pairs):
+        return "change"
+    if any(seen is not None and seen.legacy for seen, _ in pairs):
         return "adopt"
-    return "change" if keys else "delete"
+    return "drift" if pairs else "delete"
 
 
 def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | None) -> str | None:

@@ -1,6 +1,7 @@
-"""The decisions the rooms make, as pure functions (which endpoints a fan-out sends and what a message's
-hint may be trusted for: tests/unit/test_triage.py and test_observe.py): the namespace check, the watchdog's withholding and releases, when status is written or
-removed, promotion and purge, and the ``ReconcileResult`` a reconcile returns."""
+"""The decisions the rooms make, as pure functions: the namespace check, the watchdog's withholding and
+releases, when status is written or removed, promotion and purge, and the ``ReconcileResult`` a
+reconcile returns. (Which endpoints a fan-out sends, and what a message's hint may be trusted for:
+test_triage.py and test_observe.py.)"""
 
 from __future__ import annotations
 
