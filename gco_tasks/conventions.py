@@ -122,6 +122,10 @@ class RegionKeys:
     def pending(self, name: str) -> str:
         return f"{self.prefix}pending:{name}"
 
+    def cycle(self, number: int) -> str:
+        """Claimed by the first fan-out of a cycle (its resync slots are sent once)."""
+        return f"{self.prefix}cycle:{number}"
+
     @property
     def unready_since(self) -> str:
         return f"{self.prefix}watchdog:unready-since"

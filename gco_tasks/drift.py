@@ -25,7 +25,7 @@ What counts (``differences``): only the fields the rendered object sets, as serv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -58,7 +58,8 @@ DEFAULTS: Final[dict[str, Any]] = {"protocol": "TCP"}
 SKIPPED: Final = frozenset({"apiVersion", "kind", "status"})
 SKIPPED_METADATA: Final = frozenset({"name", "namespace"})
 
-Path = tuple[str, ...]
+#: A path as a chain of (parent, step) pairs: O(1) to extend, joined only when a difference is shown.
+Path = tuple[Any, str]
 
 
 def differences(desired: Mapping[str, Any], live: Mapping[str, Any], limit: int | None = None) -> list[str]:
@@ -70,9 +71,9 @@ def differences(desired: Mapping[str, Any], live: Mapping[str, Any], limit: int 
             continue
         if key == "metadata":
             metadata = {k: v for k, v in (value or {}).items() if k not in SKIPPED_METADATA}
-            _compare(metadata, live.get("metadata"), ("metadata",), found)
+            _compare(metadata, live.get("metadata"), (None, "metadata"), found)
         else:
-            _compare(value, live.get(key), (key,), found)
+            _compare(value, live.get(key), (None, key), found)
         if limit is not None and len(found) >= limit:
             return found[:limit]
     return found
@@ -103,43 +104,44 @@ def digests(live: Iterable[Mapping[str, Any]], desired: Iterable[Mapping[str, An
 def _compare(desired: Any, live: Any, path: Path, found: list[str]) -> None:
     if _empty(desired):
         return  # rendering leaves empty fields out: not ours, whatever the live object has
-    if isinstance(desired, Mapping):
+    if type(desired) is dict:
         _compare_map(desired, live, path, found)
-    elif isinstance(desired, list):
+    elif type(desired) is list:
         _compare_list(desired, live, path, found)
     elif not _same_scalar(desired, live, path):
         found.append(_show(path))
 
 
-def _compare_map(desired: Mapping[str, Any], live: Any, path: Path, found: list[str]) -> None:
-    if not isinstance(live, Mapping):
+def _compare_map(desired: dict[str, Any], live: Any, path: Path, found: list[str]) -> None:
+    if type(live) is not dict:
         found.append(_show(path))
         return
-    if path[-1] in ATOMIC_MAPS:
+    if path[1] in ATOMIC_MAPS:
         extra = [key for key, value in live.items() if key not in desired and not _empty(value)]
         if extra:
             found.append(_show(path))
             return
     for key, value in desired.items():
-        _compare(value, live.get(key, DEFAULTS.get(key)), (*path, key), found)
+        _compare(value, live.get(key, DEFAULTS.get(key)), (path, key), found)
 
 
 def _compare_list(desired: list[Any], live: Any, path: Path, found: list[str]) -> None:
-    if not isinstance(live, list):
+    if type(live) is not list:
         found.append(_show(path))
         return
-    key_of = _merge_key(path[-1])
+    parent, field = path
+    key_of = _merge_key(field)
     if key_of is None:
         if len(desired) != len(live):
             found.append(_show(path))
             return
         for index, (want, have) in enumerate(zip(desired, live, strict=True)):
-            _compare(want, have, (*path[:-1], f"{path[-1]}[{index}]"), found)
+            _compare(want, have, (parent, f"{field}[{index}]"), found)
         return
-    by_key = {key_of(item): item for item in live if isinstance(item, Mapping)}
+    by_key = {key_of(item): item for item in live if type(item) is dict}
     for want in desired:
         key = key_of(want)
-        element = (*path[:-1], f"{path[-1]}[{_show_key(key)}]")
+        element = (parent, f"{field}[{_show_key(key)}]")
         if key not in by_key:
             found.append(_show(element))
         else:
@@ -175,7 +177,13 @@ def _same_scalar(desired: Any, live: Any, path: Path) -> bool:
 
 def _is_quantity(path: Path) -> bool:
     """A quantity: a value in a container's ``resources.requests`` or ``resources.limits``."""
-    return len(path) >= 3 and path[-3] == "resources" and path[-2] in ("requests", "limits")
+    side = path[0]
+    return (
+        side is not None
+        and side[1] in ("requests", "limits")
+        and side[0] is not None
+        and (side[0][1] == "resources")
+    )
 
 
 def _quantity(value: Any) -> Decimal | None:
@@ -187,11 +195,16 @@ def _quantity(value: Any) -> Decimal | None:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str | Mapping | Sequence) and len(value) == 0)
+    return value is None or (type(value) in (str, dict, list) and not value)
 
 
 def _show(path: Path) -> str:
-    return ".".join(path)
+    steps: list[str] = []
+    node: Any = path
+    while node is not None:
+        node, step = node
+        steps.append(step)
+    return ".".join(reversed(steps))
 
 
 def _show_key(key: tuple[str, ...]) -> str:

@@ -131,6 +131,8 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
 
 def _cycle(ports: FanOutPorts, now: float) -> Cycle:
     settings = ports.settings
+    interval = settings.reconcile_interval_seconds
+    first = ports.state.claim_cycle(int(now // interval), ttl_seconds=max(60, 4 * interval))
     return Cycle(
         region=settings.region,
         options=ports.render_options,
@@ -139,4 +141,5 @@ def _cycle(ports: FanOutPorts, now: float) -> Cycle:
         heartbeat_seconds=settings.status_heartbeat_seconds,
         unhealthy_threshold_seconds=settings.inference_unhealthy_threshold_seconds,
         withheld=frozenset(ports.state.withheld()),
+        resyncs=first,
     )

@@ -96,6 +96,8 @@ class FanOutMarks(Protocol):
 
     def withheld(self) -> set[str]: ...
 
+    def claim_cycle(self, cycle: int, ttl_seconds: int) -> bool: ...
+
 
 class Withheld(Protocol):
     """Which endpoints' Ingress the watchdog withholds (read by every reconcile)."""

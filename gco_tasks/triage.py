@@ -14,7 +14,8 @@ the status report (``status``), exactly as a reconcile would, and sends a messag
   progresses from one that is stuck (it may read the pods);
 - the record is invalid and its ``error`` status is not written yet;
 - the endpoint's resync slot comes round (``resync_due``): every endpoint once every ``resync_cycles``
-  cycles, spread over the fleet by a stable hash of its name. That reconcile also writes the status
+  cycles, spread over the fleet by a stable hash of its name (sent by the first fan-out of the
+  interval only: ``Cycle.resyncs``). That reconcile also writes the status
   heartbeat, so heartbeats are spread too; a status older than twice that period is sent at once.
 
 Pure: the clock comes in as ``now``; the result is a reason (for the message and the logs) or None.
@@ -27,13 +28,14 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from gco_tasks.drift import digests
-from gco_tasks.endpoints import Endpoint, InvalidEndpointError, RecordHeader, RegionStatus
+from gco_tasks.endpoints import Endpoint, RecordHeader, RegionStatus
 from gco_tasks.manifests import RenderOptions, object_key
 from gco_tasks.plan import ObservedObject, Plan, apply_withholding, desired_hash, plan_changes
-from gco_tasks.reconciler import desired_objects
+from gco_tasks.renderings import digest, full_objects, rendering
 from gco_tasks.status import (
     StatusAction,
     StatusReport,
@@ -60,6 +62,11 @@ class Cycle:
     heartbeat_seconds: int
     unhealthy_threshold_seconds: int
     withheld: frozenset[str] = frozenset()
+    resyncs: bool = True  # False: this interval's resync slots were sent already (by an earlier run)
+
+    def resync_slot(self, name: str) -> bool:
+        """Whether this cycle sends ``name``'s periodic resync."""
+        return self.resyncs and resync_due(name, self.now, self.interval_seconds, self.resync_cycles)
 
     @property
     def resync_cycles(self) -> int:
@@ -100,17 +107,38 @@ def triage(
     if item is None:
         return Verdict("orphan" if live else None, tuple(digests(live, [])))
     header = RecordHeader.from_item(item)
-    try:
-        endpoint = Endpoint.from_item(item)
-        desired = desired_objects(endpoint, cycle.region, cycle.options)
-    except InvalidEndpointError as exc:
-        reason = _status_reason(cycle, header, StatusReport("error", error=str(exc)))
+    found = rendering(item, cycle.region, cycle.options)
+    if found.endpoint is None:
+        reason = _status_reason(cycle, header, StatusReport("error", error=found.error))
         return Verdict(reason, tuple(digests(live, [])))
-    observed = digests(live, desired)
-    reason = _work_reason(cycle, endpoint, header, desired, observed)
-    if reason is None and resync_due(name, cycle.now, cycle.interval_seconds, cycle.resync_cycles):
+    observed = _digests(cycle, item, found.stubs, live)
+    reason = _work_reason(cycle, found.endpoint, header, list(found.stubs), observed)
+    if (
+        reason is None
+        and cycle.resyncs
+        and resync_due(name, cycle.now, cycle.interval_seconds, cycle.resync_cycles)
+    ):
         reason = "resync"
     return Verdict(reason, tuple(observed))
+
+
+def _digests(
+    cycle: Cycle,
+    item: Mapping[str, Any],
+    stubs: Sequence[Mapping[str, Any]],
+    live: Sequence[Mapping[str, Any]],
+) -> list[ObservedObject]:
+    """The live objects' digests against the rendering (remembered; the objects are rendered in full
+    only when a live object's version has not been compared with its desired hash before)."""
+    hashes = {object_key(stub): desired_hash(stub) for stub in stubs}
+    full: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def wanted(key: tuple[str, str]) -> Mapping[str, Any] | None:
+        if not full:
+            full.update({object_key(obj): obj for obj in full_objects(item, cycle.region, cycle.options)})
+        return full.get(key)
+
+    return [digest(obj, hashes.get(object_key(obj)), partial(wanted, object_key(obj))) for obj in live]
 
 
 def _work_reason(
@@ -120,6 +148,7 @@ def _work_reason(
     desired: list[dict[str, Any]],
     observed: list[ObservedObject],
 ) -> str | None:
+    """``desired`` may be stubs (kind, name, hash): enough for the plan and the watchdog's rule."""
     name = endpoint.endpoint_name
     withheld = name in cycle.withheld and any(obj["kind"] == "Ingress" for obj in desired)
     withholding = apply_withholding(name, desired, observed, withheld, cycle.unhealthy_threshold_seconds)

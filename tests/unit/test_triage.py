@@ -166,3 +166,9 @@ def test_resyncs_are_spread_evenly_and_each_endpoint_comes_round_once_per_period
     record = item()
     due = next(NOW + i * 15 for i in range(cycles) if resync_due("demo", NOW + i * 15, 15, cycles))
     assert triage(cycle(due), "demo", record, live(record)).reason == "resync"
+
+
+def test_a_second_fan_out_in_the_same_interval_sends_no_resync() -> None:
+    record = item()
+    due = next(NOW + i * 15 for i in range(21) if resync_due("demo", NOW + i * 15, 15, 21))
+    assert triage(cycle(due, resyncs=False), "demo", record, live(record)).reason is None
