@@ -19,6 +19,7 @@ from gco_tasks.conventions import HEALTHCHECK_PATH_ANNOTATION
 from gco_tasks.endpoints import Endpoint, parse_spec
 from gco_tasks.fanout import fan_out
 from gco_tasks.fleet import Fleet
+from gco_tasks.reconciler import reconcile
 from gco_tasks.triage import resync_cycles, resync_due
 from tests.clusters import Cluster
 
@@ -193,3 +194,27 @@ def assert_reverted(api: client.ApiClient) -> None:
     assert ingress.metadata.annotations["alb.ingress.kubernetes.io/group.name"] == "x"
     hpa = client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler("auto", NAMESPACE)
     assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (1, 3)
+
+
+def test_a_stale_hint_is_rechecked_by_name_never_by_a_list(
+    fleet: Fleet, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No cliff: a reconcile whose hint is older than an interval (the fan-out was slow, or the queue)
+    reads its record and its objects by name: one GetItem and a few GETs, never a LIST."""
+    settle(fleet)
+    client.AppsV1Api(cluster.api_client).patch_namespaced_deployment(
+        "demo", NAMESPACE, {"spec": {"replicas": 4}}, field_manager="kubectl-edit"
+    )
+    messages: list[tuple[str, dict[str, Any]]] = []
+    fan_out(fleet, lambda name, snapshot: messages.append((name, snapshot)))
+    hint = dict(messages)["demo"]
+    assert hint["reason"] == "drift"
+    requests = RequestLog(fleet, monkeypatch)
+    late = hint["taken_at"] + 10 * fleet.settings.reconcile_interval_seconds
+    result = reconcile(fleet, "demo", hint, now=late).as_dict()
+    assert result["actions"] == ["apply Deployment/demo"]
+    assert not [call for call in requests.calls if call.startswith("GET ") and call.endswith("s")], (
+        requests.calls
+    )
+    gets = sum(n for call, n in requests.calls.items() if call.startswith("GET "))
+    assert 1 <= gets <= 6, requests.calls
