@@ -7,12 +7,14 @@ local to the worker process (bounded, least recently used first out), so a fan-o
 decides exactly as without them, only faster once warm:
 
 - ``rendering(item, region, options)``: the endpoint model and, per object, only its kind, name and
-  desired hash (``Rendering``); keyed by the record's content (less ``region_status``, which rendering
-  does not read) with the region and options. The rendered objects themselves are not kept (a few KB
-  each): the plan needs only the hashes, and the full objects are rendered again on the rare miss below;
+  desired hash (``Rendering``); one per endpoint and region, valid for the record's content (less
+  ``region_status``, which rendering does not read) with the options. The rendered objects themselves
+  are not kept (a few KB each): the plan needs only the hashes, and the full objects are rendered again
+  on the rare miss below;
 - ``digest(live, desired_hash, full)``: ``drift.digest`` of a live object against the rendered object
-  with that hash, keyed by the object's uid and ``resourceVersion`` (which the API server changes on every
-  write to it) and the hash: the same version against the same desired content is the same digest.
+  with that hash; one per object (kind, name, uid), valid for its ``resourceVersion`` (which the API
+  server changes on every write to it) and the hash: the same version against the same desired content
+  is the same digest.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from gco_tasks.manifests import RenderOptions, object_key
 from gco_tasks.plan import ObservedObject, desired_hash
 from gco_tasks.reconciler import desired_objects
 
+#: Endpoints and live objects remembered (a region of 20,000 endpoints fits).
 RENDERINGS_KEPT: Final = 20_000
 DIGESTS_KEPT: Final = 100_000
 
@@ -38,18 +41,22 @@ V = TypeVar("V")
 
 
 class Lru(Generic[K, V]):
-    """A bounded memo: at most ``size`` entries, the least recently used dropped first."""
+    """A bounded memo holding one entry per key (an endpoint, a live object) with the version it was
+    computed for: a new version replaces the old one, and past ``size`` keys the least recently used
+    goes, so memory follows the size of the fleet, not its history."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._entries: OrderedDict[K, tuple[Hashable, V]] = OrderedDict()
 
-    def get(self, key: K, make: Callable[[], V]) -> V:
-        if key in self._entries:
+    def get(self, key: K, version: Hashable, make: Callable[[], V]) -> V:
+        found = self._entries.get(key)
+        if found is not None and found[0] == version:
             self._entries.move_to_end(key)
-            return self._entries[key]
+            return found[1]
         value = make()
-        self._entries[key] = value
+        self._entries[key] = (version, value)
+        self._entries.move_to_end(key)
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
         return value
@@ -68,13 +75,14 @@ class Rendering:
     error: str | None = None
 
 
-_renderings: Lru[str, Rendering] = Lru(RENDERINGS_KEPT)
-_digests: Lru[tuple[str, str, str, str, str | None], ObservedObject] = Lru(DIGESTS_KEPT)
+_renderings: Lru[tuple[str, str], Rendering] = Lru(RENDERINGS_KEPT)
+_digests: Lru[tuple[str, str, str], ObservedObject] = Lru(DIGESTS_KEPT)
 
 
 def rendering(item: Mapping[str, Any], region: str, options: RenderOptions) -> Rendering:
     """``item``'s rendering in ``region`` (remembered by content)."""
-    return _renderings.get(_fingerprint(item, region, options), lambda: _render(item, region, options))
+    key = (str(item.get("endpoint_name")), region)
+    return _renderings.get(key, _fingerprint(item, region, options), lambda: _render(item, region, options))
 
 
 def full_objects(item: Mapping[str, Any], region: str, options: RenderOptions) -> list[dict[str, Any]]:
@@ -94,14 +102,9 @@ def digest(
     version = metadata.get("resourceVersion")
     if not version:
         return compute_digest(live, full() if hash_wanted is not None else None)
-    key = (
-        str(live.get("kind")),
-        str(metadata.get("name")),
-        str(metadata.get("uid")),
-        str(version),
-        hash_wanted,
-    )
-    return _digests.get(key, lambda: compute_digest(live, full() if hash_wanted is not None else None))
+    key = (str(live.get("kind")), str(metadata.get("name")), str(metadata.get("uid")))
+    wanted = full if hash_wanted is not None else lambda: None
+    return _digests.get(key, (str(version), hash_wanted), lambda: compute_digest(live, wanted()))
 
 
 def stub_of(obj: Mapping[str, Any]) -> dict[str, Any]:
