@@ -1,20 +1,28 @@
 # syntax=docker/dockerfile:1
 # The gco-tasks image: one image for worker, beat, Flower and the `gco-tasks` CLI.
-# Dependencies come from requirements.lock (pinned, hash-checked); the package itself is installed
-# with --no-deps, so nothing unpinned enters the image. Pin the base by digest in your registry mirror.
+# Dependencies come from requirements.lock (pinned, hash-checked); the package itself is a wheel built
+# with the hash-checked setuptools of requirements-build.lock (no build isolation, so pip fetches nothing
+# unpinned) and installed with --no-deps, so nothing unpinned enters the image. No tests, benchmarks or
+# sandbox: .dockerignore keeps them out of the context. Pin the base by digest: build with
+#   --build-arg PYTHON_IMAGE="$(k8s/pin-image.sh --print python:3.11-slim-bookworm)"
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# The build backend, in a venv of its own that never reaches the runtime stage.
+COPY requirements-build.lock ./
+RUN python -m venv /opt/build-tools \
+    && /opt/build-tools/bin/pip install --require-hashes --no-deps --only-binary=:all: -r requirements-build.lock
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-WORKDIR /src
 COPY requirements.lock ./
 RUN pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY gco_tasks ./gco_tasks
-RUN pip install --no-deps . \
+RUN /opt/build-tools/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
+    && pip install --no-deps /tmp/wheels/gco_tasks-*.whl \
     && python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE}

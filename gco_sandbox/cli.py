@@ -8,13 +8,16 @@ stand-in or, with ``--cluster real``, against the real control plane (``controlp
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 
 import typer
+from rich.console import Console
 
 from gco_sandbox.resources import DEFAULT_VERSION
 
@@ -37,37 +40,45 @@ sandbox_app = typer.Typer(
 def _group(
     ctx: typer.Context,
     regions: list[str] | None = typer.Option(
-        None, "--region", help="Region to run a worker and beat for (repeatable; default us-east-1)."
+        None,
+        "--region",
+        help="Region to run: its own API server, worker and beat (repeatable; default $REGION or us-east-1).",
+    ),
+    allow_unknown_region: bool = typer.Option(
+        False, "--allow-unknown-region", help="Accept a region that is not in KNOWN_REGIONS."
     ),
     empty: bool = typer.Option(False, "--empty", help="Do not deploy the two example endpoints."),
     env_file: Path | None = typer.Option(
-        None, "--env-file", help="When ready, write the environment here (`source` it in another shell)."
+        None,
+        "--env-file",
+        help="Where to write the environment for another shell (`source` it); default STATE_DIR/env. "
+        "Kept when the sandbox stops, marked stale.",
     ),
     interval: int = typer.Option(5, "--interval", min=1, help="RECONCILE_INTERVAL_SECONDS of the fleet."),
     flower_port: int | None = typer.Option(None, "--flower-port", help="Default 5555, or a free port."),
     live: bool | None = typer.Option(
         None, "--live/--no-live", help="Live table, or a line per change (default: live on a terminal)."
     ),
-    state_dir: Path = typer.Option(Path(".sandbox"), "--state-dir", help="Logs, kubeconfig, pids.json."),
+    state_dir: Path = typer.Option(
+        Path(".sandbox"), "--state-dir", help="Logs, env file, a kubeconfig per region, pids.json."
+    ),
     cluster: ClusterKind = typer.Option(
         ClusterKind.standin,
         "--cluster",
-        help="standin: the sandbox API server; real: kube-apiserver, controllers, scheduler and kwok "
-        "(built by `make controlplane`).",
+        help="standin: a sandbox API server per region; real: per region a kube-apiserver, controllers, "
+        "scheduler and kwok (built by `make controlplane`).",
     ),
 ) -> None:
     """Local stand-ins (not for production). Without a subcommand: the whole fleet on this machine
-    (redis-server, DynamoDB, the sandbox API server, per region a Celery worker and beat, Flower)."""
+    (redis-server, DynamoDB, per region an API server, a Celery worker and beat; Flower)."""
     if ctx.invoked_subcommand is not None:
         return
-    import sys
+    from gco_sandbox import clusters, stack, up
 
-    from rich.console import Console
-
-    from gco_sandbox import stack, up
-
-    chosen = stack.unique_regions(regions)
-    problems = stack.check_regions(chosen)
+    console = Console(soft_wrap=True)
+    chosen = stack.unique_regions(regions or _default_regions(console))
+    known = os.environ.get("KNOWN_REGIONS", "")
+    problems = stack.check_regions(chosen, known, allow_unknown_region)
     if problems:
         raise typer.BadParameter("; ".join(problems), param_hint="--region")
     options = up.Options(
@@ -78,9 +89,18 @@ def _group(
         interval=interval,
         flower_port=flower_port,
         live=sys.stdout.isatty() if live is None else live,
-        cluster=cluster.value,
+        extra_known_regions=stack.extra_known_regions(chosen, known),
+        cluster_factory=clusters.factory(cluster.value),
     )
-    raise typer.Exit(up.run(options, Console(soft_wrap=True)))
+    raise typer.Exit(up.run(options, console))
+
+
+def _default_regions(console: Console) -> list[str]:
+    from gco_sandbox import stack
+
+    regions, note = stack.default_regions(os.environ)
+    console.print(note, highlight=False, markup=False)
+    return regions
 
 
 @sandbox_app.command("apiserver")

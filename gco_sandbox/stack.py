@@ -10,12 +10,14 @@ sandbox Kubernetes API server.
 One Redis serves every region: RedBeat keys and endpoint locks are prefixed ``gco:<region>:`` and each
 region has its own queue ``gco.<region>``. One table serves every region, as in GCO (a global table):
 ``DYNAMODB_REGION`` pins it to the first region so every process and the operator's CLI see the same one.
+Each region has its own Kubernetes API server (``clusters.py``), as in production: its worker gets that
+region's ``KUBECONFIG``; another shell gets the first region's as ``KUBECONFIG`` and every region's as
+``KUBECONFIG_<REGION>``, and the venv's ``bin`` first on ``PATH`` (``env_file_text``).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shlex
 import sys
@@ -27,6 +29,7 @@ import gco_tasks
 from gco_sandbox.services import SANDBOX_AWS_ENV
 from gco_tasks.conventions import queue_for_region
 from gco_tasks.endpoints import Endpoint, parse_spec
+from gco_tasks.regions import known_regions, kubeconfig_variable, region_problems
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_FLOWER_PORT = 5555
@@ -39,7 +42,8 @@ SOURCE_ROOT = Path(gco_tasks.__file__).resolve().parents[1]
 #: Variables of the caller's environment that would point a child at something other than the sandbox
 #: (real AWS credentials or profiles, another Redis or cluster, an unauthenticated Flower).
 _DROPPED_PREFIXES = ("AWS_", "KUBECONFIG", "REDIS_URL", "FLOWER_")
-_REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+#: Where the commands of this Python live (``gco-tasks``, ``celery``): first on the env file's PATH.
+BIN_DIR = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Endpoints:
 
     redis_url: str
     dynamodb_url: str
-    kubeconfig: Path
+    kubeconfigs: Mapping[str, Path]  # region -> the kubeconfig of its own API server
     flower_port: int
 
 
@@ -67,30 +71,60 @@ def flower_login() -> str:
 
 
 def client_env(
-    where: Endpoints, regions: Sequence[str], flower_auth: str, table: str = TABLE_NAME
+    where: Endpoints,
+    regions: Sequence[str],
+    flower_auth: str,
+    table: str = TABLE_NAME,
+    extra_known_regions: str = "",
 ) -> dict[str, str]:
     """The environment another terminal needs so ``gco-tasks endpoints ...`` and
-    ``celery -A gco_tasks call ...`` reach the sandbox (first region's queue by default)."""
+    ``celery -A gco_tasks call ...`` reach the sandbox (first region's queue and cluster by default;
+    every region's cluster as ``KUBECONFIG_<REGION>``). ``extra_known_regions`` becomes
+    ``KNOWN_REGIONS`` when the sandbox runs a region the default list lacks."""
     home = regions[0]
-    return {
+    env = {
         "REDIS_URL": where.redis_url,
         "AWS_ENDPOINT_URL_DYNAMODB": where.dynamodb_url,
         **SANDBOX_AWS_ENV,
         "AWS_DEFAULT_REGION": home,
         "DYNAMODB_REGION": home,
-        "KUBECONFIG": str(where.kubeconfig),
+        "KUBECONFIG": str(where.kubeconfigs[home]),
+        **{kubeconfig_variable(region): str(where.kubeconfigs[region]) for region in regions},
         "REGION": home,
         "INFERENCE_ENDPOINTS_TABLE_NAME": table,
         "FLOWER_URL": f"http://127.0.0.1:{where.flower_port}",
         "FLOWER_BASIC_AUTH": flower_auth,
     }
+    if extra_known_regions:
+        env["KNOWN_REGIONS"] = extra_known_regions
+    return env
 
 
-def env_file_text(env: Mapping[str, str]) -> str:
-    """``export K=V`` lines (values shell-quoted) so ``source FILE`` works in sh, bash and zsh."""
+def env_file_text(env: Mapping[str, str], bin_dirs: Sequence[Path] = (BIN_DIR,)) -> str:
+    """``export K=V`` lines (values shell-quoted) so ``source FILE`` works in sh, bash and zsh, with
+    ``bin_dirs`` (this venv's ``bin``, and the built ``kubectl``'s when there is one) put first on
+    ``PATH`` so ``gco-tasks``, ``celery`` and ``kubectl`` are found."""
     lines = ["# gco-tasks sandbox: `source` this file to use the sandbox from another shell."]
+    if bin_dirs:
+        joined = ":".join(shlex.quote(str(folder)) for folder in bin_dirs)
+        lines.append(f'export PATH={joined}:"$PATH"')
     lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
     return "\n".join(lines) + "\n"
+
+
+def stale_env_file_text(text: str, stopped_at: str) -> str:
+    """The env file of a sandbox that has stopped: kept for reference, but sourcing it says so and
+    changes nothing (its ports are gone; the next sandbox writes a fresh one)."""
+    warning = (
+        f"gco-tasks sandbox: this environment is stale: the sandbox that wrote it stopped at {stopped_at}. "
+        "Start it again (make sandbox) and source the file it writes."
+    )
+    header = [
+        f"# STALE since {stopped_at}: the sandbox that wrote this file has stopped.",
+        f"echo {shlex.quote(warning)} >&2",
+        "return 1 2>/dev/null || exit 1",
+    ]
+    return "\n".join(header) + "\n" + text
 
 
 def base_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -113,8 +147,9 @@ def region_env(
 ) -> dict[str, str]:
     """The environment of one region's worker and beat: the sandbox's services, REGION=<region>."""
     env = base_env(environ)
-    env.update({k: v for k, v in client.items() if not k.startswith("FLOWER_")})
+    env.update({k: v for k, v in client.items() if not k.startswith(("FLOWER_", "KUBECONFIG"))})
     env.update(
+        KUBECONFIG=client[kubeconfig_variable(region)],
         REGION=region,
         RECONCILE_INTERVAL_SECONDS=str(interval),
         WORKER_HEARTBEAT_FILE=str(state_dir / f"worker-{region}.heartbeat"),
@@ -150,7 +185,8 @@ def beat_argv(region: str) -> tuple[str, ...]:
 
 
 def flower_argv(port: int) -> tuple[str, ...]:
-    return (*CELERY, "flower", f"--port={port}", "--address=127.0.0.1")
+    """Flower through its login guard (``gco_tasks.flower``), on loopback only."""
+    return (sys.executable, "-m", "gco_tasks.flower", f"--port={port}", "--address=127.0.0.1")
 
 
 def fleet_children(
@@ -193,10 +229,29 @@ def unique_regions(regions: Sequence[str] | None) -> list[str]:
     return seen
 
 
-def check_regions(regions: Sequence[str]) -> list[str]:
-    """Problems with region names (they become queue names and Redis key prefixes); empty when fine."""
-    return [
-        f"invalid region {region!r}: use lower-case letters, digits and '-' (e.g. us-east-1)"
-        for region in regions
-        if not _REGION.fullmatch(region)
-    ]
+def default_regions(environ: Mapping[str, str]) -> tuple[list[str], str]:
+    """The regions when ``--region`` is not given: ``REGION``'s, else us-east-1, and the sentence that
+    says which and why (the sandbox never picks a region silently)."""
+    region = environ.get("REGION", "").strip()
+    if region:
+        return [
+            region
+        ], f"no --region given: running REGION={region} (pass --region R, repeatable, for others)"
+    return [DEFAULT_REGION], (
+        f"no --region given and REGION is unset: running {DEFAULT_REGION} "
+        "(pass --region R, repeatable, for other regions)"
+    )
+
+
+def check_regions(regions: Sequence[str], known_setting: str = "", allow_unknown: bool = False) -> list[str]:
+    """Problems with region names (unknown, or not shaped like a region: they become queue names and
+    Redis key prefixes); empty when fine."""
+    return region_problems(regions, known_regions(known_setting), allow_unknown)
+
+
+def extra_known_regions(regions: Sequence[str], known_setting: str = "") -> str:
+    """``KNOWN_REGIONS`` for the sandbox's processes when it runs regions the list lacks (allowed with
+    ``--allow-unknown-region``), else empty: the known ones plus those."""
+    known = known_regions(known_setting)
+    missing = [region for region in regions if region not in known]
+    return ",".join([*known, *missing]) if missing else ""

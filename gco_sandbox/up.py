@@ -1,16 +1,18 @@
 """``gco-tasks sandbox``: the whole fleet on one machine, started by one command and stopped by Ctrl-C.
 
 Where it stands in the flow: around everything, for a laptop or CI. In order it starts a private
-redis-server (child process), moto's DynamoDB (thread, table created), the Kubernetes API server (the
-sandbox stand-in in a thread, or with ``--cluster real`` the real control plane of ``controlplane.py``
-as child processes under ``<state-dir>/controlplane/``; a kubeconfig either way), the example endpoints
-(unless ``--empty``), then per region a Celery worker and beat, and one Flower (children,
-``children.py``). It is ready when Flower, asked with its login, lists a worker of every region. It then
-prints (and writes to ``--env-file``) the environment for another shell (with the real control plane,
-also the ``kubectl ... get pods -w`` that shows its rollouts) and shows the endpoints by region
-(``live.py``) until SIGINT/SIGTERM, or until a child or a control-plane component dies (its log tail is
-shown, exit code 1). Shutdown stops the Celery processes, then Redis, then the API server and DynamoDB, in
-under 10 s on the stand-in. What to run is decided in ``stack.py``; this module only does it.
+redis-server (child process), moto's DynamoDB (thread, table created), one Kubernetes cluster per region
+(``clusters.py``: a sandbox API server each, in threads, or with ``--cluster real`` a real control plane
+each, as child processes under ``<state-dir>/<region>/controlplane/``; a kubeconfig per region), the
+example endpoints (unless ``--empty``), then per region a Celery worker and beat, and one Flower
+(children, ``children.py``). It is ready when Flower, asked with its login, lists a worker of every
+region. It then writes the environment for another shell to the env file (default
+``<state dir>/env``; ``source`` it), prints it (with real control planes, also the ``kubectl ... get
+pods -w`` that shows their rollouts) and shows the endpoints by region (``live.py``) until
+SIGINT/SIGTERM, or until a child or a control-plane component dies (its log tail is shown, exit code 1).
+Shutdown stops the Celery processes, then Redis, then the clusters and DynamoDB, in under 10 s on the
+stand-in, and marks the env file stale (kept, but sourcing it says so and changes nothing). What to run
+is decided in ``stack.py``; this module only does it.
 """
 
 from __future__ import annotations
@@ -39,9 +41,15 @@ from rich.live import Live
 
 from gco_sandbox import live as view
 from gco_sandbox import stack
-from gco_sandbox.apiserver import SandboxAPIServer
 from gco_sandbox.children import Child, Children
-from gco_sandbox.controlplane import ControlPlane, ControlPlaneError
+from gco_sandbox.clusters import (
+    ClusterFactory,
+    RegionCluster,
+    standin_cluster,
+    start_clusters,
+    stop_clusters,
+)
+from gco_sandbox.controlplane import ControlPlaneError, find_binaries
 from gco_sandbox.services import (
     DynamoDBServer,
     ServiceError,
@@ -55,7 +63,7 @@ from gco_tasks.store import EndpointStore
 READY_TIMEOUT_SECONDS = 90.0
 CELERY_STOP_SECONDS = 6.0
 REDIS_STOP_SECONDS = 2.0
-API_READY_DELAY_SECONDS = 1.0
+ENV_FILE = "env"
 
 
 class Interrupted(Exception):
@@ -71,11 +79,18 @@ class Options:
     regions: list[str]
     state_dir: Path
     empty: bool = False
-    env_file: Path | None = None
+    env_file: Path | None = None  # None: <state_dir>/env
     interval: int = 5
     flower_port: int | None = None
     live: bool = False
-    cluster: str = "standin"  # or "real"
+    #: Starts each region's cluster; a real control plane plugs in here.
+    cluster_factory: ClusterFactory = standin_cluster
+    #: KNOWN_REGIONS for the sandbox's processes when a region outside the list was allowed.
+    extra_known_regions: str = ""
+
+    @property
+    def env_path(self) -> Path:
+        return self.env_file or self.state_dir / ENV_FILE
 
 
 @dataclass
@@ -84,10 +99,10 @@ class Running:
 
     children: Children
     dynamodb: DynamoDBServer | None = None
-    apiserver: SandboxAPIServer | None = None
-    controlplane: ControlPlane | None = None
+    clusters: dict[str, RegionCluster] = field(default_factory=dict)
     store: EndpointStore | None = None
     client_env: dict[str, str] = field(default_factory=dict)
+    env_written: bool = False
 
 
 def run(options: Options, console: Console) -> int:
@@ -125,11 +140,17 @@ def start(options: Options, running: Running, stop: threading.Event, console: Co
     _check(stop, running)
     running.dynamodb = start_dynamodb()
     say(f"DynamoDB (moto) at {running.dynamodb.url}")
-    kubeconfig = start_kubernetes(options, running, say)
+    running.clusters = start_clusters(options.regions, options.state_dir.resolve(), options.cluster_factory)
+    for region, cluster in running.clusters.items():
+        say(f"Kubernetes API server of {region} at {cluster.url} (kubeconfig {cluster.kubeconfig})")
     _check(stop, running)
     flower_port = options.flower_port or _default_flower_port()
-    where = stack.Endpoints(redis_url, running.dynamodb.url, kubeconfig, flower_port)
-    running.client_env = stack.client_env(where, options.regions, stack.flower_login())
+    kubeconfigs = {region: cluster.kubeconfig for region, cluster in running.clusters.items()}
+    where = stack.Endpoints(redis_url, running.dynamodb.url, kubeconfigs, flower_port)
+    login = stack.flower_login()
+    running.client_env = stack.client_env(
+        where, options.regions, login, extra_known_regions=options.extra_known_regions
+    )
     running.store = store_for(running.client_env)
     running.store.create_table()
     say(f"table {running.store.table_name} created")
@@ -145,18 +166,6 @@ def start(options: Options, running: Running, stop: threading.Event, console: Co
         running.children.start(spec.name, spec.argv, spec.env)
     say(f"started {', '.join(spec.name for spec in specs)}; waiting for workers in Flower")
     wait_ready(running, options.regions, stop)
-
-
-def start_kubernetes(options: Options, running: Running, say: Callable[[str], None]) -> Path:
-    """The API server the fleet will use; returns its kubeconfig."""
-    if options.cluster == "real":
-        running.controlplane = ControlPlane.start(workdir=options.state_dir.resolve() / "controlplane")
-        plane = running.controlplane
-        say(f"real Kubernetes control plane at {plane.url} (ready in {plane.started_in:.1f}s)")
-        return plane.kubeconfig
-    running.apiserver = SandboxAPIServer(port=0, ready_delay=API_READY_DELAY_SECONDS).start()
-    say(f"sandbox Kubernetes API server (a local stand-in) at {running.apiserver.url}")
-    return running.apiserver.write_kubeconfig(options.state_dir.resolve() / "kubeconfig.yaml")
 
 
 def start_redis_child(children: Children, state_dir: Path) -> str:
@@ -232,8 +241,10 @@ def _check(stop: threading.Event, running: Running) -> None:
     dead = running.children.first_dead()
     if dead is not None:
         raise SandboxFailed(_died(dead))
-    if running.controlplane is not None:
-        running.controlplane.check_alive()
+    for cluster in running.clusters.values():
+        check_alive = getattr(cluster, "check_alive", None)  # a real control plane's components
+        if check_alive is not None:
+            check_alive()
 
 
 def _died(child: Child) -> str:
@@ -258,31 +269,52 @@ def _default_flower_port() -> int:
 
 
 def announce(options: Options, running: Running, console: Console, seconds: float) -> None:
-    text = stack.env_file_text(running.client_env)
-    if options.env_file is not None:
-        _write_atomically(options.env_file, text)
+    bin_dirs = [stack.BIN_DIR, *_kubectl_dir()]
+    _write_atomically(options.env_path, stack.env_file_text(running.client_env, bin_dirs))
+    running.env_written = True
     console.print(f"\nsandbox ready in {seconds:.1f}s. From another shell:\n", highlight=False)
-    if options.env_file is not None:
-        console.print(f"  source {options.env_file}", highlight=False, markup=False)
-    else:
-        console.print(text, highlight=False, markup=False)
+    console.print(f"  source {_shown_path(options.env_path)}", highlight=False, markup=False)
     user, _, password = running.client_env["FLOWER_BASIC_AUTH"].partition(":")
     region = options.regions[0]
     lines = [
         f"  gco-tasks endpoints deploy x -i nginx:1.27 -r {region}",
-        "  gco-tasks endpoints status x",
+        "  gco-tasks endpoints status x --watch --until running --timeout 60",
         f"  celery -A gco_tasks call gco_tasks.reconcile_endpoint --args '[\"x\"]' --queue gco.{region}",
         f"Flower: {running.client_env['FLOWER_URL']}  (user {user}, password {password})",
         f"Logs: {options.state_dir.resolve()}/*.log   Ctrl-C stops everything.\n",
     ]
-    if running.controlplane is not None:
-        plane = running.controlplane
-        lines[-1:-1] = [
-            f"Watch the pods: {plane.binaries.kubectl} --kubeconfig {plane.kubeconfig} "
-            "get pods -n gco-inference -w",
-            f"Control plane logs: {plane.workdir}/*.log",
-        ]
+    lines[-1:-1] = _kubectl_hints(running.clusters)
     console.print("\n".join(lines), highlight=False, markup=False)
+
+
+def _kubectl_dir() -> list[Path]:
+    """The folder of the ``kubectl`` that ``make controlplane`` built, when it is there."""
+    try:
+        return [find_binaries().kubectl.parent]
+    except ControlPlaneError:
+        return []
+
+
+def _kubectl_hints(clusters: Mapping[str, RegionCluster]) -> list[str]:
+    """For each real control plane, how to watch its pods and where its logs are."""
+    lines = []
+    for region, cluster in clusters.items():
+        binaries = getattr(cluster, "binaries", None)
+        if binaries is not None:
+            lines.append(
+                f"Watch the pods of {region}: {binaries.kubectl} --kubeconfig {cluster.kubeconfig} "
+                "get pods -n gco-inference -w"
+            )
+            lines.append(f"Control plane logs of {region}: {getattr(cluster, 'workdir', '?')}/*.log")
+    return lines
+
+
+def _shown_path(path: Path) -> str:
+    """The env file as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -348,17 +380,29 @@ def shutdown(options: Options, running: Running, console: Console) -> None:
     celery = [name for name in names if name != "redis"]
     killed = running.children.stop(celery, timeout=CELERY_STOP_SECONDS)
     killed += running.children.stop(["redis"], timeout=REDIS_STOP_SECONDS)
-    for server in (running.apiserver, running.controlplane, running.dynamodb):
-        if server is not None:
-            with contextlib.suppress(Exception):
-                server.stop()
-    if options.env_file is not None and running.client_env:
-        with contextlib.suppress(OSError):
-            options.env_file.unlink()
+    stop_clusters(running.clusters)
+    if running.dynamodb is not None:
+        with contextlib.suppress(Exception):
+            running.dynamodb.stop()
+    stale = _mark_stale(options.env_path) if running.env_written else False
     note = f" (killed after the grace period: {', '.join(killed)})" if killed else ""
     console.print(
         f"sandbox stopped: {len(names)} processes in {time.monotonic() - started:.1f}s{note}", highlight=False
     )
+    if stale:
+        console.print(
+            f"{options.env_path} is kept but marked stale: sourcing it now says so.", highlight=False
+        )
+
+
+def _mark_stale(path: Path) -> bool:
+    """Rewrite this sandbox's env file as stale (sourcing it warns and changes nothing); whether it did."""
+    try:
+        text = path.read_text()
+        _write_atomically(path, stack.stale_env_file_text(text, time.strftime("%Y-%m-%d %H:%M:%S")))
+    except OSError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery import Celery, Task, bootsteps
 
+from gco_tasks import preflight
 from gco_tasks.config import Settings, load_settings
 from gco_tasks.conventions import RegionKeys
 from gco_tasks.errors import ReconcileFailed, TransientError
@@ -102,7 +103,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "gco_tasks.preflight:CheckedRedBeatScheduler",  # RedBeat, refusing to guess REGION
         "beat_max_loop_interval": 10,
         "redbeat_redis_url": settings.redis_url,
         "redbeat_redis_options": {},
@@ -190,3 +191,5 @@ def create_app() -> Celery:
 
 
 app = create_app()
+# Worker and beat refuse to start without REGION (a worker also without a readable kubeconfig).
+preflight.install(current_settings)

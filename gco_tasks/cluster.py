@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -31,8 +31,10 @@ from gco_tasks.errors import GcoError, InfrastructureError, PermanentError, Tran
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 LIST_PAGE_SIZE = 500
-#: A UTF-16 surrogate pair escape (``\ud83d\ude00``) in JSON text, not itself behind a backslash.
-_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+#: libyaml's emitter when PyYAML has it (it does in our wheels), else the pure-Python one.
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+#: Never fold a line: a folded scalar is valid YAML, but there is no reason to make the server unfold it.
+_NO_FOLDING = 2**31 - 1
 
 log = logging.getLogger(__name__)
 
@@ -280,18 +282,22 @@ class ClusterGateway:
 
 
 def apply_body(obj: dict[str, Any]) -> bytes:
-    """``obj`` as an apply-patch+yaml body kube-apiserver reads: JSON (YAML's subset), ASCII only, with
-    characters beyond the Basic Multilingual Plane written as YAML's ``\\UXXXXXXXX`` escapes. The
-    client's own ``json.dumps`` writes them as UTF-16 surrogate pairs, valid JSON but not YAML, and the
-    API server refuses the whole object (400 "found invalid Unicode character escape code"): one emoji
-    in an env value would block an endpoint forever."""
-
-    def joined(match: re.Match[str]) -> str:
-        high, low = int(match[2], 16), int(match[3], 16)
-        code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
-        return f"{match[1]}\\U{code:08x}"
-
-    return _SURROGATE_PAIR.sub(joined, json.dumps(obj, separators=(",", ":"))).encode("ascii")
+    """``obj`` as an apply-patch+yaml body kube-apiserver reads: block YAML from PyYAML's safe dumper,
+    ASCII only (characters beyond the Basic Multilingual Plane as ``\\UXXXXXXXX`` escapes), in the
+    object's own key order, never folded. Not the client's ``json.dumps``: its UTF-16 surrogate-pair
+    escapes are valid JSON but not YAML, and the API server refuses the whole object (400 "found invalid
+    Unicode character escape code"), so one emoji in an env value would block an endpoint forever; and a
+    JSON key longer than 1024 characters is no valid implicit YAML key, which the dumper writes as an
+    explicit one."""
+    text: str = yaml.dump(
+        obj,
+        Dumper=_YAML_DUMPER,
+        allow_unicode=False,
+        sort_keys=False,
+        default_flow_style=False,
+        width=_NO_FOLDING,
+    )
+    return text.encode("ascii")
 
 
 def _classify(what: str, exc: ApiException, refused: type[ClusterError]) -> ClusterError:

@@ -13,12 +13,13 @@ there is deliberately no variable of ours for that.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gco_tasks.conventions import queue_for_region
+from gco_tasks.images import check_image_reference, is_pinned
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://localhost:6379/0", pattern=r"^rediss?://", description="Broker, locks and beat (per region)."
     )
+    known_regions: str = Field(
+        "", description="Comma-separated regions the CLI accepts (empty: the AWS commercial regions)."
+    )
     status_heartbeat_seconds: int = Field(
         300, ge=1, description="Rewrite an unchanged region status after this many seconds (liveness)."
     )
@@ -62,10 +66,13 @@ class Settings(BaseSettings):
     )
     task_time_limit_seconds: int = Field(150, ge=1, description="Hard time limit of a task (kills it).")
     task_max_retries: int = Field(5, ge=0, le=50, description="Retries of a transient failure.")
-    model_sync_image: str = Field(
+    model_sync_image: Annotated[str, AfterValidator(check_image_reference)] = Field(
         "public.ecr.aws/aws-cli/aws-cli:2.22.35",
         min_length=1,
-        description="Pinned image of the S3 model-sync init container.",
+        description="Image of the S3 model-sync init container: repo:tag, or repo:tag@sha256:<digest>.",
+    )
+    require_image_digests: bool = Field(
+        False, description="Refuse to start unless MODEL_SYNC_IMAGE is pinned by digest (production: true)."
     )
     inference_service_account: str = Field(
         "gco-service-account", min_length=1, description="ServiceAccount of inference pods."
@@ -92,12 +99,23 @@ class Settings(BaseSettings):
                 "TASK_SOFT_TIME_LIMIT_SECONDS must be below TASK_TIME_LIMIT_SECONDS "
                 f"(got {self.task_soft_time_limit_seconds} >= {self.task_time_limit_seconds})"
             )
+        if self.require_image_digests and not is_pinned(self.model_sync_image):
+            raise ValueError(
+                "MODEL_SYNC_IMAGE must be pinned by digest (repo:tag@sha256:<64 hex>) while "
+                f"REQUIRE_IMAGE_DIGESTS is true (got {self.model_sync_image!r}): resolve it with "
+                "`k8s/pin-image.sh --print IMAGE:TAG`"
+            )
         return self
 
     @property
     def table_region(self) -> str:
         """The DynamoDB region: DYNAMODB_REGION, else REGION (as GCO's store does)."""
         return self.dynamodb_region or self.region
+
+    @property
+    def region_is_explicit(self) -> bool:
+        """Whether REGION was given (the fleet refuses to guess it; GCO's monitor defaulted to us-east-1)."""
+        return "region" in self.model_fields_set
 
     @property
     def queue(self) -> str:

@@ -49,6 +49,7 @@ from gco_tasks.fields import (
     NonEmptyStr,
     NonNegativeInt,
     Quantity,
+    ResourceName,
     Str,
     TolerationKey,
     check_model_source,
@@ -167,8 +168,8 @@ class Toleration(_ItemModel):
 class Resources(_ItemModel):
     """Container resource requests and limits (quantities as strings, e.g. '4Gi')."""
 
-    requests: dict[NonEmptyStr, Quantity] = Field(default_factory=dict)
-    limits: dict[NonEmptyStr, Quantity] = Field(default_factory=dict)
+    requests: dict[ResourceName, Quantity] = Field(default_factory=dict)
+    limits: dict[ResourceName, Quantity] = Field(default_factory=dict)
 
 
 class AutoscalingMetric(_ItemModel):
@@ -257,12 +258,15 @@ class RegionStatus(_ItemModel):
     state: RegionState
     replicas_ready: NonNegativeInt = 0
     replicas_desired: NonNegativeInt = 0
+    #: Replicas of the primary Deployment already at its current template (rollout progress). Ours
+    #: only: GCO's monitor never writes it, so it is absent (None) on its items and written only when known.
+    replicas_updated: NonNegativeInt | None = None
     last_sync: str | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
-        for key in ("last_sync", "error"):
+        for key in ("last_sync", "error", "replicas_updated"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
@@ -273,12 +277,11 @@ class RegionStatus(_ItemModel):
 
     def same_report(self, other: RegionStatus) -> bool:
         """Whether ``other`` says the same thing (state, replica counts, error), ignoring ``last_sync``."""
-        return (self.state, self.replicas_ready, self.replicas_desired, self.error or None) == (
-            other.state,
-            other.replicas_ready,
-            other.replicas_desired,
-            other.error or None,
-        )
+        return self._report() == other._report()
+
+    def _report(self) -> tuple[object, ...]:
+        counts = (self.replicas_ready, self.replicas_desired, self.replicas_updated)
+        return (self.state, *counts, self.error or None)
 
 
 class Endpoint(_ItemModel):

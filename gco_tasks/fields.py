@@ -20,6 +20,8 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
+from gco_tasks.conventions import CANARY_SUFFIX
+
 MAX_ENDPOINT_NAME_LENGTH: Final = 53
 INT32_MAX: Final = 2**31 - 1
 
@@ -51,6 +53,12 @@ def validate_endpoint_name(name: str) -> str:
             "must be lower-case letters, digits and '-', start with a letter and end with a letter or "
             "digit (a DNS-1035 label, e.g. 'my-llm')"
         )
+    if name.endswith(CANARY_SUFFIX):
+        raise ValueError(
+            f"must not end in '{CANARY_SUFFIX}': that is the name of endpoint "
+            f"'{name.removesuffix(CANARY_SUFFIX)}'s canary Deployment and Service, which this endpoint "
+            "would take over; choose another name"
+        )
     return name
 
 
@@ -70,6 +78,19 @@ def _check_label_key(key: str) -> str:
             "starting and ending with a letter or digit"
         )
     return key
+
+
+def _check_resource_name(key: str) -> str:
+    """A container resource name is a qualified name, as a label key ('cpu', 'nvidia.com/gpu'). Bounded,
+    too: a map key of over 1024 characters cannot be sent in a server-side apply body (YAML's limit on
+    an implicit key), so an unbounded one would block the endpoint forever."""
+    try:
+        return _check_label_key(key)
+    except ValueError:
+        raise ValueError(
+            "resource names are qualified names such as 'cpu', 'memory' or 'nvidia.com/gpu' (an optional "
+            "DNS-subdomain prefix and '/', then at most 63 letters, digits, '-', '_', '.')"
+        ) from None
 
 
 def _check_label_value(value: str) -> str:
@@ -111,21 +132,39 @@ def _check_http_path(value: str) -> str:
     return value
 
 
-#: What kube-apiserver refuses in an Ingress path of type Prefix or Exact (the fleet renders Prefix).
-_BAD_INGRESS_PARTS = ("//", "/./", "/../", "%2f", "%2F")
-_BAD_INGRESS_ENDS = ("/..", "/.")
+#: Every endpoint's path on the shared load balancer lies under this prefix (GCO writes
+#: ``/inference/{name}``).
+INGRESS_PREFIX: Final = "/inference/"
+#: An ALB listener rule's path condition holds at most 128 characters.
+MAX_INGRESS_PATH_LENGTH: Final = 128
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]+$")
 
 
-def _check_ingress_path(value: str) -> str:
+def check_ingress_path(value: str) -> str:
+    """An endpoint's path on the shared load balancer: ``/inference/`` and at least one non-empty
+    segment, RFC 3986 path characters, no ``.``/``..`` or empty segment (an optional trailing ``/``), no
+    encoded ``/``, at most 128 characters. ``/`` or a path outside ``/inference/`` would take the traffic of
+    every other service behind the same load balancer; the rest is what kube-apiserver refuses in an
+    Ingress path. Pure; raises ``ValueError``."""
     if not value:  # absent: the model fills in /inference/{name}
         return value
-    _check_http_path(value)
-    for part in _BAD_INGRESS_PARTS:
-        if part in value:
-            raise ValueError(f"must not contain '{part}' (Kubernetes refuses it in an Ingress path)")
-    for end in _BAD_INGRESS_ENDS:
-        if value.endswith(end):
-            raise ValueError(f"must not end with '{end}' (Kubernetes refuses it in an Ingress path)")
+    segments = value.removeprefix(INGRESS_PREFIX).removesuffix("/").split("/")
+    if not value.startswith(INGRESS_PREFIX) or segments == [""]:
+        raise ValueError(
+            f"must be a path under {INGRESS_PREFIX} with at least one non-empty segment after it, such as "
+            f"'{INGRESS_PREFIX}my-llm': the load balancer is shared, and '/' or a path outside "
+            f"{INGRESS_PREFIX} would take other services' traffic"
+        )
+    if len(value) > MAX_INGRESS_PATH_LENGTH:
+        raise ValueError(
+            f"must be at most {MAX_INGRESS_PATH_LENGTH} characters (an ALB path condition's limit)"
+        )
+    for segment in segments:
+        if segment in ("", ".", "..") or not _PATH_SEGMENT.match(segment) or "%2f" in segment.lower():
+            raise ValueError(
+                "must be '/'-separated segments of letters, digits and -._~!$&'()*+,;=:@%, "
+                "without an empty, '.' or '..' segment or an encoded '/' (Kubernetes refuses those)"
+            )
     return value
 
 
@@ -216,11 +255,12 @@ NonNegativeInt = Annotated[int, BeforeValidator(integral), Field(ge=0, le=INT32_
 Str = Annotated[str, BeforeValidator(_number_to_str)]
 Quantity = Annotated[str, BeforeValidator(_number_to_str), AfterValidator(_check_quantity)]
 LabelKey = Annotated[str, AfterValidator(_check_label_key)]
+ResourceName = Annotated[str, AfterValidator(_check_resource_name)]
 LabelValue = Annotated[str, BeforeValidator(_number_to_str), AfterValidator(_check_label_value)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Image = Annotated[str, AfterValidator(_check_image)]
 HttpPath = Annotated[str, AfterValidator(_check_http_path)]
-IngressPath = Annotated[str, AfterValidator(_check_ingress_path)]
+IngressPath = Annotated[str, AfterValidator(check_ingress_path)]
 TolerationKey = Annotated[str, AfterValidator(check_toleration_key)]
 NonEmptyStr = Annotated[str, AfterValidator(_check_non_empty)]
 Labels = dict[LabelKey, LabelValue]

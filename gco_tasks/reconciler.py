@@ -193,6 +193,9 @@ def _reconcile_record(
         endpoint = Endpoint.from_item(item)
         desired = desired_objects(endpoint, region, ports.render_options)
     except InvalidEndpointError as exc:
+        if header.desired_state == "deleted":
+            observed = read_digests(ports.cluster, candidate_keys(name), name, [])
+            return _tear_down_invalid(ports, header, observed, now)
         # Bad input is data: report it, change nothing in the cluster, delete nothing.
         _report_status(ports, header, StatusReport("error", error=str(exc)), now)
         return ReconcileResult(name, ResultKind.INVALID, state="error", error=str(exc))
@@ -217,6 +220,19 @@ def _reconcile_record(
         log.info("%s: every target region is running; desired state deploying -> running", name)
     state = report.state if report else None
     return ReconcileResult(name, result_kind(applied, deleted, error), applied, deleted, state, error)
+
+
+def _tear_down_invalid(
+    ports: ReconcilePorts, header: RecordHeader, observed: list[ObservedObject], now: float
+) -> ReconcileResult:
+    """A record marked deleted (``endpoints delete --force``) that does not validate: its intent is
+    unambiguous, so its objects go and the region reports ``deleted`` (then the record can be purged)."""
+    applied, deleted, errors = _carry_out(ports.cluster, plan_changes([], observed))
+    error = "; ".join(errors) or None
+    report = StatusReport("error", error=error) if error else StatusReport("deleted")
+    _report_status(ports, header, report, now)
+    kind = result_kind(applied, deleted, error)
+    return ReconcileResult(header.endpoint_name, kind, applied, deleted, report.state, error)
 
 
 def _carry_out(
@@ -263,6 +279,7 @@ def _report_status(
         state=report.state,
         replicas_ready=report.replicas_ready,
         replicas_desired=report.replicas_desired,
+        replicas_updated=report.replicas_updated,
         error=report.error,
     )
     previous = header.region_status.get(region)

@@ -31,6 +31,8 @@ class StatusReport:
     replicas_ready: int = 0
     replicas_desired: int = 0
     error: str | None = None
+    #: Replicas of the primary at its current template (rollout progress); None when there is no primary.
+    replicas_updated: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,13 @@ def status_report(outcome: Outcome) -> StatusReport | None:
     note = "; ".join(outcome.notes) or None
     if primary is None:
         return StatusReport("creating", 0, desired, note)
+    updated = primary.updated_replicas
     if outcome.primary_applied:
-        return StatusReport("updating", ready, desired, note)
-    rolled_out = primary.observed_generation >= primary.generation and primary.updated_replicas >= desired
+        return StatusReport("updating", ready, desired, note, updated)
+    rolled_out = primary.observed_generation >= primary.generation and updated >= desired
     if ready >= desired and rolled_out:
-        return StatusReport("running", ready, desired, note)
-    return StatusReport("creating" if ready == 0 else "updating", ready, desired, note)
+        return StatusReport("running", ready, desired, note, updated)
+    return StatusReport("creating" if ready == 0 else "updating", ready, desired, note, updated)
 
 
 def _desired_replicas(outcome: Outcome) -> int:

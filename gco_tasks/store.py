@@ -17,8 +17,9 @@ Throttling, 5xx and connection failures raise ``TransientStoreError`` (callers r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from gco_tasks.dynamo import (
@@ -95,6 +96,16 @@ class EndpointDeletedError(StoreError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"endpoint {name!r} is being deleted; wait until it is purged, then deploy it again")
+
+
+class MalformedRecordError(InvalidEndpointError):
+    """The stored record itself does not validate (written by another tool or an older version): the
+    edits that read-modify-write it refuse it; ``write_fields_if_unchanged`` is the way to fix it."""
+
+    def __init__(self, problems: list[tuple[str, str]], name: str) -> None:
+        super().__init__(problems, name)
+        details = "; ".join(f"{path}: {message}" for path, message in problems)
+        self.args = (f"endpoint {name!r} is malformed in the table ({details})",)
 
 
 class ConcurrentUpdateError(StoreError):
@@ -190,11 +201,14 @@ class EndpointStore:
         return decode_item(raw) if raw else None
 
     def get(self, name: str) -> Endpoint:
-        """The endpoint, read consistently. Raises ``EndpointNotFoundError`` or ``InvalidEndpointError``."""
+        """The endpoint, read consistently. Raises ``EndpointNotFoundError`` or ``MalformedRecordError``."""
         item = self.get_item(name)
         if item is None:
             raise EndpointNotFoundError(name)
-        return Endpoint.from_item(item)
+        try:
+            return Endpoint.from_item(item)
+        except InvalidEndpointError as exc:
+            raise MalformedRecordError(exc.problems, name) from None
 
     # ---- desired-state writes (CLI) ----
 
@@ -256,6 +270,42 @@ class EndpointStore:
         raise ConcurrentUpdateError(
             f"endpoint {name!r} kept changing during the update ({SPEC_UPDATE_ATTEMPTS} attempts); try again"
         )
+
+    def write_fields_if_unchanged(
+        self,
+        name: str,
+        read_item: Mapping[str, Any],
+        fields: Mapping[str, Any],
+        remove: Iterable[str] = (),
+    ) -> bool:
+        """SET the top-level ``fields`` and REMOVE the top-level keys ``remove`` of a record, only if its
+        ``updated_at`` is still the one of ``read_item`` (compared as stored, whatever its type, so this
+        works on records that do not validate). For ``repair`` and ``delete --force``; the caller puts a
+        fresh ``updated_at`` in ``fields``. Returns whether it wrote."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets, removes = [], []
+        for i, (key, value) in enumerate(fields.items()):
+            names[f"#s{i}"] = key
+            values[f":s{i}"] = encode(value)
+            sets.append(f"#s{i} = :s{i}")
+        for i, key in enumerate(remove):
+            names[f"#r{i}"] = key
+            removes.append(f"#r{i}")
+        expression = " ".join(
+            part
+            for part in (
+                "SET " + ", ".join(sets) if sets else "",
+                "REMOVE " + ", ".join(removes) if removes else "",
+            )
+            if part
+        )
+        if "updated_at" in read_item:
+            condition = "attribute_exists(endpoint_name) AND updated_at = :read_updated_at"
+            values[":read_updated_at"] = encode(_as_stored(read_item["updated_at"]))
+        else:
+            condition = "attribute_exists(endpoint_name) AND attribute_not_exists(updated_at)"
+        return self.table.update(name, expression, condition, values, names)
 
     def scale(self, name: str, replicas: int) -> Endpoint:
         """Set ``spec.replicas`` (validated, >= 0), keeping the desired state."""
@@ -351,6 +401,17 @@ class EndpointStore:
         return self.table.update(
             name, expression, f"attribute_exists(endpoint_name) AND {unchanged}", values, names
         )
+
+
+def _as_stored(value: Any) -> Any:
+    """A value read from the table, to compare with what is stored: ``encode`` writes a float as a
+    string (as GCO does), so a number read back is passed as a Decimal."""
+    return Decimal(repr(value)) if isinstance(value, float) else value
+
+
+def later_than(previous: object) -> str:
+    """A fresh ``updated_at`` that differs from ``previous`` (whatever it was) even within one clock tick."""
+    return _later_than(previous if isinstance(previous, str) else None)
 
 
 def _later_than(previous: str | None) -> str:

@@ -15,7 +15,7 @@ marked, since its pods restart. The Ingress is shown as the record wants it: the
 
 Bookkeeping is left out of both sides (``managedFields``, ``resourceVersion``, ``generation``, ``uid``,
 timestamps, ``status``, the Deployment controller's revision annotation), and env var values are
-redacted (shown as a short hash, so a changed value still shows). Exit codes, as diff(1): 0 no
+shown as ``***`` (``*** (changed)`` on the new side of a value that changes). Exit codes, as diff(1): 0 no
 difference, 1 differences, 2 trouble (usage, a record that is missing or invalid, an unreachable table
 or cluster).
 """
@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -39,6 +38,7 @@ from gco_tasks.errors import GcoError
 from gco_tasks.manifests import RenderOptions, object_key
 from gco_tasks.observe import candidate_keys, is_ours
 from gco_tasks.reconciler import desired_objects
+from gco_tasks.redaction import REDACTED
 
 if TYPE_CHECKING:
     from gco_tasks.cluster import ClusterGateway
@@ -127,7 +127,8 @@ def _change(gateway: ClusterGateway, desired: Obj, live: Obj | None) -> Change:
 
 
 def clean(obj: Mapping[str, Any]) -> Obj:
-    """``obj`` as the diff shows it: bookkeeping left out, env values redacted, kind filled in."""
+    """``obj`` as the diff compares it: bookkeeping left out, kind filled in (env values still there:
+    ``redacted`` hides them for display)."""
     shown: Obj = copy.deepcopy(dict(obj))
     shown.pop("status", None)
     metadata = shown.setdefault("metadata", {})
@@ -138,27 +139,41 @@ def clean(obj: Mapping[str, Any]) -> Obj:
         annotations.pop(key, None)
     if not annotations:
         metadata.pop("annotations", None)
-    _redact_env(shown)
     return shown
 
 
-def _redact_env(node: Any) -> None:
+def redacted(before: Obj | None, after: Obj | None) -> tuple[Obj | None, Obj | None]:
+    """Both sides with every env value shown as ``***``, and as ``*** (changed)`` on the new side where
+    the value differs from the old one: a change shows, a value never does (not even as a hash, which a
+    short value would give away)."""
+    old: dict[tuple[str, str], Any] = {}
+    before, after = copy.deepcopy(before), copy.deepcopy(after)
+    _walk_env(before, lambda slot, var: old.setdefault(slot, var.get("value")))
+
+    def hide(slot: tuple[str, str], var: dict[str, Any]) -> None:
+        changed = slot in old and old[slot] != var.get("value")
+        var["value"] = f"{REDACTED} (changed)" if changed else REDACTED
+
+    _walk_env(after, hide)
+    _walk_env(before, hide)  # every old value equals itself: ``***``
+    return before, after
+
+
+def _walk_env(node: Any, visit: Callable[[tuple[str, str], dict[str, Any]], object], where: str = "") -> None:
+    """Call ``visit((container path, var name), var)`` on each env var holding a literal value
+    (``valueFrom`` names a Secret, not its content)."""
     if isinstance(node, dict):
+        here = f"{where}/{node.get('name', '')}"
+        env = node.get("env")
+        for var in env if isinstance(env, list) else []:
+            if isinstance(var, dict) and "value" in var:
+                visit((here, str(var.get("name"))), var)
         for key, value in node.items():
-            if key == "env" and isinstance(value, list):
-                for var in value:
-                    if isinstance(var, dict) and isinstance(var.get("value"), str):
-                        var["value"] = redacted(var["value"])
-            else:
-                _redact_env(value)
+            if key != "env":
+                _walk_env(value, visit, f"{here}.{key}")
     elif isinstance(node, list):
         for value in node:
-            _redact_env(value)
-
-
-def redacted(value: str) -> str:
-    """An env value as the diff shows it: never the value, but a change still shows."""
-    return f"<redacted sha256:{hashlib.sha256(value.encode()).hexdigest()[:12]}>"
+            _walk_env(value, visit, where)
 
 
 def format_changes(changes: list[Change]) -> str:
@@ -170,8 +185,9 @@ def format_changes(changes: list[Change]) -> str:
         kind, name = change.key
         note = "  (pod template changes: its pods restart)" if change.rolls_pods else ""
         parts.append(f"# {change.verb} {kind}/{name}{note}\n")
-        before = _yaml(change.before).splitlines(keepends=True)
-        after = _yaml(change.after).splitlines(keepends=True)
+        shown_before, shown_after = redacted(change.before, change.after)
+        before = _yaml(shown_before).splitlines(keepends=True)
+        after = _yaml(shown_after).splitlines(keepends=True)
         label = f"{kind}/{name}"
         parts.extend(difflib.unified_diff(before, after, f"live {label}", f"next reconcile {label}"))
     return "".join(parts)

@@ -19,8 +19,10 @@ from typing import Any, NoReturn
 
 import typer
 
-from gco_tasks.cli.views import console, endpoints_table, print_endpoint, print_header
-from gco_tasks.config import ConfigError, load_settings
+from gco_tasks.cli.repair import force_delete, repair_command
+from gco_tasks.cli.status import status_command
+from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions, open_store
+from gco_tasks.cli.views import console, endpoints_table
 from gco_tasks.endpoints import (
     DEFAULT_NAMESPACE,
     DELETED,
@@ -30,11 +32,11 @@ from gco_tasks.endpoints import (
     Endpoint,
     EndpointSpec,
     InvalidEndpointError,
-    RecordHeader,
     parse_spec,
 )
 from gco_tasks.fields import validate_endpoint_name
-from gco_tasks.store import EndpointExistsError, EndpointNotFoundError, EndpointStore, StoreError
+from gco_tasks.redaction import redact_item
+from gco_tasks.store import EndpointExistsError, EndpointStore
 
 endpoints_app = typer.Typer(
     help="Manage inference endpoints in the DynamoDB table (as GCO's `gco inference`).",
@@ -58,10 +60,8 @@ def _fail(message: str) -> NoReturn:
 @contextmanager
 def _store() -> Iterator[EndpointStore]:
     """The store from the environment; every failure the user can act on becomes exit code 1."""
-    try:
-        yield EndpointStore.from_settings(load_settings())
-    except (ConfigError, InvalidEndpointError, StoreError) as exc:
-        _fail(str(exc))
+    with open_store() as store:
+        yield store
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -157,9 +157,11 @@ def deploy(
         None, "--autoscale-metric", help="Autoscaling metric TYPE[:TARGET], e.g. cpu:70 (repeatable)."
     ),
     label: list[str] | None = typer.Option(None, "-l", "--label", help="Record label K=V (repeatable)."),
+    allow_unknown_region: bool = AllowUnknownRegionOption,
 ) -> None:
     """Create an endpoint: write its desired state; each target region's fleet deploys it."""
     checked = _checked_name(name)
+    check_regions(regions, allow_unknown_region)
     options = {
         "image": image,
         "replicas": replicas,
@@ -200,7 +202,7 @@ def scale(
 
 @endpoints_app.command()
 def stop(name: str = typer.Argument(...), yes: bool = YesOption) -> None:
-    """Scale the endpoint to zero in every region (the record stays)."""
+    """Scale the endpoint to zero in every region (the record stays). Asks first unless -y."""
     if not yes:
         typer.confirm(f"Stop endpoint {name}?", abort=True)
     _set_state(name, STOPPED, allowed_from=("deploying", "running", "stopped"))
@@ -215,12 +217,28 @@ def start(name: str = typer.Argument(...)) -> None:
 
 
 @endpoints_app.command()
-def delete(name: str = typer.Argument(...), yes: bool = YesOption) -> None:
-    """Mark the endpoint deleted: each region removes its objects; the record is purged after."""
+def delete(
+    name: str = typer.Argument(...),
+    yes: bool = YesOption,
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Mark it deleted even if the record is malformed (fails validation); target regions that "
+        "are not in KNOWN_REGIONS are dropped so the record can be purged.",
+    ),
+) -> None:
+    """Mark the endpoint deleted: each region removes its objects; the record is purged after. Asks
+    first unless -y."""
     if not yes:
         typer.confirm(f"Delete endpoint {name} in every region?", abort=True)
-    _set_state(name, DELETED, allowed_from=("deploying", "running", "stopped", "deleted"))
+    if force:
+        force_delete(name)
+    else:
+        _set_state(name, DELETED, allowed_from=("deploying", "running", "stopped", "deleted"))
     typer.echo(f"Endpoint {name} marked for deletion.")
+
+
+endpoints_app.command("repair")(repair_command)
 
 
 @endpoints_app.command("update-image")
@@ -279,12 +297,15 @@ def rollback(name: str = typer.Argument(...)) -> None:
 def list_endpoints(
     region: str | None = typer.Option(None, "--region", help="Only endpoints targeting this region."),
     as_json: bool = JsonOption,
+    allow_unknown_region: bool = AllowUnknownRegionOption,
 ) -> None:
     """List every endpoint (all Scan pages), newest first."""
+    if region is not None:
+        check_regions([region], allow_unknown_region)
     with _store() as store:
         items = sorted(store.scan_items(region), key=lambda i: str(i.get("created_at", "")), reverse=True)
     if as_json:
-        typer.echo(json.dumps(items, indent=2, default=str))
+        typer.echo(json.dumps([redact_item(item) for item in items], indent=2, default=str))
         return
     if not items:
         typer.echo("No endpoints.")
@@ -292,22 +313,7 @@ def list_endpoints(
     console.print(endpoints_table(items))
 
 
-@endpoints_app.command()
-def status(name: str = typer.Argument(...), as_json: bool = JsonOption) -> None:
-    """Show one endpoint and what each region's fleet last reported."""
-    with _store() as store:
-        item = store.get_item(name)
-    if item is None:
-        _fail(str(EndpointNotFoundError(name)))
-    if as_json:
-        typer.echo(json.dumps(item, indent=2, default=str))
-        return
-    try:
-        endpoint = Endpoint.from_item(item)
-    except InvalidEndpointError as exc:
-        print_header(RecordHeader.from_item(item))
-        _fail(str(exc))
-    print_endpoint(endpoint)
+endpoints_app.command("status")(status_command)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,8 +18,10 @@ from importlib.metadata import EntryPoint, entry_points
 
 import typer
 
+from gco_tasks import __version__
 from gco_tasks.cli.diff import diff_command
 from gco_tasks.cli.endpoints import endpoints_app
+from gco_tasks.cli.help import TidyGroup
 from gco_tasks.cli.render import render_command
 
 PLUGIN_GROUP = "gco_tasks.cli"
@@ -38,14 +40,18 @@ def build_app(plugins: Iterable[EntryPoint]) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        cls=TidyGroup,
     )
+    cli.callback()(_root)
     cli.add_typer(endpoints_app, name="endpoints")
     cli.command("render")(render_command)
     cli.command("diff")(diff_command)
     names = set()
     for plugin in plugins:
-        cli.add_typer(plugin.load(), name=plugin.name)
-        names.add(plugin.name)
+        group = _load(plugin)
+        if group is not None:
+            cli.add_typer(group, name=plugin.name)
+            names.add(plugin.name)
     if "sandbox" not in names:
         cli.command(
             "sandbox",
@@ -53,6 +59,33 @@ def build_app(plugins: Iterable[EntryPoint]) -> typer.Typer:
             context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
         )(_sandbox_missing)
     return cli
+
+
+def _load(plugin: EntryPoint) -> typer.Typer | None:
+    """The plugin's command group; None when its package is registered but absent (metadata left behind
+    by an uninstall, or a copied tree without it, as in the production image's build check)."""
+    top = plugin.module.split(".")[0]
+    try:
+        group: typer.Typer = plugin.load()
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != top:
+            raise
+        return None
+    return group
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gco-tasks {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """GCO's inference-endpoint reconciler as a Celery worker fleet."""
 
 
 def _sandbox_missing() -> None:

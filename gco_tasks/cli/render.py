@@ -4,7 +4,9 @@ Where it stands in the flow: beside the fleet, never in it. It reads one record 
 worker would, or from a file holding an item in the table's shape), runs the same pure rendering a worker
 runs for that region (``manifests.render_endpoint`` with options from the environment) and prints the
 objects: a YAML stream, or a Kubernetes ``List`` in JSON. It writes nothing anywhere. An invalid record
-exits 1 with the model's field-by-field message; a missing record exits 1.
+exits 1 with the model's field-by-field message; a missing record exits 1. Environment values are shown
+as ``***`` unless ``--show-secrets`` is given. The region comes from ``--region`` or ``REGION``; with
+neither, it says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any, NoReturn
 import typer
 import yaml
 
+from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions
 from gco_tasks.config import ConfigError, Settings, load_settings
 from gco_tasks.endpoints import Endpoint, InvalidEndpointError
 from gco_tasks.manifests import RenderOptions, render_endpoint
+from gco_tasks.redaction import redact_objects
 
 
 class OutputFormat(StrEnum):
@@ -29,7 +33,9 @@ class OutputFormat(StrEnum):
 
 def render_command(
     name: str = typer.Argument(..., help="Endpoint name."),
-    region: str = typer.Option(None, "--region", "-r", help="Region to render for (default: $REGION)."),
+    region: str | None = typer.Option(
+        None, "--region", "-r", help="Region to render for (default: $REGION)."
+    ),
     file: Path | None = typer.Option(
         None,
         "--file",
@@ -43,18 +49,34 @@ def render_command(
     output: OutputFormat = typer.Option(
         OutputFormat.yaml, "--output", "-o", help="yaml (a stream) or json (a List)."
     ),
+    show_secrets: bool = typer.Option(
+        False, "--show-secrets", help="Show environment values as they are (default: shown as ***)."
+    ),
+    allow_unknown_region: bool = AllowUnknownRegionOption,
 ) -> None:
-    """Print the Kubernetes objects the fleet would apply for NAME in a region, touching nothing."""
+    """Print the Kubernetes objects the fleet would apply for NAME in a region, touching nothing.
+    Environment values are shown as *** unless --show-secrets is given."""
     settings = _settings()
+    target = _region(region, settings)
+    check_regions([target], allow_unknown_region, settings)
     item = _read_file(file, name) if file is not None else _read_table(settings, name)
     try:
         endpoint = Endpoint.from_item(item)
-        objects = render_endpoint(endpoint, region or settings.region, RenderOptions.from_settings(settings))
+        objects = render_endpoint(endpoint, target, RenderOptions.from_settings(settings))
     except InvalidEndpointError as exc:
         _fail(str(exc))
     if not objects:
-        typer.echo(_why_empty(endpoint, region or settings.region), err=True)
-    typer.echo(format_objects(objects, output.value), nl=False)
+        typer.echo(_why_empty(endpoint, target), err=True)
+    shown = objects if show_secrets else redact_objects(objects)
+    typer.echo(format_objects(shown, output.value), nl=False)
+
+
+def _region(given: str | None, settings: Settings) -> str:
+    if given:
+        return given
+    if settings.region_is_explicit:
+        return settings.region
+    _fail("render needs a region: pass --region R (e.g. --region us-east-1) or set REGION")
 
 
 def format_objects(objects: list[dict[str, Any]], output: str) -> str:

@@ -1,7 +1,7 @@
-"""What `gco-tasks endpoints list` and `status` print: items in, rich tables and lines out.
+"""What `gco-tasks endpoints list` prints: items in, a rich table out.
 
 Where it stands in the flow: outside the fleet, at the operator's terminal; the verbs live in
-``cli.endpoints``.
+``cli.endpoints`` (``status`` has its own view, ``cli.status_view``).
 """
 
 from __future__ import annotations
@@ -41,46 +41,3 @@ def _list_row(item: dict[str, Any]) -> list[str]:
         f"{ready}/{desired}",
         endpoint.created_at or "-",
     ]
-
-
-def region_table(endpoint: Endpoint) -> Table:
-    table = Table("REGION", "STATE", "READY", "DESIRED", "LAST SYNC", "ERROR")
-    for region, report in sorted(endpoint.region_status.items()):
-        table.add_row(
-            region,
-            report.state,
-            str(report.replicas_ready),
-            str(report.replicas_desired),
-            report.last_sync or "-",
-            report.error or "",
-        )
-    return table
-
-
-def print_endpoint(endpoint: Endpoint) -> None:
-    spec = endpoint.spec
-    console.print(f"[bold]Endpoint:[/bold] {endpoint.endpoint_name}", highlight=False)
-    console.print(f"  Desired state: {endpoint.desired_state}", highlight=False)
-    console.print(f"  Image:         {spec.image}", highlight=False, markup=False)
-    console.print(
-        f"  Replicas:      {spec.replicas} (GPUs {spec.gpu_count} {spec.accelerator})", highlight=False
-    )
-    console.print(f"  Regions:       {', '.join(endpoint.target_regions)}", highlight=False, markup=False)
-    console.print(f"  Ingress path:  {endpoint.ingress_path}", highlight=False, markup=False)
-    if spec.canary is not None:
-        console.print(
-            f"  Canary:        {spec.canary.image} ({spec.canary.weight}%, {spec.canary.replicas} replicas)",
-            highlight=False,
-            markup=False,
-        )
-    console.print()
-    if endpoint.region_status:
-        console.print(region_table(endpoint))
-    else:
-        console.print("(Waiting for the fleet to sync)")
-
-
-def print_header(header: RecordHeader) -> None:
-    console.print(f"Endpoint:      {header.endpoint_name}", highlight=False, markup=False)
-    console.print(f"  Desired state: {header.desired_state}", highlight=False, markup=False)
-    console.print(f"  Regions:       {', '.join(header.target_regions)}", highlight=False, markup=False)

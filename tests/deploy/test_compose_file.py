@@ -113,7 +113,7 @@ def test_fleet_commands_are_exec_form(services: dict[str, Obj]) -> None:
         "--without-mingle", "--without-gossip", "--concurrency", "4",
     ]  # fmt: skip
     assert services["beat"]["command"] == ["celery", "-A", "gco_tasks", "beat", "--loglevel", "INFO"]
-    assert services["flower"]["command"] == ["celery", "-A", "gco_tasks", "flower", "--port=5555"]
+    assert services["flower"]["command"] == ["python", "-m", "gco_tasks.flower", "--port=5555"]
     region_worker = _load({"REGION": "eu-west-1"})["worker"]
     assert "gco.eu-west-1" in region_worker["command"]
     assert region_worker["environment"]["REGION"] == "eu-west-1"
@@ -134,14 +134,15 @@ def test_fleet_environment_points_at_the_compose_services(services: dict[str, Ob
     assert services["worker"]["environment"]["WORKER_HEARTBEAT_FILE"].startswith("/tmp/")
 
 
-def test_flower_always_has_a_login_the_readme_says_to_change(services: dict[str, Obj]) -> None:
-    login = services["flower"]["environment"]["FLOWER_BASIC_AUTH"]
-    user, _, password = login.partition(":")
-    assert user and password
-    assert login in (REPO / "README.md").read_text(), "README must name the default login to change"
-    chosen = _load({"FLOWER_BASIC_AUTH": "me:long-secret"})["flower"]["environment"]["FLOWER_BASIC_AUTH"]
-    assert chosen == "me:long-secret"
+def test_flower_login_comes_only_from_the_shell_never_a_default(services: dict[str, Obj]) -> None:
+    """A value-less entry is compose's pass-through: set in the container only when set in the shell.
+    Unset, the guard (gco_tasks.flower) refuses to start Flower; there is no default login to forget."""
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] is None
+    assert "change-me" not in (REPO / "compose.yaml").read_text()
     assert "FLOWER_UNAUTHENTICATED_API" not in services["flower"]["environment"]
+    for name in FLEET:
+        if name != "flower":
+            assert "FLOWER_BASIC_AUTH" not in services[name]["environment"], name
 
 
 def test_published_ports_listen_on_localhost_only(services: dict[str, Obj]) -> None:

@@ -4,7 +4,8 @@ controlplane` builds) and checked object by object. test_k8s_real_server.py appl
 Every rendered object is validated strictly against Kubernetes 1.30's schemas; the rest checks what
 the schemas cannot: the Role grants exactly what the reconciler uses, every container is locked down,
 the worker consumes its region's queue, its liveness probe really reads the heartbeat file, the
-settings in the generated ConfigMap load as gco-tasks settings, and credentials only come from Secrets.
+settings in the generated ConfigMap load as gco-tasks settings, credentials only come from Secrets, the
+fleet's image is pinned by digest in every overlay, and only Prometheus may reach Flower.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def test_processes_run_the_right_celery_commands(region: Region) -> None:
     beat = region.container("beat")
     assert [*beat["command"], *beat["args"]] == ["celery", "-A", "gco_tasks", "beat", "--loglevel", "INFO"]
     flower = region.container("flower")
-    assert [*flower["command"], *flower["args"]] == ["celery", "-A", "gco_tasks", "flower", "--port=5555"]
+    assert [*flower["command"], *flower["args"]] == ["python", "-m", "gco_tasks.flower", "--port=5555"]
     assert region.deployment("worker")["spec"]["replicas"] == 2
     assert region.deployment("beat")["spec"]["replicas"] == 2, "RedBeat's lock makes a second beat safe"
 
@@ -270,8 +271,7 @@ def test_every_container_is_locked_down(region: Region) -> None:
             assert len(tmp) == 1 and tmp[0]["name"] in empty_dirs, f"{where}: /tmp must be an emptyDir"
             image = container["image"]
             registry = rf"\d{{12}}\.dkr\.ecr\.{region.name}\.amazonaws\.com"
-            assert re.fullmatch(rf"{registry}/gco-tasks:[\w.-]+", image), where
-            assert not image.endswith(":latest"), where
+            assert re.fullmatch(rf"{registry}/gco-tasks@sha256:[0-9a-f]{{64}}", image), f"{where}: by digest"
 
 
 def test_credentials_come_only_from_the_referenced_secrets(region: Region) -> None:
@@ -315,9 +315,15 @@ def test_disruption_budgets_keep_a_worker_and_a_beat(region: Region) -> None:
 def _ports(rules: list[Obj]) -> set[tuple[str, int]]:
     found = set()
     for rule in rules:
-        assert set(rule) == {"ports"}, "restricted by port; peers are outside the pod network"
+        assert set(rule) <= {"ports", "from"}, "restricted by port (and source); no ipBlock"
         found |= {(port["protocol"], port["port"]) for port in rule["ports"]}
     return found
+
+
+PROMETHEUS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
 
 
 def test_network_policies_allow_only_what_each_process_uses(region: Region) -> None:
@@ -338,6 +344,7 @@ def test_network_policies_allow_only_what_each_process_uses(region: Region) -> N
         assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"], component
         assert _ports(spec.get("ingress", [])) == ingress, component
         assert _ports(spec["egress"]) == egress, component
+        assert all("from" not in rule for rule in spec["egress"]), component
 
 
 def test_worker_and_beat_expose_the_metrics_port_of_the_settings(region: Region) -> None:
@@ -349,3 +356,25 @@ def test_worker_and_beat_expose_the_metrics_port_of_the_settings(region: Region)
     multiproc = _env(region, region.container("worker"))["PROMETHEUS_MULTIPROC_DIR"]
     assert multiproc.startswith("/tmp/"), "the only writable path is the /tmp emptyDir"
     assert "PROMETHEUS_MULTIPROC_DIR" not in _env(region, region.container("beat")), "beat is one process"
+
+
+def test_only_prometheus_in_the_monitoring_namespace_reaches_flower(region: Region) -> None:
+    """Not every pod in the cluster: inference pods run images chosen by records. Every ingress rule
+    that selects Flower names one source, by namespace and pod labels together (one peer, both selectors,
+    which Kubernetes ANDs); a rule without `from` would admit every source."""
+    labels = region.deployment("flower")["spec"]["template"]["metadata"]["labels"]
+    (policy,) = [p for p in region.of_kind("NetworkPolicy") if _matches(p["spec"]["podSelector"], labels)]
+    rules = policy["spec"]["ingress"]
+    assert rules and all(rule.get("from") == [PROMETHEUS] for rule in rules), rules
+
+
+def test_every_overlay_pins_the_fleet_image_by_digest() -> None:
+    """`images:` uses `digest:` (never `newTag:`); the example digest is all zeros, which README says to
+    replace with the one `docker push` prints, or with k8s/pin-image.sh."""
+    for name in REGIONS:
+        kustomization = yaml.safe_load((OVERLAYS / name / "kustomization.yaml").read_text())
+        (image,) = kustomization["images"]
+        assert image["name"] == "gco-tasks" and "newTag" not in image, name
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", image["digest"]), name
+    readme = (REPO / "README.md").read_text()
+    assert "k8s/pin-image.sh" in readme and "docker push" in readme

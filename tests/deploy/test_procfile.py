@@ -1,8 +1,9 @@
 """Procfile: the fleet under `honcho start`, each line run by /bin/sh as honcho runs it.
 
-A stand-in `celery` on PATH records the argv and environment it gets, so the tests see exactly what a
-real Celery would be started with, that `exec` makes it the process honcho signals, and that Flower
-never starts without a login.
+A stand-in `celery` (and `python`) on PATH records the argv and environment it gets, so the tests see
+exactly what a real Celery would be started with, and that `exec` makes it the process honcho signals.
+Flower's line runs the real login guard (`python -m gco_tasks.flower`): without a well-formed login it
+exits before Flower starts; with one it execs Flower on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from pathlib import Path
 import pytest
 from honcho.environ import parse_procfile
 
-from gco_tasks.config import load_settings
-
 REPO = Path(__file__).resolve().parents[2]
 PROCFILE = REPO / "Procfile"
+LOGIN = "ops:a-long-random-password"
 
 RECORDER = f"""#!{sys.executable}
 import json, os, sys
@@ -35,9 +35,17 @@ def _processes() -> dict[str, str]:
 
 @pytest.fixture()
 def fake_bin(tmp_path: Path) -> Path:
-    celery = tmp_path / "celery"
-    celery.write_text(RECORDER)
-    celery.chmod(celery.stat().st_mode | stat.S_IXUSR)
+    for name in ("celery", "python"):
+        fake = tmp_path / name
+        fake.write_text(RECORDER)
+        fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return tmp_path
+
+
+@pytest.fixture()
+def venv_bin(tmp_path: Path) -> Path:
+    """The test's own interpreter as `python`, first on PATH (as an activated venv puts it)."""
+    (tmp_path / "python").symlink_to(sys.executable)
     return tmp_path
 
 
@@ -65,22 +73,27 @@ def test_honcho_accepts_the_procfile() -> None:
 def test_procfile_has_the_three_processes_in_exec_form() -> None:
     processes = _processes()
     assert set(processes) == {"worker", "beat", "flower"}
-    for name, command in processes.items():
-        assert "exec celery -A gco_tasks " in command, f"{name}: celery must replace the shell"
+    for name in ("worker", "beat"):
+        assert "exec celery -A gco_tasks " in processes[name], f"{name}: celery must replace the shell"
+    assert processes["flower"].startswith("exec python -m gco_tasks.flower "), "the guard replaces the shell"
 
 
-@pytest.mark.parametrize(("region", "queue"), [("eu-west-1", "gco.eu-west-1"), (None, None)])
-def test_worker_consumes_the_queue_of_REGION(fake_bin: Path, region: str | None, queue: str | None) -> None:
-    env = {"REGION": region} if region else {}
-    result, pid = _run(fake_bin, "worker", **env)
+def test_worker_consumes_the_queue_of_REGION(fake_bin: Path) -> None:
+    result, pid = _run(fake_bin, "worker", REGION="eu-west-1")
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    expected_queue = queue or load_settings({}).queue  # unset REGION: the same default as the app's
     assert seen["argv"] == [
-        "-A", "gco_tasks", "worker", "-Q", expected_queue, "--loglevel", "INFO",
+        "-A", "gco_tasks", "worker", "-Q", "gco.eu-west-1", "--loglevel", "INFO",
         "--without-mingle", "--without-gossip", "--concurrency", "4",
     ]  # fmt: skip
     assert seen["pid"] == pid, "exec: honcho's SIGTERM goes to celery itself, not to a shell"
+
+
+def test_worker_refuses_to_start_without_REGION(fake_bin: Path) -> None:
+    result, _ = _run(fake_bin, "worker")
+    assert result.returncode != 0
+    assert result.stdout == "", "celery must not have started"
+    assert "set REGION to the region this fleet reconciles" in result.stderr
 
 
 def test_beat_command(fake_bin: Path) -> None:
@@ -92,15 +105,19 @@ def test_beat_command(fake_bin: Path) -> None:
     }
 
 
-def test_flower_refuses_to_start_without_a_login(fake_bin: Path) -> None:
-    result, _ = _run(fake_bin, "flower")
-    assert result.returncode != 0
-    assert result.stdout == "", "celery must not have started"
-    assert "FLOWER_BASIC_AUTH" in result.stderr
-
-    result, pid = _run(fake_bin, "flower", FLOWER_BASIC_AUTH="ops:s3cret")
+def test_flower_runs_the_guard_on_loopback_with_the_login_in_its_environment(fake_bin: Path) -> None:
+    result, pid = _run(fake_bin, "flower", FLOWER_BASIC_AUTH=LOGIN)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert seen["argv"] == ["-A", "gco_tasks", "flower", "--port=5555"]
-    assert seen["auth"] == "ops:s3cret", "Flower reads the login from its environment, not argv"
+    assert seen["argv"] == ["-m", "gco_tasks.flower", "--port=5555", "--address=127.0.0.1"]
+    assert seen["auth"] == LOGIN, "Flower reads the login from its environment, not argv"
     assert seen["pid"] == pid
+
+
+@pytest.mark.parametrize("login", [None, "", "ops:", f"{LOGIN},"])
+def test_flower_refuses_to_start_without_a_well_formed_login(venv_bin: Path, login: str | None) -> None:
+    env = {"REDIS_URL": "redis://127.0.0.1:1/0"} | ({} if login is None else {"FLOWER_BASIC_AUTH": login})
+    result, _ = _run(venv_bin, "flower", **env)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "", "Flower must not have started"
+    assert "refusing to start" in result.stderr and "FLOWER_BASIC_AUTH" in result.stderr

@@ -3,8 +3,10 @@
 One sandbox (``--env-file F --no-live --interval 2``) serves the issue's must-show: after reading F as
 ``source`` would, ``gco-tasks endpoints deploy x -i nginx:1.27 -r us-east-1`` is ``running`` within 15 s,
 Flower's ``/api/workers`` lists the worker with the printed login (401 without), ``celery call`` reaches
-the worker, the examples converge, and SIGINT stops every process it started within 10 s. Lighter runs
-check SIGTERM with two regions, and that a child dying takes the sandbox down with exit code 1 and its log.
+the worker and the examples converge. Those tests only read from it or add their own endpoint, so they
+pass in any order. Lighter runs, each with a sandbox of its own, check that SIGINT stops every process
+within 10 s, SIGTERM with two regions, and that a child dying takes the sandbox down with exit code 1 and
+its log.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,11 +93,19 @@ def _clean_environ() -> dict[str, str]:
     }
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_sandbox(tmp: Path, *args: str) -> Sandbox:
+    """A sandbox with its own Flower port: never 5555, which another sandbox on the machine may hold."""
     state_dir, env_file, output = tmp / "state", tmp / "sandbox.env", tmp / "sandbox.out"
+    port = ("--flower-port", str(_free_port()))
     with output.open("wb") as out:
         process = subprocess.Popen(
-            [GCO_TASKS, "sandbox", "--env-file", str(env_file), "--state-dir", str(state_dir), *args],
+            [GCO_TASKS, "sandbox", "--env-file", str(env_file), "--state-dir", str(state_dir), *port, *args],
             env=_clean_environ(),
             cwd=tmp,
             stdout=out,
@@ -145,7 +156,7 @@ def flower(env: dict[str, str], path: str, login: str | None) -> tuple[int, Any]
 
 
 # --------------------------------------------------------------------------------------------------
-# One sandbox, used in order by the tests below; the last one stops it with SIGINT.
+# One sandbox for the tests below, in any order; none of them stops it.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -238,33 +249,85 @@ def test_examples_reach_running_and_changes_are_printed(sandbox: Sandbox, env: d
         time.sleep(0.2)
 
 
-def test_sigint_stops_every_process_within_10s(sandbox: Sandbox) -> None:
-    pids = sandbox.pids()
-    assert {"redis", "worker-us-east-1", "beat-us-east-1", "flower"} <= set(pids)
-    assert not set(leftovers(sandbox)) ^ set(pids), "every child runs before the stop"
-    code, seconds = sandbox.stop(signal.SIGINT)
-    print(f"stopped in {seconds:.1f}s")
-    assert code == 0, sandbox.out()
-    assert seconds < 10
-    assert leftovers(sandbox) == {}
-    assert not sandbox.env_file.exists(), "the env file of a stopped sandbox is removed"
-    assert "sandbox stopped" in sandbox.out()
-
-
 # --------------------------------------------------------------------------------------------------
-# Lighter runs
+# Lighter runs, each with its own sandbox
 # --------------------------------------------------------------------------------------------------
 
 
-def test_two_regions_each_get_a_worker_and_sigterm_stops_all(tmp_path: Path) -> None:
-    sandbox = start_sandbox(tmp_path, "--empty", "--region", "us-east-1", "--region", "eu-west-1")
+def test_sigint_stops_every_process_within_10s(tmp_path: Path) -> None:
+    sandbox = start_sandbox(tmp_path, "--no-live")
+    try:
+        sandbox.wait_ready()
+        pids = sandbox.pids()
+        assert {"redis", "worker-us-east-1", "beat-us-east-1", "flower"} <= set(pids)
+        assert not set(leftovers(sandbox)) ^ set(pids), "every child runs before the stop"
+        code, seconds = sandbox.stop(signal.SIGINT)
+        print(f"stopped in {seconds:.1f}s")
+        assert code == 0, sandbox.out()
+        assert seconds < 10
+        assert leftovers(sandbox) == {}
+        assert "sandbox stopped" in sandbox.out()
+        assert f"{sandbox.env_file} is kept but marked stale" in sandbox.out()
+        sourced = subprocess.run(
+            ["bash", "-c", f'source {sandbox.env_file}; echo "code=$? redis=${{REDIS_URL:-unset}}"'],
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+        )
+        assert sourced.stdout.strip() == "code=1 redis=unset", "a stale env file changes nothing"
+        assert "this environment is stale" in sourced.stderr
+    finally:
+        kill_leftovers(sandbox)
+
+
+def deployments(kubeconfig: str) -> dict[str, str]:
+    """Deployment name -> uid in gco-inference of the cluster ``kubeconfig`` points at."""
+    from kubernetes import client, config
+
+    with config.new_client_from_config(config_file=kubeconfig) as api:
+        found = client.AppsV1Api(api).list_namespaced_deployment("gco-inference", _request_timeout=10)
+    return {item.metadata.name: item.metadata.uid for item in found.items}
+
+
+def test_two_regions_each_have_their_own_cluster_and_never_touch_the_other(tmp_path: Path) -> None:
+    sandbox = start_sandbox(
+        tmp_path, "--empty", "--no-live", "--interval", "1", "--region", "us-east-1", "--region", "eu-west-1"
+    )
     try:
         sandbox.wait_ready()
         env = sandbox.env()
         _, workers = flower(env, "/api/workers", env["FLOWER_BASIC_AUTH"])
         assert {name.split("@")[0] for name in workers} == {"us-east-1", "eu-west-1"}
         assert {"worker-eu-west-1", "beat-eu-west-1"} <= set(sandbox.pids())
-        assert gco(env, "endpoints", "list", "--json").stdout.strip() in ("[]", "")
+        listed = gco(env, "endpoints", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout) == [], "an empty table lists as [], never as nothing"
+        us, eu = env["KUBECONFIG_US_EAST_1"], env["KUBECONFIG_EU_WEST_1"]
+        assert us != eu and env["KUBECONFIG"] == us
+        assert (
+            gco(env, "endpoints", "deploy", "east-only", "-i", "nginx:1.27", "-r", "us-east-1").returncode
+            == 0
+        )
+        both = gco(
+            env, "endpoints", "deploy", "both", "-i", "nginx:1.27", "-r", "us-east-1", "-r", "eu-west-1"
+        )
+        assert both.returncode == 0, both.stderr
+        deadline = time.monotonic() + 20
+        while not (
+            region_state(env, "east-only") == "running"
+            and region_state(env, "both") == "running"
+            and region_state(env, "both", "eu-west-1") == "running"
+        ):
+            assert "east-only" not in deployments(eu), "eu-west-1's cluster never gets it"
+            assert time.monotonic() < deadline, sandbox.out()
+            time.sleep(0.3)
+        east = deployments(us)
+        assert set(east) == {"east-only", "both"} and set(deployments(eu)) == {"both"}
+        settle = time.monotonic() + 4  # four of eu-west-1's cycles: it must not delete us-east-1's objects
+        while time.monotonic() < settle:
+            assert deployments(us) == east, "same objects, same uids: nothing deleted and re-created"
+            assert "east-only" not in deployments(eu)
+            time.sleep(0.5)
         code, seconds = sandbox.stop(signal.SIGTERM)
         assert code == 0 and seconds < 10, sandbox.out()
         assert leftovers(sandbox) == {}

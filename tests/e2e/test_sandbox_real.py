@@ -26,8 +26,13 @@ from tests.e2e.test_sandbox import Sandbox, gco, kill_leftovers, leftovers, regi
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="checks leftovers through /proc")
 
 
+def plane_dir(sandbox: Sandbox, region: str = "us-east-1") -> Path:
+    """Each region's control plane lives under ``<state dir>/<region>/controlplane``."""
+    return sandbox.state_dir / region / "controlplane"
+
+
 def control_plane_pids(sandbox: Sandbox) -> dict[str, int]:
-    loaded: dict[str, int] = json.loads((sandbox.state_dir / "controlplane" / "pids.json").read_text())
+    loaded: dict[str, int] = json.loads((plane_dir(sandbox) / "pids.json").read_text())
     return loaded
 
 
@@ -45,7 +50,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield running
     finally:
         kill_leftovers(running)
-        if (running.state_dir / "controlplane" / "pids.json").exists():
+        if (plane_dir(running) / "pids.json").exists():
             for pid in control_plane_pids(running).values():
                 for member in group_members(pid):
                     os.kill(member, signal.SIGKILL)
@@ -53,7 +58,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 def watch_command(sandbox: Sandbox) -> list[str]:
     """The printed ``kubectl ... get pods -n gco-inference -w``, without ``-w``."""
-    match = re.search(r"Watch the pods: (.+ get pods -n gco-inference) -w", sandbox.out())
+    match = re.search(r"Watch the pods of us-east-1: (.+ get pods -n gco-inference) -w", sandbox.out())
     assert match, sandbox.out()
     return shlex.split(match.group(1))
 

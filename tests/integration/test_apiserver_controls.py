@@ -40,12 +40,29 @@ def wait_for(predicate: Any, timeout: float = 3.0) -> float:
     return time.monotonic() - start
 
 
-def test_readiness_follows_spec_after_the_delay(apps: client.AppsV1Api) -> None:
+class SteppedClock:
+    """The API server's clock, moved by the test: "not ready yet" is a fact, not a race with 0.2 s."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_readiness_follows_spec_after_the_delay(
+    apps: client.AppsV1Api, apiserver: SandboxAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = SteppedClock()
+    monkeypatch.setattr(apiserver.store, "clock", clock)  # restored after the test
+    delay = apiserver.store.ready_delay
     created = apps.create_namespaced_deployment(NS, deployment(replicas=3))
     assert created.status.ready_replicas is None
-    assert apps.read_namespaced_deployment("llm", NS).status.ready_replicas is None  # not yet
-    waited = wait_for(lambda: apps.read_namespaced_deployment("llm", NS).status.ready_replicas == 3)
-    assert waited >= 0.1
+    clock.now += delay * 0.9
+    assert apps.read_namespaced_deployment("llm", NS).status.ready_replicas is None, "not before the delay"
+    clock.now += delay * 0.2
+    assert apps.read_namespaced_deployment("llm", NS).status.ready_replicas == 3, "ready once it passed"
+    monkeypatch.undo()  # real time again for the rest
     status = apps.read_namespaced_deployment("llm", NS).status
     assert (status.replicas, status.available_replicas, status.updated_replicas) == (3, 3, 3)
     assert status.observed_generation == 1

@@ -3,7 +3,10 @@ redis-server: fan_out's messages reach reconcile_endpoint on the region's queue,
 reconciles of one endpoint end consistent, a malformed record gets ``error`` while others converge,
 transient API failures are retried and a permanent one (422) ends the task FAILED without a retry.
 Each runs on the stand-in and on the real control plane; the two retry tests inject faults, which only
-the stand-in can do (``standin_only``)."""
+the stand-in can do (``standin_only``).
+
+The worker uses the global Celery app (the tasks are registered on it); ``app_configured`` points it at
+the private Redis and gives it back exactly as it was afterwards."""
 
 from __future__ import annotations
 
@@ -29,15 +32,43 @@ from gco_tasks.reconciler import desired_objects, reconcile
 
 from .harness import REGION, run_cycle
 
+REDIS_KEYS = ("broker_url", "result_backend", "redbeat_redis_url")
+
+
+def _drop_connections() -> None:
+    """Forget the pools and result backend the app cached (built lazily from the configuration of the
+    moment), so its next user gets them for the configuration it finds. The pools themselves stay in
+    kombu's registry, keyed by URL, for whoever else uses that URL."""
+    app._pool = None
+    app.amqp._producer_pool = None
+    app._backend_cache = None
+    app._local = threading.local()
+
+
+@contextlib.contextmanager
+def app_configured(**values: Any) -> Iterator[None]:
+    """The global app with ``values`` in its configuration, then as it was: the same values, and no
+    connection built from the test's ones."""
+    saved = {key: app.conf[key] for key in values}
+    app.conf.update(values)
+    _drop_connections()
+    try:
+        yield
+    finally:
+        app.conf.update(saved)
+        _drop_connections()
+
 
 @pytest.fixture()
 def worker(fleet: Fleet, redis_url: str) -> Iterator[Any]:
-    app.conf.update(broker_url=redis_url, result_backend=redis_url, redbeat_redis_url=redis_url)
     use_fleet(fleet)
     try:
-        with start_worker(
-            app, pool="threads", concurrency=8, queues=[fleet.settings.queue], perform_ping_check=False
-        ) as running:
+        with (
+            app_configured(**dict.fromkeys(REDIS_KEYS, redis_url)),
+            start_worker(
+                app, pool="threads", concurrency=8, queues=[fleet.settings.queue], perform_ping_check=False
+            ) as running,
+        ):
             yield running
     finally:
         use_fleet(None)
@@ -54,6 +85,16 @@ def retries() -> Iterator[list[str]]:
     task_retry.connect(on_retry, weak=False)
     yield seen
     task_retry.disconnect(on_retry)
+
+
+def test_app_configured_gives_the_app_back_as_it_was(redis_url: str) -> None:
+    before = {key: app.conf[key] for key in REDIS_KEYS}
+    assert redis_url not in before.values()
+    with app_configured(**dict.fromkeys(REDIS_KEYS, redis_url)):
+        assert all(app.conf[key] == redis_url for key in REDIS_KEYS)
+        assert app.pool.connection.as_uri().endswith(redis_url.rsplit(":", 1)[-1])
+    assert {key: app.conf[key] for key in REDIS_KEYS} == before
+    assert app._pool is None, "no pool built from the test's Redis survives"
 
 
 def state_of(fleet: Fleet, name: str) -> str | None:
@@ -78,9 +119,7 @@ def test_fan_out_through_the_worker_converges_and_isolates_a_bad_record(fleet: F
     )
 
     def converged() -> bool:
-        tasks.fan_out.delay().get(timeout=20) if False else tasks.fan_out.apply_async(
-            queue=fleet.settings.queue
-        )
+        tasks.fan_out.apply_async(queue=fleet.settings.queue)
         time.sleep(0.5)
         return state_of(fleet, "alpha") == "running" and state_of(fleet, "beta") == "running"
 

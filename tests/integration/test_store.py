@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from gco_tasks.config import load_settings
 from gco_tasks.endpoints import Endpoint, EndpointSpec, RegionStatus
@@ -171,19 +171,24 @@ def test_update_spec_retries_on_concurrent_change(store: EndpointStore) -> None:
     assert endpoint.spec.replicas == 5 and endpoint.spec.env == {"OTHER": "1"}
 
 
-def test_concurrent_cli_updates_lose_nothing(store: EndpointStore) -> None:
+def test_an_edit_landing_between_read_and_write_is_not_lost(store: EndpointStore) -> None:
+    """Two CLI edits interleaved at the worst moment: B has read the record when A writes; B's write is
+    conditional on the ``updated_at`` it read, so it fails, B re-reads and applies its change on top of
+    A's. (Forced deterministically from inside B's mutation rather than with racing threads: moto's
+    server does not make a conditional write atomic against a concurrent one, DynamoDB does, so a
+    threaded test would test moto.)"""
     store.create(_endpoint())
-    keys = [f"K{i}" for i in range(4)]
+    attempts: list[str] = []
 
-    def add(key: str) -> None:
-        store.update_spec("demo", lambda s: s.with_changes(env={**s.env, key: "1"}))
+    def add_k1(spec: EndpointSpec) -> EndpointSpec:
+        attempts.append("B")
+        if len(attempts) == 1:  # A lands after B's read, before B's write
+            store.update_spec("demo", lambda s: s.with_changes(env={**s.env, "K0": "1"}))
+        return spec.with_changes(env={**spec.env, "K1": "1"})
 
-    threads = [threading.Thread(target=add, args=(key,)) for key in keys]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(store.get("demo").spec.env) == keys
+    store.update_spec("demo", add_k1)
+    assert sorted(store.get("demo").spec.env) == ["K0", "K1"]
+    assert attempts == ["B", "B"], "B's first write failed its condition and was retried once"
 
 
 def test_update_spec_gives_up_when_record_keeps_changing(store: EndpointStore) -> None:
@@ -271,14 +276,21 @@ def test_missing_table_is_a_store_error(dynamodb_url: str) -> None:
     assert not isinstance(info.value, TransientStoreError)
 
 
-def test_connection_failure_is_transient(monkeypatch: pytest.MonkeyPatch, dynamodb_url: str) -> None:
+def test_connection_failure_is_transient(dynamodb_url: str) -> None:
+    """Nothing listens: one attempt (the client is built with total_max_attempts=1, since botocore reads
+    its retry configuration only when the client is created), and the failure is a TransientStoreError."""
     from gco_sandbox.services import free_port
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://localhost:{free_port()}")
-    store = EndpointStore.from_settings(load_settings({}))
-    store.client.meta.config.retries = {"max_attempts": 1}
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=2)
+    client = boto3.client(
+        "dynamodb", region_name="us-east-1", endpoint_url=f"http://localhost:{free_port()}", config=config
+    )
+    attempts: list[str] = []
+    client.meta.events.register("before-send.dynamodb.GetItem", lambda **_: attempts.append("sent"))
+    store = EndpointStore(client, "gco-inference-endpoints")
     with pytest.raises(TransientStoreError):
         store.get_item("x")
+    assert attempts == ["sent"], "the retry configuration took effect"
 
 
 def test_status_needs_write_rules() -> None:

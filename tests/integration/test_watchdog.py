@@ -1,7 +1,9 @@
 """The watchdog against the real parts: an endpoint stuck at 0 ready replicas loses its Ingress past the
 threshold, reconcile does not put it back while it is unready, and it returns once the endpoint recovers.
-Its clocks live in Redis, so a fresh worker process (a new ``Fleet``) sees them. On both servers: on the
-real one the ``crashloop`` image's pods run in CrashLoopBackOff (kwok), never Ready."""
+Its clocks live in Redis, so a fresh worker process (a new ``Fleet``) sees them. Time is passed as
+``now=`` (as beat's runs would see it), never slept, so the threshold is crossed exactly: one second
+before it nothing is withheld, one second after it the Ingress goes. On both servers: on the real one
+the ``crashloop`` image's pods run in CrashLoopBackOff (kwok), never Ready."""
 
 from __future__ import annotations
 
@@ -20,9 +22,12 @@ def kinds(fleet: Fleet, name: str) -> set[str]:
     return {obj["kind"] for obj in fleet.cluster.list_objects(endpoint_selector(name))}
 
 
+THRESHOLD = 60
+
+
 def test_watchdog_withholds_and_restores_the_ingress(fleet: Fleet, redis_url: str, cluster: Cluster) -> None:
     kube_client = cluster.api_client
-    fleet = make_fleet(redis_url, kube_client, inference_unhealthy_threshold_seconds=1)
+    fleet = make_fleet(redis_url, kube_client, inference_unhealthy_threshold_seconds=THRESHOLD)
     fleet.store.create(Endpoint.new("sick", parse_spec({"image": "example/crashloop:1"}), [REGION]))
     fleet.store.create(Endpoint.new("halted", parse_spec({"image": "nginx:1.27"}), [REGION]))
     fleet.store.update_desired_state("halted", "stopped")
@@ -32,9 +37,12 @@ def test_watchdog_withholds_and_restores_the_ingress(fleet: Fleet, redis_url: st
     started = time.time()
     first = watchdog(fleet, now=started)
     assert "sick" in first["unready"] and "halted" not in first["unready"]
-    # A restarted worker, past the threshold: new adapters, same Redis clocks.
-    restarted = make_fleet(redis_url, kube_client, inference_unhealthy_threshold_seconds=1)
-    second = watchdog(restarted, now=started + 1.2)
+    assert first["withheld"] == []
+    # A restarted worker: new adapters, same Redis clocks.
+    restarted = make_fleet(redis_url, kube_client, inference_unhealthy_threshold_seconds=THRESHOLD)
+    assert watchdog(restarted, now=started + THRESHOLD - 1)["withheld"] == [], "not before the threshold"
+    assert "Ingress" in kinds(fleet, "sick")
+    second = watchdog(restarted, now=started + THRESHOLD + 1)
     assert second["withheld"] == ["sick"]
     assert "Ingress" not in kinds(fleet, "sick")
 

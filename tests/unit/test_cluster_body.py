@@ -1,6 +1,7 @@
 """The body of a server-side apply (``cluster.apply_body``): YAML that kube-apiserver reads, with every
-string intact. JSON's surrogate-pair escapes are not YAML (the real server answers 400 for them; see
-tests/integration/test_conformance.py), so characters beyond the BMP travel as YAML's \\U escapes."""
+string and key intact. JSON's surrogate-pair escapes are not YAML (the real server answers 400 for them;
+see tests/integration/test_conformance.py), so characters beyond the BMP travel as YAML's \\U escapes;
+keys whose JSON form is over 1024 characters are no implicit YAML keys (hypothesis found one)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from gco_tasks.cluster import apply_body
 
 def test_characters_beyond_the_bmp_become_yaml_escapes() -> None:
     body = apply_body({"v": "hi 😀"})
-    assert body == b'{"v":"hi \\U0001f600"}'
+    assert body == b'v: "hi \\U0001F600"\n'
     assert yaml.safe_load(body) == {"v": "hi 😀"}
 
 
@@ -28,3 +29,9 @@ def test_any_strings_round_trip_through_yaml(value: object) -> None:
     body = apply_body({"v": value})
     assert body.isascii()
     assert yaml.safe_load(body) == {"v": value}
+
+
+def test_a_key_whose_json_form_is_over_1024_characters_survives() -> None:
+    key = "Ṱ̺̺̕o͞ " * 100  # ~700 characters, well over 1024 once escaped
+    assert len(key.encode("ascii", "backslashreplace")) > 1024
+    assert yaml.safe_load(apply_body({"m": {key: "v"}})) == {"m": {key: "v"}}

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gco_tasks.manifests_resources import ACCELERATOR_RESOURCE
 
 from gco_sandbox.controlplane import (
     FAKE_NODES,
@@ -25,7 +24,8 @@ from gco_sandbox.controlplane import (
     versions_file,
 )
 from gco_sandbox.pki import Pki
-from gco_tasks.manifests import DEFAULT_NODE_SELECTOR
+from gco_tasks.manifests.deployment import DEFAULT_NODE_SELECTOR
+from gco_tasks.manifests.resources import ACCELERATOR_RESOURCE
 
 REPO = Path(__file__).resolve().parents[2]
 

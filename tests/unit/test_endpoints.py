@@ -239,14 +239,27 @@ def test_tolerations_kubernetes_accepts_are_accepted() -> None:
     assert len(parse_spec({"image": "i", "tolerations": tolerations}).tolerations or []) == 5
 
 
-@pytest.mark.parametrize("path", ["/a//b", "/a/./b", "/a/../b", "/a%2fb", "/a%2Fb", "/a/..", "/a/.", "a/b"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/inference/a//b",
+        "/inference/a/./b",
+        "/inference/a/../b",
+        "/inference/a%2fb",
+        "/inference/a%2Fb",
+        "/inference/a/..",
+        "/inference/a/.",
+        "inference/a/b",
+    ],
+)
 def test_ingress_paths_kubernetes_refuses_are_refused(path: str) -> None:
     """Also found through the real API server: an Ingress path of type Prefix may not hold these."""
     item = {"endpoint_name": "x", "spec": {"image": "i"}, "ingress_path": path}
     with pytest.raises(InvalidEndpointError) as info:
         Endpoint.from_item(item)
     assert [p for p, _ in info.value.problems] == ["ingress_path"]
-    assert Endpoint.from_item({**item, "ingress_path": "/team-a/x.v2/"}).ingress_path == "/team-a/x.v2/"
+    accepted = "/inference/team-a/x.v2/"
+    assert Endpoint.from_item({**item, "ingress_path": accepted}).ingress_path == accepted
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -356,3 +369,13 @@ def test_junk_specs_give_a_spec_or_invalid_endpoint_error(data: dict[str, Any]) 
         assert all(path.startswith("spec") for path, _ in exc.problems)
     else:
         assert parse_spec(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("name", ["x" * 1025, "not a name", "/gpu", "a" * 64])
+def test_resource_names_must_be_qualified_names(name: str) -> None:
+    """A resource name is a qualified name; an unbounded map key could not even be sent in an apply body
+    (YAML refuses implicit keys over 1024 characters), so it is refused here, naming the field."""
+    with pytest.raises(InvalidEndpointError) as info:
+        parse_spec({"image": "i", "resources": {"requests": {name: "1"}}})
+    assert [path for path, _ in info.value.problems] == [f"spec.resources.requests.{name} (key)"]
+    assert parse_spec({"image": "i", "resources": {"limits": {"nvidia.com/gpu": "1"}}})

@@ -217,7 +217,7 @@ def test_default_requests_give_way_to_smaller_given_limits() -> None:
     [
         ({"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}}, "spec.resources.requests.cpu"),
         ({"requests": {"memory": "-1Gi"}}, "spec.resources.requests.memory"),
-        ({"limits": {"not a name": "1"}}, "spec.resources.limits.not a name"),
+        ({"limits": {"not a name": "1"}}, "spec.resources.limits.not a name (key)"),
         ({"requests": {"x.io/dev": "1"}, "limits": {"x.io/dev": "2"}}, "spec.resources.requests.x.io/dev"),
     ],
 )

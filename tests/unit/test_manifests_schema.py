@@ -17,6 +17,7 @@ import functools
 import itertools
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -396,23 +397,43 @@ records = st.builds(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(records)
-def test_generated_records_render_valid_objects_or_are_refused_by_field(item: Obj) -> None:
+GENERATED = 60
+#: A property that holds because every record was refused proves nothing about rendering: at least this
+#: share of the generated records must render (measured over six seeds: 83 to 100 % do).
+MIN_ACCEPTED_SHARE = 0.5
+
+
+def check_generated_record(item: Obj) -> str:
+    """Render ``item`` and validate the objects, or check that it is refused by field; returns which."""
     try:
         endpoint = Endpoint.from_item(item)
     except InvalidEndpointError as exc:
         assert exc.problems and all(path and message for path, message in exc.problems)
         event(f"refused: {exc.problems[0][0]}")
-        return
+        return "refused"
     try:
         objects = render_endpoint(endpoint, REGION, RenderOptions())
     except InvalidEndpointError as exc:  # what only the rendered pair shows (e.g. request above limit)
         assert exc.problems[0][0].startswith("spec.resources.")
         event("refused at render")
-        return
+        return "refused"
     event("accepted")
     assert_valid(objects)
+    return "accepted"
+
+
+def test_generated_records_render_valid_objects_or_are_refused_by_field() -> None:
+    outcomes: Counter[str] = Counter()
+
+    @settings(max_examples=GENERATED, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(records)
+    def each(item: Obj) -> None:
+        outcomes[check_generated_record(item)] += 1
+
+    each()
+    total = sum(outcomes.values())
+    assert total >= GENERATED, outcomes
+    assert outcomes["accepted"] >= MIN_ACCEPTED_SHARE * total, f"too few generated records render: {outcomes}"
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,7 +2,9 @@
 to read: tests/unit/snapshots/<case>.yaml. Each file opens with the record it renders.
 
 A change in rendering shows up here as a readable diff. To accept one on purpose:
-``UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/unit/test_manifests_snapshots.py`` and review ``git diff``.
+``UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/unit/test_manifests_snapshots.py`` writes the changed files
+and still fails (so a run with the variable set can never pass on a changed rendering); review
+``git diff``, then re-run without ``UPDATE_SNAPSHOTS``.
 """
 
 from __future__ import annotations
@@ -120,15 +122,37 @@ def snapshot_text(case: str) -> str:
     return "\n".join(header) + "\n" + format_objects(objects, "yaml")
 
 
+def compare_snapshot(path: Path, text: str, update: bool) -> None:
+    """Pass only when ``path`` holds ``text``. With ``update``, a missing or different file is written
+    and the test fails all the same: the new snapshot must be reviewed and pass on a run of its own."""
+    if path.exists() and path.read_text() == text:
+        return
+    if update:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        pytest.fail(f"snapshots updated ({path.name}); review git diff and re-run without UPDATE_SNAPSHOTS")
+    if not path.exists():
+        pytest.fail(f"missing snapshot {path}; run with UPDATE_SNAPSHOTS=1")
+    pytest.fail(f"{path.stem} rendering changed; review, run with UPDATE_SNAPSHOTS=1, then without it")
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_snapshot(case: str) -> None:
-    path = SNAPSHOTS / f"{case}.yaml"
-    text = snapshot_text(case)
-    if os.environ.get("UPDATE_SNAPSHOTS"):
-        SNAPSHOTS.mkdir(exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"missing snapshot {path}; run with UPDATE_SNAPSHOTS=1"
-    assert text == path.read_text(), f"{case} rendering changed; review and run with UPDATE_SNAPSHOTS=1"
+    update = bool(os.environ.get("UPDATE_SNAPSHOTS"))
+    compare_snapshot(SNAPSHOTS / f"{case}.yaml", snapshot_text(case), update)
+
+
+def test_updating_a_snapshot_writes_it_and_still_fails(tmp_path: Path) -> None:
+    path = tmp_path / "snapshots" / "case.yaml"
+    with pytest.raises(pytest.fail.Exception, match="missing snapshot"):
+        compare_snapshot(path, "new\n", update=False)
+    with pytest.raises(pytest.fail.Exception, match="re-run without UPDATE_SNAPSHOTS"):
+        compare_snapshot(path, "new\n", update=True)
+    assert path.read_text() == "new\n"
+    compare_snapshot(path, "new\n", update=True)  # unchanged: passes, even with the variable set
+    with pytest.raises(pytest.fail.Exception, match="rendering changed"):
+        compare_snapshot(path, "newer\n", update=False)
+    assert path.read_text() == "new\n", "without the variable nothing is written"
 
 
 def test_snapshots_are_loadable_yaml_streams() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,10 @@ from gco_tasks.endpoints import Endpoint
 WHERE = stack.Endpoints(
     redis_url="redis://127.0.0.1:1234/0",
     dynamodb_url="http://localhost:4321",
-    kubeconfig=Path("/state/kubeconfig.yaml"),
+    kubeconfigs={
+        "eu-west-1": Path("/state/eu-west-1/kubeconfig.yaml"),
+        "us-east-1": Path("/state/us-east-1/k.yaml"),
+    },
     flower_port=5599,
 )
 CALLER = {
@@ -47,7 +51,9 @@ def client() -> dict[str, str]:
 def test_client_env_points_every_tool_at_the_sandbox(client: dict[str, str]) -> None:
     assert client["REDIS_URL"] == WHERE.redis_url
     assert client["AWS_ENDPOINT_URL_DYNAMODB"] == WHERE.dynamodb_url
-    assert client["KUBECONFIG"] == "/state/kubeconfig.yaml"
+    assert client["KUBECONFIG"] == client["KUBECONFIG_EU_WEST_1"] == "/state/eu-west-1/kubeconfig.yaml"
+    assert client["KUBECONFIG_US_EAST_1"] == "/state/us-east-1/k.yaml", "each region its own cluster"
+    assert "KNOWN_REGIONS" not in client
     assert client["REGION"] == client["DYNAMODB_REGION"] == client["AWS_DEFAULT_REGION"] == "eu-west-1"
     assert client["AWS_ACCESS_KEY_ID"] == "testing" and client["AWS_SECRET_ACCESS_KEY"] == "testing"
     assert client["INFERENCE_ENDPOINTS_TABLE_NAME"] == "gco-inference-endpoints"
@@ -67,6 +73,35 @@ def test_env_file_sources_to_the_same_values_even_with_shell_characters(tmp_path
         env={"PATH": "/usr/bin:/bin"},
     )
     assert shell.stdout.decode().split("\0")[:3] == ["value", "a b'c\"$HOME;`x`", ""]
+
+
+def test_env_file_puts_this_venv_bin_first_on_path(tmp_path: Path) -> None:
+    path = tmp_path / "env"
+    path.write_text(stack.env_file_text({"A": "1"}, bin_dirs=[Path("/opt/my venv/bin"), Path("/k/bin")]))
+    shell = subprocess.run(
+        ["bash", "-c", f'source {path}; printf "%s" "$PATH"'],
+        capture_output=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert shell.stdout.decode() == "/opt/my venv/bin:/k/bin:/usr/bin:/bin"
+    assert Path(sys.executable).parent == stack.BIN_DIR
+    assert (stack.BIN_DIR / "gco-tasks").is_file() and (stack.BIN_DIR / "celery").is_file()
+
+
+def test_a_stale_env_file_says_so_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "env"
+    text = stack.env_file_text({"REDIS_URL": "redis://127.0.0.1:1/0"}, bin_dirs=[])
+    path.write_text(stack.stale_env_file_text(text, "2025-01-01 10:00:00"))
+    shell = subprocess.run(
+        ["bash", "-c", f'source {path}; echo "code=$? redis=${{REDIS_URL:-unset}}"'],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert shell.stdout.strip() == "code=1 redis=unset"
+    assert "stale: the sandbox that wrote it stopped at 2025-01-01 10:00:00" in shell.stderr
+    assert "REDIS_URL=" in path.read_text(), "kept for reference"
 
 
 def test_children_never_inherit_what_points_elsewhere() -> None:
@@ -89,7 +124,8 @@ def test_region_env_is_the_sandbox_with_that_region_and_no_flower_login(client: 
     env = stack.region_env(CALLER, client, "us-east-1", 2, Path("/state"))
     assert env["REGION"] == "us-east-1"
     assert env["DYNAMODB_REGION"] == "eu-west-1", "one table for every region"
-    assert env["REDIS_URL"] == WHERE.redis_url and env["KUBECONFIG"] == "/state/kubeconfig.yaml"
+    assert env["REDIS_URL"] == WHERE.redis_url and env["KUBECONFIG"] == "/state/us-east-1/k.yaml"
+    assert not [key for key in env if key.startswith("KUBECONFIG_")], "a worker knows only its own cluster"
     assert env["AWS_SECRET_ACCESS_KEY"] == "testing" and "AWS_PROFILE" not in env
     assert env["RECONCILE_INTERVAL_SECONDS"] == "2"
     assert env["WORKER_HEARTBEAT_FILE"] == "/state/worker-us-east-1.heartbeat"
@@ -124,7 +160,8 @@ def test_worker_serves_its_region_queue_under_a_region_node_name() -> None:
 
 def test_flower_listens_on_loopback_at_the_port() -> None:
     argv = stack.flower_argv(5599)
-    assert "flower" in argv and "--port=5599" in argv and "--address=127.0.0.1" in argv
+    assert argv[1:3] == ("-m", "gco_tasks.flower"), "through the login guard"
+    assert "--port=5599" in argv and "--address=127.0.0.1" in argv
 
 
 def test_redis_is_private_and_never_evicts() -> None:
@@ -166,7 +203,21 @@ def test_regions_default_dedupe_and_validate() -> None:
     assert stack.unique_regions(None) == ["us-east-1"]
     assert stack.unique_regions(["eu-west-1", "us-east-1", "eu-west-1"]) == ["eu-west-1", "us-east-1"]
     assert stack.check_regions(["us-east-1", "ap-southeast-2"]) == []
-    assert len(stack.check_regions(["US East", "", "a.b", "-x"])) == 4
+    assert len(stack.check_regions(["US East", "", "a.b", "-x"], allow_unknown=True)) == 4
+    assert "did you mean 'us-east-1'?" in stack.check_regions(["us-est-1"])[0]
+    assert stack.check_regions(["mx-south-9"], allow_unknown=True) == []
+    assert stack.extra_known_regions(["us-east-1"]) == ""
+    assert stack.extra_known_regions(["mx-south-9"], "us-east-1") == "us-east-1,mx-south-9"
+
+
+def test_without_region_the_sandbox_says_which_it_runs() -> None:
+    assert stack.default_regions({}) == (
+        ["us-east-1"],
+        "no --region given and REGION is unset: running us-east-1 (pass --region R, repeatable, for other "
+        "regions)",
+    )
+    regions, note = stack.default_regions({"REGION": "eu-west-1"})
+    assert regions == ["eu-west-1"] and "REGION=eu-west-1" in note
 
 
 def test_ready_when_flower_lists_a_worker_of_every_region() -> None:

@@ -1,0 +1,45 @@
+"""Container image references: well-formed, and whether they are pinned by digest.
+
+Where it stands in the flow: at start, beside the settings. ``config.py`` checks ``MODEL_SYNC_IMAGE``
+with these functions (and, with ``REQUIRE_IMAGE_DIGESTS=true``, refuses one without a digest), so a
+region never renders a model-sync init container whose image a registry could change under it. A tag
+names what a person reads (``aws-cli:2.22.35``); the digest (``@sha256:<64 hex>``) is what the
+kubelet pulls, and it cannot move. Resolve one with ``k8s/pin-image.sh --print IMAGE:TAG`` (``crane``,
+``skopeo`` or ``docker buildx imagetools`` on your machine).
+
+Pure module: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_PORT = r":[0-9]{1,5}"
+#: A registry is a first component with a '.' or a port, or ``localhost`` (as Docker tells them apart).
+_DOMAIN = rf"(?:(?:{_LABEL}(?:\.{_LABEL})+(?:{_PORT})?|{_LABEL}{_PORT}|localhost)/)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+_DIGEST = r"@sha256:[0-9a-f]{64}"
+
+#: ``[registry[:port]/]path[:tag][@sha256:<64 lower-case hex>]``, as the distribution spec writes it.
+IMAGE_REFERENCE: Final = re.compile(rf"^{_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*{_TAG}(?:{_DIGEST})?$")
+PINNED: Final = re.compile(rf"{_DIGEST}$")
+
+EXAMPLE: Final = "public.ecr.aws/aws-cli/aws-cli:2.22.35@sha256:<64 hex digits>"
+
+
+def check_image_reference(value: str) -> str:
+    """Return ``value`` if it is ``repo[:tag][@sha256:<64 hex>]``; raise ``ValueError`` otherwise."""
+    if not IMAGE_REFERENCE.match(value):
+        raise ValueError(
+            "must be an image reference repo:tag or repo:tag@sha256:<64 lower-case hex digits> "
+            f"(like {EXAMPLE})"
+        )
+    return value
+
+
+def is_pinned(value: str) -> bool:
+    """True when the reference ends in ``@sha256:<64 hex>`` (what the kubelet pulls cannot change)."""
+    return bool(PINNED.search(value))

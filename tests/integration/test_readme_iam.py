@@ -1,0 +1,93 @@
+"""The README's IAM policies are exactly what the code calls: the worker's policy lists the DynamoDB
+actions the fleet makes over an endpoint's whole life (fan-out, reconcile with and without a snapshot,
+promotion, watchdog, deletion, region removal, purge), and the operators' policy the ones the
+``gco-tasks endpoints`` CLI makes; neither lists one that is not used. Calls are seen by botocore's
+``before-call`` hook on the clients themselves, against moto's DynamoDB over HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gco_tasks.cli import app
+from gco_tasks.fleet import Fleet
+from gco_tasks.purge import purge
+from gco_tasks.reconciler import reconcile
+from gco_tasks.store import EndpointStore
+from gco_tasks.watchdog import watchdog
+
+from .harness import REGION, converge, run_cycle
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def policy_actions(*sids: str) -> set[str]:
+    actions: set[str] = set()
+    for block in re.findall(r"```json\n(.*?)```", README, re.S):
+        for statement in json.loads(block).get("Statement", []):
+            if statement.get("Sid") in sids:
+                actions |= {action.removeprefix("dynamodb:") for action in statement["Action"]}
+    assert actions, f"no statement {sids} in the README"
+    return actions
+
+
+def recorder(calls: set[str]) -> Callable[..., None]:
+    def hook(model: Any, **_: Any) -> None:
+        calls.add(model.name)
+
+    return hook
+
+
+def cli(*args: str) -> str:
+    result = CliRunner().invoke(app, ["endpoints", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_worker_policy_is_what_the_fleet_calls(fleet: Fleet) -> None:
+    cli("deploy", "demo", "-i", "nginx:1.27", "-r", REGION, "-r", "eu-west-1")
+    calls: set[str] = set()
+    fleet.store.client.meta.events.register("before-call.dynamodb", recorder(calls))
+    converge(
+        fleet, lambda: (fleet.store.get_item("demo") or {})["region_status"][REGION]["state"] == "running"
+    )
+    reconcile(fleet, "demo")  # ad hoc, as `celery call` does: reads the record itself
+    watchdog(fleet)
+    cli("repair", "demo", "--set", f'target_regions=["{REGION}"]', "-y")  # a region removed
+    cli("delete", "demo", "-y")
+    run_cycle(fleet)
+    assert purge(fleet) == {"purged": ["demo"]}
+    assert calls == policy_actions("GcoTasksWorker")
+
+
+def test_the_operator_policy_is_what_the_cli_calls(
+    dynamodb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: set[str] = set()
+    original = EndpointStore.from_settings
+
+    def hooked(settings: Any) -> EndpointStore:
+        store = original(settings)
+        store.client.meta.events.register("before-call.dynamodb", recorder(calls))
+        return store
+
+    monkeypatch.setattr(EndpointStore, "from_settings", hooked)
+    cli("create-table")
+    cli("deploy", "demo", "-i", "nginx:1.27", "-r", REGION)
+    cli("list")
+    cli("status", "demo", "--no-events")
+    cli("scale", "demo", "--replicas", "2")
+    cli("update-image", "demo", "-i", "nginx:1.28")
+    cli("canary", "demo", "-i", "nginx:1.29", "--weight", "10")
+    cli("rollback", "demo")
+    cli("stop", "demo", "-y")
+    cli("start", "demo")
+    cli("repair", "demo")
+    cli("delete", "demo", "--force", "-y")
+    assert calls == policy_actions("GcoTasksOperator", "GcoTasksCreateTable")
