@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -173,6 +173,13 @@ def plan_reason(plan: Plan, observed: Sequence[ObservedObject]) -> str:
     return "drift" if pairs else "delete"
 
 
+def as_region_status(report: StatusReport) -> RegionStatus:
+    """The report as the ``region_status`` entry a reconcile writes (every field the two share, so a
+    field added to both is compared too)."""
+    fields = {key: value for key, value in asdict(report).items() if key in RegionStatus.model_fields}
+    return RegionStatus.model_validate(fields)
+
+
 def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | None) -> str | None:
     """Why the status needs a reconcile: its entry must go, the report changed, a rollout is in
     progress, or the last write is overdue (its resync slot was missed)."""
@@ -182,12 +189,7 @@ def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | No
         return "status-entry"
     if action is StatusAction.KEEP or report is None:
         return None
-    status = RegionStatus(
-        state=report.state,
-        replicas_ready=report.replicas_ready,
-        replicas_desired=report.replicas_desired,
-        error=report.error,
-    )
+    status = as_region_status(report)
     previous = header.region_status.get(region)
     moment = datetime.fromtimestamp(cycle.now, UTC)
     if status_needs_write(status, previous, moment, _NO_HEARTBEAT):

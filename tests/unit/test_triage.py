@@ -40,7 +40,8 @@ def quiet(name: str) -> float:
 
 
 def item(name: str = "demo", state: str = "running", ready: int = 1, **fields: Any) -> dict[str, Any]:
-    status = {REGION: {"state": state, "replicas_ready": ready, "replicas_desired": 1, "last_sync": SYNCED}}
+    counts = {"replicas_ready": ready, "replicas_desired": 1, "replicas_updated": ready}
+    status = {REGION: {"state": state, **counts, "last_sync": SYNCED}}
     record = {
         "endpoint_name": name,
         "desired_state": "running",
@@ -125,7 +126,7 @@ def test_status_rollouts_and_heartbeats() -> None:
 
 def test_records_settled_elsewhere_or_deleted_need_nothing_more() -> None:
     gone = item(desired_state="deleted", state="deleted", ready=0)
-    gone["region_status"][REGION]["replicas_desired"] = 0
+    gone["region_status"][REGION] = {"state": "deleted", "last_sync": SYNCED}
     assert reason(gone, []) is None
     assert reason(item(desired_state="deleted"), []) == "status"
     assert reason(item(desired_state="deleted", state="deleted"), live(item())) == "delete"
