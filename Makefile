@@ -19,20 +19,22 @@ $(STAMP): pyproject.toml gco_sandbox/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./gco_sandbox
 	touch $@
 
-# redis-server is started privately by the tests and by the sandbox; promtool (Debian's `prometheus`
+# redis-server is started privately by the tests and by the sandbox; redis-sentinel (Debian's own package)
+# by the chaos suite's failover scenario (tests/chaos/); promtool (Debian's `prometheus`
 # package, which also installs a Prometheus service: the tests use only its promtool) unit-tests the
 # alert rules and parses the dashboard's queries. (kubectl comes from `make controlplane`: Debian's
 # kubernetes-client is 1.20, too old for the overlays' kustomize.)
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v redis-sentinel >/dev/null 2>&1 || missing="$$missing redis-sentinel"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "missing:$$missing. Install them first, e.g. 'sudo apt-get install$$missing' (Debian/Ubuntu) or 'brew install redis prometheus' (macOS)." >&2; \
+	    echo "missing:$$missing. Install them first, e.g. 'sudo apt-get install$$missing' (Debian/Ubuntu) or 'brew install redis prometheus' (macOS; Homebrew's redis has redis-sentinel)." >&2; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -205,11 +205,13 @@ class SandboxAPIServer:
             time.sleep(fault.delay_ms / 1000)
         if fault.status:
             reason = _REASONS.get(fault.status, "InternalError")
+            throttled = fault.status in (429, 503)
             raise ApiError(
                 fault.status,
                 reason,
                 f"injected fault for {target.label}",
-                {"retryAfterSeconds": 1} if fault.status == 429 else None,
+                {"retryAfterSeconds": fault.retry_after} if throttled else None,
+                {"Retry-After": str(fault.retry_after)} if throttled else None,
             )
 
     def _resource(

@@ -37,7 +37,8 @@ class Stats:
 @dataclass
 class Fault:
     """The next ``count`` requests matching (verb, resource, name) stall ``delay_ms`` and/or fail with
-    ``status``. ``verb``/``resource`` "*" (or absent) match anything."""
+    ``status``. ``verb``/``resource`` "*" (or absent) match anything. A 429 or 503 carries
+    ``Retry-After: retry_after`` (and ``details.retryAfterSeconds``), as kube-apiserver's do."""
 
     verb: str = "*"
     resource: str = "*"
@@ -45,12 +46,13 @@ class Fault:
     status: int | None = None
     delay_ms: int = 0
     count: int = 1
+    retry_after: int = 1
 
     @classmethod
     def from_json(cls, body: Any) -> Fault:
         if not isinstance(body, dict):
             raise bad_request("a fault is a JSON object")
-        known = {"verb", "resource", "name", "status", "delay_ms", "count"}
+        known = {"verb", "resource", "name", "status", "delay_ms", "count", "retry_after"}
         if set(body) - known:
             raise bad_request(f"unknown fault fields: {sorted(set(body) - known)}")
         fault = cls(**body)

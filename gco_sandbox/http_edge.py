@@ -71,7 +71,7 @@ class Handler(BaseHTTPRequestHandler):
                 method, url.path, parse_qs(url.query), raw, dict(self.headers.items())
             )
         except ApiError as exc:
-            code, body, headers = exc.code, exc.status(), {}
+            code, body, headers = exc.code, exc.status(), dict(exc.headers)
         except Exception as exc:  # a bug in the sandbox must still answer like an API server
             code, body, headers = 500, ApiError(500, "InternalError", f"sandbox error: {exc!r}").status(), {}
         payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()

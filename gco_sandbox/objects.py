@@ -31,9 +31,17 @@ VOLATILE = ("uid", "resourceVersion", "generation", "creationTimestamp", "manage
 class ApiError(Exception):
     """A failed request, as a Kubernetes ``Status``."""
 
-    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        details: Obj | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+        self.headers = dict(headers or {})  # e.g. Retry-After on a 429, as kube-apiserver sends it
 
     def status(self) -> Obj:
         body: Obj = {

@@ -305,8 +305,32 @@ def _classify(what: str, exc: ApiException, refused: type[ClusterError]) -> Clus
     message = _status_message(exc)
     text = f"{what}: {status} {exc.reason}: {message}" if message else f"{what}: {status} {exc.reason}"
     if status == 429 or status >= 500 or status == 0:
-        return TransientClusterError(text, status)
+        transient = TransientClusterError(text, status)
+        transient.retry_after = retry_after_seconds(exc)
+        return transient
     return refused(text, status)
+
+
+def retry_after_seconds(exc: ApiException) -> float | None:
+    """The delay a throttled (429) or unavailable (503) API server asked for: its ``Retry-After`` header
+    (seconds), else the Status body's ``details.retryAfterSeconds``; None when it named none."""
+    headers = exc.headers or {}
+    header = next((value for key, value in headers.items() if key.lower() == "retry-after"), None)
+    candidates: list[Any] = [header]
+    try:
+        body = json.loads(exc.body or b"{}")
+    except (TypeError, ValueError):
+        body = {}
+    if isinstance(body, dict):
+        candidates.append((body.get("details") or {}).get("retryAfterSeconds"))
+    for value in candidates:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
 
 
 def _status_message(exc: ApiException) -> str:

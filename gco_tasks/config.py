@@ -13,13 +13,21 @@ there is deliberately no variable of ours for that.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gco_tasks import regions
 from gco_tasks.conventions import queue_for_region
 from gco_tasks.images import check_image_reference, is_pinned
+from gco_tasks.redis_target import RedisTarget, RedisUrlError, mask_url, parse_redis_url
+
+#: The longest countdown of a task retry (exponential backoff with jitter, or a server's Retry-After,
+#: capped): ``FleetTask.retry_backoff_max``.
+RETRY_DELAY_MAX_SECONDS: Final = 60
+#: Added to the longest honest unacknowledged time of a message (see ``visibility_timeout_seconds``).
+VISIBILITY_MARGIN_SECONDS: Final = 30
 
 
 class ConfigError(ValueError):
@@ -51,10 +59,54 @@ class Settings(BaseSettings):
 
     # --- gco-tasks' own ---
     redis_url: str = Field(
-        "redis://localhost:6379/0", pattern=r"^rediss?://", description="Broker, locks and beat (per region)."
+        "redis://localhost:6379/0",
+        repr=False,
+        description="Broker, locks and beat (per region): redis://, rediss:// or sentinel:// (README).",
+    )
+    redis_sentinel_master: str = Field(
+        "", description="With a sentinel:// REDIS_URL: the name the sentinels monitor the primary under."
+    )
+    redis_allow_unverified_tls: bool = Field(
+        False,
+        description="Accept ssl_cert_reqs=none/optional in a rediss:// REDIS_URL (never in production).",
+    )
+    lock_lease_seconds: int = Field(
+        10,
+        ge=2,
+        le=600,
+        description="TTL of endpoint and fan-out locks, renewed every third of it while their task runs: "
+        "a killed worker's lock frees itself this long after its death.",
+    )
+    heartbeat_interval_seconds: int = Field(
+        10,
+        ge=1,
+        le=300,
+        description="The worker touches WORKER_HEARTBEAT_FILE this often while Redis answers PING; beat "
+        "wakes at least this often and touches BEAT_HEARTBEAT_FILE on each tick that reached Redis.",
+    )
+    beat_heartbeat_file: str = Field(
+        "/tmp/gco-tasks-beat.heartbeat", description="File beat touches after each tick; its probe reads it."
+    )
+    beat_lock_timeout_seconds: int = Field(
+        40,
+        ge=2,
+        le=3600,
+        description="TTL of RedBeat's lock: a standby beat takes over at most this long (plus one beat "
+        "loop) after the active one dies.",
+    )
+    dynamodb_connect_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, description="botocore connect timeout of each DynamoDB attempt."
+    )
+    dynamodb_read_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, description="botocore read timeout of each DynamoDB attempt."
+    )
+    dynamodb_max_attempts: int = Field(
+        3, ge=1, le=10, description="DynamoDB attempts per call (botocore standard retry mode, jittered)."
     )
     known_regions: str = Field(
-        "", description="Comma-separated regions the CLI accepts (empty: the AWS commercial regions)."
+        "",
+        description="Comma-separated regions the CLI accepts and a worker or beat may serve (empty: the AWS "
+        "commercial regions).",
     )
     status_heartbeat_seconds: int = Field(
         300, ge=1, description="Rewrite an unchanged region status after this many seconds (liveness)."
@@ -87,6 +139,16 @@ class Settings(BaseSettings):
         9808, ge=0, le=65535, description="Port of the Prometheus exporter of workers and beat (0: none)."
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        """The URL's own shape (the checks that involve other settings are ``_check_relations``')."""
+        try:
+            parse_redis_url(value, sentinel_master="-", allow_unverified_tls=True, echo=False)
+        except RedisUrlError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("log_format", mode="before")
     @classmethod
     def _lower_log_format(cls, value: Any) -> Any:
@@ -105,7 +167,27 @@ class Settings(BaseSettings):
                 f"REQUIRE_IMAGE_DIGESTS is true (got {self.model_sync_image!r}): resolve it with "
                 "`k8s/pin-image.sh --print IMAGE:TAG`"
             )
+        try:
+            self.redis_target  # noqa: B018  (parsed here so a bad URL fails at start)
+        except RedisUrlError as exc:
+            raise ValueError(f"REDIS_URL {exc}") from None
         return self
+
+    @property
+    def redis_target(self) -> RedisTarget:
+        """``REDIS_URL`` parsed: plain, TLS or Sentinel (``gco_tasks.redis_target``)."""
+        return parse_redis_url(
+            self.redis_url, self.redis_sentinel_master, allow_unverified_tls=self.redis_allow_unverified_tls
+        )
+
+    @property
+    def dynamodb_call_bound_seconds(self) -> float:
+        """The longest one DynamoDB call can block a worker: every attempt's connect and read timeouts,
+        plus botocore's standard-mode backoff between attempts (at most 2**attempt s, jittered)."""
+        attempts = self.dynamodb_max_attempts
+        per_attempt = self.dynamodb_connect_timeout_seconds + self.dynamodb_read_timeout_seconds
+        backoff = sum(min(2**n, 20) for n in range(attempts - 1))
+        return float(attempts * per_attempt + backoff)
 
     @property
     def table_region(self) -> str:
@@ -124,15 +206,34 @@ class Settings(BaseSettings):
 
     @property
     def visibility_timeout_seconds(self) -> int:
-        """Redis transport visibility timeout: well above the hard time limit, so no task is redelivered
-        while it is still running."""
-        return max(3600, self.task_time_limit_seconds * 4)
+        """Redis transport visibility timeout: how long a message a worker took may stay unacknowledged
+        before Redis hands it to another worker. Messages are acknowledged late (after the task), and a
+        worker holds a retry's message unacknowledged until its countdown is due, so the longest honest
+        wait is the longest retry countdown plus the hard time limit; a margin covers clock skew and a
+        busy pool. Longer only delays the redelivery of a dead worker's task (the issue's hour), shorter
+        runs a live task twice (harmless, idempotent, but wasted)."""
+        return RETRY_DELAY_MAX_SECONDS + self.task_time_limit_seconds + VISIBILITY_MARGIN_SECONDS
 
     @property
     def message_ttl_seconds(self) -> int:
         """How long a reconcile message may wait in the queue before it is dropped (and sent again by a
         later fan-out): a few cycles."""
         return max(60, self.reconcile_interval_seconds * 4)
+
+
+#: The regions a worker or beat may serve when ``KNOWN_REGIONS`` is empty: AWS's commercial partition.
+def region_problem(settings: Settings) -> str | None:
+    """Why this worker or beat cannot serve ``REGION``, in one sentence naming the setting; None when it
+    can. It must be given (GCO's monitor defaulted to us-east-1: a fleet started without it served
+    another region's queue and wrote into its status) and known (``KNOWN_REGIONS``, or AWS's regions):
+    a typo would run a fleet on a queue no record targets."""
+    if not settings.region_is_explicit:
+        return (
+            "REGION is not set: set it to the region this fleet reconciles (e.g. REGION=us-east-1); "
+            "the fleet does not guess it"
+        )
+    problem = regions.region_problem(settings.region, regions.known_regions(settings.known_regions))
+    return f"REGION: {problem}" if problem else None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -156,7 +257,10 @@ def _describe(exc: ValidationError) -> str:
         field = ".".join(str(part) for part in error["loc"])
         variable = field.upper() or "settings"
         given = error.get("input")
+        if field == "redis_url" and isinstance(given, str):
+            given = mask_url(given)
         shown = f" (got {given!r})" if field and not isinstance(given, dict) else ""
         message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{variable}: {message}{shown}")
+        # A check of several settings names its variables itself.
+        problems.append(f"{variable}: {message}{shown}" if field else message)
     return "invalid configuration: " + "; ".join(problems)

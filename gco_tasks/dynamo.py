@@ -64,10 +64,24 @@ class ConditionFailed(Exception):
     """A conditional write's condition did not hold (nothing was written)."""
 
 
-def client_for(region: str) -> DynamoDBClient:
+def client_for(
+    region: str, connect_timeout: float = 2.0, read_timeout: float = 5.0, attempts: int = 3
+) -> DynamoDBClient:
     """A DynamoDB client for ``region``; ``AWS_ENDPOINT_URL_DYNAMODB`` (boto3's own variable) points it
-    at moto or DynamoDB Local."""
-    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+    at moto or DynamoDB Local.
+
+    Every bound is explicit, so a DynamoDB that does not answer cannot hold a worker for long: each
+    attempt connects within ``connect_timeout`` and reads each response within ``read_timeout``, and
+    botocore's standard retry mode makes at most ``attempts`` attempts in all (throttling, 5xx and
+    dropped connections are retried, with jittered exponential backoff of at most 1 s, then 2 s). With
+    the defaults one call gives up after 3 x (2 + 5) + 3 = 24 s (``Settings.dynamodb_call_bound_seconds``);
+    the task then retries the whole reconcile with its own backoff, or the cycle is skipped."""
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        tcp_keepalive=True,
+    )
     return boto3.client("dynamodb", region_name=region, config=config)
 
 

@@ -27,7 +27,11 @@ class GcoError(Exception):
 
 
 class TransientError(GcoError):
-    """Retry with backoff: the same call may well succeed in a moment."""
+    """Retry with backoff: the same call may well succeed in a moment. ``retry_after`` is the delay the
+    failing service asked for (an HTTP ``Retry-After``), in seconds, when it named one: the retry waits at
+    least that long."""
+
+    retry_after: float | None = None
 
 
 class PermanentError(GcoError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
 from kubernetes.client import ApiClient
 
 from gco_tasks.cluster import ClusterGateway, load_api_client
@@ -36,14 +35,11 @@ class Fleet:
     def from_settings(cls, settings: Settings, api_client: ApiClient | None = None) -> Fleet:
         """Adapters for ``settings``; the Kubernetes client from in-cluster config or ``KUBECONFIG`` unless
         one is given (tests and benchmarks pass one pointed at their API server)."""
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-        )
         api_client = api_client or load_api_client()
         return cls(
             settings=settings,
             store=EndpointStore.from_settings(settings),
             cluster=ClusterGateway(api_client, settings.inference_namespace, settings.k8s_api_timeout),
-            state=RegionState(client, settings.region),
+            state=RegionState.from_settings(settings),
             render_options=RenderOptions.from_settings(settings),
         )

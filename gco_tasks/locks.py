@@ -7,7 +7,14 @@ unready-since clocks and the set of endpoints whose Ingress it withholds here, s
 and surviving restarts.
 
 Locks are an optimisation, not the guarantee: they are redis-py ``Lock`` objects (token + TTL) and may
-expire mid-task; idempotent writes keep the cluster right when they do. Every key is named in
+expire mid-task; idempotent writes keep the cluster right when they do. Their TTL is short (a lease,
+``LOCK_LEASE_SECONDS``, 10 s by default) and a thread renews it (``Lock.reacquire``) every third of it
+while the task runs, up to the task's time limit: a worker killed with ``kill -9`` stops renewing, and
+its endpoint is free again one lease later instead of one time limit later.
+
+``redis_client`` builds the fleet's own client from ``REDIS_URL`` as Celery reads it (plain, TLS with
+certificate verification, or the primary Sentinel names), so locks, marks and clocks follow the same
+primary as the broker after a failover. Every key is named in
 ``gco_tasks.conventions.RegionKeys`` (under ``gco:<region>:``, so regions sharing one Redis never
 collide). Redis's exceptions do not leave this module: a lost connection or a timeout is a
 ``TransientError`` (retried), any other Redis error an ``InfrastructureError``.
@@ -17,18 +24,58 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
+from redis.sentinel import MasterNotFoundError, Sentinel
 
+from gco_tasks.config import Settings
 from gco_tasks.conventions import RegionKeys
 from gco_tasks.errors import InfrastructureError, TransientError
+from gco_tasks.redis_target import RedisTarget
 
 log = logging.getLogger(__name__)
+
+#: Bounds of one Redis call of ours: connect, then each reply (seconds).
+SOCKET_CONNECT_TIMEOUT = 3.0
+SOCKET_TIMEOUT = 5.0
+
+
+def redis_client(
+    target: RedisTarget,
+    *,
+    socket_timeout: float = SOCKET_TIMEOUT,
+    socket_connect_timeout: float = SOCKET_CONNECT_TIMEOUT,
+    decode_responses: bool = False,
+) -> redis.Redis:
+    """A client of the region's Redis: the server itself, over TLS when the URL is ``rediss://`` (the
+    certificate verified as the URL says), or whichever node the sentinels name as the primary
+    (``Sentinel.master_for``: every new connection asks them again, so a failover is followed)."""
+    options: dict[str, Any] = {
+        "db": target.db,
+        "username": target.username,
+        "password": target.password,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "health_check_interval": 30,
+        "decode_responses": decode_responses,
+    }
+    if target.is_sentinel:
+        sentinel = Sentinel(list(target.nodes), **options)  # type: ignore[no-untyped-call]
+        primary: redis.Redis = sentinel.master_for(str(target.master_name))  # type: ignore[no-untyped-call]
+        return primary
+    tls = target.ssl_options()
+    if tls:
+        options.update(ssl=True, **tls)
+    host, port = target.nodes[0]
+    return redis.Redis(host=host, port=port, **options)
 
 
 class RegionStateUnavailableError(TransientError):
@@ -45,29 +92,74 @@ def _translated(what: str) -> Iterator[None]:
     """Redis's exceptions stop here, as ``gco_tasks.errors``."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, MasterNotFoundError) as exc:
         raise RegionStateUnavailableError(f"redis {what}: {type(exc).__name__}: {exc}") from exc
     except RedisError as exc:
         raise RegionStateError(f"redis {what}: {type(exc).__name__}: {exc}") from exc
 
 
+class _Renewal:
+    """Renews a held lock's lease every third of it, from a daemon thread, until stopped or until the
+    holder's own limit (``hold_seconds``) has passed; a lock found lost (expired, or gone with a Redis
+    restart) is logged and left alone: the work goes on, it is idempotent."""
+
+    def __init__(self, lock: Lock, key: str, lease: float, hold_seconds: float) -> None:
+        self.lock, self.key, self.lease = lock, key, lease
+        self.until = time.monotonic() + hold_seconds
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lease {key}", daemon=True)
+
+    def __enter__(self) -> _Renewal:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.lease / 3):
+            if time.monotonic() >= self.until:
+                log.warning("lock %s held past its task's time limit: no longer renewed", self.key)
+                return
+            try:
+                self.lock.reacquire()
+            except LockNotOwnedError:
+                log.warning("lock %s lost while held (expired, or Redis restarted); not renewed", self.key)
+                return
+            except RedisError as exc:  # Redis away for a moment: try again at the next renewal
+                log.warning("cannot renew lock %s: %s", self.key, exc)
+
+
 class RegionState:
     """Locks, pending marks and watchdog clocks of one region, over one Redis client."""
 
-    def __init__(self, client: redis.Redis, region: str) -> None:
+    def __init__(self, client: redis.Redis, region: str, lease_seconds: float = 10.0) -> None:
         self.client = client
         self.keys = RegionKeys(region)
+        self.lease_seconds = lease_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RegionState:
+        """Over a client of ``REDIS_URL`` (``redis_client``), with ``LOCK_LEASE_SECONDS`` leases."""
+        return cls(redis_client(settings.redis_target), settings.region, settings.lock_lease_seconds)
 
     @contextlib.contextmanager
     def _lock(self, key: str, ttl_seconds: float) -> Iterator[bool]:
-        lock = self.client.lock(key, timeout=ttl_seconds, blocking=False)
+        """Non-blocking; held for a lease renewed while the body runs, ``ttl_seconds`` at most."""
+        lease = min(self.lease_seconds, ttl_seconds)
+        # Not thread-local: the renewal thread must see the token.
+        lock = self.client.lock(key, timeout=lease, blocking=False, thread_local=False)
         with _translated(f"acquire {key}"):
             acquired = bool(lock.acquire())
+        if not acquired:
+            yield False
+            return
         try:
-            yield acquired
+            with _Renewal(lock, key, lease, ttl_seconds):
+                yield True
         finally:
-            if acquired:
-                self._release(lock, key)
+            self._release(lock, key)
 
     @staticmethod
     def _release(lock: Lock, key: str) -> None:
@@ -78,7 +170,8 @@ class RegionState:
                 log.warning("lock %s expired before release (the work was idempotent anyway)", key)
 
     def endpoint_lock(self, name: str, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:
-        """Non-blocking: yields False when another worker holds the endpoint."""
+        """Non-blocking: yields False when another worker holds the endpoint. Held in leases while the
+        body runs, ``ttl_seconds`` (the task's time limit and a margin) at most."""
         return self._lock(self.keys.endpoint_lock(name), ttl_seconds)
 
     def fan_out_lock(self, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:

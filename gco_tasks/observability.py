@@ -216,10 +216,12 @@ def scrape_collectors(settings: Settings, transport_options: Mapping[str, Any]) 
     sep = transport_options.get("sep", KOMBU_SEP)
     steps = transport_options.get("priority_steps", KOMBU_PRIORITY_STEPS)
     prefix = transport_options.get("global_keyprefix", "")
-    url = settings.redis_url
+    target = settings.redis_target
 
     def connect() -> redis.Redis:
-        return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        from gco_tasks.locks import redis_client  # plain, TLS or Sentinel, as the broker
+
+        return redis_client(target, socket_timeout=2, socket_connect_timeout=2)
 
     return [
         QueueDepthCollector(connect, settings.region, [settings.queue], sep, steps, prefix),

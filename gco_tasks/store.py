@@ -134,7 +134,12 @@ class EndpointStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> EndpointStore:
         """A store for ``INFERENCE_ENDPOINTS_TABLE_NAME`` in ``DYNAMODB_REGION`` (else ``REGION``)."""
-        client = client_for(settings.table_region)
+        client = client_for(
+            settings.table_region,
+            connect_timeout=settings.dynamodb_connect_timeout_seconds,
+            read_timeout=settings.dynamodb_read_timeout_seconds,
+            attempts=settings.dynamodb_max_attempts,
+        )
         return cls(client, settings.inference_endpoints_table_name, settings.status_heartbeat_seconds)
 
     # ---- table ----

@@ -6,7 +6,8 @@ Where it stands in the flow: beat sends ``fan_out`` (and ``watchdog``, ``purge``
 worker of the region runs any of them. What they share (adapters, retries, how a result ends the task) is
 ``gco_tasks.celery.FleetTask``: transient failures retry with backoff and jitter, a bounded number of
 times; a permanent one (a 422, an invalid record) is written as the endpoint's ``error`` status and
-ends the task FAILED, without retry.
+ends the task FAILED, without retry. The periodic tasks (``CycleTask``) never retry: a cycle that cannot
+read the table or the cluster is skipped, with a warning saying why, and the next one tries again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from gco_tasks import fanout, reconciler
 from gco_tasks import purge as purge_room
 from gco_tasks import watchdog as watchdog_room
-from gco_tasks.celery import FleetTask, app
+from gco_tasks.celery import CycleTask, FleetTask, app
 from gco_tasks.fleet import Fleet
 from gco_tasks.ports import Sender
 
@@ -42,7 +43,7 @@ def _with_reconcile_sender(fleet: Fleet, room: Callable[[Fleet, Sender], dict[st
         return room(fleet, _send_reconcile(fleet, producer))
 
 
-@app.task(name="gco_tasks.fan_out", bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+@app.task(name="gco_tasks.fan_out", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]
 def fan_out(self: FleetTask) -> dict[str, Any]:
     """One reconcile cycle of the region: one message per endpoint that needs looking at."""
     return _with_reconcile_sender(self.fleet, fanout.fan_out)
@@ -56,13 +57,13 @@ def reconcile_endpoint(self: FleetTask, name: str, snapshot: dict[str, Any] | No
     return self.finish(reconciler.reconcile(self.fleet, name, snapshot))
 
 
-@app.task(name="gco_tasks.watchdog", bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+@app.task(name="gco_tasks.watchdog", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]
 def watchdog(self: FleetTask) -> dict[str, Any]:
     """Withhold the Ingress of long-unready endpoints; reconcile those that recovered at once."""
     return _with_reconcile_sender(self.fleet, watchdog_room.watchdog)
 
 
-@app.task(name="gco_tasks.purge", bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+@app.task(name="gco_tasks.purge", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]
 def purge(self: FleetTask) -> dict[str, Any]:
     """Remove records that every target region reports deleted (conditional delete)."""
     return purge_room.purge(self.fleet)

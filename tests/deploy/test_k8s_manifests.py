@@ -42,7 +42,11 @@ MANAGED = {
 }
 #: Kubernetes Events about what the fleet did (gco_tasks/events.py): created, and a repeat's series patched.
 EVENTS = {("events.k8s.io", "events", verb) for verb in ("create", "patch")}
-HEARTBEAT_PROBE = ["sh", "-c", 'test $(( $(date +%s) - $(stat -c %Y "$WORKER_HEARTBEAT_FILE") )) -lt 60']
+HEARTBEAT_PROBE = [
+    "sh",
+    "-c",
+    'test $(( $(date +%s) - $(stat -c %Y "$WORKER_HEARTBEAT_FILE") )) -lt "$LIVENESS_MAX_AGE_SECONDS"',
+]
 
 Obj = dict[str, Any]
 
@@ -218,6 +222,7 @@ def test_worker_liveness_reads_the_heartbeat_file(region: Region) -> None:
     heartbeat = _env(region, worker)["WORKER_HEARTBEAT_FILE"]
     assert any(item["name"] == "WORKER_HEARTBEAT_FILE" for item in worker["env"]), "set explicitly"
     assert heartbeat.startswith("/tmp/"), "the only writable path is the /tmp emptyDir"
+    assert _env(region, worker)["LIVENESS_MAX_AGE_SECONDS"] == "60"
     probe = worker["livenessProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 60
     assert "readinessProbe" not in worker, "a worker serves no traffic"
@@ -227,7 +232,11 @@ def test_heartbeat_probe_command_fails_on_a_stale_or_missing_file(tmp_path: Path
     heartbeat = tmp_path / "heartbeat"
 
     def probe() -> int:
-        env = {"PATH": os.environ["PATH"], "WORKER_HEARTBEAT_FILE": str(heartbeat)}
+        env = {
+            "PATH": os.environ["PATH"],
+            "WORKER_HEARTBEAT_FILE": str(heartbeat),
+            "LIVENESS_MAX_AGE_SECONDS": "60",
+        }
         return subprocess.run(HEARTBEAT_PROBE, env=env, capture_output=True, timeout=10).returncode
 
     assert probe() != 0, "no heartbeat yet"

@@ -1,0 +1,192 @@
+"""Fixtures of the chaos suite: one region's fleet as real processes against a Redis the test can kill,
+moto's DynamoDB over HTTP and the sandbox Kubernetes API server, with short intervals and leases so
+that every scenario takes seconds.
+
+Every scenario is marked ``chaos`` (registered in pyproject.toml, part of the default run) and reports
+the recovery times it measured; they are printed at the end of the run under "chaos: measured recovery".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gco_sandbox.services import SANDBOX_AWS_ENV
+from gco_tasks.cluster import ClusterGateway
+from gco_tasks.config import Settings, load_settings
+from gco_tasks.endpoints import Endpoint, parse_spec
+from gco_tasks.store import EndpointStore
+
+from .harness import REGION, FleetProcesses, RedisNode, wait_until
+from .invariants import assert_nothing_lost
+
+#: What the chaos processes run with: intervals of seconds, leases and beat locks of a few seconds.
+FAST_SETTINGS = {
+    "REGION": REGION,
+    "RECONCILE_INTERVAL_SECONDS": "2",
+    "WATCHDOG_INTERVAL_SECONDS": "30",
+    "PURGE_INTERVAL_SECONDS": "2",
+    "LOCK_LEASE_SECONDS": "2",
+    "HEARTBEAT_INTERVAL_SECONDS": "1",
+    "BEAT_LOCK_TIMEOUT_SECONDS": "4",
+    "TASK_SOFT_TIME_LIMIT_SECONDS": "20",
+    "TASK_TIME_LIMIT_SECONDS": "25",
+    "TASK_MAX_RETRIES": "8",
+    "K8S_API_TIMEOUT": "3",
+    "DYNAMODB_CONNECT_TIMEOUT_SECONDS": "1",
+    "DYNAMODB_READ_TIMEOUT_SECONDS": "1",
+    "DYNAMODB_MAX_ATTEMPTS": "3",
+    "METRICS_PORT": "0",
+}
+
+MEASURED: list[tuple[str, str, float]] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/chaos/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.chaos)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if MEASURED:
+        terminalreporter.section("chaos: measured recovery")
+        for test, what, seconds in MEASURED:
+            terminalreporter.write_line(f"{seconds:6.1f} s  {what}  ({test})")
+
+
+@dataclass
+class Chaos:
+    """One scenario's region: its settings (as the processes read them), the table, the cluster, the
+    fleet's processes, and what the scenario asked of each endpoint (for the final count)."""
+
+    env: dict[str, str]
+    settings: Settings
+    store: EndpointStore
+    cluster: ClusterGateway
+    processes: FleetProcesses
+    apiserver: Any
+    test: str
+    intents: dict[str, str] = field(default_factory=dict)
+    stalls_end: float = 0.0  # when the last stalled API request is over (see stall_apply)
+
+    def stall_apply(self, name: str, seconds: float) -> None:
+        """The next server-side apply of ``name``'s Deployment hangs ``seconds`` inside the API server
+        (then goes through). The fixture waits for it at the end, so it never lands in another test."""
+        self.apiserver.add_fault(
+            verb="apply", resource="deployments", name=name, delay_ms=int(seconds * 1000)
+        )
+        self.stalls_end = max(self.stalls_end, time.monotonic() + seconds + 2)
+
+    def stall_begun(self) -> bool:
+        """Every stall armed has begun (the stand-in uses a fault up when the request arrives)."""
+        return not self.apiserver.faults.list()
+
+    def deploy(self, *names: str, image: str = "nginx:1.27") -> None:
+        for name in names:
+            self.store.create(Endpoint.new(name, parse_spec({"image": image}), [REGION]))
+            self.intents[name] = "running"
+
+    def scale(self, name: str, replicas: int) -> None:
+        self.store.scale(name, replicas)
+
+    def stop(self, name: str) -> None:
+        self.store.update_desired_state(name, "stopped")
+        self.intents[name] = "stopped"
+
+    def delete(self, name: str) -> None:
+        self.store.update_desired_state(name, "deleted")
+        self.intents[name] = "deleted"
+
+    def state(self, name: str) -> str | None:
+        item = self.store.get_item(name) or {}
+        return ((item.get("region_status") or {}).get(REGION) or {}).get("state")
+
+    def objects(self, name: str | None = None) -> list[str]:
+        selector = f"gco.io/endpoint={name}" if name else "gco.io/type=inference"
+        return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in self.cluster.list_objects(selector))
+
+    def converged(self, *names: str) -> bool:
+        return all(self.state(name) == "running" for name in names)
+
+    def record(self, what: str, seconds: float) -> float:
+        MEASURED.append((self.test, what, seconds))
+        return seconds
+
+    def nothing_lost(self, timeout: float = 30.0) -> float:
+        return assert_nothing_lost(
+            self.store, self.cluster, self.settings, self.intents, timeout, self.processes.logs_text()
+        )
+
+
+@pytest.fixture()
+def redis_node(tmp_path: Path) -> Iterator[RedisNode]:
+    """A private redis-server that keeps nothing on disk, killable and restartable on its port."""
+    node = RedisNode(tmp_path / "redis").start()
+    yield node
+    node.stop()
+
+
+def fleet_env(redis_url: str, kubeconfig: Path, dynamodb_url: str, tmp_path: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KUBE", "REDIS"))}
+    env.update(SANDBOX_AWS_ENV)
+    env.update(FAST_SETTINGS)
+    env.update(
+        REDIS_URL=redis_url,
+        KUBECONFIG=str(kubeconfig),
+        AWS_ENDPOINT_URL_DYNAMODB=dynamodb_url,
+        WORKER_HEARTBEAT_FILE=str(tmp_path / "worker.heartbeat"),
+        BEAT_HEARTBEAT_FILE=str(tmp_path / "beat.heartbeat"),
+    )
+    return env
+
+
+def _api_server(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Any, Any]:
+    """(kubeconfig, API client, the stand-in or None): the ``cluster`` fixture's server when the test asks
+    for it (``tests/clusters.py``: the real control plane with ``real_only``), else the stand-in."""
+    if "cluster" in request.fixturenames:
+        chosen = request.getfixturevalue("cluster")
+        return chosen.kubeconfig, chosen.api_client, chosen.standin
+    apiserver = request.getfixturevalue("apiserver")
+    kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig.yaml")
+    return kubeconfig, request.getfixturevalue("kube_client"), apiserver
+
+
+@pytest.fixture()
+def make_chaos(request: pytest.FixtureRequest, tmp_path: Path, dynamodb_url: str) -> Iterator[Any]:
+    """Build the scenario's region for a given ``REDIS_URL`` (and extra settings); its processes are
+    stopped when the test ends, whatever happened."""
+    built: list[Chaos] = []
+
+    def make(redis_url: str, **overrides: str) -> Chaos:
+        kubeconfig, api_client, standin = _api_server(request, tmp_path)
+        env = {**fleet_env(redis_url, kubeconfig, dynamodb_url, tmp_path), **overrides}
+        settings = load_settings(env)
+        store = EndpointStore.from_settings(load_settings(env, dynamodb_read_timeout_seconds=10))
+        store.create_table()
+        logs = tmp_path / "logs"
+        logs.mkdir(exist_ok=True)
+        cluster = ClusterGateway(api_client, settings.inference_namespace, 10)
+        chaos = Chaos(env, settings, store, cluster, FleetProcesses(env, logs), standin, request.node.name)
+        built.append(chaos)
+        return chaos
+
+    yield make
+    for chaos in built:
+        chaos.processes.stop_all()
+    # A stalled request still sleeping in the (shared) API server must not land in the next test.
+    stalls_end = max((chaos.stalls_end for chaos in built), default=0.0)
+    wait_until(lambda: time.monotonic() >= stalls_end, 60, "stalled API requests to finish", 0.2)
+
+
+@pytest.fixture()
+def chaos(make_chaos: Any, redis_node: RedisNode) -> Chaos:
+    """The usual region: a Redis without persistence."""
+    built: Chaos = make_chaos(redis_node.url)
+    return built

@@ -1,0 +1,72 @@
+"""Worker death: ``kill -9`` of a pool child in the middle of a reconcile, and of a whole worker.
+
+The reconcile is caught mid-flight by a stalled server-side apply (the API stand-in holds the request
+of one Deployment for a few seconds); the process is then killed. What must hold: the endpoint lock the
+dead process held frees itself within one lease (``LOCK_LEASE_SECONDS``, not the task time limit),
+the endpoint is reconciled again within two reconcile intervals (the next fan-out, or the message
+Celery redelivers), no object is duplicated and no status lost.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from gco_tasks.conventions import RegionKeys
+
+from .conftest import Chaos
+from .harness import REGION, wait_until
+
+INTERVAL = 2.0  # RECONCILE_INTERVAL_SECONDS of the chaos settings
+LEASE = 2.0  # LOCK_LEASE_SECONDS of the chaos settings
+#: Scheduling slack on a shared 2-core machine (a new pool process, the broker round trips).
+SLACK = 4.0
+#: How long the caught apply hangs inside the API server: long enough to kill the process holding it.
+STALL = 6.0
+
+
+def lock_ttl(chaos: Chaos, name: str) -> float:
+    client = redis.Redis.from_url(chaos.env["REDIS_URL"])
+    try:
+        return float(client.pttl(RegionKeys(REGION).endpoint_lock(name))) / 1000
+    finally:
+        client.close()
+
+
+def caught_mid_reconcile(chaos: Chaos, name: str) -> str:
+    """Deploy ``name`` with its Deployment's apply stalled; the worker whose pool runs it, once it hangs."""
+    chaos.stall_apply(name, STALL)
+    chaos.deploy(name)
+    wait_until(chaos.stall_begun, 20, f"{name}'s apply in flight")
+    held = lock_ttl(chaos, name)
+    assert 0 < held <= LEASE, f"the endpoint lock is a short lease (pttl {held} s)"
+    return chaos.processes.holder_of(chaos.env["REDIS_URL"], "gco_tasks.reconcile_endpoint", name)
+
+
+def recovered(chaos: Chaos, name: str, what: str, killed: float) -> None:
+    took = wait_until(lambda: chaos.converged(name), 40, f"{name} reconciled after the kill")
+    chaos.record(what, time.monotonic() - killed)
+    assert took <= 2 * INTERVAL + SLACK, chaos.processes.logs_text()
+    assert chaos.objects(name).count(f"Deployment/{name}") == 1, "no duplicate"
+
+
+def test_kill_9_of_a_pool_child_then_of_a_whole_worker_mid_reconcile(chaos: Chaos) -> None:
+    chaos.deploy("alpha")
+    chaos.processes.worker("w1", concurrency=1)
+    chaos.processes.worker("w2", concurrency=1)
+    chaos.processes.beat()
+    wait_until(lambda: chaos.converged("alpha"), 60, "alpha running")
+
+    holder = caught_mid_reconcile(chaos, "gamma")
+    (child,) = chaos.processes.children(holder)
+    killed = time.monotonic()
+    chaos.processes.kill_pid(child)  # the pool process in the middle of gamma's apply
+    recovered(chaos, "gamma", "kill -9 of a pool child mid-reconcile -> endpoint running", killed)
+    assert chaos.processes.alive(holder), "the worker replaced its pool process"
+
+    holder = caught_mid_reconcile(chaos, "delta")
+    killed = time.monotonic()
+    chaos.processes.kill(holder)  # the worker and its pool at once, like a lost node
+    recovered(chaos, "delta", "kill -9 of a whole worker mid-reconcile -> endpoint running", killed)
+    chaos.nothing_lost()
