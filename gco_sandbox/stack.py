@@ -131,7 +131,7 @@ def base_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The caller's environment without anything that could point a child elsewhere: AWS, Redis and
     Kubernetes settings, Flower's, and every gco-tasks setting the sandbox decides itself."""
     ours = {"REGION", "DYNAMODB_REGION", "INFERENCE_ENDPOINTS_TABLE_NAME", "RECONCILE_INTERVAL_SECONDS"}
-    ours |= {"WORKER_HEARTBEAT_FILE"}
+    ours |= {"WORKER_HEARTBEAT_FILE", "METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR"}
     env = {
         key: value
         for key, value in environ.items()
@@ -153,6 +153,7 @@ def region_env(
         REGION=region,
         RECONCILE_INTERVAL_SECONDS=str(interval),
         WORKER_HEARTBEAT_FILE=str(state_dir / f"worker-{region}.heartbeat"),
+        METRICS_PORT="0",  # several workers and beats on one machine: no Prometheus exporter
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -6,7 +6,9 @@ finds ``app`` here (through ``gco_tasks.app``). Each region runs its own Redis a
 ``gco.<REGION>``; beat runs RedBeat, whose lock in Redis lets two beats run while only one schedules.
 The app names its tasks module (``include``) and never imports it, so there is no import cycle; the
 settings are read from the environment when the configuration is first needed (a worker or beat
-starting, a ``celery call``), not when this module is imported.
+starting, a ``celery call``), not when this module is imported. ``observability.install`` connects what
+worker and beat processes show of themselves (the Prometheus exporter on ``METRICS_PORT``,
+``LOG_FORMAT``, the task id on every log line).
 
 ``FleetTask`` does what every task shares: this process's adapters (built on first use, after the
 prefork), retries with backoff for ``TransientError``, and the task's end for a ``ReconcileResult``:
@@ -52,7 +54,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from celery import Celery, Task, bootsteps, signals
 
-from gco_tasks import preflight
+from gco_tasks import observability, preflight
 from gco_tasks.broker import guard_detached_redis_channels, redis_config
 from gco_tasks.config import RETRY_DELAY_MAX_SECONDS, ConfigError, Settings, load_settings, region_problem
 from gco_tasks.conventions import RegionKeys
@@ -270,6 +272,7 @@ class FleetTask(Task):  # type: ignore[misc]
     """The base of every gco-tasks task: adapters, retries, and how a reconcile's result ends the task."""
 
     autoretry_for: tuple[type[Exception], ...] = (TransientError,)
+    throws = (ReconcileFailed,)  # an expected end: logged without a traceback, still FAILED
     retry_backoff = 2
     retry_backoff_max = RETRY_DELAY_MAX_SECONDS
     retry_jitter = True
@@ -337,3 +340,4 @@ signals.celeryd_init.connect(_check_worker, weak=False)
 
 
 app = create_app()
+observability.install(app, current_settings)

@@ -10,6 +10,7 @@ here, translated into ``gco_tasks.errors``: ``TransientClusterError`` (429, 5xx,
 failures: retried with backoff), ``PermanentClusterError`` (a write refused with another 4xx, e.g. 422
 Invalid: reported as the endpoint's ``error`` status, never retried) and ``ClusterUnavailableError``
 (a LIST refused, or no configuration: the region's setup is wrong, the cycle is skipped).
+Every request is counted in ``gco_kube_requests_total{verb,resource,code}`` (``_call``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +28,23 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from gco_tasks import metrics
 from gco_tasks.conventions import FIELD_MANAGER, MANAGED_KINDS
 from gco_tasks.errors import GcoError, InfrastructureError, PermanentError, TransientError
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 LIST_PAGE_SIZE = 500
-#: libyaml's emitter when PyYAML has it (it does in our wheels), else the pure-Python one.
-_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+#: libyaml's emitter when PyYAML has it (it does in our wheels), else the pure-Python one; a subclass
+#: that also quotes what kube-apiserver's YAML reader (go-yaml v2 in sigs.k8s.io/yaml) takes for a
+#: boolean or a number where PyYAML does not: ``y``/``n``, ``0o17``/``0X1F``, ``1e3``, ``1_0.5``. A plain
+#: ``n`` as a toleration key or an env value reached the server as ``false`` (500 "expected string").
+_YAML_DUMPER: Any = type("ApplyDumper", (getattr(yaml, "CSafeDumper", yaml.SafeDumper),), {})
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:y|Y|n|N)$", "yYnN"),
+    ("int", r"^[-+]?0[bBoOxX][0-9a-fA-F_]*$", "-+0"),
+    ("float", r"^[-+]?(?:\.[0-9_]+|[0-9_]+(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9_]+)?$", "-+0123456789._"),
+):
+    _YAML_DUMPER.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
 #: Never fold a line: a folded scalar is valid YAML, but there is no reason to make the server unfold it.
 _NO_FOLDING = 2**31 - 1
 
@@ -131,12 +143,17 @@ class ClusterGateway:
         """Call the client; a 4xx other than 429 raises ``refused``, the rest is translated as transient."""
         kwargs.setdefault("_request_timeout", self.timeout)
         kwargs["_preload_content"] = False
+        code = metrics.NO_RESPONSE
         try:
             response = fn(*args, **kwargs)
+            code = metrics.kube_code(status=response.status)
         except ApiException as exc:
+            code = metrics.kube_code(exc)
             raise _classify(what, exc, refused) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientClusterError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.observe_kube_request(*request_labels(what), code)
         body = response.data
         return json.loads(body) if body else None
 
@@ -298,6 +315,14 @@ def apply_body(obj: dict[str, Any]) -> bytes:
         width=_NO_FOLDING,
     )
     return text.encode("ascii")
+
+
+def request_labels(what: str) -> tuple[str, str]:
+    """(verb, resource) of a request the gateway describes as ``list deployments`` or
+    ``apply Deployment/name``: the metric labels of ``gco_kube_requests_total``."""
+    verb, _, target = what.partition(" ")
+    kind = target.split("/", 1)[0]
+    return verb, KINDS[kind].plural if kind in KINDS else kind
 
 
 def _classify(what: str, exc: ApiException, refused: type[ClusterError]) -> ClusterError:

@@ -21,6 +21,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gco_tasks import regions
 from gco_tasks.conventions import queue_for_region
 from gco_tasks.images import check_image_reference, is_pinned
+from gco_tasks.manifests.policy import (
+    DEFAULT_MAX_CPU,
+    DEFAULT_MAX_GPUS,
+    DEFAULT_MAX_MEMORY,
+    DEFAULT_MAX_REPLICAS,
+    positive_quantity,
+)
 from gco_tasks.redis_target import RedisTarget, RedisUrlError, mask_url, parse_redis_url
 
 #: The longest countdown of a task retry (exponential backoff with jitter, or a server's Retry-After,
@@ -28,6 +35,11 @@ from gco_tasks.redis_target import RedisTarget, RedisUrlError, mask_url, parse_r
 RETRY_DELAY_MAX_SECONDS: Final = 60
 #: Added to the longest honest unacknowledged time of a message (see ``visibility_timeout_seconds``).
 VISIBILITY_MARGIN_SECONDS: Final = 30
+
+
+def _cap_quantity(value: str) -> str:
+    positive_quantity(value)
+    return value
 
 
 class ConfigError(ValueError):
@@ -128,6 +140,28 @@ class Settings(BaseSettings):
     )
     inference_service_account: str = Field(
         "gco-service-account", min_length=1, description="ServiceAccount of inference pods."
+    )
+    inference_pod_lockdown: bool = Field(
+        True,
+        description="Inference pods get no API token, no privilege escalation, no capabilities and "
+        "RuntimeDefault seccomp (false: GCO's pod template, for a cut-over that restarts nothing).",
+    )
+    allow_wildcard_tolerations: bool = Field(
+        False, description="Accept record tolerations without a key (they tolerate every taint)."
+    )
+    max_replicas_per_endpoint: int = Field(
+        DEFAULT_MAX_REPLICAS,
+        ge=1,
+        description="Most replicas a record may ask for (replicas, autoscaling max_replicas, canary).",
+    )
+    max_gpus_per_pod: int = Field(
+        DEFAULT_MAX_GPUS, ge=1, description="Most GPUs or Neuron devices a record may ask for per pod."
+    )
+    max_cpu_per_container: Annotated[str, AfterValidator(_cap_quantity)] = Field(
+        DEFAULT_MAX_CPU, description="Most CPU an inference container may request or be limited to."
+    )
+    max_memory_per_container: Annotated[str, AfterValidator(_cap_quantity)] = Field(
+        DEFAULT_MAX_MEMORY, description="Most memory an inference container may request or be limited to."
     )
     worker_heartbeat_file: str = Field(
         "/tmp/gco-tasks-worker.heartbeat", description="File the worker touches; the liveness probe reads it."

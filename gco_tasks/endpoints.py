@@ -29,6 +29,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -231,6 +232,23 @@ class EndpointSpec(_ItemModel):
     capacity_type: CapacityType | None = None
     accelerator: Accelerator = "nvidia"
     region_image_uris: dict[NonEmptyStr, Image] = Field(default_factory=dict)
+    #: Ours (GCO has no such keys): the record says its images (primary and canary) run as a non-root
+    #: user, so its pods get ``runAsNonRoot`` (Pod Security ``restricted``); ``run_as_user`` picks the
+    #: uid when the image's USER is not a numeric non-zero uid.
+    run_as_non_root: StrictBool | None = None
+    run_as_user: Annotated[int, BeforeValidator(integral), Field(ge=1, le=INT32_MAX)] | None = None
+
+    @field_validator("run_as_user")
+    @classmethod
+    def _user_needs_non_root(cls, user: int | None, info: ValidationInfo) -> int | None:
+        if user is not None and info.data.get("run_as_non_root") is not True:
+            raise ValueError("is only used with run_as_non_root: true (set both, or neither)")
+        return user
+
+    @property
+    def non_root(self) -> bool:
+        """Whether the record opted in to running its containers as a non-root user."""
+        return self.run_as_non_root is True
 
     def image_for_region(self, region: str) -> str:
         """The image to run in ``region``: ``region_image_uris[region]`` if set, else ``image``."""

@@ -1,10 +1,11 @@
 """Kubernetes Events about what the fleet did to an endpoint, on the endpoint's Deployment, so that
 ``kubectl describe deployment NAME`` says why gco-tasks did what it did.
 
-Where it stands in the flow: after step 5 (apply) of ``reconcile_endpoint`` and after each action of the
-watchdog and promote: the caller builds a ``Regarding`` for the endpoint's Deployment and calls
-``EventRecorder.record(regarding, EventReason.X, note)``. Recording is best effort and never fails the
-caller: an API error is logged at debug and counted (``gco_kube_events_total{outcome="failed"}``).
+Where it stands in the flow: after each ``reconcile_endpoint`` and watchdog pass, ``gco_tasks.telemetry``
+builds a ``Regarding`` for the endpoint's Deployment and calls ``EventRecorder.record(regarding,
+EventReason.X, note)`` for each thing the task did (one recorder per process, on ``fleet.Fleet``).
+Recording is best effort and never fails the caller: an API error is logged at debug and counted
+(``gco_kube_events_total{outcome="failed"}``).
 
 The Events are ``events.k8s.io/v1`` objects (reporting controller ``gco-tasks``, reporting instance the
 pod's name), of type Normal or Warning by reason (``REASONS``), with a bounded CamelCase ``reason`` and a

@@ -1,11 +1,12 @@
 """The adapters of one worker process, wired from the settings: the composition root.
 
 Where it stands in the flow: under the tasks, beside the rooms. ``Fleet.from_settings`` builds the real
-adapters (``store.EndpointStore`` over boto3, ``cluster.ClusterGateway`` over the Kubernetes client,
-``locks.RegionState`` over redis-py) once per process, after the prefork; a ``Fleet`` then satisfies
-every room's ports (``reconciler.ReconcilePorts``, ``fanout.FanOutPorts``, ``watchdog.WatchdogPorts``,
-``purge.PurgePorts``). No decision is made here. Tests and benchmarks build one pointed at their own
-services.
+adapters (``store.EndpointStore`` over boto3, its client counted in ``gco_dynamodb_*``;
+``cluster.ClusterGateway`` over the Kubernetes client; ``locks.RegionState`` over redis-py;
+``events.EventRecorder`` on the same Kubernetes client) once per process, after the prefork; a ``Fleet``
+then satisfies every room's ports (``reconciler.ReconcilePorts``, ``fanout.FanOutPorts``,
+``watchdog.WatchdogPorts``, ``purge.PurgePorts``). No decision is made here. Tests and benchmarks build
+one pointed at their own services.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 
 from kubernetes.client import ApiClient
 
+from gco_tasks import metrics
 from gco_tasks.cluster import ClusterGateway, load_api_client
 from gco_tasks.config import Settings
+from gco_tasks.events import EventRecorder
 from gco_tasks.locks import RegionState
 from gco_tasks.manifests import RenderOptions
 from gco_tasks.store import EndpointStore
@@ -30,16 +33,20 @@ class Fleet:
     cluster: ClusterGateway
     state: RegionState
     render_options: RenderOptions
+    events: EventRecorder
 
     @classmethod
     def from_settings(cls, settings: Settings, api_client: ApiClient | None = None) -> Fleet:
         """Adapters for ``settings``; the Kubernetes client from in-cluster config or ``KUBECONFIG`` unless
         one is given (tests and benchmarks pass one pointed at their API server)."""
         api_client = api_client or load_api_client()
+        store = EndpointStore.from_settings(settings)
+        metrics.instrument_dynamodb(store.client, settings.region)
         return cls(
             settings=settings,
-            store=EndpointStore.from_settings(settings),
+            store=store,
             cluster=ClusterGateway(api_client, settings.inference_namespace, settings.k8s_api_timeout),
             state=RegionState.from_settings(settings),
             render_options=RenderOptions.from_settings(settings),
+            events=EventRecorder(api_client, settings.region),
         )

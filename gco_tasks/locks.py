@@ -17,7 +17,9 @@ certificate verification, or the primary Sentinel names), so locks, marks and cl
 primary as the broker after a failover. Every key is named in
 ``gco_tasks.conventions.RegionKeys`` (under ``gco:<region>:``, so regions sharing one Redis never
 collide). Redis's exceptions do not leave this module: a lost connection or a timeout is a
-``TransientError`` (retried), any other Redis error an ``InfrastructureError``.
+``TransientError`` (retried), any other Redis error an ``InfrastructureError``. Each lock counts, in
+``gco_tasks.metrics``, the acquisitions that found it held, how long it was held, and whether its lease
+had been lost (expired) by its release.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 from redis.sentinel import MasterNotFoundError, Sentinel
 
+from gco_tasks import metrics
 from gco_tasks.config import Settings
 from gco_tasks.conventions import RegionKeys
 from gco_tasks.errors import InfrastructureError, TransientError
+from gco_tasks.metrics import LockName
 from gco_tasks.redis_target import RedisTarget
 
 log = logging.getLogger(__name__)
@@ -136,6 +140,7 @@ class RegionState:
 
     def __init__(self, client: redis.Redis, region: str, lease_seconds: float = 10.0) -> None:
         self.client = client
+        self.region = region
         self.keys = RegionKeys(region)
         self.lease_seconds = lease_seconds
 
@@ -145,7 +150,7 @@ class RegionState:
         return cls(redis_client(settings.redis_target), settings.region, settings.lock_lease_seconds)
 
     @contextlib.contextmanager
-    def _lock(self, key: str, ttl_seconds: float) -> Iterator[bool]:
+    def _lock(self, key: str, ttl_seconds: float, kind: LockName) -> Iterator[bool]:
         """Non-blocking; held for a lease renewed while the body runs, ``ttl_seconds`` at most."""
         lease = min(self.lease_seconds, ttl_seconds)
         # Not thread-local: the renewal thread must see the token.
@@ -153,30 +158,36 @@ class RegionState:
         with _translated(f"acquire {key}"):
             acquired = bool(lock.acquire())
         if not acquired:
+            metrics.record_lock_contention(self.region, kind)
             yield False
             return
+        started = time.monotonic()
         try:
             with _Renewal(lock, key, lease, ttl_seconds):
                 yield True
         finally:
-            self._release(lock, key)
+            expired = self._release(lock, key)
+            metrics.record_lock_released(self.region, kind, time.monotonic() - started, expired)
 
     @staticmethod
-    def _release(lock: Lock, key: str) -> None:
+    def _release(lock: Lock, key: str) -> bool:
+        """Release ``lock``; True when it had already expired (held past its TTL)."""
         with _translated(f"release {key}"):
             try:
                 lock.release()
             except LockError:
                 log.warning("lock %s expired before release (the work was idempotent anyway)", key)
+                return True
+        return False
 
     def endpoint_lock(self, name: str, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:
         """Non-blocking: yields False when another worker holds the endpoint. Held in leases while the
         body runs, ``ttl_seconds`` (the task's time limit and a margin) at most."""
-        return self._lock(self.keys.endpoint_lock(name), ttl_seconds)
+        return self._lock(self.keys.endpoint_lock(name), ttl_seconds, LockName.ENDPOINT)
 
     def fan_out_lock(self, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:
         """Non-blocking: yields False while another fan-out of this region runs."""
-        return self._lock(self.keys.fan_out_lock, ttl_seconds)
+        return self._lock(self.keys.fan_out_lock, ttl_seconds, LockName.FAN_OUT)
 
     def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]:
         """Mark endpoints as having a message waiting, in one round trip: name -> True when it had none

@@ -4,9 +4,9 @@ each carrying the endpoint, region and task it belongs to.
 Where it stands in the flow: around every process. ``observability.install`` connects Celery's
 ``after_setup_logger`` / ``after_setup_task_logger`` signals to ``celery_logger_ready`` (Celery sets up
 its handlers, we then give them our filters and, in JSON mode, our formatter) and ``task_prerun`` /
-``task_postrun`` to ``bind`` / ``restore`` of the task id. The task base class calls ``bind(endpoint=...)``
-(or ``log_context``) once it knows the endpoint; the reconciler logs its outcome with
-``extra={"result": ..., "duration_ms": ...}``. Other processes (CLI, tools) call ``configure``.
+``task_postrun`` to ``bind`` / ``restore`` of the task id. ``gco_tasks.telemetry`` runs each reconcile in
+``log_context(endpoint=...)`` and logs its outcome with ``extra={"result": ..., "duration_ms": ...}``.
+Other processes (the CLI) call ``configure``.
 
 JSON fields: ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, then ``endpoint``,
 ``region``, ``task_id``, ``result``, ``duration_ms`` when known, then any other ``extra``; ``exc_info``
@@ -20,7 +20,8 @@ site, and text mode stays exactly Celery's own format. structlog would need its 
 bridge for the same result plus a second logging API beside the standard one.
 
 No secret in a log line: a password in a URL (``redis://:secret@host``) in any message is replaced by
-``***`` before any handler writes it.
+``***`` before any handler writes it, and a task's arguments, which Celery attaches to its task lines
+for structured formatters (``extra={"data": ...}``), are dropped before the JSON formatter sees them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ from pythonjsonlogger.json import JsonFormatter
 CONTEXT_FIELDS: Final = ("endpoint", "region", "task_id", "result", "duration_ms")
 MULTIPROCESSING_LOGGER: Final = "multiprocessing"  # billiard's, configured by Celery
 TEXT_FORMAT: Final = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
+#: What Celery's task lines carry in ``extra={"data": ...}`` that no line of ours shows: a task's
+#: arguments (a reconcile message's snapshot holds the record, env values included) and the traceback
+#: of an expected failure (an unexpected one has ``exc_info``).
+CELERY_DATA_DROPPED: Final = frozenset({"args", "kwargs", "traceback"})
 
 _context: ContextVar[Mapping[str, Any]] = ContextVar("gco_log_context", default=MappingProxyType({}))
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.I)
@@ -94,6 +99,9 @@ class ContextFilter(logging.Filter):
         for key, value in {**self.defaults, **_context.get()}.items():
             if key not in record.__dict__:
                 setattr(record, key, value)
+        data = record.__dict__.get("data")
+        if isinstance(data, Mapping) and CELERY_DATA_DROPPED & set(data):
+            record.data = {key: value for key, value in data.items() if key not in CELERY_DATA_DROPPED}
         if "://" in str(record.msg) or record.args:
             try:
                 message = record.getMessage()

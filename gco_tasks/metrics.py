@@ -1,12 +1,12 @@
 """Prometheus metrics of the fleet: their names, their bounded label values, and the small typed functions
 that record them. Callers never touch a metric object.
 
-Where it stands in the flow: beside every step. The reconciler calls ``record_reconcile`` once per
-``reconcile_endpoint`` (and ``record_lock_contention`` when step 1 finds the endpoint locked), the fan-out
-calls ``record_fanout`` once per cycle, the cluster gateway's single ``_call`` calls
-``observe_kube_request`` for every API request, the store's boto3 client is passed once to
-``instrument_dynamodb``, and ``locks`` reports a lock that expired before its release with
-``record_lock_released``. ``gco_tasks.observability`` serves what is recorded here over HTTP and records
+Where it stands in the flow: beside every step. ``gco_tasks.telemetry`` calls ``record_reconcile`` once
+per ``reconcile_endpoint`` attempt and ``record_fanout`` once per fan-out, from what the room returned;
+``locks`` calls ``record_lock_contention`` when a lock is found held and ``record_lock_released`` when
+its holder lets go; the cluster gateway's single ``_call`` calls ``observe_kube_request`` for every API
+request (the Event recorder for its own); ``fleet.Fleet`` passes the store's boto3 client once to
+``instrument_dynamodb``. ``gco_tasks.observability`` serves what is recorded here over HTTP and records
 the Celery-level series itself (expired messages, tasks in progress, beat's sends).
 
 Names follow controller-runtime's style (``<subsystem>_<what>_<unit|total>``), every series carries
@@ -395,6 +395,11 @@ def use(metrics: FleetMetrics) -> FleetMetrics:
     with _lock:
         previous, _metrics = _metrics, metrics
     return previous
+
+
+def default_region() -> str:
+    """The region of hooks that are not told one (see ``set_default_region``)."""
+    return _default_region
 
 
 def set_default_region(region: str) -> str:

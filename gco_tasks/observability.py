@@ -1,9 +1,10 @@
 """What a worker or beat process shows of itself: the Prometheus exporter, the series computed at scrape
 time, and the Celery signal handlers that record task-level metrics and set up logging.
 
-Where it stands in the flow: around the Celery processes. The app module calls ``install(app, settings)``
-once at import; from then on, in a ``celery worker`` or ``celery beat`` process (and nowhere else: the
-``celery call``/``inspect`` commands and Flower fire none of these signals):
+Where it stands in the flow: around the Celery processes. The app module calls
+``install(app, current_settings)`` once at import (the settings are read when a process starts); from
+then on, in a ``celery worker`` or ``celery beat`` process (and nowhere else: the ``celery
+call``/``inspect`` commands and Flower fire none of these signals):
 
 - ``worker_init`` (worker parent, before the pool forks) and ``beat_init`` empty
   ``PROMETHEUS_MULTIPROC_DIR`` (see ``gco_tasks.metrics``);
@@ -301,12 +302,16 @@ class Observability:
     Redis URL (a password)."""
 
     app: Any
-    settings: Settings
+    source: Settings | Callable[[], Settings]  # the settings, or how to read them when first needed
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     role: str = ""  # "worker" or "beat" once the process says which it is
     exporter: Exporter | None = None
     _tokens: dict[str, Any] = field(default_factory=dict)
     _tokens_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def settings(self) -> Settings:
+        return self.source if isinstance(self.source, Settings) else self.source()
 
     @property
     def region(self) -> str:
@@ -323,7 +328,9 @@ class Observability:
     def on_worker_init(self, sender: Any = None, **_: Any) -> None:
         if self._ours(sender):
             self.role = "worker"
+            metrics.set_default_region(self.region)  # before the pool forks: children inherit it
             self._clean()
+            self._warn_without_multiproc_dir(sender)
 
     def on_worker_ready(self, sender: Any = None, **_: Any) -> None:
         if self._ours(sender):
@@ -332,6 +339,7 @@ class Observability:
     def on_beat_init(self, sender: Any = None, **_: Any) -> None:
         if self._ours(sender):
             self.role = "beat"
+            metrics.set_default_region(self.region)
             self._clean()
             self.start_exporter()
 
@@ -348,6 +356,16 @@ class Observability:
         if directory is not None and pid:
             with contextlib.suppress(OSError):
                 mark_process_dead(pid, directory)
+
+    def _warn_without_multiproc_dir(self, worker: Any) -> None:
+        """A prefork worker without the multiprocess directory would serve its parent's values only."""
+        prefork = "prefork" in str(getattr(worker, "pool_cls", ""))
+        if prefork and self.settings.metrics_port and multiproc_dir(self.environ) is None:
+            log.warning(
+                "%s is not set: this prefork worker's /metrics shows only its parent process, not the "
+                "tasks its pool runs; set it to an empty writable directory",
+                MULTIPROC_ENV,
+            )
 
     def _clean(self) -> None:
         directory = multiproc_dir(self.environ)
@@ -421,12 +439,17 @@ class Installed:
             self.observability.exporter.stop()
 
 
-def install(app: Any, settings: Settings, environ: Mapping[str, str] | None = None) -> Installed:
+def install(
+    app: Any, settings: Settings | Callable[[], Settings], environ: Mapping[str, str] | None = None
+) -> Installed:
     """Connect the observability of ``app``'s worker and beat processes (see the module docstring).
-    Call once, where the app is created."""
+    Call once, where the app is created. ``settings`` may be a function returning them (the app module
+    passes ``current_settings``), called when a worker or beat process starts, not at import."""
     from celery import signals
 
-    previous_region = metrics.set_default_region(settings.region)
+    previous_region = metrics.default_region()
+    if isinstance(settings, Settings):
+        metrics.set_default_region(settings.region)
     obs = Observability(app, settings, os.environ if environ is None else environ)
     connections: list[tuple[Any, Callable[..., None]]] = [
         (signals.worker_init, obs.on_worker_init),

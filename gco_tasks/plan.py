@@ -32,6 +32,7 @@ class ObservedObject(BaseModel):
 
     kind: str
     name: str
+    uid: str | None = None  # Events are recorded on the Deployment by its uid (``kubectl describe``)
     desired_hash: str | None = None
     canary: bool = False
     replicas: int | None = None
@@ -56,6 +57,7 @@ class ObservedObject(BaseModel):
         digest: dict[str, Any] = {
             "kind": obj["kind"],
             "name": metadata["name"],
+            "uid": metadata.get("uid"),
             "desired_hash": desired_hash(obj),
             "canary": labels.get(names.CANARY_LABEL) == "true"
             or metadata["name"].endswith(names.CANARY_SUFFIX),

@@ -7,15 +7,18 @@ worker of the region runs any of them. What they share (adapters, retries, how a
 ``gco_tasks.celery.FleetTask``: transient failures retry with backoff and jitter, a bounded number of
 times; a permanent one (a 422, an invalid record) is written as the endpoint's ``error`` status and
 ends the task FAILED, without retry. The periodic tasks (``CycleTask``) never retry: a cycle that cannot
-read the table or the cluster is skipped, with a warning saying why, and the next one tries again.
+read the table or the cluster is skipped, with a warning saying why, and the next one tries again. Each
+task runs its room through ``gco_tasks.telemetry``, which records what it did (metrics, Kubernetes
+Events, a log line per reconcile).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from gco_tasks import fanout, reconciler
+from gco_tasks import fanout, reconciler, telemetry
 from gco_tasks import purge as purge_room
 from gco_tasks import watchdog as watchdog_room
 from gco_tasks.celery import CycleTask, FleetTask, app
@@ -23,30 +26,29 @@ from gco_tasks.fleet import Fleet
 from gco_tasks.ports import Sender
 
 
-def _send_reconcile(fleet: Fleet, producer: Any) -> Sender:
-    def send(name: str, snapshot: dict[str, Any]) -> None:
-        reconcile_endpoint.apply_async(
-            args=[name],
-            kwargs={"snapshot": snapshot} if snapshot else {},
-            queue=fleet.settings.queue,
-            expires=fleet.settings.message_ttl_seconds,
-            ignore_result=True,
-            producer=producer,
-        )
-
-    return send
-
-
-def _with_reconcile_sender(fleet: Fleet, room: Callable[[Fleet, Sender], dict[str, Any]]) -> dict[str, Any]:
-    """Run a room that enqueues reconciles, reusing one producer for all its messages."""
+@contextlib.contextmanager
+def _reconcile_sender(fleet: Fleet) -> Iterator[Sender]:
+    """Sends ``reconcile_endpoint`` messages for a room, reusing one producer for all of them."""
     with app.producer_or_acquire() as producer:
-        return room(fleet, _send_reconcile(fleet, producer))
+
+        def send(name: str, snapshot: dict[str, Any]) -> None:
+            reconcile_endpoint.apply_async(
+                args=[name],
+                kwargs={"snapshot": snapshot} if snapshot else {},
+                queue=fleet.settings.queue,
+                expires=fleet.settings.message_ttl_seconds,
+                ignore_result=True,
+                producer=producer,
+            )
+
+        yield send
 
 
 @app.task(name="gco_tasks.fan_out", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]
 def fan_out(self: FleetTask) -> dict[str, Any]:
     """One reconcile cycle of the region: one message per endpoint that needs looking at."""
-    return _with_reconcile_sender(self.fleet, fanout.fan_out)
+    with _reconcile_sender(self.fleet) as send:
+        return telemetry.observe_fan_out(self.fleet, fanout.fan_out, send)
 
 
 @app.task(name="gco_tasks.reconcile_endpoint", bind=True, ignore_result=False)  # type: ignore[untyped-decorator]
@@ -54,13 +56,14 @@ def reconcile_endpoint(self: FleetTask, name: str, snapshot: dict[str, Any] | No
     """Converge one endpoint in this region; returns ``{"endpoint", "actions", "state", "result"}``.
     ``snapshot`` is the fan-out's hint (``observe.Hint``), never the record: the record is always read
     from the table. Without one (an ad hoc call) the endpoint's objects are read by name."""
-    return self.finish(reconciler.reconcile(self.fleet, name, snapshot))
+    return self.finish(telemetry.observe_reconcile(self.fleet, reconciler.reconcile, name, snapshot))
 
 
 @app.task(name="gco_tasks.watchdog", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]
 def watchdog(self: FleetTask) -> dict[str, Any]:
     """Withhold the Ingress of long-unready endpoints; reconcile those that recovered at once."""
-    return _with_reconcile_sender(self.fleet, watchdog_room.watchdog)
+    with _reconcile_sender(self.fleet) as send:
+        return telemetry.observe_watchdog(self.fleet, watchdog_room.watchdog, send)
 
 
 @app.task(name="gco_tasks.purge", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]

@@ -4,6 +4,8 @@
 - ``dynamodb``: moto's DynamoDB server over HTTP, with boto3 pointed at it through the environment.
 - ``apiserver`` / ``kube_client``: the sandbox Kubernetes API server (a local stand-in) and an official
   client for it.
+
+``METRICS_PORT`` is 0 for the whole run (no exporter) unless a test sets a port for its processes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from gco_sandbox.services import (
 )
 
 pytest_plugins = ["tests.clusters"]  # the stand-in and the real control plane: `cluster`, `real_cluster`
+
+# Several fleet processes run on this machine at once (each test's workers and beats, other engineers'
+# runs, the in-process test workers of this one): none serves metrics on the default port. A test that
+# scrapes gives its processes a free port of their own.
+os.environ["METRICS_PORT"] = "0"
 
 if TYPE_CHECKING:
     import kubernetes
@@ -98,10 +105,13 @@ def apiserver(apiserver_server: SandboxAPIServer) -> SandboxAPIServer:
 
 @pytest.fixture()
 def kube_client(apiserver: SandboxAPIServer) -> Iterator[kubernetes.client.ApiClient]:
-    """An official ``kubernetes`` ApiClient pointed at the (reset) sandbox API server."""
+    """An official ``kubernetes`` ApiClient pointed at the (reset) sandbox API server, without urllib3's
+    own retries, as the fleet's client (``cluster.load_api_client``) and the real control plane's: urllib3
+    would otherwise retry a 503 or 429 that carries Retry-After and hide the fault a test injected."""
     import kubernetes
 
     configuration = kubernetes.client.Configuration(host=apiserver.url)
+    configuration.retries = 0
     with kubernetes.client.ApiClient(configuration) as api_client:
         yield api_client
 

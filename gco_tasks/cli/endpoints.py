@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import typer
 
+from gco_tasks.cli.admission import admit
 from gco_tasks.cli.repair import force_delete, repair_command
 from gco_tasks.cli.status import status_command
 from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions, open_store
@@ -157,6 +158,12 @@ def deploy(
         None, "--autoscale-metric", help="Autoscaling metric TYPE[:TARGET], e.g. cpu:70 (repeatable)."
     ),
     label: list[str] | None = typer.Option(None, "-l", "--label", help="Record label K=V (repeatable)."),
+    run_as_non_root: bool = typer.Option(
+        False, "--run-as-non-root", help="The image runs as a non-root user: pods get runAsNonRoot."
+    ),
+    run_as_user: int | None = typer.Option(
+        None, "--run-as-user", help="Uid to run as (with --run-as-non-root), when the image's is not numeric."
+    ),
     allow_unknown_region: bool = AllowUnknownRegionOption,
 ) -> None:
     """Create an endpoint: write its desired state; each target region's fleet deploys it."""
@@ -178,10 +185,13 @@ def deploy(
         "min_replicas": min_replicas,
         "max_replicas": max_replicas,
         "autoscale_metrics": [_metric(m) for m in autoscale_metric or []],
+        "run_as_non_root": run_as_non_root or None,
+        "run_as_user": run_as_user,
     }
     labels = _pairs(label, "--label")
     with _store() as store:
-        endpoint = Endpoint.new(checked, build_spec(options), regions, namespace=namespace, labels=labels)
+        spec = admit(build_spec(options), checked)
+        endpoint = Endpoint.new(checked, spec, regions, namespace=namespace, labels=labels)
         try:
             store.create(endpoint)
         except EndpointExistsError as exc:
@@ -196,7 +206,9 @@ def scale(
 ) -> None:
     """Set the replica count (keeps the desired state)."""
     with _store() as store:
-        endpoint = store.scale(name, replicas)
+        endpoint = store.update_spec(
+            name, lambda spec: admit(spec.with_changes(replicas=replicas), name, spec), desired_state=None
+        )
     typer.echo(f"Endpoint {name} scaled to {endpoint.spec.replicas} replicas.")
 
 
@@ -340,5 +352,5 @@ def _set_state(
 
 def _edit(name: str, mutate: Callable[[EndpointSpec], EndpointSpec]) -> Endpoint:
     with _store() as store:
-        return store.update_spec(name, mutate)
+        return store.update_spec(name, lambda spec: admit(mutate(spec), name, spec))
     raise AssertionError("unreachable")  # _store exits on every error

@@ -13,16 +13,18 @@ says how to install it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 
 import typer
 
-from gco_tasks import __version__
+from gco_tasks import __version__, logging_setup
 from gco_tasks.cli.diff import diff_command
 from gco_tasks.cli.endpoints import endpoints_app
 from gco_tasks.cli.help import TidyGroup
 from gco_tasks.cli.render import render_command
+from gco_tasks.config import ConfigError, load_settings
 
 PLUGIN_GROUP = "gco_tasks.cli"
 SANDBOX_MISSING = (
@@ -97,7 +99,20 @@ app = build_app(entry_points(group=PLUGIN_GROUP))
 
 
 def main() -> None:
+    configure_logging()
     app()
+
+
+def configure_logging(level: int = logging.WARNING) -> None:
+    """The command's log lines (the libraries' warnings; the command's own output is printed) in
+    ``LOG_FORMAT``, with the region. Invalid settings leave text logging: the commands that read the
+    settings say what is wrong with them."""
+    try:
+        settings = load_settings()
+    except ConfigError:
+        logging_setup.configure("text", level)
+        return
+    logging_setup.configure(settings.log_format, level, region=settings.region)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from gco_tasks import conventions as names
 from gco_tasks.endpoints import EndpointSpec, Toleration
+from gco_tasks.manifests import lockdown
 from gco_tasks.manifests.resources import ACCELERATOR_RESOURCE, container_resources
 from gco_tasks.manifests.workload import Obj, RenderOptions, Workload, metadata, pod_labels
 
@@ -55,7 +56,8 @@ def deployment(spec: EndpointSpec, workload: Workload, options: RenderOptions) -
 def _pod_spec(spec: EndpointSpec, workload: Workload, options: RenderOptions) -> Obj:
     pod: Obj = {
         "serviceAccountName": options.service_account,
-        "containers": [_inference_container(spec, workload)],
+        **lockdown.pod_fields(spec, options.pod_lockdown),
+        "containers": [_inference_container(spec, workload, options)],
         "tolerations": _tolerations(spec),
     }
     sync = _model_sync_container(spec, workload, options)
@@ -69,7 +71,7 @@ def _pod_spec(spec: EndpointSpec, workload: Workload, options: RenderOptions) ->
     return pod
 
 
-def _inference_container(spec: EndpointSpec, workload: Workload) -> Obj:
+def _inference_container(spec: EndpointSpec, workload: Workload, options: RenderOptions) -> Obj:
     args = _server_args(spec, workload)
     health_path = probe_path(spec, workload)
     container: Obj = {
@@ -88,6 +90,9 @@ def _inference_container(spec: EndpointSpec, workload: Workload) -> Obj:
         container["volumeMounts"] = [{"name": MODEL_VOLUME, "mountPath": MODELS_MOUNT}]
     container["livenessProbe"] = _probe(health_path, spec.port, initial_delay=120, period=15, failures=5)
     container["readinessProbe"] = _probe(health_path, spec.port, initial_delay=30, period=10)
+    security = lockdown.container_context(spec, options.pod_lockdown)
+    if security is not None:
+        container["securityContext"] = security
     return container
 
 
@@ -189,4 +194,5 @@ def _model_sync_container(spec: EndpointSpec, workload: Workload, options: Rende
             "requests": {"cpu": "1", "memory": "2Gi"},
             "limits": {"cpu": "4", "memory": "8Gi"},
         },
+        **lockdown.model_sync_fields(spec, options.pod_lockdown),
     }

@@ -31,6 +31,7 @@ from gco_tasks import conventions as names
 from gco_tasks.endpoints import DELETED, STOPPED, Endpoint, EndpointSpec
 from gco_tasks.manifests.autoscaling import hpa
 from gco_tasks.manifests.deployment import deployment
+from gco_tasks.manifests.policy import check_policy
 from gco_tasks.manifests.traffic import ingress, service
 from gco_tasks.manifests.workload import Obj, RenderOptions, Workload, autoscaling_enabled
 
@@ -40,9 +41,11 @@ def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> 
     ``gco.io/desired-hash``. ``[]`` when the endpoint is deleted or does not target the region.
 
     Raises ``InvalidEndpointError`` naming the field for the few records the model accepts but Kubernetes
-    would not (a request above the limit the user also set, a negative quantity): bad input is data."""
+    would not (a request above the limit the user also set, a negative quantity), and for those the
+    region's policy refuses (``manifests.policy``: caps, keyless tolerations): bad input is data."""
     if endpoint.desired_state == DELETED or not endpoint.targets(region):
         return []
+    check_policy(endpoint, options.policy)
     namespace = endpoint.namespace or options.namespace
     spec = endpoint.spec
     primary = _primary_workload(endpoint, region, namespace)

@@ -94,5 +94,9 @@ def _quantity(text: str) -> Decimal:
     return value
 
 
+#: Public name for the policy's caps (``manifests.policy``).
+quantity = _quantity
+
+
 def _invalid(endpoint: str, field: str, message: str) -> InvalidEndpointError:
     return InvalidEndpointError([(f"spec.resources.{field}", message)], endpoint)

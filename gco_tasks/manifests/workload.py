@@ -7,11 +7,12 @@ Where it stands in the flow: inside step 2 (render), used by each object kind's 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gco_tasks import conventions as names
 from gco_tasks.endpoints import EndpointSpec
+from gco_tasks.manifests.policy import EndpointPolicy
 
 if TYPE_CHECKING:
     from gco_tasks.config import Settings
@@ -26,6 +27,8 @@ class RenderOptions:
     namespace: str = "gco-inference"  # used when the record names none
     model_sync_image: str = "public.ecr.aws/aws-cli/aws-cli:2.22.35"
     service_account: str = "gco-service-account"
+    pod_lockdown: bool = True  # INFERENCE_POD_LOCKDOWN: the security fields of ``manifests.lockdown``
+    policy: EndpointPolicy = field(default_factory=EndpointPolicy)  # caps, tolerations a record may ask
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RenderOptions:
@@ -33,6 +36,14 @@ class RenderOptions:
             namespace=settings.inference_namespace,
             model_sync_image=settings.model_sync_image,
             service_account=settings.inference_service_account,
+            pod_lockdown=settings.inference_pod_lockdown,
+            policy=EndpointPolicy(
+                max_replicas_per_endpoint=settings.max_replicas_per_endpoint,
+                max_gpus_per_pod=settings.max_gpus_per_pod,
+                max_cpu_per_container=settings.max_cpu_per_container,
+                max_memory_per_container=settings.max_memory_per_container,
+                allow_wildcard_tolerations=settings.allow_wildcard_tolerations,
+            ),
         )
 
 

@@ -126,12 +126,15 @@ def test_fleet_environment_points_at_the_compose_services(services: dict[str, Ob
         assert env["AWS_ENDPOINT_URL_DYNAMODB"] == "http://dynamodb:8000", name
         assert env["REDIS_URL"] == "redis://redis:6379/0", name
         assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"], "dummy credentials"
-        ours = {key for key in env if not key.startswith(("AWS_", "FLOWER_")) and key != "KUBECONFIG"}
+        libraries = ("AWS_", "FLOWER_", "KUBECONFIG", "PROMETHEUS_MULTIPROC_DIR")  # read by the libraries
+        ours = {key for key in env if not key.startswith(libraries)}
         assert ours <= SETTING_VARIABLES, f"{name}: unknown settings {ours - SETTING_VARIABLES}"
         settings = load_settings({key: env[key] for key in ours})
         assert settings.queue == "gco.us-east-1"
     assert "8000:8000" in services["dynamodb"]["ports"][0]
     assert services["worker"]["environment"]["WORKER_HEARTBEAT_FILE"].startswith("/tmp/")
+    multiproc = services["worker"]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert multiproc.startswith("/tmp/"), "the worker's pool writes its metric values on the tmpfs"
 
 
 def test_flower_login_comes_only_from_the_shell_never_a_default(services: dict[str, Obj]) -> None:

@@ -25,6 +25,7 @@ LOGIN = "ops:a-long-random-password"
 RECORDER = f"""#!{sys.executable}
 import json, os, sys
 seen = {{"argv": sys.argv[1:], "pid": os.getpid(), "auth": os.environ.get("FLOWER_BASIC_AUTH")}}
+seen["metrics"] = {{k: v for k, v in os.environ.items() if k in ("METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR")}}
 json.dump(seen, sys.stdout)
 """
 
@@ -87,6 +88,17 @@ def test_worker_consumes_the_queue_of_REGION(fake_bin: Path) -> None:
         "--without-mingle", "--without-gossip", "--concurrency", "4",
     ]  # fmt: skip
     assert seen["pid"] == pid, "exec: honcho's SIGTERM goes to celery itself, not to a shell"
+    directory = "/tmp/gco-tasks-metrics-eu-west-1"
+    assert seen["metrics"] == {"PROMETHEUS_MULTIPROC_DIR": directory}, "its pool's values, per region"
+
+
+def test_worker_keeps_a_given_metrics_directory(fake_bin: Path) -> None:
+    env = {"REGION": "us-east-1", "PROMETHEUS_MULTIPROC_DIR": "/var/tmp/m", "METRICS_PORT": "9900"}
+    result, _ = _run(fake_bin, "worker", **env)
+    assert json.loads(result.stdout)["metrics"] == {
+        "PROMETHEUS_MULTIPROC_DIR": "/var/tmp/m",
+        "METRICS_PORT": "9900",
+    }
 
 
 def test_worker_refuses_to_start_without_REGION(fake_bin: Path) -> None:
@@ -102,7 +114,10 @@ def test_beat_command(fake_bin: Path) -> None:
         "argv": ["-A", "gco_tasks", "beat", "--loglevel", "INFO"],
         "pid": pid,
         "auth": None,
+        "metrics": {"METRICS_PORT": "9809"},  # beside the worker's 9808 on one machine
     }
+    result, _ = _run(fake_bin, "beat", BEAT_METRICS_PORT="0")
+    assert json.loads(result.stdout)["metrics"] == {"METRICS_PORT": "0"}
 
 
 def test_flower_runs_the_guard_on_loopback_with_the_login_in_its_environment(fake_bin: Path) -> None:

@@ -1,7 +1,8 @@
-"""A test-only Celery app with the fleet's observability installed (``observability.install``), for real
-``celery worker`` / ``celery beat`` processes in ``test_observability_processes.py``. Until the fleet's
-own app calls ``install``, its tasks record through the public record functions exactly as the
-reconciler will, from inside the pool's children.
+"""A test-only Celery app with the fleet's observability installed (``observability.install``, as the
+fleet's own app does), for real ``celery worker`` / ``celery beat`` processes in
+``test_observability_processes.py``: its tasks record through the public record functions from inside
+the pool's children, and can hang or be killed, which the fleet's tasks cannot be made to do on demand.
+The fleet's own processes are tested in ``test_wired_fleet.py``.
 
 ``celery -A tests.e2e.observed_app worker|beat``, with REGION, REDIS_URL, METRICS_PORT, LOG_FORMAT and
 PROMETHEUS_MULTIPROC_DIR (workers) in the environment.

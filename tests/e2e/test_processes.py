@@ -1,6 +1,7 @@
 """End to end with real processes: ``celery worker`` and ``celery beat`` (RedBeat) started as the
 Procfile does, against a private redis-server, moto's DynamoDB over HTTP and the sandbox API server.
-Twenty endpoints converge to ``running``; with beat stopped, ``celery call`` reconciles one ad hoc."""
+Twenty endpoints converge to ``running``; with beat stopped, ``celery call`` reconciles one ad hoc, and
+the worker's log (``LOG_FORMAT`` unset) says so in Celery's readable text."""
 
 from __future__ import annotations
 
@@ -144,3 +145,15 @@ def test_worker_and_beat_converge_twenty_endpoints_then_call_reconciles_one(
     while states(store).get("adhoc") not in {"creating", "running"}:
         assert time.monotonic() < deadline, processes.log("worker")
         time.sleep(0.5)
+
+    def logged() -> str | None:  # LOG_FORMAT unset: Celery's readable text, our context on the line
+        text = (processes.logs / "worker.log").read_text(errors="replace")
+        # whichever reconcile applied it: the ad hoc call or a fan-out still queued when beat stopped
+        return next((line for line in text.splitlines() if "reconciled adhoc: applied (" in line), None)
+
+    deadline = time.monotonic() + 30
+    while (line := logged()) is None:
+        assert time.monotonic() < deadline, processes.log("worker")
+        time.sleep(0.2)
+    assert line.startswith("[") and "INFO/ForkPoolWorker" in line and "apply Deployment/adhoc" in line, line
+    assert not [row for row in processes.log("worker").splitlines() if row.startswith("{")], "no JSON"

@@ -12,6 +12,7 @@ cut-over left it.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from gco_tasks.reconciler import desired_objects
 from tests.clusters import Cluster
 
 from .gco_monitor import NAMESPACE, Monitor
-from .harness import REGION, run_cycle
+from .harness import REGION, make_fleet, run_cycle
 
 pytestmark = pytest.mark.real_only
 
@@ -99,6 +100,16 @@ def gco_region(fleet: Fleet, cluster: Cluster) -> dict[str, int]:
         "GCO's pods to be ready",
     )
     return replica_sets(cluster.api_client)
+
+
+@pytest.fixture()
+def fleet(redis_url: str, dynamodb_url: str, cluster: Cluster) -> Iterator[Fleet]:
+    """A fleet cutting over as the README says to cut over without restarts: the inference pod lockdown
+    (not in GCO's pod template) off, to be switched on later in a planned window."""
+    built = make_fleet(redis_url, cluster.api_client, inference_pod_lockdown=False)
+    built.store.create_table()
+    yield built
+    built.state.client.close()
 
 
 def test_adopting_gcos_region_keeps_pods_and_removes_what_gco_owned(

@@ -244,3 +244,38 @@ def test_install_connects_handlers_that_uninstall_removes(
         installed.uninstall()
     assert [len(signal.receivers or []) for signal in RECEIVER_SIGNALS] == before
     assert metrics.set_default_region(region_before) == "before"
+
+
+def test_settings_read_when_a_process_starts_and_a_prefork_worker_without_its_directory_warns(
+    fresh_metrics: FleetMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app module passes ``current_settings``: nothing is read at install; the region is the
+    process's once ``worker_init`` (in the parent, before the pool forks) reads them."""
+    from gco_tasks import metrics
+
+    region_before = metrics.set_default_region("before")
+    reads: list[str] = []
+
+    def settings() -> Any:
+        reads.append("read")
+        return load_settings({"REGION": "eu-west-1", "METRICS_PORT": "9808"})
+
+    app = Celery("lazy", set_as_current=False)
+    installed = observability.install(app, settings, environ={})
+    try:
+        assert reads == [] and metrics.default_region() == "before"
+        prefork = type(
+            "Worker", (), {"app": app, "pool_cls": "<class 'celery.concurrency.prefork.TaskPool'>"}
+        )
+        with caplog.at_level(logging.WARNING, logger="gco_tasks.observability"):
+            signals.worker_init.send(sender=prefork())
+        assert metrics.default_region() == "eu-west-1" and reads
+        (warning,) = [r.getMessage() for r in caplog.records if r.name == "gco_tasks.observability"]
+        assert warning.startswith("PROMETHEUS_MULTIPROC_DIR is not set: this prefork worker's /metrics")
+        caplog.clear()
+        threads = type("Worker", (), {"app": app, "pool_cls": "<class 'celery.concurrency.thread.TaskPool'>"})
+        signals.worker_init.send(sender=threads())
+        assert not [r for r in caplog.records if r.name == "gco_tasks.observability"], "one process: no files"
+    finally:
+        installed.uninstall()
+    assert metrics.set_default_region(region_before) == "before"

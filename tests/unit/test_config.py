@@ -47,7 +47,8 @@ def test_visibility_timeout_is_above_hard_limit() -> None:
     assert settings.visibility_timeout_seconds > settings.task_time_limit_seconds
 
 
-def test_log_format_and_metrics_port() -> None:
+def test_log_format_and_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("METRICS_PORT", raising=False)  # tests/conftest.py sets 0 (pydantic-settings reads it)
     defaults = load_settings({})
     assert (defaults.log_format, defaults.metrics_port) == ("text", 9808)
     assert load_settings({"LOG_FORMAT": " JSON "}).log_format == "json"

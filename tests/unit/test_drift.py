@@ -37,7 +37,12 @@ def as_served(obj: dict[str, Any]) -> dict[str, Any]:
         spec = live["spec"]
         spec.update(progressDeadlineSeconds=600, revisionHistoryLimit=10, strategy={"type": "RollingUpdate"})
         pod = spec["template"]["spec"]
-        pod.update(dnsPolicy="ClusterFirst", restartPolicy="Always", securityContext={}, schedulerName="x")
+        for field, default in {
+            "dnsPolicy": "ClusterFirst",
+            "restartPolicy": "Always",
+            "securityContext": {},
+        }.items():
+            pod.setdefault(field, default)
         main = pod["containers"][0]
         main.update(imagePullPolicy="IfNotPresent", terminationMessagePath="/dev/termination-log")
         main["livenessProbe"].update(timeoutSeconds=1, successThreshold=1)

@@ -91,6 +91,33 @@ def test_exceptions_are_one_json_line(capture: tuple[logging.Logger, io.StringIO
     assert "RuntimeError: boom" in str(line["exc_info"])
 
 
+def test_celerys_task_data_loses_the_arguments_and_the_expected_traceback(
+    capture: tuple[logging.Logger, io.StringIO, logging.Handler],
+) -> None:
+    """Celery's "succeeded"/"raised expected" lines carry the task's args and kwargs (a reconcile
+    message's snapshot holds the record and its env values) in ``extra={"data": ...}``."""
+    logger, stream, handler = capture
+    logging_setup.prepare_handler(handler, "json", {})
+    data = {
+        "id": "t-1",
+        "name": "gco_tasks.reconcile_endpoint",
+        "return_value": "{'result': 'applied'}",
+        "runtime": 0.02,
+        "args": "['my-llm']",
+        "kwargs": "{'snapshot': {'item': {'spec': {'env': {'HF_TOKEN': 'hf_secret'}}}}}",
+        "traceback": "Traceback (most recent call last): ...",
+    }
+    logger.info("Task %(name)s[%(id)s] succeeded", data, extra={"data": data})
+    (line,) = lines(stream)
+    assert line["data"] == {
+        "id": "t-1",
+        "name": "gco_tasks.reconcile_endpoint",
+        "return_value": "{'result': 'applied'}",
+        "runtime": 0.02,
+    }
+    assert "hf_secret" not in stream.getvalue() and "kwargs" in data, "the caller's dict is left alone"
+
+
 def test_text_mode_keeps_the_handlers_own_format(
     capture: tuple[logging.Logger, io.StringIO, logging.Handler],
 ) -> None:

@@ -19,6 +19,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import kubernetes_validate
@@ -40,9 +41,13 @@ from gco_tasks.manifests import (
     object_key,
     render_endpoint,
 )
+from gco_tasks.manifests.policy import EndpointPolicy
 
 VERSIONS = ("1.30.0", "1.33.0")
 REGION = "us-east-1"
+#: These tests are about valid Kubernetes, not about a region's caps (``test_policy.py``): no cap binds.
+UNCAPPED = EndpointPolicy(2**31 - 1, 2**31 - 1, "1e9", "1e18", allow_wildcard_tolerations=True)
+OPTIONS = RenderOptions(policy=UNCAPPED)
 Obj = dict[str, Any]
 
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -139,6 +144,24 @@ def check_deployment(deployment: Obj) -> None:
     for probe in ("livenessProbe", "readinessProbe"):
         assert pod["containers"][0][probe]["httpGet"]["port"] in ports
         assert pod["containers"][0][probe]["httpGet"]["path"].startswith("/")
+    check_pod_security(pod)
+
+
+def check_pod_security(pod: Obj) -> None:
+    """Locked down is all or nothing: no token, RuntimeDefault seccomp, and every container (init too)
+    without privilege escalation or capabilities; a non-root pod has no container running as uid 0."""
+    containers = [*pod.get("initContainers", []), *pod["containers"]]
+    if "securityContext" not in pod:
+        assert "automountServiceAccountToken" not in pod
+        assert all("securityContext" not in c for c in containers)
+        return
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in containers:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}
+        if pod["securityContext"].get("runAsNonRoot"):
+            assert context.get("runAsUser", pod["securityContext"].get("runAsUser")) != 0
 
 
 def check_resources(resources: Obj) -> None:
@@ -239,8 +262,9 @@ def test_every_feature_combination_renders_valid_objects() -> None:
     seen: set[str] = set()
     items = list(combination_items())
     kinds: set[tuple[str, bool]] = set()
-    for item in items:
-        objects = render_endpoint(Endpoint.from_item(item), REGION, RenderOptions())
+    for index, item in enumerate(items):
+        options = replace(OPTIONS, pod_lockdown=index % 2 == 0)  # GCO's pod template, and locked down
+        objects = render_endpoint(Endpoint.from_item(item), REGION, options)
         assert objects, item
         assert_valid(objects, seen)
         kinds |= {(o["kind"], o["metadata"]["name"].endswith("-canary")) for o in objects}
@@ -257,7 +281,7 @@ def test_every_feature_combination_renders_valid_objects() -> None:
 
 def test_validation_catches_what_it_should() -> None:
     """The check itself: an unknown field and a wrong type are refused."""
-    objects = render_endpoint(Endpoint.from_item(next(combination_items())), REGION, RenderOptions())
+    objects = render_endpoint(Endpoint.from_item(next(combination_items())), REGION, OPTIONS)
     bad = json.loads(json.dumps(objects[0]))
     bad["spec"]["template"]["spec"]["containers"][0]["tolerations"] = []
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -375,12 +399,15 @@ def specs(draw: st.DrawFn) -> Obj:
         "capacity_type": st.sampled_from(["spot", "on-demand"]),
         "accelerator": st.sampled_from(["nvidia", "neuron"]),
         "region_image_uris": st.dictionaries(st.sampled_from([REGION, "eu-west-1"]), images, max_size=2),
+        "run_as_non_root": st.booleans(),
     }
     for key, strategy in optional.items():
         if draw(st.booleans()):
             value = draw(strategy)
             if value is not None:
                 spec[key] = value
+    if spec.get("run_as_non_root") and draw(st.booleans()):
+        spec["run_as_user"] = draw(st.integers(1, 2**31 - 1))
     return spec
 
 
@@ -412,7 +439,7 @@ def check_generated_record(item: Obj) -> str:
         event(f"refused: {exc.problems[0][0]}")
         return "refused"
     try:
-        objects = render_endpoint(endpoint, REGION, RenderOptions())
+        objects = render_endpoint(endpoint, REGION, OPTIONS)
     except InvalidEndpointError as exc:  # what only the rendered pair shows (e.g. request above limit)
         assert exc.problems[0][0].startswith("spec.resources.")
         event("refused at render")
@@ -447,4 +474,4 @@ def test_generated_valid_records_are_accepted_and_valid(
     if canary is not None and " " not in canary["image"] and canary["image"].strip():
         spec["canary"] = canary
     endpoint = Endpoint.from_item({"endpoint_name": name, "target_regions": [REGION], "spec": spec})
-    assert_valid(render_endpoint(endpoint, REGION, RenderOptions()))
+    assert_valid(render_endpoint(endpoint, REGION, OPTIONS))

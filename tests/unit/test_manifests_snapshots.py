@@ -62,6 +62,17 @@ CASES: dict[str, dict[str, Any]] = {
             },
         },
     ),
+    "non-root-s3-model": record(
+        "qwen-7b",
+        {
+            "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/vllm-nonroot:v0.6.3",
+            "gpu_count": 1,
+            "model_source": "s3://gco-models-123456789012/qwen2.5-7b-instruct/",
+            "args": ["--model", "/models/qwen-7b"],
+            "run_as_non_root": True,
+            "run_as_user": 1000,
+        },
+    ),
     "triton-neuron": record(
         "bert-inf2",
         {

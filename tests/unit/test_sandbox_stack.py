@@ -129,6 +129,7 @@ def test_region_env_is_the_sandbox_with_that_region_and_no_flower_login(client: 
     assert env["AWS_SECRET_ACCESS_KEY"] == "testing" and "AWS_PROFILE" not in env
     assert env["RECONCILE_INTERVAL_SECONDS"] == "2"
     assert env["WORKER_HEARTBEAT_FILE"] == "/state/worker-us-east-1.heartbeat"
+    assert env["METRICS_PORT"] == "0", "a worker and a beat per region on one machine: no exporter"
     assert not [key for key in env if key.startswith("FLOWER_")]
 
 
