@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from celery.contrib.testing.worker import start_worker
 
-from gco_tasks import observability, tasks
-from gco_tasks.celery import app, use_fleet
+from gco_tasks import tasks
+from gco_tasks.celery import app, current_settings, use_fleet
 from gco_tasks.endpoints import Endpoint, parse_spec
 from gco_tasks.fanout import fan_out
 from gco_tasks.fleet import Fleet
@@ -28,15 +28,15 @@ pytestmark = pytest.mark.standin_only  # the worker's queue, not the API server,
 
 @pytest.fixture()
 def observed_app(fleet: Fleet, redis_url: str, fresh_metrics: Any) -> Iterator[Any]:
+    """The app as a worker runs it (its observability is installed where the app is created), on this
+    test's Redis and fleet, counting into a fresh registry."""
     saved = {key: app.conf.get(key) for key in ("broker_url", "result_backend", "redbeat_redis_url")}
     app.conf.update(broker_url=redis_url, result_backend=redis_url, redbeat_redis_url=redis_url)
-    installed = observability.install(app, fleet.settings.model_copy(update={"metrics_port": 0}))
     use_fleet(fleet)
     try:
         yield fresh_metrics
     finally:
         use_fleet(None)
-        installed.uninstall()
         app.conf.update(saved)
 
 
@@ -49,13 +49,14 @@ def test_an_expired_message_is_counted_logged_and_sent_again(
     past = datetime.now(UTC) - timedelta(seconds=5)
     tasks.reconcile_endpoint.apply_async(args=["late"], queue=fleet.settings.queue, expires=past)
     caplog.set_level(logging.WARNING, logger="gco_tasks.observability")
-    labels = {"region": REGION, "task": "gco_tasks.reconcile_endpoint"}
+    labels = {"region": current_settings().region, "task": "gco_tasks.reconcile_endpoint"}
     queues = [fleet.settings.queue]
     with start_worker(app, pool="threads", concurrency=1, queues=queues, perform_ping_check=False):
         deadline = time.monotonic() + 30
-        while observed_app.registry.get_sample_value("gco_expired_messages_total", labels) != 1:
+        while not observed_app.registry.get_sample_value("gco_expired_messages_total", labels):
             assert time.monotonic() < deadline, "the expired message was not reported"
             time.sleep(0.1)
+    assert observed_app.registry.get_sample_value("gco_expired_messages_total", labels) == 1
     assert any("expired" in r.getMessage() and "late" in r.getMessage() for r in caplog.records)
     assert (fleet.store.get_item("late") or {}).get("region_status", {}) == {}, "it did not run"
     fleet.state.client.delete(*fleet.state.client.keys("gco:*:pending:*"))  # the mark's TTL, elapsed
