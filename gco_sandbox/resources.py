@@ -97,6 +97,12 @@ RESOURCES: tuple[ResourceType, ...] = (
         ("hpa",),
     ),
     ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True, "subdomain"),
+    # Served, but nothing creates them here (no controllers): the fleet reads them only to explain an
+    # unfinished rollout, and finds none.
+    ResourceType(
+        "apps", "v1", "replicasets", "replicaset", "ReplicaSet", True, "subdomain", ("status",), ("rs",)
+    ),
+    ResourceType("", "v1", "pods", "pod", "Pod", True, "subdomain", ("status",), ("po",)),
     ResourceType(
         "events.k8s.io",
         "v1",

@@ -16,19 +16,19 @@ from typing import Any, Protocol
 
 from gco_tasks.cutover import migration_patch, unowned_paths
 from gco_tasks.manifests import object_key
-from gco_tasks.ports import ObjectPatches, ObjectReads
+from gco_tasks.ports import ClusterGets, ObjectPatches
 
 log = logging.getLogger(__name__)
 
 
-class HandOverPorts(ObjectReads, ObjectPatches, Protocol): ...
+class AdoptionPorts(ClusterGets, ObjectPatches, Protocol): ...
 
 
-def hand_over(cluster: HandOverPorts, desired: Mapping[str, Any]) -> bool:
+def adopt(cluster: AdoptionPorts, desired: Mapping[str, Any]) -> bool:
     """Give the fleet's apply manager the fields GCO's monitor owns on the live twin of ``desired``
     (except those ``desired`` leaves to others, e.g. replicas the HPA owns); True when a patch was sent."""
     kind, name = object_key(desired)
-    live = cluster.get(kind, name)
+    live = cluster.get_object(kind, name)
     patch = migration_patch(live, keep_unowned=unowned_paths(desired)) if live is not None else None
     if patch is None:
         return False

@@ -6,11 +6,12 @@ endpoint); writes are server-side apply (field manager ``gco-tasks``, force) and
 as plain dicts (the raw JSON of the API), so the pure core never sees client models.
 
 The client's exceptions (``ApiException``, urllib3's, socket errors, a missing configuration) stop
-here, translated into ``gco_tasks.errors``: ``TransientClusterError`` (429, 5xx, timeouts, connection
-failures: retried with backoff), ``PermanentClusterError`` (a write refused with another 4xx, e.g. 422
-Invalid: reported as the endpoint's ``error`` status, never retried) and ``ClusterUnavailableError``
-(a LIST refused, or no configuration: the region's setup is wrong, the cycle is skipped).
-Every request is counted in ``gco_kube_requests_total{verb,resource,code}`` (``_call``).
+here, translated into ``gco_tasks.errors``: ``TransientClusterError`` (409 and 429, 5xx, timeouts,
+connection failures: retried with backoff), ``PermanentClusterError`` (a write refused with another
+4xx, e.g. 422 Invalid: reported as the endpoint's ``error`` status, never retried) and
+``ClusterUnavailableError`` (a LIST refused, or no configuration: the region's setup is wrong, the
+cycle is skipped). Every request is counted in ``gco_kube_requests_total{verb,resource,code}``
+(``_call``).
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ KINDS: dict[str, KindApi] = {
             "horizontal_pod_autoscaler",
             "apis/autoscaling/v2",
         ),
+        # Read only, for an unfinished rollout (``diagnosis``): never applied or deleted.
+        KindApi("ReplicaSet", "replicasets", client.AppsV1Api, "replica_set", "apis/apps/v1"),
+        KindApi("Pod", "pods", client.CoreV1Api, "pod", "api/v1"),
     )
 }
 
@@ -188,14 +192,23 @@ class ClusterGateway:
             if not token:
                 return items
 
-    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+    def apply(
+        self,
+        obj: dict[str, Any],
+        dry_run: bool = False,
+        field_manager: str = FIELD_MANAGER,
+        force: bool = True,
+    ) -> dict[str, Any]:
         """Server-side apply of ``obj``: create or update in one call, and fields we no longer send are
         removed (this is what makes a canary rollback clean). ``dry_run``: validated and admitted by the
-        API server, not stored. The body is written by ``apply_body`` (the typed client's own JSON is not
-        always YAML), so the request is made one level below the typed API."""
+        API server, not stored. ``field_manager``/``force``: another manager, without taking fields from
+        others (the replicas handover to an HPA); ``metadata.resourceVersion`` in ``obj`` makes it
+        conditional (409 when the object changed: transient). The body is written by ``apply_body``
+        (the typed client's own JSON is not always YAML), so the request is made one level below the
+        typed API."""
         spec = KINDS[obj["kind"]]
         name = obj["metadata"]["name"]
-        query: list[tuple[str, str]] = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        query: list[tuple[str, str]] = [("fieldManager", field_manager), ("force", str(force).lower())]
         if dry_run:
             query.append(("dryRun", "All"))
         result: dict[str, Any] = self._call(
@@ -228,21 +241,6 @@ class ClusterGateway:
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response)
         return response
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        """``kind/name`` as the API server has it now; None when absent (404). A reconcile whose fan-out
-        snapshot is stale reads its own objects this way (a few GETs by name, never LISTs)."""
-        spec, api = self._api(kind)
-        method = getattr(api, f"read_namespaced_{spec.suffix}")
-        try:
-            found = self._call(f"get {kind}/{name}", PermanentClusterError, method, name, self.namespace)
-        except PermanentClusterError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        result: dict[str, Any] = found
-        result["kind"] = kind
-        return result
 
     def replace_dry_run(self, obj: dict[str, Any]) -> dict[str, Any]:
         """What the API server would store if ``obj`` replaced its live twin (a PUT with ``dryRun=All``:
@@ -279,7 +277,13 @@ class ClusterGateway:
         return result
 
     def delete(self, kind: str, name: str) -> bool:
-        """Delete ``kind/name``; False when it was already gone (404 is success for a delete)."""
+        """Delete ``kind/name``; False when it was already gone (404 is success for a delete).
+
+        Foreground propagation: the object stays (``deletionTimestamp`` set) until the garbage collector
+        has removed its dependents, a Deployment's ReplicaSets and their pods. So the object is seen in
+        the next LIST while its pods still terminate, the region reports ``deleting`` meanwhile, and
+        ``deleted`` means the GPUs are free. (Background would drop the Deployment at once and report
+        ``deleted`` while pods still run.)"""
         spec, api = self._api(kind)
         method = getattr(api, f"delete_namespaced_{spec.suffix}")
         try:
@@ -289,13 +293,29 @@ class ClusterGateway:
                 method,
                 name,
                 self.namespace,
-                propagation_policy="Background",
+                propagation_policy="Foreground",
             )
         except PermanentClusterError as exc:
             if exc.status == 404:
                 return False
             raise
         return True
+
+    def get_object(self, kind: str, name: str) -> dict[str, Any] | None:
+        """``kind/name`` as the API server holds it now (with ``managedFields``); None when absent. Used
+        where a decision needs the object itself: before creating one, and for the replicas handover."""
+        spec, api = self._api(kind)
+        method = getattr(api, f"read_namespaced_{spec.suffix}")
+        try:
+            found: dict[str, Any] = self._call(
+                f"get {kind}/{name}", ClusterUnavailableError, method, name, self.namespace
+            )
+        except ClusterUnavailableError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        found["kind"] = kind
+        return found
 
 
 def apply_body(obj: dict[str, Any]) -> bytes:
@@ -329,7 +349,7 @@ def _classify(what: str, exc: ApiException, refused: type[ClusterError]) -> Clus
     status = int(exc.status or 0)
     message = _status_message(exc)
     text = f"{what}: {status} {exc.reason}: {message}" if message else f"{what}: {status} {exc.reason}"
-    if status == 429 or status >= 500 or status == 0:
+    if status in (409, 429) or status >= 500 or status == 0:  # 409: changed meanwhile, read again
         transient = TransientClusterError(text, status)
         transient.retry_after = retry_after_seconds(exc)
         return transient

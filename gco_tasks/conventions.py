@@ -19,6 +19,8 @@ from typing import Final
 
 #: Server-side apply field manager, and the value of ``app.kubernetes.io/managed-by``.
 FIELD_MANAGER: Final = "gco-tasks"
+#: The manager that holds a Deployment's ``spec.replicas`` while an HPA takes it over (``handover``).
+HANDOVER_MANAGER: Final = "gco-tasks-handover"
 
 # --- labels and annotations ----------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ from gco_tasks.fields import (
     from_dynamo,
     integral,
     iso_now,
+    no_set,
     parse_timestamp,
     problems,
     to_dynamo,
@@ -74,9 +75,9 @@ RUNNING: Final = "running"
 STOPPED: Final = "stopped"
 DELETED: Final = "deleted"
 
-#: Region states: the fleet writes creating, running, updating, stopped, deleted and error (as GCO's
-#: monitor does). GCO's model also defines ``pending``, ``stopping`` and ``deleting``; they are accepted
-#: when reading so a GCO record never fails on them.
+#: Region states: the fleet writes creating, running, updating, stopped, deleting, deleted and error
+#: (``deleting``: objects are gone from the plan but still held by finalizers or dependents). GCO's model
+#: also defines ``pending`` and ``stopping``; they are accepted when reading so a GCO record never fails.
 RegionState = Literal[
     "creating", "running", "updating", "stopped", "deleted", "error", "pending", "stopping", "deleting"
 ]
@@ -184,7 +185,9 @@ class AutoscalingSpec(_ItemModel):
     enabled: bool = False
     min_replicas: Annotated[int, BeforeValidator(integral), Field(ge=1, le=INT32_MAX)] = 1
     max_replicas: Annotated[int, BeforeValidator(integral), Field(ge=1, le=INT32_MAX)] = 10
-    metrics: list[AutoscalingMetric] = Field(default_factory=lambda: [AutoscalingMetric()])
+    metrics: Annotated[list[AutoscalingMetric], BeforeValidator(no_set)] = Field(
+        default_factory=lambda: [AutoscalingMetric()]
+    )
 
     @model_validator(mode="after")
     def _check(self) -> AutoscalingSpec:
@@ -223,9 +226,9 @@ class EndpointSpec(_ItemModel):
     health_check_path: HttpPath = "/health"
     env: dict[EnvName, Str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
-    command: list[str] | None = None
-    args: list[str] | None = None
-    tolerations: list[Toleration] | None = None
+    command: Annotated[list[str], BeforeValidator(no_set)] | None = None
+    args: Annotated[list[str], BeforeValidator(no_set)] | None = None
+    tolerations: Annotated[list[Toleration], BeforeValidator(no_set)] | None = None
     node_selector: Labels | None = None
     autoscaling: AutoscalingSpec | None = None
     canary: CanarySpec | None = None
@@ -281,10 +284,13 @@ class RegionStatus(_ItemModel):
     replicas_updated: NonNegativeInt | None = None
     last_sync: str | None = None
     error: str | None = None
+    #: The record's ``updated_at`` this report is about (ours only, like Kubernetes' observedGeneration):
+    #: a region's ``running`` counts for promotion only while it reports on the record as it is now.
+    observed_updated_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
-        for key in ("last_sync", "error", "replicas_updated"):
+        for key in ("last_sync", "error", "replicas_updated", "observed_updated_at"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
@@ -294,12 +300,13 @@ class RegionStatus(_ItemModel):
         return parse_timestamp(self.last_sync)
 
     def same_report(self, other: RegionStatus) -> bool:
-        """Whether ``other`` says the same thing (state, replica counts, error), ignoring ``last_sync``."""
+        """Whether ``other`` says the same thing (state, replica counts, error, the record version it is
+        about), ignoring ``last_sync``."""
         return self._report() == other._report()
 
     def _report(self) -> tuple[object, ...]:
         counts = (self.replicas_ready, self.replicas_desired, self.replicas_updated)
-        return (self.state, *counts, self.error or None)
+        return (self.state, *counts, self.error or None, self.observed_updated_at)
 
 
 class Endpoint(_ItemModel):
@@ -321,7 +328,7 @@ class Endpoint(_ItemModel):
 
     endpoint_name: Annotated[str, AfterValidator(validate_endpoint_name)]
     desired_state: DesiredState = "deploying"
-    target_regions: list[NonEmptyStr] = Field(default_factory=list)
+    target_regions: Annotated[list[NonEmptyStr], BeforeValidator(no_set)] = Field(default_factory=list)
     namespace: Annotated[str, AfterValidator(check_namespace)] = DEFAULT_NAMESPACE
     spec: EndpointSpec
     ingress_path: IngressPath = ""
@@ -431,6 +438,8 @@ class RecordHeader(BaseModel):
             raise InvalidEndpointError([("endpoint_name", "must be a string")])
         regions = item.get("target_regions")
         status = item.get("region_status")
+        if isinstance(regions, set | frozenset):  # a string set: invalid, but it names the regions to tell
+            regions = sorted(r for r in regions if isinstance(r, str))
         return cls.model_construct(
             endpoint_name=name,
             desired_state=_str_or_none(item.get("desired_state")),

@@ -7,7 +7,8 @@ model that matters: a fan-out is one paginated Scan plus one label-selected LIST
 in sync costs nothing more: no message, no Kubernetes call, no DynamoDB write. ``triage`` decides, per
 endpoint, with the reconciler's own pure rules (render, drift, plan, status), whether anything needs
 doing; a message carries only the name and a hint (``observe.Hint``: when, the record's ``updated_at``,
-why, and the digests of the live objects), never the record: the worker reads that from the table.
+why, the digests of the live objects and, from the Scan, an older endpoint whose path this one's
+shadows), never the record: the worker reads that from the table.
 
 An endpoint whose message is still waiting in the queue (a pending mark in Redis) is not sent again.
 """
@@ -22,8 +23,10 @@ from typing import Any, Protocol
 
 from gco_tasks import conventions as names
 from gco_tasks.config import Settings
+from gco_tasks.endpoints import RecordHeader
 from gco_tasks.manifests import RenderOptions
 from gco_tasks.observe import Hint
+from gco_tasks.paths import shadowed_paths
 from gco_tasks.plan import endpoint_name_of
 from gco_tasks.ports import ClusterReads, FanOutMarks, RecordScan, Sender
 from gco_tasks.triage import Cycle, Verdict, triage
@@ -85,11 +88,14 @@ def verdicts(
     }
 
 
-def make_snapshot(item: Mapping[str, Any] | None, verdict: Verdict, now: float) -> dict[str, Any]:
-    """What a reconcile message carries besides the name: the hint (never the record)."""
+def make_snapshot(
+    item: Mapping[str, Any] | None, verdict: Verdict, now: float, shadowed_by: str | None = None
+) -> dict[str, Any]:
+    """What a reconcile message carries besides the name: the hint (never the record), with the older
+    endpoint whose path this one's equals or shadows (``paths``), if the Scan found one."""
     updated_at = item.get("updated_at") if item is not None else None
-    hint = Hint(now, verdict.observed, str(updated_at) if updated_at is not None else None, verdict.reason)
-    return hint.as_message()
+    version = str(updated_at) if updated_at is not None else None
+    return Hint(now, verdict.observed, version, verdict.reason, shadowed_by).as_message()
 
 
 # --------------------------------------------------------------------------- the cycle
@@ -107,12 +113,16 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
         for keys in skipped:
             log.warning("skipping a table item without a string endpoint_name: keys %s", keys)
         grouped = objects_by_endpoint(ports.cluster.list_objects(names.MANAGED_SELECTOR), set(items))
-        found = verdicts(_cycle(ports, now), items, grouped)
+        region_items = (
+            item for item in items.values() if RecordHeader.from_item(item).targets(settings.region)
+        )
+        shadowed = shadowed_paths(region_items)
+        found = verdicts(_cycle(ports, now, shadowed), items, grouped)
         wanted = [name for name, verdict in found.items() if verdict.reason is not None]
         marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
         sent = [name for name in wanted if marks[name]]
         for name in sent:
-            send(name, make_snapshot(items.get(name), found[name], now))
+            send(name, make_snapshot(items.get(name), found[name], now, shadowed.get(name)))
         pending = len(wanted) - len(sent)
         reasons = Counter(str(found[name].reason) for name in sent)
         log.info(
@@ -129,7 +139,7 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
         }
 
 
-def _cycle(ports: FanOutPorts, now: float) -> Cycle:
+def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle:
     settings = ports.settings
     interval = settings.reconcile_interval_seconds
     first = ports.state.claim_cycle(int(now // interval), ttl_seconds=max(60, 4 * interval))
@@ -142,4 +152,5 @@ def _cycle(ports: FanOutPorts, now: float) -> Cycle:
         unhealthy_threshold_seconds=settings.inference_unhealthy_threshold_seconds,
         withheld=frozenset(ports.state.withheld()),
         resyncs=first,
+        shadowed=dict(shadowed),
     )

@@ -180,6 +180,14 @@ def _check_quantity(value: str) -> str:
     return value
 
 
+def no_set(value: Any) -> Any:
+    """A list field must be a list: a DynamoDB set (SS, NS, BS) has no order (and pydantic would take it
+    as a list in whatever order it iterates)."""
+    if isinstance(value, set | frozenset):
+        raise ValueError("must be a list; a DynamoDB set (SS/NS/BS) has no order: write it as a list (L)")
+    return value
+
+
 def _check_non_empty(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")

@@ -13,11 +13,12 @@ do not:
   and not in the future); when it is stale it is read by name first (it may have drifted since);
 - what the hint cannot be trusted for is always read by name: every object the plan would delete (so a
   forged digest cannot delete anything: only objects with our name and labels are deleted) and the
-  primary Deployment (its replica counts are what the region reports: a forged digest must not make a
-  region look ready). That one GET is the whole cost of a message for an endpoint already in sync.
+  Deployments (their replica counts and rollouts are what the region reports: a forged digest must not
+  make a region look ready). That GET (two with a canary) is the whole cost of a message for an
+  endpoint already in sync.
 
 Without a hint (an ad hoc reconcile, or a hint that does not parse) every object the endpoint can have
-is read by name: at most six GETs, never a LIST. I/O through the ``ObjectReads`` port only.
+is read by name: at most six GETs, never a LIST. I/O through the ``ClusterGets`` port only.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from pydantic import ValidationError
 from gco_tasks import conventions as names
 from gco_tasks.drift import digest
 from gco_tasks.manifests import object_key
+from gco_tasks.ownership import is_ours
 from gco_tasks.plan import ObservedObject, Plan
-from gco_tasks.ports import ObjectReads
+from gco_tasks.ports import ClusterGets
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class Hint:
     observed: tuple[ObservedObject, ...] = ()
     updated_at: str | None = None
     reason: str | None = None
+    shadowed_by: str | None = None  # the older endpoint whose path this one's shadows (the Scan's verdict)
 
     def is_fresh(self, now: float, max_age_seconds: float) -> bool:
         """Taken at most ``max_age_seconds`` ago and not in the future (beyond a little clock skew): a
@@ -69,6 +72,8 @@ class Hint:
             message["updated_at"] = self.updated_at
         if self.reason is not None:
             message["reason"] = self.reason
+        if self.shadowed_by is not None:
+            message["shadowed_by"] = self.shadowed_by
         return message
 
 
@@ -80,12 +85,11 @@ def parse_hint(message: Mapping[str, Any] | None) -> Hint | None:
         return None
     try:
         observed = tuple(ObservedObject.model_validate(o) for o in message.get("observed") or [])
-        updated_at, reason = message.get("updated_at"), message.get("reason")
+        texts = {key: message.get(key) for key in ("updated_at", "reason", "shadowed_by")}
         return Hint(
             taken_at=float(message["taken_at"]),
             observed=observed,
-            updated_at=str(updated_at) if updated_at is not None else None,
-            reason=str(reason) if reason is not None else None,
+            **{key: str(value) for key, value in texts.items() if value is not None},
         )
     except (ValidationError, TypeError, ValueError):
         log.warning("ignoring a reconcile hint that does not parse")
@@ -108,32 +112,23 @@ def candidate_keys(name: str) -> list[Key]:
     ]
 
 
-def is_ours(obj: Mapping[str, Any], name: str) -> bool:
-    """Whether a live object is one of endpoint ``name``'s by its labels, as ``endpoint_selector``
-    selects them: an object that merely has the name is not ours to delete."""
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return labels.get(names.TYPE_LABEL) == names.INFERENCE_TYPE and labels.get(names.APP_LABEL) in (
-        name,
-        names.canary_name(name),
-    )
-
-
 def read_digests(
-    cluster: ObjectReads, keys: Iterable[Key], name: str, desired: Sequence[Mapping[str, Any]]
+    cluster: ClusterGets, keys: Iterable[Key], name: str, desired: Sequence[Mapping[str, Any]]
 ) -> list[ObservedObject]:
     """GET each of ``keys``; the digests (with drift against ``desired``) of those that exist and are
-    endpoint ``name``'s."""
+    endpoint ``name``'s by their labels (``ownership.is_ours``: an object that merely has the name is not
+    ours to delete)."""
     wanted = {object_key(obj): obj for obj in desired}
     found: list[ObservedObject] = []
     for kind, object_name in keys:
-        live = cluster.get(kind, object_name)
+        live = cluster.get_object(kind, object_name)
         if live is not None and is_ours(live, name):
             found.append(digest(live, wanted.get((kind, object_name))))
     return found
 
 
 def observe(
-    cluster: ObjectReads,
+    cluster: ClusterGets,
     name: str,
     desired: Sequence[Mapping[str, Any]],
     hint: Hint | None,
@@ -149,7 +144,9 @@ def observe(
     hinted = list({o.key: o for o in hint.observed if o.key in allowed}.values())
     plan = planner(hinted)
     applied = {object_key(obj) for obj in plan.apply}
-    verify = {*plan.delete, ("Deployment", name)}  # the status reports the primary: never on trust
+    # The status reports the Deployments' replicas and rollouts: never taken on trust.
+    deployments = {o.key for o in hinted if o.kind == "Deployment"} | {("Deployment", name)}
+    verify = {*plan.delete, *deployments}
     if not fresh:
         verify |= {o.key for o in hinted} - applied
     kept = [o for o in hinted if o.key not in verify]

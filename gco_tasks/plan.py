@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gco_tasks import conventions as names
 from gco_tasks.manifests import object_key
+from gco_tasks.rollout import RolloutDigest
 
 
 class ObservedObject(BaseModel):
@@ -40,6 +41,10 @@ class ObservedObject(BaseModel):
     updated_replicas: int = 0
     generation: int = 0
     observed_generation: int = 0
+    #: A Deployment's rollout state (``rollout.assess`` judges it).
+    rollout: RolloutDigest | None = None
+    #: Being deleted (``deletionTimestamp`` set: finalizers or dependents still hold it).
+    deleting: bool = False
     #: Fields we set that the live object does not hold (``drift.differences``, a few paths); only
     #: filled in by ``drift.digest``, which compares with the rendered object.
     drift: tuple[str, ...] = ()
@@ -62,6 +67,7 @@ class ObservedObject(BaseModel):
             "canary": labels.get(names.CANARY_LABEL) == "true"
             or metadata["name"].endswith(names.CANARY_SUFFIX),
             "generation": int(metadata.get("generation") or 0),
+            "deleting": bool(metadata.get("deletionTimestamp")),
         }
         if obj["kind"] == "Deployment":
             spec = obj.get("spec") or {}
@@ -71,6 +77,7 @@ class ObservedObject(BaseModel):
                 ready_replicas=int(status.get("readyReplicas") or 0),
                 updated_replicas=int(status.get("updatedReplicas") or 0),
                 observed_generation=int(status.get("observedGeneration") or 0),
+                rollout=RolloutDigest.from_deployment(obj),
             )
         return cls.model_validate(digest)
 

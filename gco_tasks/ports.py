@@ -28,16 +28,16 @@ class ClusterReads(Protocol):
     def list_objects(self, label_selector: str, kinds: Iterable[str] = ...) -> list[dict[str, Any]]: ...
 
 
+class ClusterGets(Protocol):
+    def get_object(self, kind: str, name: str) -> dict[str, Any] | None: ...
+
+
 class ClusterWrites(Protocol):
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+    def apply(
+        self, obj: dict[str, Any], dry_run: bool = ..., field_manager: str = ..., force: bool = ...
+    ) -> dict[str, Any]: ...
 
     def delete(self, kind: str, name: str) -> bool: ...
-
-
-class ObjectReads(Protocol):
-    """One object by name (None when absent): a reconcile reads its own objects this way."""
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None: ...
 
 
 class ObjectPatches(Protocol):
@@ -46,7 +46,7 @@ class ObjectPatches(Protocol):
     def patch_json(self, kind: str, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]: ...
 
 
-class Cluster(ClusterReads, ClusterWrites, ObjectReads, ObjectPatches, Protocol):
+class Cluster(ClusterReads, ClusterGets, ClusterWrites, ObjectPatches, Protocol):
     """Reads and writes of the region's inference objects."""
 
 
@@ -73,7 +73,9 @@ class StatusReports(Protocol):
 
     def remove_region_status(self, name: str, region: str) -> bool: ...
 
-    def promote_if_deploying(self, name: str) -> bool: ...
+    def promote_if_deploying(
+        self, name: str, updated_at: str | None = ..., region: str | None = ...
+    ) -> bool: ...
 
 
 class RecordPurge(Protocol):

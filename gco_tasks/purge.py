@@ -1,4 +1,5 @@
-"""Purge: remove the records of deleted endpoints once every target region reports ``deleted``.
+"""Purge: remove the records of deleted endpoints once every target region reports ``deleted`` (and none
+still reports ``deleting``).
 
 Where it stands in the flow: beat sends the ``purge`` task on its own schedule. One Scan; each record
 that ``purgeable`` (pure) accepts is removed by the store's conditional delete, so a record re-created
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 
 from gco_tasks.endpoints import RecordHeader
 from gco_tasks.ports import RecordPurge, RecordScan
-from gco_tasks.status import is_purgeable, target_states
+from gco_tasks.status import is_purgeable, reported_states, target_states
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,9 @@ def purgeable(item: Mapping[str, Any]) -> RecordHeader | None:
     if not isinstance(item.get("endpoint_name"), str):
         return None
     header = RecordHeader.from_item(item)
-    return (
-        header if is_purgeable(header.desired_state, header.target_regions, target_states(header)) else None
-    )
+    states = target_states(header)
+    done = is_purgeable(header.desired_state, header.target_regions, states, reported_states(header))
+    return header if done else None
 
 
 def purge(ports: PurgePorts) -> dict[str, Any]:

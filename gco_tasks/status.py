@@ -2,10 +2,12 @@
 the promotion and purge rules that read the statuses of every region.
 
 Where it stands in the flow: after apply. ``reconciler`` builds an ``Outcome`` (what it found and did),
-``status_report`` turns it into the region's status, ``status_action`` says whether to write it, remove
-the region's entry or leave it, and the store writes only when ``status_needs_write`` says the report
-changed or its heartbeat is due. ``promotion_due`` (``deploying`` -> ``running``) and ``is_purgeable``
-read every target region's last report. Pure: no I/O, and the clock comes in as ``now``.
+``status_report`` turns it into the region's status (``running`` only once the rollout is complete, as
+``rollout`` judges it), ``status_action`` says whether to write it, remove the region's entry or leave
+it, and the store writes only when ``status_needs_write`` says the report changed or its heartbeat is
+due. ``promotion_due`` (``deploying`` -> ``running``) reads every target region's report about the
+record as it is now; ``is_purgeable`` waits for ``deleted`` everywhere. Pure: no I/O, and the clock
+comes in as ``now``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gco_tasks.conventions import canary_name
 from gco_tasks.endpoints import Endpoint, RecordHeader, RegionStatus
 from gco_tasks.fields import from_dynamo
+from gco_tasks.intake import bounded
 from gco_tasks.plan import ObservedObject, Plan, primary_deployment
+from gco_tasks.rollout import Assessment, Phase, assess
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,12 @@ class Outcome:
     primary_applied: bool
     error: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: The rollout of the primary and of the canary (``rollout.assess``, pods read when it was not complete).
+    primary_rollout: Assessment | None = None
+    canary_rollout: Assessment | None = None
+    #: Objects of the endpoint were still there when the reconcile began (being deleted, or deleted now).
+    remaining: bool = False
+    canary_applied: bool = False
 
 
 def outcome_of(
@@ -56,34 +67,42 @@ def outcome_of(
     plan: Plan,
     error: str | None,
     notes: tuple[str, ...],
+    rollouts: Mapping[str, Assessment] | None = None,
 ) -> Outcome:
-    """The ``Outcome`` of reconciling ``endpoint`` in ``region``: what was there, what the plan touched."""
+    """The ``Outcome`` of reconciling ``endpoint`` in ``region``: what was there, what the plan touched.
+    ``rollouts``: Deployment name -> its assessed rollout."""
     name = endpoint.endpoint_name
     autoscaling = endpoint.spec.autoscaling
+    rollouts = rollouts or {}
+    applied = {obj["metadata"]["name"] for obj in plan.apply if obj["kind"] == "Deployment"}
     return Outcome(
         desired_state=endpoint.desired_state,
         targeted=endpoint.targets(region),
         spec_replicas=endpoint.spec.replicas,
         autoscaling_min=autoscaling.min_replicas if autoscaling and autoscaling.enabled else None,
-        primary_before=primary_deployment(name, observed),
-        primary_applied=any(
-            obj["kind"] == "Deployment" and obj["metadata"]["name"] == name for obj in plan.apply
-        ),
+        primary_before=primary_deployment(name, (o for o in observed if not o.deleting)),
+        primary_applied=name in applied,
         error=error,
         notes=notes,
+        primary_rollout=rollouts.get(name),
+        canary_rollout=rollouts.get(canary_name(name)),
+        remaining=bool(observed),
+        canary_applied=canary_name(name) in applied,
     )
 
 
 def status_report(outcome: Outcome) -> StatusReport | None:
-    """The status to report, or None when the region's entry should be removed (no longer targeted)."""
+    """The status to report, or None when the region's entry should be removed (no longer targeted).
+    ``running`` only once the rollout is complete (``rollout.assess``); a rollout that cannot progress
+    is ``error`` with its reason; ``deleting`` until every object of a deleted endpoint is gone."""
     primary = outcome.primary_before
     ready = primary.ready_replicas if primary else 0
     if outcome.error:
         return StatusReport("error", ready, outcome.spec_replicas, outcome.error)
-    if not outcome.targeted and outcome.desired_state != "deleted":
-        return None
     if outcome.desired_state == "deleted":
-        return StatusReport("deleted")
+        return StatusReport("deleting" if outcome.remaining else "deleted")
+    if not outcome.targeted:
+        return None
     if outcome.desired_state == "stopped":
         return StatusReport("stopped")
     desired = _desired_replicas(outcome)
@@ -91,12 +110,45 @@ def status_report(outcome: Outcome) -> StatusReport | None:
     if primary is None:
         return StatusReport("creating", 0, desired, note)
     updated = primary.updated_replicas
-    if outcome.primary_applied:
+    if outcome.primary_applied or outcome.canary_applied:  # what was observed predates the change
         return StatusReport("updating", ready, desired, note, updated)
-    rolled_out = primary.observed_generation >= primary.generation and updated >= desired
-    if ready >= desired and rolled_out:
+    failure = rollout_failure(outcome)
+    if failure is not None:
+        return StatusReport("error", ready, desired, _joined(failure, note), updated)
+    if rollout_complete(outcome) and ready >= desired:  # and the HPA has reached minReplicas
         return StatusReport("running", ready, desired, note, updated)
     return StatusReport("creating" if ready == 0 else "updating", ready, desired, note, updated)
+
+
+def rollout_failure(outcome: Outcome) -> str | None:
+    """Why the primary's (or the canary's) rollout cannot progress, if it cannot."""
+    primary, canary = outcome.primary_rollout, outcome.canary_rollout
+    if primary is not None and primary.phase is Phase.FAILED:
+        return primary.message or "the rollout cannot progress"
+    if canary is not None and canary.phase is Phase.FAILED:
+        return f"canary: {canary.message or 'the rollout cannot progress'}"
+    return None
+
+
+def rollout_complete(outcome: Outcome) -> bool:
+    """The primary's rollout is complete (assessed, or judged from its digest), and the canary's if any."""
+    primary = outcome.primary_before
+    if outcome.primary_rollout is not None:
+        done = outcome.primary_rollout.phase is Phase.COMPLETE
+    elif primary is not None and primary.rollout is not None:
+        done = assess(primary.rollout).phase is Phase.COMPLETE
+    elif primary is not None:  # a digest without rollout state (a message from an older fleet)
+        want = _desired_replicas(outcome)
+        caught_up = primary.observed_generation >= primary.generation
+        done = caught_up and primary.updated_replicas >= want and primary.ready_replicas >= want
+    else:
+        done = False
+    canary = outcome.canary_rollout
+    return done and (canary is None or canary.phase is Phase.COMPLETE)
+
+
+def _joined(first: str, second: str | None) -> str:
+    return f"{first}; {second}" if second else first
 
 
 def _desired_replicas(outcome: Outcome) -> int:
@@ -106,6 +158,19 @@ def _desired_replicas(outcome: Outcome) -> int:
     if primary is not None and primary.replicas is not None:
         return max(primary.replicas, outcome.autoscaling_min)
     return outcome.autoscaling_min
+
+
+def region_status_of(report: StatusReport, updated_at: str | None) -> RegionStatus:
+    """The ``region_status`` entry a report is written as, about the record version ``updated_at``
+    (the reconciler writes it; the fan-out's triage compares with the entry the record holds)."""
+    return RegionStatus(
+        state=report.state,
+        replicas_ready=report.replicas_ready,
+        replicas_desired=report.replicas_desired,
+        replicas_updated=report.replicas_updated,
+        error=bounded(report.error),
+        observed_updated_at=updated_at,
+    )
 
 
 class StatusAction(StrEnum):
@@ -166,9 +231,25 @@ def region_state(header: RecordHeader, region: str) -> str | None:
     return None
 
 
+def current_state(header: RecordHeader, region: str) -> str | None:
+    """The state ``region`` reported about the record as it is now: None when its report names another
+    ``updated_at`` (it was about an earlier spec). A report without one (GCO's monitor) is taken as is."""
+    entry = header.region_status.get(region)
+    if isinstance(entry, Mapping):
+        about = entry.get("observed_updated_at")
+        if about is not None and about != header.updated_at:
+            return None
+    return region_state(header, region)
+
+
 def target_states(header: RecordHeader) -> dict[str, str]:
-    """Target region -> its reported state ("" when it has reported nothing)."""
-    return {region: region_state(header, region) or "" for region in header.target_regions}
+    """Target region -> the state it reports about the record as it is now ("" when none)."""
+    return {region: current_state(header, region) or "" for region in header.target_regions}
+
+
+def reported_states(header: RecordHeader) -> dict[str, str]:
+    """Every region with an entry, targeted or not -> the state it last reported."""
+    return {region: region_state(header, region) or "" for region in header.region_status}
 
 
 def should_promote(
@@ -192,9 +273,15 @@ def promotion_due(header: RecordHeader, region: str, report: StatusReport | None
 
 
 def is_purgeable(
-    desired_state: str | None, target_regions: Sequence[str], region_states: Mapping[str, str]
+    desired_state: str | None,
+    target_regions: Sequence[str],
+    region_states: Mapping[str, str],
+    reported: Mapping[str, str] | None = None,
 ) -> bool:
-    """A ``deleted`` record whose every target region reports ``deleted``."""
+    """A ``deleted`` record whose every target region reports ``deleted``, and no region (``reported``:
+    targeted or not) still ``deleting``: its objects are still held there by finalizers or dependents."""
     if desired_state != "deleted":
+        return False
+    if any(state == "deleting" for state in (reported or {}).values()):
         return False
     return all(region_states.get(region) == "deleted" for region in target_regions)

@@ -367,10 +367,25 @@ class EndpointStore:
             names={"#r": region},
         )
 
-    def promote_if_deploying(self, name: str) -> bool:
+    def promote_if_deploying(
+        self, name: str, updated_at: str | None = None, region: str | None = None
+    ) -> bool:
         """``deploying`` → ``running`` (bumping ``updated_at``, as a desired-state change), only if the
-        record is still ``deploying``. Returns whether it wrote."""
-        return self.update_desired_state(name, RUNNING, expected_state=DEPLOYING)
+        record is still ``deploying`` and, when ``updated_at`` is given, still the version the regions
+        reported ``running`` on (an edit meanwhile needs its own rollout). ``region``: the promoting
+        region's report moves to the new ``updated_at`` in the same write (it is about that version:
+        no second write just to say so). Returns whether it wrote."""
+        if updated_at is None:
+            return self.update_desired_state(name, RUNNING, expected_state=DEPLOYING)
+        unchanged, values = updated_at_is(updated_at)
+        values.update({":s": {"S": RUNNING}, ":u": {"S": iso_now()}, ":expected": {"S": DEPLOYING}})
+        expression = "SET desired_state = :s, updated_at = :u"
+        condition = f"attribute_exists(endpoint_name) AND desired_state = :expected AND {unchanged}"
+        if region is None:
+            return self.table.update(name, expression, condition, values)
+        expression += ", region_status.#r.observed_updated_at = :u"
+        condition += " AND attribute_exists(region_status.#r)"
+        return self.table.update(name, expression, condition, values, names={"#r": region})
 
     def delete_if_unchanged(self, name: str, updated_at: str | None) -> bool:
         """Purge: delete the record only if it is still ``deleted`` and ``updated_at`` is the one read,

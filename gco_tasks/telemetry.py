@@ -222,8 +222,8 @@ class _WatchedCluster(_Passthrough):
         self._seen.saw(objects)
         return objects
 
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._inner.get(kind, name)
+    def get_object(self, kind: str, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._inner.get_object(kind, name)
         self._seen.saw([found] if found is not None else [])
         if found is None:
             self._seen.missing.add(f"{kind}/{name}")
@@ -339,7 +339,7 @@ def _read_uid(fleet: Fleet, name: str) -> str | None:
     """The uid of the endpoint's Deployment, read by name (None when it does not exist or cannot be
     read: the Event is then recorded without it)."""
     try:
-        return _uid(fleet.cluster.get("Deployment", name))
+        return _uid(fleet.cluster.get_object("Deployment", name))
     except GcoError:
         return None
 

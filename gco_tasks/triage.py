@@ -26,27 +26,34 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from gco_tasks.drift import digests
-from gco_tasks.endpoints import Endpoint, RecordHeader, RegionStatus
+from gco_tasks.endpoints import DELETED, STOPPED, Endpoint, RecordHeader
+from gco_tasks.intake import name_problem
 from gco_tasks.manifests import RenderOptions, object_key
-from gco_tasks.plan import ObservedObject, Plan, apply_withholding, desired_hash, plan_changes
+from gco_tasks.paths import shadowing_message
+from gco_tasks.plan import ObservedObject, Plan, apply_withholding, desired_hash
 from gco_tasks.renderings import digest, full_objects, rendering
+from gco_tasks.rollout import Assessment, assess
 from gco_tasks.status import (
     StatusAction,
     StatusReport,
     outcome_of,
+    region_status_of,
     status_action,
     status_needs_write,
     status_report,
 )
+from gco_tasks.teardown import plan_around_terminating, waiting_note
 
 #: Region states of a rollout that has not finished: a reconcile looks again every cycle.
 ROLLING: frozenset[str] = frozenset({"creating", "updating"})
+#: States a stuck or refused endpoint is predicted in (its error says more than the fan-out can see).
+UNSETTLED: frozenset[str] = ROLLING | {"error"}
 #: "Never" for ``status_needs_write``'s heartbeat: asks whether the report itself changed.
 _NO_HEARTBEAT = 10**9
 
@@ -63,6 +70,7 @@ class Cycle:
     unhealthy_threshold_seconds: int
     withheld: frozenset[str] = frozenset()
     resyncs: bool = True  # False: this interval's resync slots were sent already (by an earlier run)
+    shadowed: Mapping[str, str] = field(default_factory=dict)  # name -> the older endpoint it shadows
 
     def resync_slot(self, name: str) -> bool:
         """Whether this cycle sends ``name``'s periodic resync."""
@@ -107,19 +115,40 @@ def triage(
     if item is None:
         return Verdict("orphan" if live else None, tuple(digests(live, [])))
     header = RecordHeader.from_item(item)
+    problem = name_problem(name)
+    if problem is not None:  # the reconcile reports it and touches nothing
+        return Verdict(_status_reason(cycle, header, StatusReport("error", error=problem)))
     found = rendering(item, cycle.region, cycle.options)
     if found.endpoint is None:
-        reason = _status_reason(cycle, header, StatusReport("error", error=found.error))
-        return Verdict(reason, tuple(digests(live, [])))
+        return Verdict(_invalid_reason(cycle, header, found.error, live), tuple(digests(live, [])))
     observed = _digests(cycle, item, found.stubs, live)
-    reason = _work_reason(cycle, found.endpoint, header, list(found.stubs), observed)
-    if (
-        reason is None
-        and cycle.resyncs
-        and resync_due(name, cycle.now, cycle.interval_seconds, cycle.resync_cycles)
-    ):
+    refusal = _shadowing(cycle, found.endpoint, found.stubs)
+    if refusal is not None:
+        reason = _status_reason(cycle, header, StatusReport("error", error=refusal))
+    else:
+        reason = _work_reason(cycle, found.endpoint, header, list(found.stubs), observed)
+    if reason is None and cycle.resync_slot(name):
         reason = "resync"
     return Verdict(reason, tuple(observed))
+
+
+def _invalid_reason(
+    cycle: Cycle, header: RecordHeader, error: str | None, live: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """An invalid record gets its error written; one marked deleted has its objects torn down."""
+    if header.desired_state == DELETED:
+        return "delete" if live else _status_reason(cycle, header, StatusReport("deleted"))
+    return _status_reason(cycle, header, StatusReport("error", error=error))
+
+
+def _shadowing(cycle: Cycle, endpoint: Endpoint, stubs: Sequence[Mapping[str, Any]]) -> str | None:
+    """The refusal a record gets whose path shadows an older one's (``paths``), as the reconciler words
+    it: only for a record serving here with an Ingress."""
+    other = cycle.shadowed.get(endpoint.endpoint_name)
+    serving = endpoint.targets(cycle.region) and endpoint.desired_state not in (STOPPED, DELETED)
+    if other is None or not serving or not any(stub["kind"] == "Ingress" for stub in stubs):
+        return None
+    return shadowing_message(endpoint.ingress_path, other)
 
 
 def _digests(
@@ -154,11 +183,32 @@ def _work_reason(
     withholding = apply_withholding(name, desired, observed, withheld, cycle.unhealthy_threshold_seconds)
     if withholding.release:
         return "watchdog-release"
-    plan = plan_changes(withholding.desired, observed)
+    plan, waiting = plan_around_terminating(withholding.desired, observed)
     if not plan.is_empty:
-        return plan_reason(plan, observed)
-    outcome = outcome_of(endpoint, cycle.region, observed, plan, None, withholding.notes)
+        return None if _failed_this_version(cycle, header) else plan_reason(plan, observed)
+    notes = withholding.notes + waiting_note(waiting)
+    outcome = outcome_of(endpoint, cycle.region, observed, plan, None, notes, digest_rollouts(observed))
     return _status_reason(cycle, header, status_report(outcome))
+
+
+def digest_rollouts(observed: Sequence[ObservedObject]) -> dict[str, Assessment]:
+    """Each Deployment's rollout judged from its digest alone (the reconcile also reads the new pods of
+    an unfinished one, to say why it is stuck; the fan-out reads no pods)."""
+    return {
+        o.name: assess(o.rollout)
+        for o in observed
+        if o.kind == "Deployment" and not o.deleting and o.rollout is not None
+    }
+
+
+def _failed_this_version(cycle: Cycle, header: RecordHeader) -> bool:
+    """The region's last report is an error about the record as it is now: the reconcile that wrote it
+    is not repeated every cycle, but at the endpoint's resync slot (or at once when the record changes,
+    or the rollout completes)."""
+    entry = header.region_status.get(cycle.region)
+    if not isinstance(entry, Mapping) or entry.get("state") != "error" or header.updated_at is None:
+        return False
+    return entry.get("observed_updated_at") == header.updated_at
 
 
 def plan_reason(plan: Plan, observed: Sequence[ObservedObject]) -> str:
@@ -173,23 +223,19 @@ def plan_reason(plan: Plan, observed: Sequence[ObservedObject]) -> str:
     return "drift" if pairs else "delete"
 
 
-def as_region_status(report: StatusReport) -> RegionStatus:
-    """The report as the ``region_status`` entry a reconcile writes (every field the two share, so a
-    field added to both is compared too)."""
-    fields = {key: value for key, value in asdict(report).items() if key in RegionStatus.model_fields}
-    return RegionStatus.model_validate(fields)
-
-
 def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | None) -> str | None:
     """Why the status needs a reconcile: its entry must go, the report changed, a rollout is in
-    progress, or the last write is overdue (its resync slot was missed)."""
+    progress, or the last write is overdue (its resync slot was missed). An error already reported
+    about this record version waits for the resync slot (``_failed_this_version``)."""
     region = cycle.region
     action = status_action(header, region, report)
     if action is StatusAction.REMOVE:
         return "status-entry"
     if action is StatusAction.KEEP or report is None:
         return None
-    status = as_region_status(report)
+    if report.state in UNSETTLED and _failed_this_version(cycle, header):
+        return None
+    status = region_status_of(report, header.updated_at)
     previous = header.region_status.get(region)
     moment = datetime.fromtimestamp(cycle.now, UTC)
     if status_needs_write(status, previous, moment, _NO_HEARTBEAT):

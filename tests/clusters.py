@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client import ApiException
 
 from gco_sandbox.controlplane import ControlPlane, ControlPlaneMissing, raw
 
@@ -167,7 +168,9 @@ def _collections(api_client: client.ApiClient) -> list[tuple[Callable[..., Any],
 
 
 def reset_real(api_client: client.ApiClient, namespace: str = INFERENCE_NAMESPACE) -> None:
-    """Delete every inference object (and their ReplicaSets and pods) in ``namespace``; wait until gone."""
+    """Delete every inference object (and their ReplicaSets and pods) in ``namespace``; wait until gone.
+    Finalizers a test left on an Ingress (held as the AWS load balancer controller holds one) go first."""
+    _release_ingress_finalizers(api_client, namespace)
     collections = _collections(api_client)
     deadline = time.monotonic() + RESET_TIMEOUT_SECONDS
     while True:
@@ -182,6 +185,24 @@ def reset_real(api_client: client.ApiClient, namespace: str = INFERENCE_NAMESPAC
         if time.monotonic() > deadline:
             raise AssertionError(f"reset: still present after {RESET_TIMEOUT_SECONDS:.0f}s: {left}")
         time.sleep(0.1)
+
+
+#: Finalizers the garbage collector sets and removes itself (a foreground or orphaning delete).
+GC_FINALIZERS = frozenset({"foregroundDeletion", "orphan"})
+
+
+def _release_ingress_finalizers(api_client: client.ApiClient, namespace: str) -> None:
+    networking = client.NetworkingV1Api(api_client)
+    listed = raw(networking.list_namespaced_ingress, namespace, label_selector=INFERENCE_SELECTOR)["items"]
+    for item in listed:
+        if set(item["metadata"].get("finalizers") or ()) - GC_FINALIZERS:
+            body = {"metadata": {"finalizers": None}}
+            name, content = item["metadata"]["name"], "application/merge-patch+json"
+            try:
+                raw(networking.patch_namespaced_ingress, name, namespace, body, _content_type=content)
+            except ApiException as exc:
+                if exc.status != 404:  # gone meanwhile: nothing to release
+                    raise
 
 
 def inference_pods(api_client: client.ApiClient, selector: str = INFERENCE_SELECTOR) -> list[dict[str, Any]]:

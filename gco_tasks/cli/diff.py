@@ -36,7 +36,8 @@ from gco_tasks.cutover import handover_removals, has_legacy_owner, unowned_paths
 from gco_tasks.endpoints import Endpoint
 from gco_tasks.errors import GcoError
 from gco_tasks.manifests import RenderOptions, object_key
-from gco_tasks.observe import candidate_keys, is_ours
+from gco_tasks.observe import candidate_keys
+from gco_tasks.ownership import is_ours
 from gco_tasks.reconciler import desired_objects
 from gco_tasks.redaction import REDACTED
 
@@ -100,7 +101,7 @@ def compute_changes(settings: Settings, name: str, region: str) -> list[Change]:
     gateway = ClusterGateway(load_api_client(), settings.inference_namespace, settings.k8s_api_timeout)
     live: dict[tuple[str, str], Obj] = {}
     for kind, object_name in candidate_keys(name):
-        found = gateway.get(kind, object_name)
+        found = gateway.get_object(kind, object_name)
         if found is not None and is_ours(found, name):
             live[(kind, object_name)] = found
     changes = [_change(gateway, obj, live.get(object_key(obj))) for obj in desired]

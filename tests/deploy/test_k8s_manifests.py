@@ -42,6 +42,12 @@ MANAGED = {
 }
 #: Kubernetes Events about what the fleet did (gco_tasks/events.py): created, and a repeat's series patched.
 EVENTS = {("events.k8s.io", "events", verb) for verb in ("create", "patch")}
+#: Read only, for an unfinished rollout (gco_tasks/diagnosis.py): the newest ReplicaSet and its pods.
+ROLLOUT_READS = {
+    (group, resource, verb)
+    for group, resource in (("apps", "replicasets"), ("", "pods"))
+    for verb in ("get", "list")
+}
 HEARTBEAT_PROBE = [
     "sh",
     "-c",
@@ -162,7 +168,8 @@ def test_role_grants_exactly_what_the_reconciler_uses(region: Region) -> None:
     for rule in role["rules"]:
         assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames / nonResourceURLs"
         granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    assert granted == {(group, resource, verb) for group, resource in MANAGED for verb in VERBS} | EVENTS
+    managed = {(group, resource, verb) for group, resource in MANAGED for verb in VERBS}
+    assert granted == managed | EVENTS | ROLLOUT_READS
     assert not {"watch", "update", "*"} & {verb for _, _, verb in granted}
 
     (binding,) = region.of_kind("RoleBinding")

@@ -4,8 +4,9 @@ controlplane`` builds) against the real control plane, then the worker's own ide
 The worker's ServiceAccount (``gco-tasks`` in gco-system) gets a token through the TokenRequest API; a
 client holding only that token can do what the Role grants in gco-inference (list, create, patch,
 delete Deployments, Services, Ingresses and HPAs; a fleet with it reconciles an endpoint to ``running``)
-and gets 403 for everything else: Secrets and pods in gco-inference, the same kinds in another
-namespace, cluster-scoped nodes, and verbs the Role leaves out (update, watch). The token is never
+and gets 403 for everything else: Secrets in gco-inference, any write or watch of pods, the same kinds
+in another namespace, cluster-scoped nodes, and verbs the Role leaves out (update, watch). It may read
+(get, list) ReplicaSets and pods in gco-inference, to explain an unfinished rollout. The token is never
 printed.
 """
 
@@ -104,7 +105,17 @@ def test_the_worker_token_manages_inference_objects(
     ("what", "call"),
     [
         ("secrets in gco-inference", lambda api: client.CoreV1Api(api).list_namespaced_secret(INFERENCE_NS)),
-        ("pods in gco-inference", lambda api: client.CoreV1Api(api).list_namespaced_pod(INFERENCE_NS)),
+        (
+            "deleting pods in gco-inference",
+            lambda api: client.CoreV1Api(api).delete_collection_namespaced_pod(INFERENCE_NS),
+        ),
+        (
+            "watching pods in gco-inference",
+            lambda api: client.CoreV1Api(api).list_namespaced_pod(
+                INFERENCE_NS, watch=True, timeout_seconds=1
+            ),
+        ),
+        ("pods in gco-system", lambda api: client.CoreV1Api(api).list_namespaced_pod(FLEET_NS)),
         ("deployments in gco-system", lambda api: client.AppsV1Api(api).list_namespaced_deployment(FLEET_NS)),
         ("services in default", lambda api: client.CoreV1Api(api).list_namespaced_service("default")),
         ("nodes (cluster-scoped)", lambda api: client.CoreV1Api(api).list_node()),
@@ -148,6 +159,32 @@ def test_a_fleet_with_the_worker_token_reconciles_an_endpoint(
             return bool(item.get("region_status", {}).get(REGION, {}).get("state") == "running")
 
         converge(fleet, running)
+    finally:
+        fleet.state.client.close()
+        reset_real(real_api_client)
+
+
+def test_the_worker_token_reads_enough_to_explain_a_stuck_rollout(
+    worker_api: client.ApiClient, real_api_client: client.ApiClient, redis_url: str, dynamodb_url: str
+) -> None:
+    """With only the Role's pods/replicasets reads, the fleet names the image its new pods cannot pull."""
+    reset_real(real_api_client)
+    fleet = make_fleet(redis_url, worker_api)
+    fleet.store.create_table()
+    try:
+        spec = parse_spec({"image": "vllm/vllm-openai:unpullable"})
+        fleet.store.create(Endpoint.new("blocked", spec, [REGION]))
+
+        def explained() -> bool:
+            item = fleet.store.get_item("blocked") or {}
+            status = item.get("region_status", {}).get(REGION, {})
+            return status.get("state") == "error" and "cannot be pulled" in str(status.get("error"))
+
+        converge(fleet, explained)
+        status = (fleet.store.get_item("blocked") or {})["region_status"][REGION]
+        assert status["error"] == (
+            "image vllm/vllm-openai:unpullable cannot be pulled on 1 of 1 new pods (ImagePullBackOff)"
+        )
     finally:
         fleet.state.client.close()
         reset_real(real_api_client)

@@ -93,3 +93,13 @@ class DynamoWrites:
             self.calls.append(op)
 
         return hook
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, pause: float = 0.1) -> None:
+    """Wait until ``condition()`` within ``timeout`` seconds (objects deleted in the foreground stay, being
+    deleted, until the garbage collector has removed their ReplicaSets and pods)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(pause)

@@ -137,7 +137,7 @@ def test_adopting_gcos_region_keeps_pods_and_removes_what_gco_owned(
 def assert_as_predicted(fleet: Fleet, predicted: dict[tuple[str, str], Change]) -> None:
     """Each object the diff said would change is now exactly what it showed; nothing is left to do."""
     for (kind, name), change in predicted.items():
-        live = fleet.cluster.get(kind, name)
+        live = fleet.cluster.get_object(kind, name)
         if change.verb == "delete":
             assert live is None, (kind, name)
             continue

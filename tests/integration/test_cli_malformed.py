@@ -23,7 +23,7 @@ from gco_tasks.fleet import Fleet
 from gco_tasks.purge import purge
 from gco_tasks.store import EndpointStore
 
-from .harness import REGION, run_cycle
+from .harness import REGION, converge, run_cycle
 
 SECRET = "s3cret-token-value"
 
@@ -201,9 +201,9 @@ def test_force_deleted_malformed_record_is_torn_down_and_purged(cli: CliRunner, 
     run(cli, "delete", "broken", "--force", "-y")
     assert (item("broken") or {})["desired_state"] == "deleted"
     results = run_cycle(fleet)
-    assert results[0]["state"] == "deleted" and results[0]["actions"]
+    assert results[0]["state"] == "deleting" and results[0]["actions"]  # deleted once a LIST finds none
+    converge(fleet, lambda: (item("broken") or {})["region_status"][REGION]["state"] == "deleted")
     assert objects(fleet, "broken") == set()
-    assert (item("broken") or {})["region_status"][REGION]["state"] == "deleted"
     assert purge(fleet) == {"purged": ["broken"]}
     assert item("broken") is None
 
@@ -213,7 +213,7 @@ def test_force_delete_drops_unknown_regions_so_the_record_is_purged(cli: CliRunn
     run_cycle(fleet)
     out = run(cli, "delete", "typo", "--force", "-y")
     assert "Dropped target regions" in out and "us-est-1" in out
-    run_cycle(fleet)
+    converge(fleet, lambda: (item("typo") or {})["region_status"][REGION]["state"] == "deleted")
     assert purge(fleet) == {"purged": ["typo"]}
     assert json.loads(run(cli, "list", "--json")) == []
 

@@ -15,7 +15,8 @@ the default of 1.
 
 What the stand-in does NOT model (``xfail`` on it, see each test):
 
-- rollout states: no ReplicaSets or pods; a Deployment's status simply follows its spec after a delay, so
+- rollout states: no ReplicaSets or pods (the collections are served, always empty, so the fleet's reads
+  for an unfinished rollout find nothing); a Deployment's status simply follows its spec after a delay, so
   a rollout to an image that cannot start looks complete (on the real server the old pods keep serving
   and ``updatedReplicas < replicas``), and there is no ``ProgressDeadlineExceeded``;
 - the garbage collector: there are no ReplicaSets or pods to collect after a Deployment is deleted;

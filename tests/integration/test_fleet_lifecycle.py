@@ -18,9 +18,10 @@ from gco_tasks.fleet import Fleet
 from gco_tasks.purge import purge
 from gco_tasks.reconciler import reconcile
 
-from .harness import REGION, DynamoWrites, RequestLog, converge, run_cycle
+from .harness import REGION, DynamoWrites, RequestLog, converge, run_cycle, wait_for
 
 CANARY_IMAGE = "vllm/vllm-openai:v0.7.0"
+CANARY_OBJECTS = {("Deployment", "demo-canary"), ("Service", "demo-canary")}
 
 
 def objects(fleet: Fleet, name: str = "demo") -> dict[tuple[str, str], dict[str, Any]]:
@@ -136,8 +137,13 @@ def test_canary_then_promote(fleet: Fleet) -> None:
     assert weights == {"demo": 80, "demo-canary": 20}
     edit(fleet, image=CANARY_IMAGE, canary=None)  # promote: the canary's image becomes the primary's
     run_cycle(fleet)
+    # Deleted in the foreground: the Deployment stays until its pods are gone, the Service until the
+    # garbage collector has removed its EndpointSlices.
+    wait_for(
+        lambda: not CANARY_OBJECTS & set(objects(fleet)),
+        "the canary's objects, pods and EndpointSlices to go",
+    )
     live = objects(fleet)
-    assert ("Deployment", "demo-canary") not in live and ("Service", "demo-canary") not in live
     assert container(live[("Deployment", "demo")])["image"] == CANARY_IMAGE
     assert_primary_only_ingress(live[("Ingress", "inference-demo")])
 
@@ -155,8 +161,8 @@ def test_canary_then_rollback_leaves_primary_only_ingress(fleet: Fleet) -> None:
     assert ("Deployment", "demo-canary") in objects(fleet)
     edit(fleet, canary=None)
     run_cycle(fleet)
+    wait_for(lambda: not CANARY_OBJECTS & set(objects(fleet)), "the canary's objects to go (foreground)")
     live = objects(fleet)
-    assert ("Deployment", "demo-canary") not in live
     assert container(live[("Deployment", "demo")])["image"] == "vllm/vllm-openai:v0.6.3"
     assert_primary_only_ingress(live[("Ingress", "inference-demo")])
 
@@ -167,6 +173,7 @@ def test_stop_then_start_with_one_replica(fleet: Fleet) -> None:
     fleet.store.update_desired_state("demo", "stopped")
     results = run_cycle(fleet)
     assert results[0]["state"] == "stopped"
+    wait_for(lambda: not CANARY_OBJECTS & set(objects(fleet)), "the canary's objects to go (foreground)")
     live = objects(fleet)
     assert live[("Deployment", "demo")]["spec"]["replicas"] == 0
     assert set(live) == {("Deployment", "demo"), ("Service", "demo")}
@@ -184,9 +191,10 @@ def test_delete_then_purge(fleet: Fleet) -> None:
     fleet.store.update_desired_state("demo", "deleted")
     assert purge(fleet) == {"purged": []}  # not yet reported deleted
     results = run_cycle(fleet)
-    assert results[0]["state"] == "deleted"
+    assert results[0]["state"] == "deleting"  # deleted now; "deleted" once the next LIST finds nothing
+    assert purge(fleet) == {"purged": []}
+    converge(fleet, lambda: region_state(fleet)["state"] == "deleted")
     assert objects(fleet) == {}
-    assert region_state(fleet)["state"] == "deleted"
     assert run_cycle(fleet) == []  # settled: nothing left to send
     assert purge(fleet) == {"purged": ["demo"]}
     assert fleet.store.get_item("demo") is None
@@ -199,10 +207,9 @@ def test_region_removed_from_targets_is_cleaned_there(fleet: Fleet) -> None:
     assert item is not None and REGION in item["region_status"]
     item["target_regions"] = ["eu-west-1"]
     fleet.store.client.put_item(TableName=fleet.store.table_name, Item=_typed(item))
-    run_cycle(fleet)
+    run_cycle(fleet)  # deletes; the entry goes once a LIST finds nothing left (pods may still terminate)
+    converge(fleet, lambda: REGION not in (fleet.store.get_item("demo") or {})["region_status"])
     assert objects(fleet) == {}
-    item_after = fleet.store.get_item("demo")
-    assert item_after is not None and REGION not in item_after["region_status"]
 
 
 def _typed(item: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +238,7 @@ def test_orphans_are_removed_but_invalid_records_keep_their_objects(fleet: Fleet
     # A record gone entirely: its objects are orphans.
     fleet.store.client.delete_item(TableName=fleet.store.table_name, Key={"endpoint_name": {"S": "broken"}})
     run_cycle(fleet)
-    assert objects(fleet, "broken") == {}
+    wait_for(lambda: objects(fleet, "broken") == {}, "the orphan's Deployment to be gone")
     assert objects(fleet, "demo")
 
 
@@ -240,6 +247,7 @@ def test_stale_status_of_an_untargeted_region_is_cleared_even_without_objects(fl
     run_cycle(fleet)
     for kind, name in objects(fleet):
         fleet.cluster.delete(kind, name)  # gone by hand before the region was dropped
+    wait_for(lambda: objects(fleet) == {}, "the objects deleted by hand to be gone")
     item = fleet.store.get_item("demo")
     assert item is not None and REGION in item["region_status"]
     item["target_regions"] = ["eu-west-1"]

@@ -22,7 +22,7 @@ from gco_tasks.reconciler import reconcile
 from gco_tasks.store import EndpointStore
 from gco_tasks.watchdog import watchdog
 
-from .harness import REGION, converge, run_cycle
+from .harness import REGION, converge
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -61,7 +61,9 @@ def test_the_worker_policy_is_what_the_fleet_calls(fleet: Fleet) -> None:
     watchdog(fleet)
     cli("repair", "demo", "--set", f'target_regions=["{REGION}"]', "-y")  # a region removed
     cli("delete", "demo", "-y")
-    run_cycle(fleet)
+    converge(
+        fleet, lambda: (fleet.store.get_item("demo") or {})["region_status"][REGION]["state"] == "deleted"
+    )
     assert purge(fleet) == {"purged": ["demo"]}
     assert calls == policy_actions("GcoTasksWorker")
 

@@ -255,6 +255,24 @@ def test_promote_only_from_deploying(store: EndpointStore) -> None:
     assert store.promote_if_deploying("missing") is False
 
 
+def test_promotion_is_for_the_version_the_regions_ran_and_moves_the_promoting_report_along(
+    store: EndpointStore,
+) -> None:
+    store.create(_endpoint())
+    read = store.get("demo").updated_at
+    running = RegionStatus(state="running", replicas_ready=1, replicas_desired=1, observed_updated_at=read)
+    assert store.update_region_status("demo", "us-east-1", running, None, now=NOW)
+    store.scale("demo", 2)  # an edit after the regions reported: it needs its own rollout
+    assert store.promote_if_deploying("demo", updated_at=read, region="us-east-1") is False
+    assert store.get("demo").desired_state == "deploying"
+    current = store.get("demo").updated_at
+    assert store.promote_if_deploying("demo", updated_at=current, region="eu-west-1") is False  # no entry
+    assert store.promote_if_deploying("demo", updated_at=current, region="us-east-1") is True
+    promoted = store.get("demo")
+    assert promoted.desired_state == "running" and promoted.updated_at != current
+    assert promoted.region_status["us-east-1"].observed_updated_at == promoted.updated_at
+
+
 def test_purge_spares_a_recreated_record(store: EndpointStore) -> None:
     store.create(_endpoint())
     store.update_desired_state("demo", "deleted")

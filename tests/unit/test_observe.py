@@ -10,7 +10,8 @@ from typing import Any
 from gco_tasks.drift import digests
 from gco_tasks.endpoints import Endpoint
 from gco_tasks.manifests import RenderOptions, render_endpoint
-from gco_tasks.observe import Hint, candidate_keys, is_ours, observe, parse_hint
+from gco_tasks.observe import Hint, candidate_keys, observe, parse_hint
+from gco_tasks.ownership import is_ours
 from gco_tasks.plan import ObservedObject, Plan, plan_changes
 
 REGION = "us-east-1"
@@ -21,7 +22,7 @@ class FakeCluster:
         self.objects = {(o["kind"], o["metadata"]["name"]): o for o in objects}
         self.gets: list[tuple[str, str]] = []
 
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+    def get_object(self, kind: str, name: str) -> dict[str, Any] | None:
         self.gets.append((kind, name))
         found = self.objects.get((kind, name))
         return copy.deepcopy(found) if found else None

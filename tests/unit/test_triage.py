@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from gco_tasks.endpoints import Endpoint
+from gco_tasks.endpoints import Endpoint, InvalidEndpointError
 from gco_tasks.manifests import RenderOptions, render_endpoint
 from gco_tasks.triage import Cycle, resync_cycles, resync_due, triage
 
 REGION = "us-east-1"
 NOW = 1_800_000_000.0
 SYNCED = datetime.fromtimestamp(NOW - 30, UTC).isoformat()
+VERSION = "2026-01-01T00:00:00+00:00"
 
 
 def cycle(now: float = NOW, **fields: Any) -> Cycle:
@@ -41,7 +42,7 @@ def quiet(name: str) -> float:
 
 def item(name: str = "demo", state: str = "running", ready: int = 1, **fields: Any) -> dict[str, Any]:
     counts = {"replicas_ready": ready, "replicas_desired": 1, "replicas_updated": ready}
-    status = {REGION: {"state": state, **counts, "last_sync": SYNCED}}
+    status = {REGION: {"state": state, **counts, "last_sync": SYNCED, "observed_updated_at": VERSION}}
     record = {
         "endpoint_name": name,
         "desired_state": "running",
@@ -49,7 +50,7 @@ def item(name: str = "demo", state: str = "running", ready: int = 1, **fields: A
         "namespace": "gco-inference",
         "spec": {"image": "nginx:1.27", "gpu_count": 0},
         "region_status": status,
-        "updated_at": "2026-01-01T00:00:00+00:00",
+        "updated_at": VERSION,
     }
     for key, value in fields.items():
         if key == "spec":
@@ -65,7 +66,8 @@ def live(record: dict[str, Any], ready: int = 1) -> list[dict[str, Any]]:
     for obj in objects:
         obj["metadata"]["generation"] = 2
         if obj["kind"] == "Deployment":
-            obj["status"] = {"observedGeneration": 2, "readyReplicas": ready, "updatedReplicas": ready}
+            counts = {"replicas": ready, "readyReplicas": ready, "updatedReplicas": ready}
+            obj["status"] = {"observedGeneration": 2, "availableReplicas": ready, **counts}
     return objects
 
 
@@ -126,7 +128,7 @@ def test_status_rollouts_and_heartbeats() -> None:
 
 def test_records_settled_elsewhere_or_deleted_need_nothing_more() -> None:
     gone = item(desired_state="deleted", state="deleted", ready=0)
-    gone["region_status"][REGION] = {"state": "deleted", "last_sync": SYNCED}
+    gone["region_status"][REGION] = {"state": "deleted", "last_sync": SYNCED, "observed_updated_at": VERSION}
     assert reason(gone, []) is None
     assert reason(item(desired_state="deleted"), []) == "status"
     assert reason(item(desired_state="deleted", state="deleted"), live(item())) == "delete"
@@ -140,14 +142,12 @@ def test_records_settled_elsewhere_or_deleted_need_nothing_more() -> None:
 def test_an_invalid_record_is_sent_until_its_error_is_written() -> None:
     bad = item(spec={"port": 70000})
     assert reason(bad, []) == "status"
-    verdict = triage(cycle(quiet("demo")), "demo", bad, [])
-    bad["region_status"][REGION] = {"state": "error", "error": "x", "last_sync": SYNCED}
-    assert verdict.reason == "status" and reason(bad, []) == "status"  # the message differs
-    from gco_tasks.endpoints import InvalidEndpointError
-
     with pytest.raises(InvalidEndpointError) as raised:
         Endpoint.from_item(bad)
-    bad["region_status"][REGION]["error"] = str(raised.value)
+    written = {"state": "error", "error": str(raised.value), "last_sync": SYNCED}
+    bad["region_status"][REGION] = {**written, "observed_updated_at": "an older version"}
+    assert reason(bad, []) == "status"  # about another version of the record
+    bad["region_status"][REGION] = {**written, "observed_updated_at": VERSION}
     assert reason(bad, []) is None
 
 
@@ -173,3 +173,32 @@ def test_a_second_fan_out_in_the_same_interval_sends_no_resync() -> None:
     record = item()
     due = next(NOW + i * 15 for i in range(21) if resync_due("demo", NOW + i * 15, 15, 21))
     assert triage(cycle(due, resyncs=False), "demo", record, live(record)).reason is None
+
+
+def test_an_error_about_this_record_version_waits_for_its_resync_slot() -> None:
+    """A refused apply (a 422, an object that is not ours) or a stuck rollout is not retried every
+    cycle: the record changing, the rollout completing or the resync slot sends it again."""
+    record = item(state="error", ready=0)
+    record["region_status"][REGION]["error"] = "apply Deployment/demo: 422 Unprocessable Entity"
+    assert reason(record, []) is None  # nothing exists: the plan would create, but it failed already
+    assert reason(record, live(record, ready=0)) is None  # the rollout still looks unfinished
+    assert reason(record, live(record)) == "status"  # the rollout completed: running now
+    newer = {**record, "updated_at": "2026-02-01T00:00:00+00:00"}
+    assert reason(newer, []) == "change"  # the record changed: at once
+    due = next(NOW + i * 15 for i in range(21) if resync_due("demo", NOW + i * 15, 15, 21))
+    assert triage(cycle(due), "demo", record, []).reason == "resync"
+
+
+def test_a_shadowing_path_or_a_bad_name_is_an_error_to_write_not_work() -> None:
+    record = item(state="creating", ready=0)
+    assert reason(record, [], shadowed={"demo": "older"}) == "status"
+    shadowed = triage(cycle(quiet("demo"), shadowed={"demo": "older"}), "demo", record, [])
+    assert shadowed.reason == "status" and shadowed.observed == ()
+    bad = item("Bad_Name")
+    assert triage(cycle(quiet("Bad_Name")), "Bad_Name", bad, []).reason == "status"
+
+
+def test_an_invalid_record_marked_deleted_has_its_objects_torn_down() -> None:
+    bad = item(desired_state="deleted", spec={"port": 70000})
+    assert reason(bad, live(item())) == "delete"
+    assert reason(bad, []) == "status"  # then reports deleted

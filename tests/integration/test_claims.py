@@ -1,0 +1,119 @@
+"""A record cannot take what is not its own, on both servers.
+
+- An object with the name the fleet would give (``Deployment/demo``) that exists without our labels,
+  made by someone else, is not overwritten: server-side apply with force would take it over, fields
+  and all. The endpoint's status says which object and what to do; nothing of it is created.
+- Two endpoints whose ingress paths equal or shadow each other (by path segments) on the region's
+  shared load balancer: the younger record is refused with a status naming the older, whichever way
+  the reconcile is reached (the fan-out's cycle, or an ad hoc call that reads the table itself).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+from gco_sandbox.controlplane import raw
+from gco_tasks.conventions import endpoint_selector
+from gco_tasks.endpoints import Endpoint
+from gco_tasks.fleet import Fleet
+from gco_tasks.reconciler import reconcile
+from tests.clusters import Cluster
+
+from .harness import REGION, converge, run_cycle
+
+NAMESPACE = "gco-inference"
+
+
+def create(fleet: Fleet, name: str, created_at: str, path: str | None = None) -> None:
+    item: dict[str, Any] = {
+        "endpoint_name": name,
+        "desired_state": "deploying",
+        "target_regions": [REGION],
+        "namespace": NAMESPACE,
+        "spec": {"image": "vllm/vllm-openai:v0.6.3", "replicas": 1},
+        "created_at": created_at,
+        "updated_at": created_at,
+        "region_status": {},
+    }
+    if path is not None:
+        item["ingress_path"] = path
+    fleet.store.create(Endpoint.from_item(item))
+
+
+def status(fleet: Fleet, name: str) -> dict[str, Any]:
+    return dict(((fleet.store.get_item(name) or {}).get("region_status") or {}).get(REGION) or {})
+
+
+def someone_elses_deployment(name: str) -> dict[str, Any]:
+    """A Deployment made by hand with ``kubectl create``: our name, none of our labels."""
+    labels = {"app": name, "team": "research"}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "notebook", "image": "jupyter/base-notebook:2024-06-01"}]},
+            },
+        },
+    }
+
+
+def test_an_object_of_our_name_made_by_someone_else_is_refused_not_taken_over(
+    fleet: Fleet, cluster: Cluster
+) -> None:
+    apps = client.AppsV1Api(cluster.api_client)
+    before = raw(
+        apps.create_namespaced_deployment,
+        NAMESPACE,
+        someone_elses_deployment("demo"),
+        field_manager="kubectl-create",
+    )
+    create(fleet, "demo", "2026-11-01T00:00:00+00:00")
+    results = run_cycle(fleet)
+    assert [r["result"] for r in results] == ["error"] and results[0]["actions"] == []
+    report = status(fleet, "demo")
+    assert report["state"] == "error"
+    assert report["error"].startswith(
+        "Deployment/demo already exists in namespace gco-inference and is not this"
+    )
+    assert "written by " in report["error"] and "kubectl-create" in report["error"]
+    after = raw(apps.read_namespaced_deployment, "demo", NAMESPACE)
+    # Not overwritten: same spec generation and labels, and the fleet never wrote to it (controllers
+    # of the real server update its status, so its resourceVersion moves).
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["metadata"]["labels"] == before["metadata"]["labels"]
+    assert "gco-tasks" not in {entry["manager"] for entry in after["metadata"]["managedFields"]}
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "jupyter/base-notebook:2024-06-01"
+    assert fleet.cluster.list_objects(endpoint_selector("demo")) == [], "nothing of the endpoint created"
+
+    raw(apps.delete_namespaced_deployment, "demo", NAMESPACE)  # its owner moves it out of the way
+    converge(fleet, lambda: status(fleet, "demo").get("state") == "running")
+
+
+def test_a_younger_path_that_shadows_an_older_one_is_refused_naming_it(fleet: Fleet) -> None:
+    create(fleet, "alpha", "2026-11-01T00:00:00+00:00", "/inference/shared")
+    create(fleet, "beta", "2026-11-02T00:00:00+00:00", "/inference/shared/v2")
+    create(fleet, "gamma", "2026-11-03T00:00:00+00:00", "/inference/sharedx")
+    converge(
+        fleet,
+        lambda: (
+            status(fleet, "alpha").get("state") == "running"
+            and status(fleet, "gamma").get("state") == "running"
+        ),
+    )
+    report = status(fleet, "beta")
+    assert report["state"] == "error"
+    assert report["error"].startswith("ingress_path: '/inference/shared/v2' equals or overlaps")
+    assert "of endpoint 'alpha', created earlier" in report["error"]
+    assert fleet.cluster.list_objects(endpoint_selector("beta")) == []
+
+    fleet.store.client.delete_item(TableName=fleet.store.table_name, Key={"endpoint_name": {"S": "beta"}})
+    create(fleet, "beta", "2026-11-02T00:00:00+00:00", "/inference/shared")  # equal, not under: the same
+    ad_hoc = reconcile(fleet, "beta")  # no snapshot: the reconciler scans the region itself
+    assert (ad_hoc.kind.value, ad_hoc.applied) == ("invalid", ())
+    assert "of endpoint 'alpha', created earlier" in (ad_hoc.error or "")
+    assert fleet.cluster.list_objects(endpoint_selector("beta")) == []
