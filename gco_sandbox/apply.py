@@ -300,5 +300,25 @@ def record_update(
     return _tidy([*others, own])
 
 
+def written_entries(given: Any, entries: list[ManagedEntry]) -> list[ManagedEntry] | None:
+    """The entries a non-apply write sets itself in ``metadata.managedFields`` (as kube-apiserver takes
+    them: csaupgrade's hand-over of ownership is such a write), or None when it left them as they were
+    (or sent none): then the write's own changes decide ownership (``record_update``)."""
+    if not isinstance(given, list) or given == [entry.render() for entry in entries]:
+        return None
+    return _tidy([_parsed_entry(entry) for entry in given if isinstance(entry, dict)])
+
+
+def _parsed_entry(entry: dict[str, Any]) -> ManagedEntry:
+    return ManagedEntry(
+        manager=str(entry.get("manager") or ""),
+        operation=str(entry.get("operation") or "Update"),
+        api_version=str(entry.get("apiVersion") or ""),
+        time=str(entry.get("time") or ""),
+        fields=from_fields_v1(entry.get("fieldsV1") or {}),
+        subresource=str(entry.get("subresource") or ""),
+    )
+
+
 def _tidy(entries: list[ManagedEntry]) -> list[ManagedEntry]:
     return [entry for entry in entries if entry.fields]

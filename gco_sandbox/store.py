@@ -219,7 +219,11 @@ class Store:
     def _commit_update(
         self, resource: ResourceType, record: Record, obj: Obj, options: WriteOptions, subresource: str
     ) -> Obj:
-        """Store a non-apply write (PUT or patch): the writer owns what it changed, then commit."""
+        """Store a non-apply write (PUT or patch): the writer owns what it changed (or the managedFields
+        it wrote, as a hand-over of ownership does), then commit."""
+        given = ssa.written_entries(obj["metadata"].get("managedFields"), record.entries)
+        if given is not None:
+            return self._commit(resource, record, obj, given, options, subresource)
         entries = ssa.record_update(
             record.obj,
             obj,

@@ -263,6 +263,40 @@ class ClusterGateway:
             raise ApiException(http_resp=response)
         return response
 
+    def replace_dry_run(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """What the API server would store if ``obj`` replaced its live twin (a PUT with ``dryRun=All``:
+        defaulted, admitted and validated, never stored). ``gco-tasks diff`` uses it to show the object as
+        it will be once the fields GCO's monitor owned are removed."""
+        spec, api = self._api(obj["kind"])
+        method = getattr(api, f"replace_namespaced_{spec.suffix}")
+        name = obj["metadata"]["name"]
+        result: dict[str, Any] = self._call(
+            f"replace {spec.kind}/{name} (dry run)",
+            PermanentClusterError,
+            method,
+            name,
+            self.namespace,
+            obj,
+            dry_run="All",
+        )
+        return result
+
+    def patch_json(self, kind: str, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
+        """A JSON patch (RFC 6902) of ``kind/name``: the hand-over of GCO's field ownership
+        (``cutover.migration_patch``). A 409 (the object changed since it was read: the patch's
+        resourceVersion guard) is transient: the reconcile is retried on a fresh read."""
+        spec, api = self._api(kind)
+        method = getattr(api, f"patch_namespaced_{spec.suffix}")
+        try:
+            result: dict[str, Any] = self._call(
+                f"patch {kind}/{name}", PermanentClusterError, method, name, self.namespace, patch
+            )
+        except PermanentClusterError as exc:
+            if exc.status == 409:
+                raise TransientClusterError(str(exc), exc.status) from exc
+            raise
+        return result
+
     def delete(self, kind: str, name: str) -> bool:
         """Delete ``kind/name``; False when it was already gone (404 is success for a delete).
 

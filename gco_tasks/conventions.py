@@ -124,6 +124,10 @@ class RegionKeys:
     def pending(self, name: str) -> str:
         return f"{self.prefix}pending:{name}"
 
+    def cycle(self, number: int) -> str:
+        """Claimed by the first fan-out of a cycle (its resync slots are sent once)."""
+        return f"{self.prefix}cycle:{number}"
+
     @property
     def kube_write_bucket(self) -> str:
         """The token bucket pacing the region's Kubernetes writes (``ratelimit``)."""

@@ -1,31 +1,35 @@
-"""One reconcile cycle of a region: read the table and the cluster once, send a reconcile message for
-every endpoint that needs looking at.
+"""One reconcile cycle of a region: read the table and the cluster once, send a reconcile message only
+for the endpoints that need work.
 
 Where it stands in the flow: beat sends the ``fan_out`` task every ``RECONCILE_INTERVAL_SECONDS``; it
 calls ``fan_out`` here, which sends ``reconcile_endpoint`` messages to the region's queue. The cost
-model that matters: a fan-out is one paginated Scan plus one label-selected LIST per kind; each message
-carries the endpoint's record and the digest of its live objects (``make_snapshot``), so an endpoint
-already in sync costs no further Kubernetes call and no DynamoDB write.
+model that matters: a fan-out is one paginated Scan plus one label-selected LIST per kind, and an endpoint
+in sync costs nothing more: no message, no Kubernetes call, no DynamoDB write. ``triage`` decides, per
+endpoint, with the reconciler's own pure rules (render, drift, plan, status), whether anything needs
+doing; a message carries only the name and a hint (``observe.Hint``: when, the record's ``updated_at``,
+why, the digests of the live objects and, from the Scan, an older endpoint whose path this one's
+shadows), never the record: the worker reads that from the table.
 
-Which endpoints to send is decided by ``endpoints_to_send`` (pure); an endpoint whose message is still
-waiting in the queue (a pending mark in Redis) is not sent again.
+An endpoint whose message is still waiting in the queue (a pending mark in Redis) is not sent again.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from gco_tasks import conventions as names
 from gco_tasks.config import Settings
 from gco_tasks.endpoints import RecordHeader
-from gco_tasks.intake import travels_as_json
+from gco_tasks.manifests import RenderOptions
+from gco_tasks.observe import Hint
 from gco_tasks.paths import shadowed_paths
-from gco_tasks.plan import ObservedObject, group_by_endpoint
+from gco_tasks.plan import endpoint_name_of
 from gco_tasks.ports import ClusterReads, FanOutMarks, RecordScan, Sender
-from gco_tasks.status import region_state
+from gco_tasks.triage import Cycle, Verdict, triage
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ class FanOutPorts(Protocol):
     def cluster(self) -> ClusterReads: ...
     @property
     def state(self) -> FanOutMarks: ...
+    @property
+    def render_options(self) -> RenderOptions: ...
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -59,49 +65,45 @@ def items_by_name(items: Iterable[Mapping[str, Any]]) -> tuple[dict[str, dict[st
     return by_name, skipped
 
 
-def endpoints_to_send(
-    items: Mapping[str, Mapping[str, Any]], grouped: Mapping[str, Sequence[ObservedObject]], region: str
-) -> list[str]:
-    """Every endpoint with objects here, plus every record targeting the region that is not settled
-    (deleted and reported deleted), plus records keeping a stale status entry of an untargeted region."""
-    chosen = set(grouped)
-    for name, item in items.items():
-        header = RecordHeader.from_item(item)
-        if not header.targets(region):
-            if region in header.region_status:
-                chosen.add(name)
-            continue
-        settled = header.desired_state == "deleted" and region_state(header, region) == "deleted"
-        if not settled or name in grouped:
-            chosen.add(name)
-    return sorted(chosen)
+def objects_by_endpoint(
+    objects: Iterable[Mapping[str, Any]], known_names: frozenset[str] | set[str]
+) -> dict[str, list[Mapping[str, Any]]]:
+    """The live objects of each endpoint (``plan.endpoint_name_of``); objects of no endpoint are left
+    alone."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for obj in objects:
+        name = endpoint_name_of(obj, known_names)
+        if name is not None:
+            grouped.setdefault(name, []).append(obj)
+    return grouped
+
+
+def verdicts(
+    cycle: Cycle, items: Mapping[str, Mapping[str, Any]], grouped: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> dict[str, Verdict]:
+    """The triage of every endpoint with a record or with objects here, by name (sorted)."""
+    return {
+        name: triage(cycle, name, items.get(name), grouped.get(name, []))
+        for name in sorted({*items, *grouped})
+    }
 
 
 def make_snapshot(
-    item: Mapping[str, Any] | None,
-    observed: Sequence[ObservedObject],
-    now: float,
-    shadowed_by: str | None = None,
+    item: Mapping[str, Any] | None, verdict: Verdict, now: float, shadowed_by: str | None = None
 ) -> dict[str, Any]:
-    """What a reconcile message carries: the record as scanned and the digest of its live objects, and
-    the older endpoint whose path it shadows (``paths``), if any. A record that cannot travel as JSON
-    (DynamoDB sets, binary) travels without its item: the worker reads it itself."""
-    snapshot: dict[str, Any] = {
-        "taken_at": now,
-        "item": dict(item) if item is not None and travels_as_json(item) else None,
-        "observed": [o.model_dump(exclude_defaults=True) for o in observed],
-    }
-    if shadowed_by is not None:
-        snapshot["shadowed_by"] = shadowed_by
-    return snapshot
+    """What a reconcile message carries besides the name: the hint (never the record), with the older
+    endpoint whose path this one's equals or shadows (``paths``), if the Scan found one."""
+    updated_at = item.get("updated_at") if item is not None else None
+    version = str(updated_at) if updated_at is not None else None
+    return Hint(now, verdict.observed, version, verdict.reason, shadowed_by).as_message()
 
 
 # --------------------------------------------------------------------------- the cycle
 
 
 def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[str, Any]:
-    """One cycle for the region: read the table and the cluster once, send one message per endpoint that
-    targets this region or still has objects here (unless one is already waiting)."""
+    """One cycle for the region: read the table and the cluster once, send a message for each endpoint
+    that needs work (unless one is already waiting)."""
     now = time.time() if now is None else now
     settings = ports.settings
     with ports.state.fan_out_lock(ttl_seconds=settings.task_time_limit_seconds) as acquired:
@@ -110,17 +112,45 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
         items, skipped = items_by_name(ports.store.scan_items())
         for keys in skipped:
             log.warning("skipping a table item without a string endpoint_name: keys %s", keys)
-        grouped = group_by_endpoint(ports.cluster.list_objects(names.MANAGED_SELECTOR), set(items))
-        wanted = endpoints_to_send(items, grouped, settings.region)
-        marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
+        grouped = objects_by_endpoint(ports.cluster.list_objects(names.MANAGED_SELECTOR), set(items))
         region_items = (
             item for item in items.values() if RecordHeader.from_item(item).targets(settings.region)
         )
         shadowed = shadowed_paths(region_items)
+        found = verdicts(_cycle(ports, now, shadowed), items, grouped)
+        wanted = [name for name, verdict in found.items() if verdict.reason is not None]
+        marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
         sent = [name for name in wanted if marks[name]]
         for name in sent:
-            send(name, make_snapshot(items.get(name), grouped.get(name, []), now, shadowed.get(name)))
+            send(name, make_snapshot(items.get(name), found[name], now, shadowed.get(name)))
         pending = len(wanted) - len(sent)
-        log.info("fan-out %s: %d sent, %d already pending", settings.region, len(sent), pending)
+        reasons = Counter(str(found[name].reason) for name in sent)
+        log.info(
+            "fan-out %s: %d sent %s, %d already pending", settings.region, len(sent), dict(reasons), pending
+        )
         orphans = sorted(set(grouped) - set(items))
-        return {"records": len(items), "sent": len(sent), "already_pending": pending, "orphans": orphans}
+        return {
+            "records": len(items),
+            "sent": len(sent),
+            "already_pending": pending,
+            "in_sync": len(found) - len(wanted),
+            "reasons": dict(reasons),
+            "orphans": orphans,
+        }
+
+
+def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle:
+    settings = ports.settings
+    interval = settings.reconcile_interval_seconds
+    first = ports.state.claim_cycle(int(now // interval), ttl_seconds=max(60, 4 * interval))
+    return Cycle(
+        region=settings.region,
+        options=ports.render_options,
+        now=now,
+        interval_seconds=settings.reconcile_interval_seconds,
+        heartbeat_seconds=settings.status_heartbeat_seconds,
+        unhealthy_threshold_seconds=settings.inference_unhealthy_threshold_seconds,
+        withheld=frozenset(ports.state.withheld()),
+        resyncs=first,
+        shadowed=dict(shadowed),
+    )

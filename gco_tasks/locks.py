@@ -201,6 +201,13 @@ class RegionState:
             marks = pipe.execute()
         return {name: bool(marked) for name, marked in zip(names, marks, strict=True)}
 
+    def claim_cycle(self, cycle: int, ttl_seconds: int) -> bool:
+        """True for the first fan-out of cycle number ``cycle`` (``now`` in intervals), False for any
+        other run in the same interval (an ad hoc fan-out, a test, a benchmark): resync slots are
+        sent once per cycle, however often the fan-out runs."""
+        with _translated("claim cycle"):
+            return bool(self.client.set(self.keys.cycle(cycle), "1", nx=True, ex=max(1, ttl_seconds)))
+
     def clear_pending(self, name: str) -> None:
         with _translated("clear pending"):
             self.client.delete(self.keys.pending(name))

@@ -13,7 +13,8 @@ call``/``inspect`` commands and Flower fire none of these signals):
   that never gets ready (no broker) is never scraped: Prometheus' ``up`` is 0 for it;
 - ``task_prerun`` / ``task_postrun`` (in the process running the task) bind the task id to the log
   context and count ``gco_tasks_in_progress``; ``task_revoked`` with ``expired`` (in the worker parent,
-  which drops an expired message unrun) counts ``gco_expired_messages_total``; ``after_task_publish`` in
+  which drops an expired message unrun) counts ``gco_expired_messages_total`` and logs a warning naming
+  the task and endpoint (nothing expires silently); ``after_task_publish`` in
   beat counts ``gco_beat_sent_total``; ``worker_process_shutdown`` removes the live gauges of an exiting
   child (``multiprocess.mark_process_dead``), and ``worker_process_init`` closes, in a child forked after
   the exporter started (a replacement), its inherited copy of the listening socket;
@@ -406,6 +407,9 @@ class Observability:
         if expired and self._ours(sender):
             name = getattr(sender, "name", None) or getattr(request, "task", None)
             metrics.record_expired_message(self.region, name)
+            args = getattr(request, "args", None) or []
+            about = f" for {args[0]}" if args and isinstance(args[0], str) else ""
+            log.warning("%s message%s expired in the queue unrun (a later cycle sends it again)", name, about)
 
     def on_after_task_publish(self, sender: str | None = None, headers: Any = None, **_: Any) -> None:
         if self.role == "beat":

@@ -45,6 +45,11 @@ class ObservedObject(BaseModel):
     rollout: RolloutDigest | None = None
     #: Being deleted (``deletionTimestamp`` set: finalizers or dependents still hold it).
     deleting: bool = False
+    #: Fields we set that the live object does not hold (``drift.differences``, a few paths); only
+    #: filled in by ``drift.digest``, which compares with the rendered object.
+    drift: tuple[str, ...] = ()
+    #: GCO's monitor still owns fields of it (``cutover``): hand them over before the next apply.
+    legacy: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -128,19 +133,20 @@ class Plan:
 
 
 def plan_changes(desired: Sequence[Mapping[str, Any]], observed: Sequence[ObservedObject]) -> Plan:
-    """Apply every desired object that is absent or whose stamped hash differs; delete every observed
-    object that is not desired. Nothing else: an endpoint in sync gives an empty plan."""
+    """Apply every desired object that is absent, whose stamped hash differs, that drifted (a field we
+    set no longer holds our value) or that GCO's monitor still co-owns; delete every observed object
+    that is not desired. Nothing else: an endpoint in sync gives an empty plan."""
     live = {item.key: item for item in observed}
     wanted = {object_key(obj): obj for obj in desired}
-    to_apply = [
-        dict(obj)
-        for key, obj in wanted.items()
-        if key not in live or live[key].desired_hash != desired_hash(obj)
-    ]
+    to_apply = [dict(obj) for key, obj in wanted.items() if key not in live or _stale(live[key], obj)]
     to_delete = [key for key in live if key not in wanted]
     to_apply.sort(key=lambda obj: names.apply_rank(obj["kind"]))
     to_delete.sort(key=lambda key: names.delete_rank(key[0]))
     return Plan(apply=tuple(to_apply), delete=tuple(to_delete))
+
+
+def _stale(live: ObservedObject, desired: Mapping[str, Any]) -> bool:
+    return live.desired_hash != desired_hash(desired) or bool(live.drift) or live.legacy
 
 
 def without_ingress(desired: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -40,7 +40,13 @@ class ClusterWrites(Protocol):
     def delete(self, kind: str, name: str) -> bool: ...
 
 
-class Cluster(ClusterReads, ClusterGets, ClusterWrites, Protocol):
+class ObjectPatches(Protocol):
+    """A JSON patch of one object (the hand-over of GCO's field ownership)."""
+
+    def patch_json(self, kind: str, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+
+class Cluster(ClusterReads, ClusterGets, ClusterWrites, ObjectPatches, Protocol):
     """Reads and writes of the region's inference objects."""
 
 
@@ -101,6 +107,10 @@ class FanOutMarks(Protocol):
     def fan_out_lock(self, ttl_seconds: float) -> AbstractContextManager[bool]: ...
 
     def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]: ...
+
+    def withheld(self) -> set[str]: ...
+
+    def claim_cycle(self, cycle: int, ttl_seconds: int) -> bool: ...
 
 
 class Withheld(Protocol):

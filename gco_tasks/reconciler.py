@@ -8,14 +8,17 @@ the one account of what happened that the task, logs and metrics read. The steps
    Kubernetes name is reported on its record and never reaches the API server (``intake``);
 2. desired = ``manifests.render_endpoint`` (pure), after the namespace check; a record whose path
    equals or shadows an older record's on the shared ALB is refused (``paths``);
-3. observed = the fan-out's snapshot when fresh, else one consistent read and one LIST per kind;
-4. plan = ``plan.plan_changes`` (pure) over the objects not being deleted (``teardown``), less the
-   Ingress while the watchdog withholds it; an object it would create that exists without our labels
-   is refused, not taken over (``ownership``: a GET per object to create);
+3. the record, always by one consistent read (a message only hints: ``observe.Hint``), and the live
+   objects: the fan-out's digests where they can be trusted, else read by name (``observe``);
+4. plan = ``plan.plan_changes`` (pure: missing, changed or drifted objects) over the objects not being
+   deleted (``teardown``), less the Ingress while the watchdog withholds it; an object it would create
+   that exists without our labels is refused, not taken over (``ownership``: a GET per object to
+   create);
 5. apply, then delete, object by object (an HPA no longer wanted first, ``spec.replicas`` handed to the
-   HPA's side before a Deployment stops setting it: ``handover``): a permanent refusal of one object is
-   collected and the others still go ahead; a transient failure propagates (the task retries the
-   whole, idempotent, reconcile);
+   HPA's side before a Deployment stops setting it: ``handover``; an object GCO's monitor made has its
+   field ownership handed over first: ``adoption``): a permanent refusal of one object is collected and
+   the others still go ahead; a transient failure propagates (the task retries the whole, idempotent,
+   reconcile);
 6. report ``region_status`` through ``status`` (pure rules; an unfinished rollout's newest pods are
    read to say why: ``diagnosis``), and promote ``deploying`` -> ``running``.
 
@@ -27,24 +30,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
-from gco_tasks import conventions as names
+from gco_tasks.adoption import adopt
 from gco_tasks.config import Settings
 from gco_tasks.diagnosis import assess_rollouts
-from gco_tasks.endpoints import DELETED, STOPPED, Endpoint, InvalidEndpointError, RecordHeader, RegionStatus
+from gco_tasks.endpoints import DELETED, STOPPED, Endpoint, InvalidEndpointError, RecordHeader
 from gco_tasks.errors import PermanentError
 from gco_tasks.handover import hand_over, handover_candidates, hpa_deletions_first
-from gco_tasks.intake import bounded, name_problem
+from gco_tasks.intake import name_problem
 from gco_tasks.manifests import RenderOptions, object_key, render_endpoint
+from gco_tasks.observe import Hint, candidate_keys, observe, parse_hint, read_digests
 from gco_tasks.ownership import creations, foreign_objects
 from gco_tasks.paths import shadowed_paths, shadowing_message
-from gco_tasks.plan import ObservedObject, Plan, apply_withholding, group_by_endpoint
+from gco_tasks.plan import ObservedObject, Plan, Withholding, apply_withholding
 from gco_tasks.ports import Cluster, EndpointLocks, RecordRead, RecordScan, StatusReports, Withheld
 from gco_tasks.rollout import Assessment
 from gco_tasks.status import (
@@ -52,6 +56,7 @@ from gco_tasks.status import (
     StatusReport,
     outcome_of,
     promotion_due,
+    region_status_of,
     status_action,
     status_report,
 )
@@ -149,19 +154,6 @@ def result_kind(applied: Sequence[str], deleted: Sequence[str], error: str | Non
 # --------------------------------------------------------------------------- pure decisions
 
 
-def snapshot_inputs(
-    snapshot: Mapping[str, Any] | None, now: float, max_age_seconds: float
-) -> tuple[dict[str, Any], list[ObservedObject]] | None:
-    """The fan-out's snapshot as (record, observed) when it is fresh (``max_age_seconds`` old at most)
-    and names a record; None means read both now."""
-    if snapshot is None or snapshot.get("item") is None:
-        return None
-    if now - float(snapshot.get("taken_at", 0)) > max_age_seconds:
-        return None
-    observed = [ObservedObject.model_validate(o) for o in snapshot.get("observed", [])]
-    return dict(snapshot["item"]), observed
-
-
 def desired_objects(endpoint: Endpoint, region: str, options: RenderOptions) -> list[dict[str, Any]]:
     """What should exist in ``region`` for ``endpoint``. Raises ``InvalidEndpointError`` for a record this
     fleet cannot serve: one in a namespace other than the one it manages (``options.namespace``)."""
@@ -181,7 +173,8 @@ def desired_objects(endpoint: Endpoint, region: str, options: RenderOptions) -> 
 def reconcile(
     ports: ReconcilePorts, name: str, snapshot: Mapping[str, Any] | None = None, now: float | None = None
 ) -> ReconcileResult:
-    """Make the region's objects for ``name`` match its record and report status."""
+    """Make the region's objects for ``name`` match its record and report status. ``snapshot`` is the
+    fan-out's hint (``observe.Hint``); the record is read from the table whatever it says."""
     now = time.time() if now is None else now
     ports.state.clear_pending(name)
     ttl = ports.settings.task_time_limit_seconds + 30
@@ -191,19 +184,12 @@ def reconcile(
         problem = name_problem(name)
         if problem is not None:  # never in a label selector: the API server would refuse it (400)
             return _refuse_name(ports, name, problem, now)
-        inputs = snapshot_inputs(snapshot, now, ports.settings.reconcile_interval_seconds)
-        item, observed = inputs if inputs is not None else observe_endpoint(ports, name)
+        hint = parse_hint(snapshot)
+        item = ports.store.get_item(name)  # consistent: the table decides, never the message
         if item is None:
-            return _remove_orphan(ports, name, observed)
-        shadowed_by = _shadowed_by(ports, name, item, snapshot if inputs is not None else None)
-        return _reconcile_record(ports, name, item, observed, now, shadowed_by)
-
-
-def observe_endpoint(ports: ReconcilePorts, name: str) -> tuple[dict[str, Any] | None, list[ObservedObject]]:
-    """Read one endpoint's record (consistent read) and its live objects (one LIST per kind) now."""
-    item = ports.store.get_item(name)
-    objects = ports.cluster.list_objects(names.endpoint_selector(name))
-    return item, group_by_endpoint(objects, {name}).get(name, [])
+            return _remove_orphan(ports, name, read_digests(ports.cluster, candidate_keys(name), name, []))
+        shadowed_by = _shadowed_by(ports, name, item, hint)
+        return _reconcile_record(ports, name, item, hint, now, shadowed_by)
 
 
 def _refuse_name(ports: ReconcilePorts, name: str, problem: str, now: float) -> ReconcileResult:
@@ -215,18 +201,17 @@ def _refuse_name(ports: ReconcilePorts, name: str, problem: str, now: float) -> 
     return ReconcileResult(name, ResultKind.INVALID, state="error" if item else None, error=problem)
 
 
-def _shadowed_by(
-    ports: ReconcilePorts, name: str, item: Mapping[str, Any], snapshot: Mapping[str, Any] | None
-) -> str | None:
+def _shadowed_by(ports: ReconcilePorts, name: str, item: Mapping[str, Any], hint: Hint | None) -> str | None:
     """The older endpoint whose path this record's equals or shadows (``paths``), for a record that
-    serves here: the fan-out's verdict from its Scan, or, read consistently, a Scan of the region."""
+    serves here. With a hint, the fan-out's verdict from its Scan: a collision it names is checked on the
+    two records read now (a forged name refuses nothing); without one, a Scan of the region."""
     header = RecordHeader.from_item(item)
     region = ports.settings.region
     if not header.targets(region) or header.desired_state in (STOPPED, DELETED):
         return None
-    if snapshot is not None:
-        hint = snapshot.get("shadowed_by")
-        return str(hint) if hint else None
+    if hint is not None:
+        other = ports.store.get_item(hint.shadowed_by) if hint.shadowed_by else None
+        return shadowed_paths([dict(item), other]).get(name) if other else None
     records = {str(other["endpoint_name"]): other for other in ports.store.scan_items(region)}
     records[name] = dict(item)
     return shadowed_paths(records.values()).get(name)
@@ -248,7 +233,7 @@ def _reconcile_record(
     ports: ReconcilePorts,
     name: str,
     item: dict[str, Any],
-    observed: list[ObservedObject],
+    hint: Hint | None,
     now: float,
     shadowed_by: str | None = None,
 ) -> ReconcileResult:
@@ -259,6 +244,7 @@ def _reconcile_record(
         desired = desired_objects(endpoint, region, ports.render_options)
     except InvalidEndpointError as exc:
         if header.desired_state == "deleted":
+            observed = read_digests(ports.cluster, candidate_keys(name), name, [])
             return _tear_down_invalid(ports, header, observed, now)
         # Bad input is data: report it, change nothing in the cluster, delete nothing.
         return _refuse(ports, header, ResultKind.INVALID, str(exc), now)
@@ -266,12 +252,9 @@ def _reconcile_record(
         return _refuse(
             ports, header, ResultKind.INVALID, shadowing_message(endpoint.ingress_path, shadowed_by), now
         )
-    withheld = any(obj["kind"] == "Ingress" for obj in desired) and ports.state.is_withheld(name)
-    threshold = ports.settings.inference_unhealthy_threshold_seconds
-    withholding = apply_withholding(name, desired, observed, withheld, threshold)
+    observed, withholding, plan, waiting = _observe_and_plan(ports, name, desired, hint, now)
     if withholding.release:
         ports.state.release([name])
-    plan, waiting = plan_around_terminating(withholding.desired, observed)
     foreign = foreign_objects(ports.cluster, name, creations(plan, observed))
     if foreign:  # never take over an object that is not this endpoint's
         return _refuse(ports, header, ResultKind.ERROR, "; ".join(foreign), now)
@@ -286,6 +269,24 @@ def _reconcile_record(
         log.info("%s: every target region is running; desired state deploying -> running", name)
     state = report.state if report else None
     return ReconcileResult(name, result_kind(applied, deleted, error), applied, deleted, state, error)
+
+
+def _observe_and_plan(
+    ports: ReconcilePorts, name: str, desired: list[dict[str, Any]], hint: Hint | None, now: float
+) -> tuple[list[ObservedObject], Withholding, Plan, tuple[str, ...]]:
+    """The live objects this reconcile may rely on (``observe``) and its plan over them: the watchdog's
+    withholding, then the plan around objects still terminating."""
+    withheld = any(obj["kind"] == "Ingress" for obj in desired) and ports.state.is_withheld(name)
+    threshold = ports.settings.inference_unhealthy_threshold_seconds
+
+    def planned(seen: list[ObservedObject]) -> tuple[Withholding, Plan, tuple[str, ...]]:
+        withholding = apply_withholding(name, desired, seen, withheld, threshold)
+        plan, waiting = plan_around_terminating(withholding.desired, seen)
+        return withholding, plan, waiting
+
+    fresh = hint is not None and hint.is_fresh(now, ports.settings.reconcile_interval_seconds)
+    observed = observe(ports.cluster, name, desired, hint, fresh, lambda seen: planned(seen)[1])
+    return (observed, *planned(observed))
 
 
 def _tear_down_invalid(
@@ -334,13 +335,15 @@ def _carry_out(
     """Apply, then delete, object by object. A permanent failure (e.g. 422) of one object is collected
     and the others still go ahead; a transient one propagates. Returns (applied, deleted, errors).
     ``handover``'s rules around autoscaling: an HPA no longer wanted is deleted first, and a
-    Deployment about to lose ``spec.replicas`` hands it to the HPA's side first."""
+    Deployment about to lose ``spec.replicas`` hands it to the HPA's side first; an object GCO's monitor
+    still co-owns (its digest says ``legacy``) has that ownership handed to us first (``adoption``)."""
     first, rest = hpa_deletions_first(plan)
-    steps = _steps(cluster, first)
+    legacy = {item.key for item in observed if item.legacy}
+    steps = _steps(cluster, first, legacy)
     handed = hand_over(cluster, handover_candidates(rest, observed))
     if handed:
         log.info("spec.replicas handed over to the HPA (value kept): %s", ", ".join(handed))
-    steps += _steps(cluster, rest)
+    steps += _steps(cluster, rest, legacy)
     done: dict[str, list[str]] = {"apply": [], "delete": []}
     errors: list[str] = []
     for verb, key, step in steps:
@@ -353,13 +356,21 @@ def _carry_out(
     return tuple(done["apply"]), tuple(done["delete"]), errors
 
 
-def _steps(cluster: Cluster, plan: Plan) -> list[tuple[str, str, Callable[[], object]]]:
+def _steps(
+    cluster: Cluster, plan: Plan, legacy: Collection[tuple[str, str]] = ()
+) -> list[tuple[str, str, Callable[[], object]]]:
     steps: list[tuple[str, str, Callable[[], object]]] = [
-        ("apply", f"{kind}/{name}", partial(cluster.apply, obj))
+        ("apply", f"{kind}/{name}", partial(_apply, cluster, obj, (kind, name) in legacy))
         for (kind, name), obj in zip(map(object_key, plan.apply), plan.apply, strict=True)
     ]
     steps += [("delete", f"{kind}/{name}", partial(cluster.delete, kind, name)) for kind, name in plan.delete]
     return steps
+
+
+def _apply(cluster: Cluster, obj: dict[str, Any], legacy: bool) -> object:
+    if legacy:
+        adopt(cluster, obj)
+    return cluster.apply(obj)
 
 
 def _report_status(
@@ -373,14 +384,7 @@ def _report_status(
         ports.store.remove_region_status(header.endpoint_name, region)
     if action is not StatusAction.WRITE or report is None:
         return
-    status = RegionStatus(
-        state=report.state,
-        replicas_ready=report.replicas_ready,
-        replicas_desired=report.replicas_desired,
-        replicas_updated=report.replicas_updated,
-        error=bounded(report.error),
-        observed_updated_at=header.updated_at,
-    )
+    status = region_status_of(report, header.updated_at)
     previous = header.region_status.get(region)
     moment = datetime.fromtimestamp(now, UTC)
     ports.store.update_region_status(header.endpoint_name, region, status, previous=previous, now=moment)

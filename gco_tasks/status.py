@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from gco_tasks.conventions import canary_name
 from gco_tasks.endpoints import Endpoint, RecordHeader, RegionStatus
 from gco_tasks.fields import from_dynamo
+from gco_tasks.intake import bounded
 from gco_tasks.plan import ObservedObject, Plan, primary_deployment
 from gco_tasks.rollout import Assessment, Phase, assess
 
@@ -157,6 +158,19 @@ def _desired_replicas(outcome: Outcome) -> int:
     if primary is not None and primary.replicas is not None:
         return max(primary.replicas, outcome.autoscaling_min)
     return outcome.autoscaling_min
+
+
+def region_status_of(report: StatusReport, updated_at: str | None) -> RegionStatus:
+    """The ``region_status`` entry a report is written as, about the record version ``updated_at``
+    (the reconciler writes it; the fan-out's triage compares with the entry the record holds)."""
+    return RegionStatus(
+        state=report.state,
+        replicas_ready=report.replicas_ready,
+        replicas_desired=report.replicas_desired,
+        replicas_updated=report.replicas_updated,
+        error=bounded(report.error),
+        observed_updated_at=updated_at,
+    )
 
 
 class StatusAction(StrEnum):

@@ -2,8 +2,8 @@
 ``purge``) this process's adapters.
 
 Where it stands in the flow: beat sends ``fan_out`` (and ``watchdog``, ``purge``) to ``gco.<REGION>``;
-``fan_out`` sends one ``reconcile_endpoint`` per endpoint to the same queue; any worker of the region
-runs any of them. What they share (adapters, retries, how a result ends the task) is
+``fan_out`` sends a ``reconcile_endpoint`` for each endpoint that needs work to the same queue; any
+worker of the region runs any of them. What they share (adapters, retries, how a result ends the task) is
 ``gco_tasks.celery.FleetTask``: transient failures retry with backoff and jitter, a bounded number of
 times; a permanent one (a 422, an invalid record) is written as the endpoint's ``error`` status and
 ends the task FAILED, without retry. The periodic tasks (``CycleTask``) never retry: a cycle that cannot
@@ -54,7 +54,8 @@ def fan_out(self: FleetTask) -> dict[str, Any]:
 @app.task(name="gco_tasks.reconcile_endpoint", bind=True, ignore_result=False)  # type: ignore[untyped-decorator]
 def reconcile_endpoint(self: FleetTask, name: str, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
     """Converge one endpoint in this region; returns ``{"endpoint", "actions", "state", "result"}``.
-    Without a snapshot (an ad hoc call) it reads the record and the cluster itself."""
+    ``snapshot`` is the fan-out's hint (``observe.Hint``), never the record: the record is always read
+    from the table. Without one (an ad hoc call) the endpoint's objects are read by name."""
     return self.finish(telemetry.observe_reconcile(self.fleet, reconciler.reconcile, name, snapshot))
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 from gco_tasks import conventions as names
 from gco_tasks import logging_setup, metrics
 from gco_tasks.endpoints import RecordHeader
-from gco_tasks.errors import PermanentError
+from gco_tasks.errors import GcoError, PermanentError
 from gco_tasks.events import EventReason, Regarding
 from gco_tasks.reconciler import ReconcileResult, ResultKind
 from gco_tasks.status import region_state
@@ -60,6 +60,7 @@ class Witness:
     promoted: bool = False
     released: set[str] = field(default_factory=set)  # endpoints whose Ingress withholding ended
     scanned: list[Mapping[str, Any]] | None = None  # the records a fan-out scanned
+    missing: set[str] = field(default_factory=set)  # "Kind/name" read by name and not found
 
     def saw(self, objects: Iterable[Mapping[str, Any]]) -> None:
         self.listed = self.listed or {}
@@ -76,8 +77,9 @@ def _uid(obj: Mapping[str, Any] | None) -> str | None:
 
 
 def snapshot_objects(snapshot: Mapping[str, Any] | None) -> dict[str, str | None] | None:
-    """ "Kind/name" -> uid of the objects a fan-out's snapshot describes (None: no usable snapshot)."""
-    if not snapshot or snapshot.get("item") is None or not isinstance(snapshot.get("observed"), list):
+    """ "Kind/name" -> uid of the objects a fan-out's snapshot (its hint) describes (None: no usable
+    snapshot)."""
+    if not snapshot or not isinstance(snapshot.get("observed"), list):
         return None
     digests = [o for o in snapshot["observed"] if isinstance(o, Mapping)]
     return {f"{o.get('kind')}/{o.get('name')}": (str(o["uid"]) if o.get("uid") else None) for o in digests}
@@ -102,6 +104,15 @@ def result_labels(
         return kind, metrics.ErrorReason.INVALID_SPEC
     status = next((status for _, status in seen.refused), None)
     return kind, metrics.reason_for_kube_status(status) if seen.refused else None
+
+
+def existed_before(seen: Witness, snapshot: Mapping[str, str | None] | None) -> dict[str, str | None] | None:
+    """The objects that existed before a reconcile: those its hint named and those it read (by name or
+    LIST), less those a read by name did not find; None when it knows neither."""
+    if seen.listed is None and snapshot is None:
+        return None
+    known = {**(snapshot or {}), **(seen.listed or {})}
+    return {key: uid for key, uid in known.items() if key not in seen.missing}
 
 
 def deployment_uid(name: str, seen: Witness, snapshot: Mapping[str, str | None] | None) -> str | None:
@@ -211,6 +222,13 @@ class _WatchedCluster(_Passthrough):
         self._seen.saw(objects)
         return objects
 
+    def get_object(self, kind: str, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._inner.get_object(kind, name)
+        self._seen.saw([found] if found is not None else [])
+        if found is None:
+            self._seen.missing.add(f"{kind}/{name}")
+        return found
+
     def apply(self, obj: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
             answer: dict[str, Any] = self._inner.apply(obj, *args, **kwargs)
@@ -305,12 +323,25 @@ def observe_reconcile(
         label, reason = result_labels(result, seen)
         metrics.record_reconcile(region, label, duration, error_reason=reason)
         digests = snapshot_objects(snapshot)
-        before = seen.listed if seen.listed is not None else digests
-        regarding = Regarding(name, fleet.settings.inference_namespace, deployment_uid(name, seen, digests))
-        for event_reason, note in reconcile_events(result, seen, before):
+        before = existed_before(seen, digests)
+        events = reconcile_events(result, seen, before)
+        uid = deployment_uid(name, seen, digests)
+        if events and uid is None:
+            uid = _read_uid(fleet, name)  # nothing this reconcile read showed it (an invalid record, say)
+        regarding = Regarding(name, fleet.settings.inference_namespace, uid)
+        for event_reason, note in events:
             fleet.events.record(regarding, event_reason, note)
         _log_result(result, label, reason, duration)
     return result
+
+
+def _read_uid(fleet: Fleet, name: str) -> str | None:
+    """The uid of the endpoint's Deployment, read by name (None when it does not exist or cannot be
+    read: the Event is then recorded without it)."""
+    try:
+        return _uid(fleet.cluster.get_object("Deployment", name))
+    except GcoError:
+        return None
 
 
 def _record_failed_attempt(region: str, name: str, exc: Exception, duration: float) -> None:

@@ -1,7 +1,8 @@
 """The `gco-tasks` command line: the operator's entry point.
 
 Where it stands in the flow: outside the fleet. ``endpoints`` edits the desired state in DynamoDB (as
-GCO's ``gco inference`` does) and ``render`` shows what the fleet would apply for a record. The fleet
+GCO's ``gco inference`` does), ``render`` shows what the fleet would apply for a record and ``diff``
+what its next reconcile would change in a region (a server-side dry run). The fleet
 itself runs under ``celery -A gco_tasks``.
 
 Other packages add command groups through the entry-point group ``gco_tasks.cli``: the local sandbox
@@ -19,6 +20,7 @@ from importlib.metadata import EntryPoint, entry_points
 import typer
 
 from gco_tasks import __version__, logging_setup
+from gco_tasks.cli.diff import diff_command
 from gco_tasks.cli.endpoints import endpoints_app
 from gco_tasks.cli.help import TidyGroup
 from gco_tasks.cli.render import render_command
@@ -45,6 +47,7 @@ def build_app(plugins: Iterable[EntryPoint]) -> typer.Typer:
     cli.callback()(_root)
     cli.add_typer(endpoints_app, name="endpoints")
     cli.command("render")(render_command)
+    cli.command("diff")(diff_command)
     names = set()
     for plugin in plugins:
         group = _load(plugin)

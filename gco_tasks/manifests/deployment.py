@@ -2,6 +2,14 @@
 probes, tolerations, node selection and the S3 model sync.
 
 Where it stands in the flow: inside step 2 (render), called by ``manifests.render``. Pure.
+
+The pod template has GCO's monitor's shape wherever the meaning is the same, because any byte of
+difference in a template starts a new ReplicaSet and restarts every pod (on a GPU model server, minutes
+of lost capacity) when a region is adopted from GCO: its labels are GCO's three (``pod_labels``), the
+container port carries no name, and env vars keep the record's order (GCO wrote them in that order;
+server-side apply reorders a list to the applied order, so sorting them would roll the pods). The
+template differs from GCO's only where GCO had a defect (the model sync, the canary's root path, the
+spec's tolerations); the README lists what that restarts.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from gco_tasks import conventions as names
 from gco_tasks.endpoints import EndpointSpec, Toleration
 from gco_tasks.manifests import lockdown
 from gco_tasks.manifests.resources import ACCELERATOR_RESOURCE, container_resources
-from gco_tasks.manifests.workload import Obj, RenderOptions, Workload, labels, metadata
+from gco_tasks.manifests.workload import Obj, RenderOptions, Workload, metadata, pod_labels
 
 MODELS_MOUNT = "/models"
 MODEL_VOLUME = "model-storage"
@@ -31,7 +39,7 @@ def deployment(spec: EndpointSpec, workload: Workload, options: RenderOptions) -
     deployment_spec: Obj = {
         "selector": {"matchLabels": {names.APP_LABEL: workload.name}},
         "template": {
-            "metadata": {"labels": labels(workload)},
+            "metadata": {"labels": pod_labels(workload)},
             "spec": _pod_spec(spec, workload, options),
         },
     }
@@ -69,7 +77,7 @@ def _inference_container(spec: EndpointSpec, workload: Workload, options: Render
     container: Obj = {
         "name": "inference",
         "image": workload.image,
-        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "ports": [{"containerPort": spec.port, "protocol": "TCP"}],
         "resources": container_resources(spec, workload.endpoint),
     }
     if spec.command:
@@ -77,7 +85,7 @@ def _inference_container(spec: EndpointSpec, workload: Workload, options: Render
     if args:
         container["args"] = args
     if spec.env:
-        container["env"] = [{"name": key, "value": spec.env[key]} for key in sorted(spec.env)]
+        container["env"] = [{"name": key, "value": value} for key, value in spec.env.items()]
     if _uses_model_storage(spec):
         container["volumeMounts"] = [{"name": MODEL_VOLUME, "mountPath": MODELS_MOUNT}]
     container["livenessProbe"] = _probe(health_path, spec.port, initial_delay=120, period=15, failures=5)

@@ -22,7 +22,6 @@ labels ``app``, ``project=gco``, ``gco.io/type=inference``), with its defects fi
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Mapping
@@ -59,17 +58,31 @@ def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> 
 
 def content_hash(obj: Mapping[str, Any]) -> str:
     """sha256 of the object's canonical JSON, leaving out the hash annotation itself (an annotations map
-    left empty by that counts as absent), so a rendered object and its hash-less twin hash the same."""
-    content = copy.deepcopy(dict(obj))
+    left empty by that counts as absent), so a rendered object and its hash-less twin hash the same. Env
+    vars count by name, not order (they are rendered in the record's order, which DynamoDB does not
+    promise to keep)."""
+    content = _canonical(obj)
     metadata = content.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("annotations"), dict):
-        annotations = {k: v for k, v in metadata["annotations"].items() if k != names.HASH_ANNOTATION}
-        metadata = {**metadata, "annotations": annotations}
-        if not annotations:
+        metadata["annotations"].pop(names.HASH_ANNOTATION, None)
+        if not metadata["annotations"]:
             del metadata["annotations"]
-        content["metadata"] = metadata
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical(node: Any) -> Any:
+    """A copy of ``node`` (plain dicts and lists rebuilt, scalars shared: cheaper than ``deepcopy``) with
+    every ``env`` list sorted by name."""
+    if isinstance(node, Mapping):
+        copied = {key: _canonical(value) for key, value in node.items()}
+        env = copied.get("env")
+        if isinstance(env, list):
+            env.sort(key=lambda var: str(var.get("name")) if isinstance(var, dict) else "")
+        return copied
+    if isinstance(node, list):
+        return [_canonical(value) for value in node]
+    return node
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:

@@ -64,11 +64,21 @@ class Workload:
         return names.public_path(self.endpoint)
 
 
-def labels(workload: Workload) -> dict[str, str]:
-    labels = {
+def pod_labels(workload: Workload) -> dict[str, str]:
+    """The pod template's labels: exactly GCO's (``app``, ``project``, ``gco.io/type``). A label added
+    here changes every pod template, so adopting a region from GCO's monitor would restart every pod;
+    the fleet's own labels go on the objects' metadata only (``labels``)."""
+    return {
         names.APP_LABEL: workload.name,
         names.PROJECT_LABEL: names.PROJECT,
         names.TYPE_LABEL: names.INFERENCE_TYPE,
+    }
+
+
+def labels(workload: Workload) -> dict[str, str]:
+    """The objects' labels: GCO's, plus the endpoint, who manages it and, for a canary, the canary mark."""
+    labels = {
+        **pod_labels(workload),
         names.ENDPOINT_LABEL: workload.endpoint,
         names.MANAGED_BY_LABEL: names.FIELD_MANAGER,
     }

@@ -229,7 +229,10 @@ def test_metrics_after_reconciles_that_apply_fail_and_skip(wired: Wired) -> None
     kube = {
         (verb, resource, code): d("gco_kube_requests_total", verb=verb, resource=resource, code=code)
         for verb, resource, code in [
-            ("list", "deployments", "200"),  # ad hoc calls read their endpoint: all but the locked one
+            ("list", "deployments", "200"),  # none: ad hoc calls read their endpoint by name, no LIST
+            # by name: m-good's and m-refused's primary and canary (absent); and, for the Events of
+            # m-refused and m-invalid (no object was read or created to show it), their primary's uid
+            ("get", "deployments", "404"),
             ("apply", "deployments", "201"),  # m-good's, created
             ("apply", "deployments", "422"),  # m-refused's, denied by the policy
             ("apply", "services", "201"),
@@ -238,7 +241,8 @@ def test_metrics_after_reconciles_that_apply_fail_and_skip(wired: Wired) -> None
         ]
     }
     assert kube == {
-        ("list", "deployments", "200"): 3,
+        ("list", "deployments", "200"): 0,
+        ("get", "deployments", "404"): 6,
         ("apply", "deployments", "201"): 1,
         ("apply", "deployments", "422"): 1,
         ("apply", "services", "201"): 2,
@@ -277,7 +281,9 @@ def fan_out_counts_the_region(wired: Wired) -> None:
     after = wired.quiet()
     sent = deltas(before, after, "gco_fanout_messages_total", outcome="sent")
     pending = deltas(before, after, "gco_fanout_messages_total", outcome="already_pending")
-    assert (sent, pending) == (len(items), 0), "nothing was waiting: one message per record of the region"
+    # Nothing was waiting; only the endpoints that need work are sent (at most one message per record).
+    # What exactly a steady cycle sends is pinned by tests/integration/test_drift.py.
+    assert pending == 0 and sent <= len(items), (sent, pending, len(items))
     assert {state: sample(after, "gco_endpoints", state=state) for state in ENDPOINT_STATES} == expected
     assert started <= sample(after, "gco_last_fanout_timestamp_seconds") <= time.time()
     assert (

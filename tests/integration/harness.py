@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlparse
+
+import pytest
 
 from gco_tasks.config import load_settings
 from gco_tasks.fanout import fan_out
@@ -31,11 +35,31 @@ def make_fleet(redis_url: str, kube_client: Any, region: str = REGION, **setting
     return Fleet.from_settings(load_settings({}, **values), api_client=kube_client)
 
 
-def run_cycle(fleet: Fleet) -> list[dict[str, Any]]:
-    """One fan-out, then every message it sent, reconciled in turn; returns the task results."""
+def run_cycle(fleet: Fleet, now: float | None = None) -> list[dict[str, Any]]:
+    """One fan-out, then every message it sent, reconciled in turn; returns the task results. ``now``
+    (default: the clock) is the moment of both, e.g. to choose a cycle no resync slot falls in."""
     messages: list[tuple[str, dict[str, Any]]] = []
-    fan_out(fleet, lambda name, snapshot: messages.append((name, json.loads(json.dumps(snapshot)))))
-    return [reconcile(fleet, name, snapshot).as_dict() for name, snapshot in messages]
+    fan_out(fleet, lambda name, snapshot: messages.append((name, json.loads(json.dumps(snapshot)))), now)
+    return [reconcile(fleet, name, snapshot, now).as_dict() for name, snapshot in messages]
+
+
+class RequestLog:
+    """The Kubernetes requests the fleet's client sends, as ``"METHOD /path"`` counts (client side, so the
+    same on both servers)."""
+
+    def __init__(self, fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: Counter[str] = Counter()
+        rest = fleet.cluster.api_client.rest_client
+        send = rest.request
+
+        def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            self.calls[f"{method} {urlparse(url).path}"] += 1
+            return send(method, url, *args, **kwargs)
+
+        monkeypatch.setattr(rest, "request", counted)
+
+    def writes(self) -> dict[str, int]:
+        return {call: n for call, n in self.calls.items() if not call.startswith("GET ")}
 
 
 def converge(

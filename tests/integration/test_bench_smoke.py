@@ -1,14 +1,18 @@
 """Smoke test of the fleet benchmark (``python -m bench.fleet``) at a tiny size: the direct-call section
 runs end to end on its own private services and its steady-state cycle costs what the design promises
-(four LISTs, no Kubernetes write, no DynamoDB write). Numbers are not asserted: performance is measured
-by the benchmark, not timed in tests."""
+(four LISTs, no Kubernetes write, no DynamoDB write, no message beyond resync slots). Numbers are not
+asserted: performance is measured by the benchmark, not timed in tests."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import zlib
+from collections import Counter
 from pathlib import Path
+
+from gco_tasks.triage import resync_cycles
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,10 +35,18 @@ def test_bench_direct_section_runs_and_steady_state_writes_nothing() -> None:
     assert steady["dynamo_writes_max"] == 0
     assert steady["k8s_by_verb_median"] == {"list": 4}
     assert steady["actions_total"] == 0
-    assert steady["reconcile_ms"]["n"] == 5
+    # A steady cycle sends no message but the periodic resyncs (heartbeats) whose slot falls in it.
+    assert steady["reconcile_ms"]["n"] <= most_resyncs_in_one_cycle(5)
 
     change = direct["change"]["cycle"]
     assert change["actions"] == {"apply Deployment": 1}
     assert change["dynamo_writes"] == 1
     assert "celery" not in report
     assert report["original_model"]["original"]["k8s_total"] == 25
+
+
+def most_resyncs_in_one_cycle(endpoints: int) -> int:
+    """How many of the benchmark's endpoints at most share a resync slot (default heartbeat and interval)."""
+    cycles = resync_cycles(300, 15)
+    slots = Counter(zlib.crc32(f"bench-{index:04d}".encode()) % cycles for index in range(endpoints))
+    return max(slots.values())

@@ -7,9 +7,7 @@ servers from the client's side."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
@@ -20,7 +18,7 @@ from gco_tasks.fleet import Fleet
 from gco_tasks.purge import purge
 from gco_tasks.reconciler import reconcile
 
-from .harness import REGION, DynamoWrites, converge, run_cycle, wait_for
+from .harness import REGION, DynamoWrites, RequestLog, converge, run_cycle, wait_for
 
 CANARY_IMAGE = "vllm/vllm-openai:v0.7.0"
 CANARY_OBJECTS = {("Deployment", "demo-canary"), ("Service", "demo-canary")}
@@ -72,25 +70,6 @@ def settle_two_endpoints(fleet: Fleet) -> None:
     deploy(fleet, "other")
     converge(fleet, lambda: running(fleet) and running(fleet, "other"))
     run_cycle(fleet)  # the promotion's write is seen by one more cycle
-
-
-class RequestLog:
-    """The Kubernetes requests the fleet's client sends, as ``"METHOD /path"`` counts (client side, so the
-    same on both servers)."""
-
-    def __init__(self, fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: Counter[str] = Counter()
-        rest = fleet.cluster.api_client.rest_client
-        send = rest.request
-
-        def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            self.calls[f"{method} {urlparse(url).path}"] += 1
-            return send(method, url, *args, **kwargs)
-
-        monkeypatch.setattr(rest, "request", counted)
-
-    def writes(self) -> dict[str, int]:
-        return {call: n for call, n in self.calls.items() if not call.startswith("GET ")}
 
 
 def test_steady_state_costs_four_lists_and_no_writes(

@@ -26,8 +26,9 @@ from gco_tasks.conventions import endpoint_selector
 from gco_tasks.endpoints import Endpoint, parse_spec
 from gco_tasks.errors import ReconcileFailed
 from gco_tasks.fleet import Fleet
+from gco_tasks.observe import candidate_keys, read_digests
 from gco_tasks.plan import plan_changes
-from gco_tasks.reconciler import desired_objects, observe_endpoint, reconcile
+from gco_tasks.reconciler import desired_objects, reconcile
 
 from .harness import REGION, run_cycle
 
@@ -181,10 +182,10 @@ def test_concurrent_reconciles_are_safe_without_the_lock(fleet: Fleet, monkeypat
 
 def assert_in_sync(fleet: Fleet, name: str) -> None:
     """A fresh read of record and cluster plans nothing: every object is exactly as rendered."""
-    item, observed = observe_endpoint(fleet, name)
+    item = fleet.store.get_item(name)
     assert item is not None
     desired = desired_objects(Endpoint.from_item(item), REGION, fleet.render_options)
-    plan = plan_changes(desired, observed)
+    plan = plan_changes(desired, read_digests(fleet.cluster, candidate_keys(name), name, desired))
     assert plan.is_empty, plan.describe()
     assert all(result["actions"] == [] for result in run_cycle(fleet) if result["endpoint"] == name)
 

@@ -119,7 +119,19 @@ def test_deployment_parity_with_gco() -> None:
     assert pod(objects)["serviceAccountName"] == "gco-service-account"
     main = container(objects)
     assert main["name"] == "inference"
-    assert main["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert main["ports"] == [{"containerPort": 8000, "protocol": "TCP"}]  # GCO's, with the default spelt out
+
+
+def test_pod_template_labels_are_gcos_exactly() -> None:
+    """Adopting a region from GCO's monitor must not change any pod template that means the same: the
+    fleet's own labels are on the objects' metadata only."""
+    objects = render(endpoint())
+    deployment = get(objects, "Deployment", "demo")
+    assert deployment["spec"]["template"]["metadata"] == {
+        "labels": {"app": "demo", "project": "gco", "gco.io/type": "inference"}
+    }
+    assert deployment["metadata"]["labels"][ENDPOINT_LABEL] == "demo"
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "gco-tasks"
 
 
 def test_probes_keep_gcos_timings() -> None:
@@ -254,12 +266,14 @@ def test_node_selector_from_spec_wins_and_capacity_type_is_added() -> None:
     }
 
 
-def test_env_is_sorted_by_name_with_string_values() -> None:
+def test_env_keeps_the_records_order_with_string_values() -> None:
+    """GCO's monitor wrote env vars in the record's order; server-side apply reorders a list to the
+    applied order, so any other order would restart an adopted endpoint's pods."""
     env = container(render(endpoint(env={"Z_LAST": "1", "A_FIRST": 2, "HF_HOME": "/models"})))["env"]
     assert env == [
+        {"name": "Z_LAST", "value": "1"},
         {"name": "A_FIRST", "value": "2"},
         {"name": "HF_HOME", "value": "/models"},
-        {"name": "Z_LAST", "value": "1"},
     ]
 
 
@@ -403,8 +417,9 @@ def test_canary_pods_are_not_selected_by_the_primary_service() -> None:
     objects = canary_objects()
     canary = get(objects, "Deployment", "demo-canary")
     pod_labels = canary["spec"]["template"]["metadata"]["labels"]
-    assert pod_labels["app"] == "demo-canary" and pod_labels["gco.io/canary"] == "true"
-    assert pod_labels[ENDPOINT_LABEL] == "demo"
+    assert pod_labels == {"app": "demo-canary", "project": "gco", "gco.io/type": "inference"}  # GCO's
+    assert canary["metadata"]["labels"]["gco.io/canary"] == "true"
+    assert canary["metadata"]["labels"][ENDPOINT_LABEL] == "demo"
     primary_selector = get(objects, "Service", "demo")["spec"]["selector"]
     assert not all(pod_labels.get(k) == v for k, v in primary_selector.items())
     assert get(objects, "Service", "demo-canary")["spec"]["selector"] == {"app": "demo-canary"}

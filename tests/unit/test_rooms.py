@@ -1,6 +1,7 @@
-"""The decisions the rooms make, as pure functions: which endpoints a fan-out sends, when a snapshot is
-fresh enough, the namespace check, the watchdog's withholding and releases, when status is written or
-removed, promotion and purge, and the ``ReconcileResult`` a reconcile returns."""
+"""The decisions the rooms make, as pure functions: the namespace check, the watchdog's withholding and
+releases, when status is written or removed, promotion and purge, and the ``ReconcileResult`` a
+reconcile returns. (Which endpoints a fan-out sends, and what a message's hint may be trusted for:
+test_triage.py and test_observe.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from gco_tasks.conventions import canary_name, endpoint_selector, ingress_name, queue_for_region
 from gco_tasks.endpoints import Endpoint, InvalidEndpointError, RecordHeader
 from gco_tasks.errors import PermanentError
-from gco_tasks.fanout import endpoints_to_send, items_by_name, make_snapshot
+from gco_tasks.fanout import items_by_name
 from gco_tasks.manifests import RenderOptions
 from gco_tasks.plan import HealthVerdict, ObservedObject, apply_withholding
 from gco_tasks.purge import purgeable
@@ -20,7 +21,6 @@ from gco_tasks.reconciler import (
     ResultKind,
     desired_objects,
     result_kind,
-    snapshot_inputs,
 )
 from gco_tasks.status import StatusAction, StatusReport, promotion_due, status_action
 from gco_tasks.watchdog import releases
@@ -60,31 +60,6 @@ def test_items_without_a_string_name_are_set_aside() -> None:
     by_name, skipped = items_by_name([item("a"), {"endpoint_name": 7, "spec": {}}, item("b")])
     assert sorted(by_name) == ["a", "b"]
     assert skipped == [["endpoint_name", "spec"]]
-
-
-def test_fan_out_sends_live_unsettled_and_stale_entries_only() -> None:
-    items = {
-        "new": item("new"),
-        "gone": item("gone", desired_state="deleted", region_status={REGION: {"state": "deleted"}}),
-        "leaving": item("leaving", desired_state="deleted"),
-        "elsewhere": item("elsewhere", target_regions=["eu-west-1"]),
-        "dropped": item(
-            "dropped", target_regions=["eu-west-1"], region_status={REGION: {"state": "running"}}
-        ),
-    }
-    grouped = {"orphan": [deployment("orphan")]}
-    assert endpoints_to_send(items, grouped, REGION) == ["dropped", "leaving", "new", "orphan"]
-    grouped["gone"] = [deployment("gone")]  # a settled record whose objects came back
-    assert "gone" in endpoints_to_send(items, grouped, REGION)
-
-
-def test_a_snapshot_is_used_only_while_fresh_and_naming_a_record() -> None:
-    snapshot = make_snapshot(item(), [deployment("demo", ready=1)], now=100.0)
-    record, observed = snapshot_inputs(snapshot, now=110.0, max_age_seconds=15) or ({}, [])
-    assert record["endpoint_name"] == "demo" and observed[0].ready_replicas == 1
-    assert snapshot_inputs(snapshot, now=116.0, max_age_seconds=15) is None
-    assert snapshot_inputs(make_snapshot(None, [], now=100.0), now=100.0, max_age_seconds=15) is None
-    assert snapshot_inputs(None, now=100.0, max_age_seconds=15) is None
 
 
 # --------------------------------------------------------------------------- reconcile

@@ -136,10 +136,11 @@ def test_the_deployment_uid_prefers_what_the_api_answered() -> None:
 
 
 def test_snapshot_objects() -> None:
-    assert snapshot_objects(None) is None
-    assert snapshot_objects({"item": None, "observed": []}) is None, "no record: the room reads itself"
+    assert snapshot_objects(None) is None and snapshot_objects({}) is None
+    assert snapshot_objects({"taken_at": 1.0, "observed": "junk"}) is None
+    assert snapshot_objects({"taken_at": 1.0, "observed": []}) == {}, "a hint of an endpoint with no object"
     observed = [{"kind": "Deployment", "name": "demo", "uid": "u1"}, {"kind": "Service", "name": "demo"}, 7]
-    assert snapshot_objects({"item": {}, "observed": observed}) == {DEPLOY: "u1", SERVICE: None}
+    assert snapshot_objects({"taken_at": 1.0, "observed": observed}) == {DEPLOY: "u1", SERVICE: None}
 
 
 def test_witness_keeps_what_lists_showed() -> None:

@@ -1,0 +1,210 @@
+"""`gco-tasks diff NAME --region R`: what the next reconcile of NAME would change in a region, computed
+by the API server, as a unified diff.
+
+Where it stands in the flow: beside the fleet, never in it (the runbook's first step before a cut-over
+from GCO's monitor, or before any change). It reads the record from the table, renders it as a worker
+would (``reconciler.desired_objects``), reads the endpoint's live objects by name from the cluster that
+``KUBECONFIG`` (or the in-cluster configuration) names, and asks the API server what each apply would
+store: a server-side apply with ``dryRun=All`` (defaulting, admission and validation included, nothing
+stored). For an object GCO's monitor still co-owns, the reconcile first hands its fields over and the
+apply then removes what only GCO set (``cutover``); the diff shows that too: those fields are taken out
+of the dry-run result (``cutover.handover_removals``) and the result is defaulted by a dry-run
+``replace``. Objects to create and to delete are listed; a Deployment whose pod template would change is
+marked, since its pods restart. The Ingress is shown as the record wants it: the watchdog's withholding
+(in Redis) is not consulted.
+
+Bookkeeping is left out of both sides (``managedFields``, ``resourceVersion``, ``generation``, ``uid``,
+timestamps, ``status``, the Deployment controller's revision annotation), and env var values are
+shown as ``***`` (``*** (changed)`` on the new side of a value that changes). Exit codes, as diff(1): 0 no
+difference, 1 differences, 2 trouble (usage, a record that is missing or invalid, an unreachable table
+or cluster).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+import yaml
+
+from gco_tasks.config import ConfigError, Settings, load_settings
+from gco_tasks.cutover import handover_removals, has_legacy_owner, unowned_paths, without_fields
+from gco_tasks.endpoints import Endpoint
+from gco_tasks.errors import GcoError
+from gco_tasks.manifests import RenderOptions, object_key
+from gco_tasks.observe import candidate_keys
+from gco_tasks.ownership import is_ours
+from gco_tasks.reconciler import desired_objects
+from gco_tasks.redaction import REDACTED
+
+if TYPE_CHECKING:
+    from gco_tasks.cluster import ClusterGateway
+
+Obj = dict[str, Any]
+VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
+CONTROLLER_ANNOTATIONS = ("deployment.kubernetes.io/revision",)
+EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
+
+
+class RecordMissing(GcoError):
+    """The record is not in the table."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object's change: ``create``, ``update`` or ``delete``, with its before and after (``None``
+    where absent), both already cleaned for display."""
+
+    verb: str
+    key: tuple[str, str]
+    before: Obj | None
+    after: Obj | None
+
+    @property
+    def rolls_pods(self) -> bool:
+        """A Deployment whose pod template changes (every pod restarts)."""
+        if self.key[0] != "Deployment" or self.verb != "update" or not self.before or not self.after:
+            return False
+        return bool(self.before["spec"].get("template") != self.after["spec"].get("template"))
+
+
+def diff_command(
+    name: str = typer.Argument(..., help="Endpoint name."),
+    region: str = typer.Option(None, "--region", "-r", help="Region to compare (default: $REGION)."),
+) -> None:
+    """Show what the next reconcile of NAME would change in a region (server-side dry run). Exit 0: in
+    sync; 1: there are differences; 2: trouble."""
+    settings = _settings()
+    region = region or settings.region
+    try:
+        changes = compute_changes(settings, name, region)
+    except GcoError as exc:  # a missing or invalid record, an unreachable table or cluster
+        _fail(str(exc))
+    typer.echo(format_changes(changes), nl=False)
+    raise typer.Exit(EXIT_DIFFERENT if changes else EXIT_SAME)
+
+
+def compute_changes(settings: Settings, name: str, region: str) -> list[Change]:
+    """Every object of ``name`` in ``region`` that the next reconcile would create, change or delete."""
+    from gco_tasks.cluster import ClusterGateway, load_api_client
+    from gco_tasks.store import EndpointStore
+
+    item = EndpointStore.from_settings(settings).get_item(name)
+    if item is None:
+        table = settings.inference_endpoints_table_name
+        raise RecordMissing(f"endpoint {name!r} not found in table {table!r}")
+    desired = desired_objects(Endpoint.from_item(item), region, RenderOptions.from_settings(settings))
+    gateway = ClusterGateway(load_api_client(), settings.inference_namespace, settings.k8s_api_timeout)
+    live: dict[tuple[str, str], Obj] = {}
+    for kind, object_name in candidate_keys(name):
+        found = gateway.get_object(kind, object_name)
+        if found is not None and is_ours(found, name):
+            live[(kind, object_name)] = found
+    changes = [_change(gateway, obj, live.get(object_key(obj))) for obj in desired]
+    wanted = {object_key(obj) for obj in desired}
+    changes += [Change("delete", key, clean(obj), None) for key, obj in live.items() if key not in wanted]
+    return [change for change in changes if change.before != change.after]
+
+
+def _change(gateway: ClusterGateway, desired: Obj, live: Obj | None) -> Change:
+    key = object_key(desired)
+    after = gateway.apply(copy.deepcopy(desired), dry_run=True)
+    if live is None:
+        return Change("create", key, None, clean(after))
+    if has_legacy_owner(live):
+        removed = handover_removals(after, keep_unowned=unowned_paths(desired))
+        if removed:
+            trimmed = without_fields(after, removed)
+            trimmed["metadata"].pop("managedFields", None)
+            after = gateway.replace_dry_run(trimmed)
+    return Change("update", key, clean(live), clean(after))
+
+
+# --------------------------------------------------------------------------- display (pure)
+
+
+def clean(obj: Mapping[str, Any]) -> Obj:
+    """``obj`` as the diff compares it: bookkeeping left out, kind filled in (env values still there:
+    ``redacted`` hides them for display)."""
+    shown: Obj = copy.deepcopy(dict(obj))
+    shown.pop("status", None)
+    metadata = shown.setdefault("metadata", {})
+    for key in VOLATILE_METADATA:
+        metadata.pop(key, None)
+    annotations = metadata.get("annotations") or {}
+    for key in CONTROLLER_ANNOTATIONS:
+        annotations.pop(key, None)
+    if not annotations:
+        metadata.pop("annotations", None)
+    return shown
+
+
+def redacted(before: Obj | None, after: Obj | None) -> tuple[Obj | None, Obj | None]:
+    """Both sides with every env value shown as ``***``, and as ``*** (changed)`` on the new side where
+    the value differs from the old one: a change shows, a value never does (not even as a hash, which a
+    short value would give away)."""
+    old: dict[tuple[str, str], Any] = {}
+    before, after = copy.deepcopy(before), copy.deepcopy(after)
+    _walk_env(before, lambda slot, var: old.setdefault(slot, var.get("value")))
+
+    def hide(slot: tuple[str, str], var: dict[str, Any]) -> None:
+        changed = slot in old and old[slot] != var.get("value")
+        var["value"] = f"{REDACTED} (changed)" if changed else REDACTED
+
+    _walk_env(after, hide)
+    _walk_env(before, hide)  # every old value equals itself: ``***``
+    return before, after
+
+
+def _walk_env(node: Any, visit: Callable[[tuple[str, str], dict[str, Any]], object], where: str = "") -> None:
+    """Call ``visit((container path, var name), var)`` on each env var holding a literal value
+    (``valueFrom`` names a Secret, not its content)."""
+    if isinstance(node, dict):
+        here = f"{where}/{node.get('name', '')}"
+        env = node.get("env")
+        for var in env if isinstance(env, list) else []:
+            if isinstance(var, dict) and "value" in var:
+                visit((here, str(var.get("name"))), var)
+        for key, value in node.items():
+            if key != "env":
+                _walk_env(value, visit, f"{here}.{key}")
+    elif isinstance(node, list):
+        for value in node:
+            _walk_env(value, visit, where)
+
+
+def format_changes(changes: list[Change]) -> str:
+    """A unified diff per object (YAML, keys sorted), each headed by what happens to it."""
+    if not changes:
+        return "# no difference: the next reconcile changes nothing\n"
+    parts = []
+    for change in changes:
+        kind, name = change.key
+        note = "  (pod template changes: its pods restart)" if change.rolls_pods else ""
+        parts.append(f"# {change.verb} {kind}/{name}{note}\n")
+        shown_before, shown_after = redacted(change.before, change.after)
+        before = _yaml(shown_before).splitlines(keepends=True)
+        after = _yaml(shown_after).splitlines(keepends=True)
+        label = f"{kind}/{name}"
+        parts.extend(difflib.unified_diff(before, after, f"live {label}", f"next reconcile {label}"))
+    return "".join(parts)
+
+
+def _yaml(obj: Obj | None) -> str:
+    return "" if obj is None else yaml.safe_dump(obj, sort_keys=True, default_flow_style=False, width=1000)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(EXIT_TROUBLE)

@@ -1,0 +1,171 @@
+"""A reconcile message hints, it never decides: crafted messages published to the region's queue with
+``send_task`` (as anyone holding the Redis password, or a Flower user, could) reach a real Celery worker
+(Celery's in-process worker on a private redis-server) and change nothing the table does not say.
+
+Forged: a record with another image and env and a future ``taken_at``; digests claiming drift, claiming
+readiness, naming objects to delete (someone else's Service with our canary's name, a Deployment of no
+endpoint); a record for a name the table does not have. Replayed: an old message from before a spec
+change. And the fan-out's own messages carry no record at all, so no env value travels in a message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from kubernetes import client
+
+from gco_tasks.celery import app, use_fleet
+from gco_tasks.endpoints import Endpoint, parse_spec
+from gco_tasks.fanout import fan_out
+from gco_tasks.fleet import Fleet
+from tests.clusters import Cluster
+
+from .harness import REGION, converge
+
+NAMESPACE = "gco-inference"
+TASK = "gco_tasks.reconcile_endpoint"
+SECRET = "s3cr3t-value-never-in-a-message"
+
+
+@pytest.fixture()
+def worker(fleet: Fleet, redis_url: str) -> Iterator[Any]:
+    saved = {key: app.conf.get(key) for key in ("broker_url", "result_backend", "redbeat_redis_url")}
+    app.conf.update(broker_url=redis_url, result_backend=redis_url, redbeat_redis_url=redis_url)
+    use_fleet(fleet)
+    try:
+        with start_worker(
+            app, pool="threads", concurrency=2, queues=[fleet.settings.queue], perform_ping_check=False
+        ) as running:
+            yield running
+    finally:
+        use_fleet(None)
+        app.conf.update(saved)
+
+
+def deploy_and_settle(fleet: Fleet) -> dict[str, Any]:
+    spec = {"image": "nginx:1.27", "gpu_count": 0, "env": {"TOKEN": SECRET}}
+    fleet.store.create(Endpoint.new("victim", parse_spec(spec), [REGION]))
+    converge(fleet, lambda: state(fleet) == "running")
+    item = fleet.store.get_item("victim")
+    assert item is not None
+    return item
+
+
+def state(fleet: Fleet) -> str | None:
+    item = fleet.store.get_item("victim") or {}
+    return (item.get("region_status", {}).get(REGION) or {}).get("state")
+
+
+def send(fleet: Fleet, name: str, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Publish a crafted reconcile message and wait for the worker's result."""
+    result = app.send_task(TASK, args=[name], kwargs={"snapshot": snapshot}, queue=fleet.settings.queue)
+    outcome: dict[str, Any] = result.get(timeout=60)
+    return outcome
+
+
+def live_deployment(cluster: Cluster, name: str = "victim") -> Any:
+    return client.AppsV1Api(cluster.api_client).read_namespaced_deployment(name, NAMESPACE)
+
+
+def forged_record(item: dict[str, Any]) -> dict[str, Any]:
+    spec = {**item["spec"], "image": "evil.example/miner:latest", "env": {"PWNED": "1"}, "replicas": 7}
+    return {**item, "spec": spec}
+
+
+def test_a_forged_future_dated_message_changes_nothing(fleet: Fleet, cluster: Cluster, worker: Any) -> None:
+    item = deploy_and_settle(fleet)
+    before = live_deployment(cluster)
+    snapshot = {
+        "taken_at": time.time() + 3600,  # the future: always fresh, once
+        "item": forged_record(item),
+        "observed": [{"kind": "Deployment", "name": "victim", "desired_hash": "x", "drift": ["spec"]}],
+    }
+    outcome = send(fleet, "victim", snapshot)
+    after = live_deployment(cluster)
+    container = after.spec.template.spec.containers[0]
+    assert container.image == "nginx:1.27" and after.spec.replicas == 1
+    assert [(e.name, e.value) for e in container.env] == [("TOKEN", SECRET)]
+    assert after.metadata.generation == before.metadata.generation, outcome
+    assert fleet.store.get_item("victim") == {
+        **item,
+        "region_status": fleet.store.get_item("victim")["region_status"],
+    }
+    assert fleet.store.get("victim").spec.image == "nginx:1.27"
+
+
+def test_forged_digests_can_neither_delete_nor_report_readiness(
+    fleet: Fleet, cluster: Cluster, worker: Any
+) -> None:
+    deploy_and_settle(fleet)
+    core = client.CoreV1Api(cluster.api_client)
+    theirs = {
+        "metadata": {"name": "victim-canary", "labels": {"team": "other"}},
+        "spec": {"ports": [{"port": 80}]},
+    }
+    core.create_namespaced_service(NAMESPACE, theirs)
+    fleet.store.scale("victim", 2)  # the region is not running at 2 yet
+    snapshot = {
+        "taken_at": time.time(),
+        "observed": [
+            {
+                "kind": "Deployment",
+                "name": "victim",
+                "replicas": 2,
+                "ready_replicas": 99,
+                "updated_replicas": 99,
+            },
+            {"kind": "Service", "name": "victim-canary"},  # not ours: only has our canary's name
+            {"kind": "Deployment", "name": "coredns"},  # no endpoint's name at all
+        ],
+    }
+    outcome = send(fleet, "victim", snapshot)
+    assert core.read_namespaced_service("victim-canary", NAMESPACE).metadata.labels == {"team": "other"}
+    assert "delete Service/victim-canary" not in outcome["actions"]
+    status = (fleet.store.get_item("victim") or {})["region_status"][REGION]
+    assert status["replicas_ready"] <= 2 and status["state"] != "running", status
+
+
+def test_a_message_for_a_name_the_table_does_not_have_creates_nothing(
+    fleet: Fleet, cluster: Cluster, worker: Any
+) -> None:
+    item = deploy_and_settle(fleet)
+    ghost = {**forged_record(item), "endpoint_name": "ghost"}
+    outcome = send(fleet, "ghost", {"taken_at": time.time(), "item": ghost, "observed": []})
+    assert outcome["actions"] == [], outcome
+    assert fleet.store.get_item("ghost") is None
+    names = [
+        d.metadata.name
+        for d in client.AppsV1Api(cluster.api_client).list_namespaced_deployment(NAMESPACE).items
+    ]
+    assert "ghost" not in names
+
+
+def test_a_replayed_old_message_applies_what_the_table_says_now(
+    fleet: Fleet, cluster: Cluster, worker: Any
+) -> None:
+    item = deploy_and_settle(fleet)
+    captured: list[dict[str, Any]] = []
+    fleet.store.update_spec("victim", lambda spec: spec.with_changes(image="nginx:1.28"))
+    fan_out(fleet, lambda name, snapshot: captured.append(json.loads(json.dumps(snapshot))))
+    assert captured, "the spec change is sent"
+    send(fleet, "victim", captured[0])
+    assert live_deployment(cluster).spec.template.spec.containers[0].image == "nginx:1.28"
+    old = {"taken_at": time.time() - 600, "item": item, "observed": []}  # from before the change
+    send(fleet, "victim", old)
+    assert live_deployment(cluster).spec.template.spec.containers[0].image == "nginx:1.28"
+
+
+def test_the_fan_outs_messages_carry_no_record_and_no_env_value(fleet: Fleet) -> None:
+    spec = {"image": "nginx:1.27", "gpu_count": 0, "env": {"TOKEN": SECRET}}
+    fleet.store.create(Endpoint.new("victim", parse_spec(spec), [REGION]))
+    messages: list[tuple[str, dict[str, Any]]] = []
+    fan_out(fleet, lambda name, snapshot: messages.append((name, snapshot)))
+    assert [name for name, _ in messages] == ["victim"]
+    body = json.dumps(messages)
+    assert SECRET not in body and "TOKEN" not in body and '"spec"' not in body and '"item"' not in body
+    assert set(messages[0][1]) <= {"taken_at", "observed", "updated_at", "reason"}
