@@ -99,10 +99,39 @@ def _insert(root: _Node, parts: tuple[str, ...], name: str) -> None:
     node.owner = name
 
 
+_SHADOWING_MARK = "created earlier, on the region's shared load balancer"
+
+
 def shadowing_message(path: str | None, other: str) -> str:
     """The error a shadowed record reports."""
     return (
         f"ingress_path: {path!r} equals or overlaps (by path segments) the path of endpoint {other!r}, "
-        "created earlier, on the region's shared load balancer: choose an ingress_path that neither "
-        "equals nor lies under or above another endpoint's"
+        f"{_SHADOWING_MARK}: choose an ingress_path that neither equals nor lies under or above another "
+        "endpoint's"
     )
+
+
+def ingress_paths(ingress: Mapping[str, Any]) -> set[str]:
+    """Every path a live Ingress routes."""
+    spec = ingress.get("spec") or {}
+    return {
+        str(path.get("path"))
+        for rule in spec.get("rules") or []
+        for path in ((rule or {}).get("http") or {}).get("paths") or []
+        if isinstance(path, Mapping) and path.get("path")
+    }
+
+
+def already_serves_its_path(
+    item: Mapping[str, Any], region: str, own_ingress: Mapping[str, Any] | None
+) -> bool:
+    """Whether the record's own live Ingress already routes the path the record asks for, and the
+    region's last report is not a refusal of that path: an earlier reconcile found the path free, and a
+    record created since is younger, so it cannot take the path away. A reconcile without the fan-out's
+    verdict then needs no Scan of the table (the fan-out's own Scan looks again every cycle)."""
+    path = record_path(item)
+    if path is None or own_ingress is None or path not in ingress_paths(own_ingress):
+        return False
+    report = ((item.get("region_status") or {}).get(region)) or {}
+    error = report.get("error") if isinstance(report, Mapping) else None
+    return not (isinstance(error, str) and _SHADOWING_MARK in error)

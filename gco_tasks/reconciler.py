@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from gco_tasks.adoption import adopt
 from gco_tasks.config import Settings
+from gco_tasks.conventions import ingress_name
 from gco_tasks.diagnosis import assess_rollouts
 from gco_tasks.endpoints import DELETED, STOPPED, Endpoint, InvalidEndpointError, RecordHeader
 from gco_tasks.errors import PermanentError
@@ -46,8 +47,8 @@ from gco_tasks.handover import hand_over, handover_candidates, hpa_deletions_fir
 from gco_tasks.intake import name_problem
 from gco_tasks.manifests import RenderOptions, object_key, render_endpoint
 from gco_tasks.observe import Hint, candidate_keys, observe, parse_hint, read_digests
-from gco_tasks.ownership import creations, foreign_objects
-from gco_tasks.paths import shadowed_paths, shadowing_message
+from gco_tasks.ownership import creations, foreign_objects, is_ours
+from gco_tasks.paths import already_serves_its_path, shadowed_paths, shadowing_message
 from gco_tasks.plan import ObservedObject, Plan, Withholding, apply_withholding
 from gco_tasks.ports import Cluster, EndpointLocks, RecordRead, RecordScan, StatusReports, Withheld
 from gco_tasks.rollout import Assessment
@@ -204,7 +205,8 @@ def _refuse_name(ports: ReconcilePorts, name: str, problem: str, now: float) -> 
 def _shadowed_by(ports: ReconcilePorts, name: str, item: Mapping[str, Any], hint: Hint | None) -> str | None:
     """The older endpoint whose path this record's equals or shadows (``paths``), for a record that
     serves here. With a hint, the fan-out's verdict from its Scan: a collision it names is checked on the
-    two records read now (a forged name refuses nothing); without one, a Scan of the region."""
+    two records read now (a forged name refuses nothing); without one, a Scan of the region, unless the
+    endpoint's own Ingress already routes the record's path (``paths.already_serves_its_path``)."""
     header = RecordHeader.from_item(item)
     region = ports.settings.region
     if not header.targets(region) or header.desired_state in (STOPPED, DELETED):
@@ -212,6 +214,11 @@ def _shadowed_by(ports: ReconcilePorts, name: str, item: Mapping[str, Any], hint
     if hint is not None:
         other = ports.store.get_item(hint.shadowed_by) if hint.shadowed_by else None
         return shadowed_paths([dict(item), other]).get(name) if other else None
+    own_ingress = ports.cluster.get_object("Ingress", ingress_name(name))
+    if already_serves_its_path(
+        item, region, own_ingress if own_ingress and is_ours(own_ingress, name) else None
+    ):
+        return None  # a path already held: no Scan (a mass change through the stream reader costs none)
     records = {str(other["endpoint_name"]): other for other in ports.store.scan_items(region)}
     records[name] = dict(item)
     return shadowed_paths(records.values()).get(name)

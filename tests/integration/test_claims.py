@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kubernetes import client
@@ -19,6 +20,7 @@ from gco_tasks.conventions import endpoint_selector
 from gco_tasks.endpoints import Endpoint
 from gco_tasks.fleet import Fleet
 from gco_tasks.reconciler import reconcile
+from gco_tasks.triage import resync_cycles, resync_due
 from tests.clusters import Cluster
 
 from .harness import REGION, converge, run_cycle
@@ -91,7 +93,20 @@ def test_an_object_of_our_name_made_by_someone_else_is_refused_not_taken_over(
     assert fleet.cluster.list_objects(endpoint_selector("demo")) == [], "nothing of the endpoint created"
 
     raw(apps.delete_namespaced_deployment, "demo", NAMESPACE)  # its owner moves it out of the way
+    # An error about the record as it is now is looked at again at the endpoint's resync slot (or at
+    # once by an ad hoc reconcile), not every cycle: the fan-out cannot see an object without our labels.
+    run_cycle(fleet, now=next_resync_slot(fleet, "demo", time.time()))
     converge(fleet, lambda: status(fleet, "demo").get("state") == "running")
+
+
+def next_resync_slot(fleet: Fleet, name: str, now: float) -> float:
+    """The first cycle at or after ``now`` that is ``name``'s periodic resync (``triage.resync_due``)."""
+    interval = fleet.settings.reconcile_interval_seconds
+    cycles = resync_cycles(fleet.settings.status_heartbeat_seconds, interval)
+    moment = now
+    while not resync_due(name, moment, interval, cycles):
+        moment += interval
+    return moment
 
 
 def test_a_younger_path_that_shadows_an_older_one_is_refused_naming_it(fleet: Fleet) -> None:
@@ -117,3 +132,42 @@ def test_a_younger_path_that_shadows_an_older_one_is_refused_naming_it(fleet: Fl
     assert (ad_hoc.kind.value, ad_hoc.applied) == ("invalid", ())
     assert "of endpoint 'alpha', created earlier" in (ad_hoc.error or "")
     assert fleet.cluster.list_objects(endpoint_selector("beta")) == []
+
+
+def count_scans(fleet: Fleet) -> list[str]:
+    """The fleet's DynamoDB Scans from now on (botocore's own event hook on its client)."""
+    scans: list[str] = []
+    fleet.store.client.meta.events.register("before-call.dynamodb.Scan", lambda **_: scans.append("Scan"))
+    return scans
+
+
+def test_an_ad_hoc_reconcile_scans_only_for_a_path_its_ingress_does_not_hold(fleet: Fleet) -> None:
+    """The CLI's nudge, the stream reader and the watchdog send no fan-out verdict: a reconcile whose own
+    Ingress already routes its path needs no Scan (a change of 10,000 images through the stream costs
+    none); one whose path is new to the cluster, or whose last report refused its path, scans."""
+    create(fleet, "alpha", "2026-11-01T00:00:00+00:00", "/inference/alpha")
+    create(fleet, "beta", "2026-11-02T00:00:00+00:00", "/inference/beta")
+    converge(
+        fleet, lambda: status(fleet, "alpha").get("state") == status(fleet, "beta").get("state") == "running"
+    )
+    scans = count_scans(fleet)
+    assert reconcile(fleet, "beta").kind.value != "invalid"
+    assert scans == [], "a path the endpoint's own Ingress routes was checked with a Scan"
+
+    fleet.store.client.update_item(  # the older record moves onto the younger's path
+        TableName=fleet.store.table_name,
+        Key={"endpoint_name": {"S": "alpha"}},
+        UpdateExpression="SET ingress_path = :path, updated_at = :now",
+        ExpressionAttributeValues={
+            ":path": {"S": "/inference/beta"},
+            ":now": {"S": "2026-11-05T00:00:00+00:00"},
+        },
+    )
+    converge(
+        fleet, lambda: "of endpoint 'alpha', created earlier" in (status(fleet, "beta").get("error") or "")
+    )
+    scans.clear()
+    again = reconcile(fleet, "beta")  # its Ingress still routes the path, but its last report refused it
+    assert again.kind.value == "invalid"
+    assert "of endpoint 'alpha', created earlier" in (again.error or "")
+    assert scans, "a refused path was taken as held without looking at the table"
