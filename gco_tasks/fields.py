@@ -247,6 +247,24 @@ def from_dynamo(value: Any) -> Any:
     return value
 
 
+def json_fallback(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for what a DynamoDB item may hold besides JSON's types: a number
+    (``Decimal``), a set (sorted, so equal sets give equal text) or a binary value (boto3's ``Binary``,
+    whose ``str`` is bytes: ``default=str`` would crash on it), the rest as its ``repr``."""
+    if isinstance(value, Decimal):
+        return _plain_number(value)
+    if isinstance(value, set | frozenset):
+        return sorted(
+            (json_fallback(item) if not isinstance(item, str) else item for item in value), key=repr
+        )
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    raw = getattr(value, "value", None)  # boto3.dynamodb.types.Binary
+    if isinstance(raw, bytes | bytearray):
+        return f"<{len(raw)} bytes>"
+    return repr(value)
+
+
 def to_dynamo(value: Any) -> Any:
     """Plain Python → DynamoDB value, as GCO's store writes it: floats become strings, ints stay ints."""
     if isinstance(value, Mapping):

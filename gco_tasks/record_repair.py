@@ -39,7 +39,7 @@ from typing import Any, Final, get_args
 from pydantic import ValidationError
 
 from gco_tasks.endpoints import DesiredState, Endpoint
-from gco_tasks.fields import _is_type_tag, _message, from_dynamo, iso_now
+from gco_tasks.fields import _is_type_tag, _message, from_dynamo, iso_now, json_fallback
 from gco_tasks.redaction import REDACTED, redact_env, redact_spec
 from gco_tasks.regions import AWS_COMMERCIAL_REGIONS, closest_region, region_problem
 
@@ -376,5 +376,5 @@ def shown(path: str, value: Any, limit: int = 60, absent: str = "(absent)") -> s
         value = redact_env(value)
     elif loc == ("spec",):
         value = redact_spec(value)
-    text = json.dumps(value, default=str, separators=(",", ":"))
+    text = json.dumps(value, default=json_fallback, separators=(",", ":"))
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -28,6 +28,7 @@ from typing import Any, Final, Generic, TypeVar
 from gco_tasks import conventions as names
 from gco_tasks.drift import digest as compute_digest
 from gco_tasks.endpoints import Endpoint, InvalidEndpointError
+from gco_tasks.fields import json_fallback
 from gco_tasks.manifests import RenderOptions, object_key
 from gco_tasks.plan import ObservedObject, desired_hash
 from gco_tasks.reconciler import desired_objects
@@ -126,4 +127,4 @@ def _render(item: Mapping[str, Any], region: str, options: RenderOptions) -> Ren
 
 def _fingerprint(item: Mapping[str, Any], region: str, options: RenderOptions) -> str:
     content = {key: value for key, value in item.items() if key != "region_status"}
-    return json.dumps([region, repr(options), content], sort_keys=True, default=str)
+    return json.dumps([region, repr(options), content], sort_keys=True, default=json_fallback)

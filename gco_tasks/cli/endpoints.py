@@ -36,7 +36,7 @@ from gco_tasks.endpoints import (
     InvalidEndpointError,
     parse_spec,
 )
-from gco_tasks.fields import validate_endpoint_name
+from gco_tasks.fields import json_fallback, validate_endpoint_name
 from gco_tasks.nudge import RegionUrlsError, nudge, parse_region_urls
 from gco_tasks.redaction import redact_item
 from gco_tasks.store import EndpointExistsError, EndpointStore
@@ -327,7 +327,7 @@ def list_endpoints(
     with _store() as store:
         items = sorted(store.scan_items(region), key=lambda i: str(i.get("created_at", "")), reverse=True)
     if as_json:
-        typer.echo(json.dumps([redact_item(item) for item in items], indent=2, default=str))
+        typer.echo(json.dumps([redact_item(item) for item in items], indent=2, default=json_fallback))
         return
     if not items:
         typer.echo("No endpoints.")

@@ -36,7 +36,7 @@ from gco_tasks.cli.status_view import PENDING, RegionEvents, StatusView, age_tex
 from gco_tasks.cli.support import fail, open_store, settings_or_fail
 from gco_tasks.config import Settings
 from gco_tasks.endpoints import RecordHeader
-from gco_tasks.fields import parse_timestamp
+from gco_tasks.fields import json_fallback, parse_timestamp
 from gco_tasks.regions import kubeconfig_variable
 from gco_tasks.store import EndpointStore
 
@@ -188,7 +188,7 @@ def _show_once(store: EndpointStore, settings: Settings, name: str, as_json: boo
     if view is None:
         fail(f"endpoint {name!r} not found")
     if as_json:
-        typer.echo(json.dumps(view.to_json(), indent=2, default=str))
+        typer.echo(json.dumps(view.to_json(), indent=2, default=json_fallback))
         return
     console.print(render(view))
     if view.problems:
@@ -290,7 +290,9 @@ def _refresh(
         return report
     if as_json:
         typer.echo(
-            json.dumps(view.to_json() if view else {"endpoint_name": name, "found": False}, default=str)
+            json.dumps(
+                view.to_json() if view else {"endpoint_name": name, "found": False}, default=json_fallback
+            )
         )
     else:
         console.print(Text(f"--- {datetime.now(UTC).strftime('%H:%M:%S')}", style="dim"))

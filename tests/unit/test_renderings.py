@@ -66,3 +66,20 @@ def test_a_digest_is_remembered_per_object_version_and_desired_hash() -> None:
     newer["spec"] = {"type": "ClusterIP"}
     assert digest(newer, "h1", full).drift == () and len(calls) == 2
     assert digest(newer, "h2", full).drift == () and len(calls) == 3
+
+
+def test_a_record_holding_binary_sets_and_numbers_is_rendered_as_invalid_not_a_crash() -> None:
+    """DynamoDB accepts binary values and sets anywhere: the fan-out's memo key must not crash on them
+    (``default=str`` did: boto3's Binary has a bytes ``str``, which stopped the whole fan-out)."""
+    from decimal import Decimal
+
+    from boto3.dynamodb.types import Binary
+
+    odd = item()
+    odd["spec"]["image"] = Binary(b"\x00\xff")
+    odd["labels"] = {"team": {"b", "a"}, "size": Decimal("1.5"), "raw": b"\x01"}
+    found = rendering(odd, REGION, RenderOptions())
+    assert found.endpoint is None and found.error and "image" in found.error
+    same = copy.deepcopy(odd)
+    same["labels"]["team"] = {"a", "b"}
+    assert rendering(same, REGION, RenderOptions()) is found, "equal sets make the same memo key"
