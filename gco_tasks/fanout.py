@@ -117,12 +117,14 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
             item for item in items.values() if RecordHeader.from_item(item).targets(settings.region)
         )
         shadowed = shadowed_paths(region_items)
-        found = verdicts(_cycle(ports, now, shadowed), items, grouped)
+        cycle = _cycle(ports, now, shadowed)
+        found = verdicts(cycle, items, grouped)
         wanted = [name for name, verdict in found.items() if verdict.reason is not None]
         marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
         sent = [name for name in wanted if marks[name]]
         for name in sent:
             send(name, make_snapshot(items.get(name), found[name], now, shadowed.get(name)))
+        _CONFIGURATIONS_RUN.add(_configuration(ports))
         pending = len(wanted) - len(sent)
         reasons = Counter(str(found[name].reason) for name in sent)
         log.info(
@@ -139,6 +141,17 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
         }
 
 
+#: The configurations (region and render options) a fan-out of this process has run under. A reported
+#: error about the record as it is now is sent again only at its resync slot, but under a configuration
+#: not run before (a worker started after its ConfigMap changed: a cap raised, wildcard tolerations
+#: allowed) every such endpoint is sent once at once, so the change takes effect in the next cycle.
+_CONFIGURATIONS_RUN: set[tuple[str, str]] = set()
+
+
+def _configuration(ports: FanOutPorts) -> tuple[str, str]:
+    return (ports.settings.region, repr(ports.render_options))
+
+
 def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle:
     settings = ports.settings
     interval = settings.reconcile_interval_seconds
@@ -153,4 +166,5 @@ def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle
         withheld=frozenset(ports.state.withheld()),
         resyncs=first,
         shadowed=dict(shadowed),
+        retry_errors=_configuration(ports) not in _CONFIGURATIONS_RUN,
     )

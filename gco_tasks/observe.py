@@ -96,6 +96,21 @@ def parse_hint(message: Mapping[str, Any] | None) -> Hint | None:
         return None
 
 
+class ReadsOnce:
+    """One reconcile's reads by name, each object read at most once before the reconcile writes: the
+    path check, ``observe`` and the ownership check may all ask for the same object."""
+
+    def __init__(self, cluster: ClusterGets) -> None:
+        self._cluster = cluster
+        self._answers: dict[Key, dict[str, Any] | None] = {}
+
+    def get_object(self, kind: str, name: str) -> dict[str, Any] | None:
+        key = (kind, name)
+        if key not in self._answers:
+            self._answers[key] = self._cluster.get_object(kind, name)
+        return self._answers[key]
+
+
 # --------------------------------------------------------------------------- the endpoint's objects
 
 

@@ -46,11 +46,19 @@ from gco_tasks.errors import PermanentError
 from gco_tasks.handover import hand_over, handover_candidates, hpa_deletions_first
 from gco_tasks.intake import name_problem
 from gco_tasks.manifests import RenderOptions, object_key, render_endpoint
-from gco_tasks.observe import Hint, candidate_keys, observe, parse_hint, read_digests
+from gco_tasks.observe import Hint, ReadsOnce, candidate_keys, observe, parse_hint, read_digests
 from gco_tasks.ownership import creations, foreign_objects, is_ours
 from gco_tasks.paths import already_serves_its_path, shadowed_paths, shadowing_message
 from gco_tasks.plan import ObservedObject, Plan, Withholding, apply_withholding
-from gco_tasks.ports import Cluster, EndpointLocks, RecordRead, RecordScan, StatusReports, Withheld
+from gco_tasks.ports import (
+    Cluster,
+    ClusterGets,
+    EndpointLocks,
+    RecordRead,
+    RecordScan,
+    StatusReports,
+    Withheld,
+)
 from gco_tasks.rollout import Assessment
 from gco_tasks.status import (
     StatusAction,
@@ -189,8 +197,9 @@ def reconcile(
         item = ports.store.get_item(name)  # consistent: the table decides, never the message
         if item is None:
             return _remove_orphan(ports, name, read_digests(ports.cluster, candidate_keys(name), name, []))
-        shadowed_by = _shadowed_by(ports, name, item, hint)
-        return _reconcile_record(ports, name, item, hint, now, shadowed_by)
+        reads = ReadsOnce(ports.cluster)  # every read by name before the first write, once
+        shadowed_by = _shadowed_by(ports, reads, name, item, hint)
+        return _reconcile_record(ports, reads, name, item, hint, now, shadowed_by)
 
 
 def _refuse_name(ports: ReconcilePorts, name: str, problem: str, now: float) -> ReconcileResult:
@@ -202,7 +211,9 @@ def _refuse_name(ports: ReconcilePorts, name: str, problem: str, now: float) -> 
     return ReconcileResult(name, ResultKind.INVALID, state="error" if item else None, error=problem)
 
 
-def _shadowed_by(ports: ReconcilePorts, name: str, item: Mapping[str, Any], hint: Hint | None) -> str | None:
+def _shadowed_by(
+    ports: ReconcilePorts, reads: ClusterGets, name: str, item: Mapping[str, Any], hint: Hint | None
+) -> str | None:
     """The older endpoint whose path this record's equals or shadows (``paths``), for a record that
     serves here. With a hint, the fan-out's verdict from its Scan: a collision it names is checked on the
     two records read now (a forged name refuses nothing); without one, a Scan of the region, unless the
@@ -214,7 +225,7 @@ def _shadowed_by(ports: ReconcilePorts, name: str, item: Mapping[str, Any], hint
     if hint is not None:
         other = ports.store.get_item(hint.shadowed_by) if hint.shadowed_by else None
         return shadowed_paths([dict(item), other]).get(name) if other else None
-    own_ingress = ports.cluster.get_object("Ingress", ingress_name(name))
+    own_ingress = reads.get_object("Ingress", ingress_name(name))
     if already_serves_its_path(
         item, region, own_ingress if own_ingress and is_ours(own_ingress, name) else None
     ):
@@ -238,6 +249,7 @@ def _remove_orphan(ports: ReconcilePorts, name: str, observed: list[ObservedObje
 
 def _reconcile_record(
     ports: ReconcilePorts,
+    reads: ClusterGets,
     name: str,
     item: dict[str, Any],
     hint: Hint | None,
@@ -251,7 +263,7 @@ def _reconcile_record(
         desired = desired_objects(endpoint, region, ports.render_options)
     except InvalidEndpointError as exc:
         if header.desired_state == "deleted":
-            observed = read_digests(ports.cluster, candidate_keys(name), name, [])
+            observed = read_digests(reads, candidate_keys(name), name, [])
             return _tear_down_invalid(ports, header, observed, now)
         # Bad input is data: report it, change nothing in the cluster, delete nothing.
         return _refuse(ports, header, ResultKind.INVALID, str(exc), now)
@@ -259,10 +271,10 @@ def _reconcile_record(
         return _refuse(
             ports, header, ResultKind.INVALID, shadowing_message(endpoint.ingress_path, shadowed_by), now
         )
-    observed, withholding, plan, waiting = _observe_and_plan(ports, name, desired, hint, now)
+    observed, withholding, plan, waiting = _observe_and_plan(ports, reads, name, desired, hint, now)
     if withholding.release:
         ports.state.release([name])
-    foreign = foreign_objects(ports.cluster, name, creations(plan, observed))
+    foreign = foreign_objects(reads, name, creations(plan, observed))
     if foreign:  # never take over an object that is not this endpoint's
         return _refuse(ports, header, ResultKind.ERROR, "; ".join(foreign), now)
     applied, deleted, errors = _carry_out(ports.cluster, plan, observed)
@@ -279,7 +291,12 @@ def _reconcile_record(
 
 
 def _observe_and_plan(
-    ports: ReconcilePorts, name: str, desired: list[dict[str, Any]], hint: Hint | None, now: float
+    ports: ReconcilePorts,
+    reads: ClusterGets,
+    name: str,
+    desired: list[dict[str, Any]],
+    hint: Hint | None,
+    now: float,
 ) -> tuple[list[ObservedObject], Withholding, Plan, tuple[str, ...]]:
     """The live objects this reconcile may rely on (``observe``) and its plan over them: the watchdog's
     withholding, then the plan around objects still terminating."""
@@ -292,7 +309,7 @@ def _observe_and_plan(
         return withholding, plan, waiting
 
     fresh = hint is not None and hint.is_fresh(now, ports.settings.reconcile_interval_seconds)
-    observed = observe(ports.cluster, name, desired, hint, fresh, lambda seen: planned(seen)[1])
+    observed = observe(reads, name, desired, hint, fresh, lambda seen: planned(seen)[1])
     return (observed, *planned(observed))
 
 

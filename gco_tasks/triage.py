@@ -71,6 +71,7 @@ class Cycle:
     withheld: frozenset[str] = frozenset()
     resyncs: bool = True  # False: this interval's resync slots were sent already (by an earlier run)
     shadowed: Mapping[str, str] = field(default_factory=dict)  # name -> the older endpoint it shadows
+    retry_errors: bool = False  # a configuration not run under before: reported errors are sent again
 
     def resync_slot(self, name: str) -> bool:
         """Whether this cycle sends ``name``'s periodic resync."""
@@ -204,8 +205,10 @@ def digest_rollouts(observed: Sequence[ObservedObject]) -> dict[str, Assessment]
 def _failed_this_version(cycle: Cycle, header: RecordHeader) -> bool:
     """The region's last report is an error about the record as it is now: the reconcile that wrote it
     is not repeated every cycle, but at the endpoint's resync slot (or at once when the record changes,
-    or the rollout completes)."""
+    the rollout completes, or the fleet runs under a new configuration: ``Cycle.retry_errors``)."""
     entry = header.region_status.get(cycle.region)
+    if cycle.retry_errors:
+        return False
     if not isinstance(entry, Mapping) or entry.get("state") != "error" or header.updated_at is None:
         return False
     return entry.get("observed_updated_at") == header.updated_at

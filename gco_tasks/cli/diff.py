@@ -9,9 +9,9 @@ store: a server-side apply with ``dryRun=All`` (defaulting, admission and valida
 stored). For an object GCO's monitor still co-owns, the reconcile first hands its fields over and the
 apply then removes what only GCO set (``cutover``); the diff shows that too: those fields are taken out
 of the dry-run result (``cutover.handover_removals``) and the result is defaulted by a dry-run
-``replace``. Objects to create and to delete are listed; a Deployment whose pod template would change is
-marked, since its pods restart. The Ingress is shown as the record wants it: the watchdog's withholding
-(in Redis) is not consulted.
+``replace``. Objects to create and to delete are listed (not those already being deleted); a Deployment
+whose pod template would change is marked, since its pods restart. The Ingress is shown as the record
+wants it: the watchdog's withholding (in Redis) is not consulted.
 
 Bookkeeping is left out of both sides (``managedFields``, ``resourceVersion``, ``generation``, ``uid``,
 timestamps, ``status``, the Deployment controller's revision annotation), and env var values are
@@ -106,7 +106,11 @@ def compute_changes(settings: Settings, name: str, region: str) -> list[Change]:
             live[(kind, object_name)] = found
     changes = [_change(gateway, obj, live.get(object_key(obj))) for obj in desired]
     wanted = {object_key(obj) for obj in desired}
-    changes += [Change("delete", key, clean(obj), None) for key, obj in live.items() if key not in wanted]
+    changes += [
+        Change("delete", key, clean(obj), None)
+        for key, obj in live.items()
+        if key not in wanted and not (obj.get("metadata") or {}).get("deletionTimestamp")  # going already
+    ]
     return [change for change in changes if change.before != change.after]
 
 

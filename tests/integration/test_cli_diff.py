@@ -72,7 +72,8 @@ def test_converged_endpoint_shows_nothing_and_a_hand_edit_shows_as_its_revert(
     assert "-          value: '***'" in lines and "+          value: '*** (changed)'" in lines
     assert SECRET not in result.output and "rotated" not in result.output
     run_cycle(fleet)
-    assert diff("demo", "--region", REGION).exit_code == 0
+    after = diff("demo", "--region", REGION)
+    assert after.exit_code == 0, after.output
 
 
 def test_trouble_exits_2(fleet: Fleet, diff: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -187,6 +187,9 @@ def test_an_error_about_this_record_version_waits_for_its_resync_slot() -> None:
     assert reason(newer, []) == "change"  # the record changed: at once
     due = next(NOW + i * 15 for i in range(21) if resync_due("demo", NOW + i * 15, 15, 21))
     assert triage(cycle(due), "demo", record, []).reason == "resync"
+    # The first fan-out under a new configuration (a cap raised, wildcard tolerations allowed) sends it.
+    assert reason(record, [], retry_errors=True) == "change"
+    assert reason(record, live(record, ready=0), retry_errors=True) == "status"
 
 
 def test_a_shadowing_path_or_a_bad_name_is_an_error_to_write_not_work() -> None:
