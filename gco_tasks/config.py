@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     inference_unhealthy_threshold_seconds: int = Field(
         300, ge=0, description="Seconds at 0 ready replicas before the watchdog removes the Ingress."
     )
+    unschedulable_grace_seconds: int = Field(
+        300,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds a new pod may wait for a node (Karpenter or the cluster autoscaler bringing one up) "
+            "before the region reports the scheduler's reason as an error."
+        ),
+    )
 
     # --- gco-tasks' own ---
     redis_url: str = Field(

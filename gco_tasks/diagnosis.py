@@ -39,26 +39,35 @@ from gco_tasks.rollout import (
 log = logging.getLogger(__name__)
 
 
-def assess_rollouts(cluster: ClusterReads, observed: Iterable[ObservedObject]) -> dict[str, Assessment]:
-    """Deployment name -> its rollout, with the new pods read only where it is not complete."""
+def assess_rollouts(
+    cluster: ClusterReads,
+    observed: Iterable[ObservedObject],
+    now: float | None = None,
+    unschedulable_grace_seconds: float = 0,
+) -> dict[str, Assessment]:
+    """Deployment name -> its rollout, with the new pods read only where it is not complete (a pod
+    the scheduler could not place is a problem once it has waited ``unschedulable_grace_seconds``)."""
     assessed: dict[str, Assessment] = {}
     for item in observed:
         if item.kind != "Deployment" or item.deleting or item.rollout is None:
             continue
         verdict = assess(item.rollout)
         if verdict.needs_pods and verdict.phase is not Phase.COMPLETE:
-            verdict = with_pod_problems(verdict, _new_pod_problems(cluster, item.name))
+            problems = _new_pod_problems(cluster, item.name, now, unschedulable_grace_seconds)
+            verdict = with_pod_problems(verdict, problems)
         assessed[item.name] = verdict
     return assessed
 
 
-def _new_pod_problems(cluster: ClusterReads, deployment: str) -> str | None:
+def _new_pod_problems(
+    cluster: ClusterReads, deployment: str, now: float | None, grace_seconds: float
+) -> str | None:
     try:
         pods = new_pods(cluster, deployment)
     except InfrastructureError as exc:
         log.warning("%s: cannot read its ReplicaSets or pods to explain the rollout: %s", deployment, exc)
         return None
-    return pod_problems(pods)
+    return pod_problems(pods, now, grace_seconds)
 
 
 def new_pods(cluster: ClusterReads, deployment: str) -> list[Mapping[str, Any]]:

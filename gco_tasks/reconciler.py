@@ -279,7 +279,7 @@ def _reconcile_record(
         return _refuse(ports, header, ResultKind.ERROR, "; ".join(foreign), now)
     applied, deleted, errors = _carry_out(ports.cluster, plan, observed)
     error = "; ".join(errors) or None
-    rollouts = _rollouts(ports, endpoint, observed, plan, error)
+    rollouts = _rollouts(ports, endpoint, observed, plan, error, now)
     notes = withholding.notes + waiting_note(waiting)
     report = status_report(outcome_of(endpoint, region, observed, plan, error, notes, rollouts))
     _report_status(ports, header, report, now, cleaned=not error and not observed)
@@ -343,6 +343,7 @@ def _rollouts(
     observed: list[ObservedObject],
     plan: Plan,
     error: str | None,
+    now: float,
 ) -> dict[str, Assessment]:
     """The rollouts the status is to be judged by: the endpoint's Deployments this reconcile did not
     just apply (``diagnosis`` reads the new pods of those not complete); none when no rollout counts."""
@@ -350,7 +351,8 @@ def _rollouts(
     if error or not serving:
         return {}
     applied = set(map(object_key, plan.apply))
-    return assess_rollouts(ports.cluster, [item for item in observed if item.key not in applied])
+    judged = [item for item in observed if item.key not in applied]
+    return assess_rollouts(ports.cluster, judged, now, ports.settings.unschedulable_grace_seconds)
 
 
 def _carry_out(

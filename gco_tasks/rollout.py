@@ -19,9 +19,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
+
+from gco_tasks.fields import parse_timestamp
 
 REVISION_ANNOTATION: Final = "deployment.kubernetes.io/revision"
 POD_TEMPLATE_HASH_LABEL: Final = "pod-template-hash"
@@ -191,24 +194,34 @@ def _revision(replica_set: Mapping[str, Any]) -> int:
         return 0
 
 
-def pod_problems(pods: Sequence[Mapping[str, Any]]) -> str | None:
+def pod_problems(
+    pods: Sequence[Mapping[str, Any]], now: float | None = None, unschedulable_grace_seconds: float = 0
+) -> str | None:
     """Why the new pods do not become ready, in the words a person acts on; None when nothing stops
-    them (they may simply be starting). ``pods`` are the pods of the newest ReplicaSet."""
+    them (they may simply be starting). ``pods`` are the pods of the newest ReplicaSet. A pod the
+    scheduler could not place counts only once it has waited ``unschedulable_grace_seconds`` (at
+    ``now``): on EKS a new GPU pod is unschedulable until Karpenter or the cluster autoscaler has
+    brought its node up, which takes minutes."""
     alive = [pod for pod in pods if not (pod.get("metadata") or {}).get("deletionTimestamp")]
     total = len(alive)
     if not total:
         return None
     found: list[str] = []
-    unschedulable = [message for pod in alive if (message := _unschedulable(pod)) is not None]
+    waited = partial(_unschedulable, now=now, grace_seconds=unschedulable_grace_seconds)
+    unschedulable = [message for pod in alive if (message := waited(pod)) is not None]
     if unschedulable:
         found.append(f"{total - len(unschedulable)} of {total} new pods can be scheduled: {unschedulable[0]}")
     found += _container_problems(alive, total)
     return "; ".join(found) or None
 
 
-def _unschedulable(pod: Mapping[str, Any]) -> str | None:
+def _unschedulable(pod: Mapping[str, Any], now: float | None, grace_seconds: float) -> str | None:
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            since = parse_timestamp(condition.get("lastTransitionTime"))
+            waited = None if now is None or since is None else now - since.timestamp()
+            if waited is not None and waited < grace_seconds:
+                return None  # a node for it may be on its way
             return _short(str(condition.get("message") or "no node fits the pod"))
     return None
 

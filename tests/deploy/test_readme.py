@@ -81,3 +81,16 @@ def test_real_region_instructions_match_the_manifests() -> None:
         (resource,) = rule["resources"]
         row = next(line for line in text.splitlines() if f"| `{resource}` |" in line)
         assert row.endswith(f"| {', '.join(rule['verbs'])} |"), row
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_to_a_section_names_a_heading() -> None:
+    """A section lost in a merge leaves links pointing nowhere (it happened to "Region states")."""
+    anchors = {_anchor(heading) for heading in re.findall(r"^#+ (.+)$", README, re.M)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", README))
+    assert len(links) >= 10, links
+    assert sorted(links - anchors) == []

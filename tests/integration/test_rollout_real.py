@@ -98,12 +98,28 @@ def test_a_stuck_image_is_updating_then_an_error_and_running_only_once_fixed_pod
     converge(fleet, lambda: fleet.store.get("web").desired_state == "running")
 
 
-def test_pods_that_fit_no_node_are_an_error_quoting_the_scheduler(fleet: Fleet) -> None:
+def test_pods_that_fit_no_node_wait_for_one_then_are_an_error_quoting_the_scheduler(
+    fleet: Fleet, redis_url: str, cluster: Cluster
+) -> None:
     deploy(fleet, "huge", replicas=1, gpu_count=9)  # the fake nodes have 8 GPUs each
-    converge(fleet, lambda: status(fleet, "huge").get("state") == "error")
+
+    def placed_nowhere() -> bool:
+        run_cycle(fleet)
+        return any(unschedulable(pod) for pod in live_pods(cluster, "huge"))
+
+    wait_for(placed_nowhere, "the scheduler to find no node for the pod")
+    run_cycle(fleet)  # within UNSCHEDULABLE_GRACE_SECONDS (300): a node may be on its way
+    assert status(fleet, "huge").get("state") == "creating", status(fleet, "huge")
+    impatient = make_fleet(redis_url, cluster.api_client, unschedulable_grace_seconds=0)
+    converge(impatient, lambda: status(fleet, "huge").get("state") == "error")
     error = status(fleet, "huge")["error"]
     assert error.startswith("0 of 1 new pods can be scheduled: 0/4 nodes are available: "), error
     assert "Insufficient nvidia.com/gpu" in error
+
+
+def unschedulable(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable" for c in conditions)
 
 
 def test_a_crash_loop_is_an_error_naming_the_container(fleet: Fleet) -> None:

@@ -5,6 +5,7 @@ read it: ``running`` only once the rollout is complete, ``error`` with the reaso
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 from gco_tasks.plan import ObservedObject
@@ -390,3 +391,19 @@ def test_an_autoscaled_endpoint_is_running_only_at_min_replicas_at_least() -> No
     waiting = status_report(outcome(one, autoscaling_min=2, primary_before=primary))
     assert waiting is not None and (waiting.state, waiting.replicas_desired) == ("updating", 2)
     assert state(status_report(outcome(COMPLETE, autoscaling_min=2))) == ("running", None)
+
+
+def test_an_unschedulable_pod_waits_out_the_grace_for_a_new_node() -> None:
+    """On EKS a new GPU pod is unschedulable until Karpenter or the cluster autoscaler brings a node up:
+    within the grace it is no problem yet (the region stays creating/updating), after it the scheduler's
+    reason is; a condition without a time counts at once."""
+    since = "2026-11-30T00:00:00Z"
+    condition = {**UNSCHEDULABLE["status"]["conditions"][0], "lastTransitionTime": since}
+    waiting_pod = pod("web-5bdc44c799-5n84l", conditions=[condition])
+    start = datetime(2026, 11, 30, tzinfo=UTC).timestamp()
+    assert pod_problems([waiting_pod], start + 299, unschedulable_grace_seconds=300) is None
+    assert pod_problems([waiting_pod], start + 300, unschedulable_grace_seconds=300) == (
+        f"0 of 1 new pods can be scheduled: {SCHEDULER_SAYS}"
+    )
+    assert pod_problems([UNSCHEDULABLE], start, unschedulable_grace_seconds=300) is not None
+    assert pod_problems([waiting_pod], start + 1) is not None, "no grace unless one is given"
