@@ -88,6 +88,11 @@ def main() -> None:
     from gco_tasks.fleet import Fleet
 
     fleet = Fleet.from_settings(load_settings())
+    for _ in range(60):  # a stopped worker's fan-out lock lapses with its lease: wait for it
+        with fleet.state.fan_out_lock(ttl_seconds=5) as free:
+            if free:
+                break
+        time.sleep(1.0)
     times: Counter[str] = Counter()
     ports = TimedPorts(fleet, times)
     before = rss_of_tree_self()

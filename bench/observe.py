@@ -47,6 +47,7 @@ class Events:
         self.cond = threading.Condition()
         self.names: dict[str, str] = {}
         self.finished: list[Finished] = []
+        self.running: set[str] = set()  # received by a worker, not finished yet
         self.online = False
         self.error: BaseException | None = None
         self.receiver: Any = None
@@ -73,7 +74,11 @@ class Events:
                 self.online = True
             elif kind in ("task-received", "task-sent") and event.get("name"):
                 self.names[event["uuid"]] = event["name"]
-            elif kind in ("task-succeeded", "task-failed"):
+                if kind == "task-received":
+                    self.running.add(event["uuid"])
+            elif kind in ("task-succeeded", "task-failed", "task-revoked"):
+                self.running.discard(event["uuid"])
+            if kind in ("task-succeeded", "task-failed"):
                 name = self.names.get(event["uuid"], "")
                 result = _parse(event.get("result")) if kind == "task-succeeded" else None
                 self.finished.append(
@@ -87,6 +92,11 @@ class Events:
                     )
                 )
             self.cond.notify_all()
+
+    def in_flight(self) -> int:
+        """Tasks a worker has received and not finished (a long fan-out finishes nothing for a while)."""
+        with self.cond:
+            return len(self.running)
 
     def mark(self) -> int:
         with self.cond:
