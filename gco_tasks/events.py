@@ -23,6 +23,10 @@ and nothing else: no ``get``) and PATCHes its series. A PATCH answered 404 (the 
 CREATE. Counts from two workers racing on one Event may be off by a few, as client-go's are.
 
 ``kubectl describe`` finds Events by the regarding object's uid: pass the Deployment's uid when known.
+
+Each request is a write to the API server, so it first takes a slot of the region's write budget
+(``KUBE_WRITE_RATE``, the same ``WritePacer`` the gateway's applies and deletes take): a mass change
+records one Event per endpoint, and those are paced with its applies.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from kubernetes.client.exceptions import ApiException
 
 from gco_tasks import metrics
 from gco_tasks.metrics import EventOutcome
+from gco_tasks.ports import WritePacer
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +194,10 @@ class EventRecorder:
         cache_size: int = 512,
         timeout_seconds: float = 10.0,
         clock: Callable[[], float] = time.time,
+        pacer: WritePacer | None = None,
     ) -> None:
         self.api = client.EventsV1Api(api_client)
+        self.pacer = pacer  # None: Events are not paced (tests, one-off tools)
         self.region = region
         self.instance = reporting_instance or socket.gethostname()
         self.window = window_seconds
@@ -271,9 +278,12 @@ class EventRecorder:
         return self.api.patch_namespaced_event(name, namespace, body, _content_type=MERGE_PATCH, **kwargs)
 
     def _request(self, verb: str, call: Callable[..., Any], *args: Any) -> dict[str, Any]:
-        """One API request, counted in ``gco_kube_requests_total``; the answer as JSON."""
+        """One API request, counted in ``gco_kube_requests_total``; the answer as JSON. Every one is a
+        write, so it first takes a slot of the region's write budget (``pacer``) as the gateway's do."""
         error: BaseException | None = None
         status: int | None = None
+        if self.pacer is not None:
+            self.pacer.acquire()
         try:
             response = call(*args, _preload_content=False, _request_timeout=self.timeout)
             status = int(response.status)

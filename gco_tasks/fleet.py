@@ -57,7 +57,7 @@ class Fleet:
             cluster=ClusterGateway(api_client, settings.inference_namespace, timeout, pacer=pacer),
             state=state,
             render_options=RenderOptions.from_settings(settings),
-            events=EventRecorder(api_client, settings.region),
+            events=EventRecorder(api_client, settings.region, pacer=pacer),
         )
 
     @cached_property

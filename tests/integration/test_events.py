@@ -234,3 +234,36 @@ def test_an_unreachable_api_server_is_a_failed_outcome(fresh_metrics: FleetMetri
         "gco_kube_requests_total",
         {"region": REGION, "verb": "create", "resource": "events", "code": "<error>"},
     )
+
+
+class CountingPacer:
+    """The region's write budget as the recorder sees it (the ``WritePacer`` port): counts the slots taken."""
+
+    def __init__(self) -> None:
+        self.slots = 0
+
+    def acquire(self) -> None:
+        self.slots += 1
+
+    def hold_off(self, seconds: float) -> None:
+        raise AssertionError("the recorder never sees a 429 here")
+
+
+def test_every_event_request_takes_a_slot_of_the_write_budget(
+    events_client: client.ApiClient, deployment: Regarding, clock: Clock, fresh_metrics: FleetMetrics
+) -> None:
+    pacer = CountingPacer()
+    paced = EventRecorder(events_client, REGION, reporting_instance="w", clock=clock, pacer=pacer)
+    assert paced.record(deployment, EventReason.APPLIED, "applied Deployment/my-llm") is EventOutcome.CREATED
+    assert pacer.slots == 1
+    clock.now += 5
+    assert paced.record(deployment, EventReason.APPLIED, "applied Deployment/my-llm") is EventOutcome.PATCHED
+    assert pacer.slots == 2
+    requests = sum(
+        fresh_metrics.registry.get_sample_value(
+            "gco_kube_requests_total", {"verb": verb, "resource": "events", "code": code, "region": REGION}
+        )
+        or 0.0
+        for verb, code in (("create", "201"), ("patch", "200"))
+    )
+    assert requests == pacer.slots, "one slot per request to the API server"
