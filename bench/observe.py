@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 RECONCILE = "gco_tasks.reconcile_endpoint"
 FAN_OUT = "gco_tasks.fan_out"
@@ -39,21 +39,19 @@ def _parse(text: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-class Events:
-    """The workers' task events, received over the broker in a thread (Celery's event receiver)."""
+class EventReceiver:
+    """The workers' events, received over the broker in a thread (Celery's event receiver); a subclass
+    says what it keeps of each (``_on``, called under ``cond``)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.cond = threading.Condition()
-        self.names: dict[str, str] = {}
-        self.finished: list[Finished] = []
-        self.running: set[str] = set()  # received by a worker, not finished yet
         self.online = False
         self.error: BaseException | None = None
         self.receiver: Any = None
         self.thread = threading.Thread(target=self._run, name="bench-events", daemon=True)
 
-    def start(self) -> Events:
+    def start(self) -> Self:
         self.thread.start()
         return self
 
@@ -72,26 +70,48 @@ class Events:
         with self.cond:
             if kind in ("worker-online", "worker-heartbeat"):
                 self.online = True
-            elif kind in ("task-received", "task-sent") and event.get("name"):
-                self.names[event["uuid"]] = event["name"]
-                if kind == "task-received":
-                    self.running.add(event["uuid"])
-            elif kind in ("task-succeeded", "task-failed", "task-revoked"):
-                self.running.discard(event["uuid"])
-            if kind in ("task-succeeded", "task-failed"):
-                name = self.names.get(event["uuid"], "")
-                result = _parse(event.get("result")) if kind == "task-succeeded" else None
-                self.finished.append(
-                    Finished(
-                        name,
-                        float(event.get("timestamp") or time.time()),
-                        int(event.get("pid") or 0),
-                        float(event.get("runtime") or 0.0),
-                        kind == "task-failed",
-                        result,
-                    )
-                )
+            else:
+                self._on(kind, event)
             self.cond.notify_all()
+
+    def _on(self, kind: str, event: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.receiver is not None:
+            self.receiver.should_stop = True
+        self.thread.join(timeout=5)
+
+
+class Events(EventReceiver):
+    """Every finished task with its worker's timestamp, pid and parsed result, and the tasks in flight."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self.names: dict[str, str] = {}
+        self.finished: list[Finished] = []
+        self.running: set[str] = set()  # received by a worker, not finished yet
+
+    def _on(self, kind: str, event: dict[str, Any]) -> None:
+        if kind in ("task-received", "task-sent") and event.get("name"):
+            self.names[event["uuid"]] = event["name"]
+            if kind == "task-received":
+                self.running.add(event["uuid"])
+        elif kind in ("task-succeeded", "task-failed", "task-revoked"):
+            self.running.discard(event["uuid"])
+        if kind in ("task-succeeded", "task-failed"):
+            name = self.names.get(event["uuid"], "")
+            result = _parse(event.get("result")) if kind == "task-succeeded" else None
+            self.finished.append(
+                Finished(
+                    name,
+                    float(event.get("timestamp") or time.time()),
+                    int(event.get("pid") or 0),
+                    float(event.get("runtime") or 0.0),
+                    kind == "task-failed",
+                    result,
+                )
+            )
 
     def in_flight(self) -> int:
         """Tasks a worker has received and not finished (a long fan-out finishes nothing for a while)."""
@@ -118,11 +138,6 @@ class Events:
                     return False
                 self.cond.wait(min(left, poll))
         return True
-
-    def stop(self) -> None:
-        if self.receiver is not None:
-            self.receiver.should_stop = True
-        self.thread.join(timeout=5)
 
 
 class RequestPoller:

@@ -11,7 +11,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import redis
 
 from bench.common import PROJECT_ROOT, QUEUE, REGION, Services, summary_ms
+from bench.observe import EventReceiver
 from gco_tasks.conventions import RegionKeys
 from gco_tasks.fleet import Fleet
 from gco_tasks.store import EndpointStore
@@ -27,51 +27,27 @@ from gco_tasks.store import EndpointStore
 log = logging.getLogger("bench.fleet")
 
 
-class TaskEvents:
-    """The worker's task events (Celery's event receiver over the broker), in a thread."""
+class TaskEvents(EventReceiver):
+    """The worker's finished tasks as dicts (uuid, type, when this process saw it, runtime, result)."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
-        self.cond = threading.Condition()
+        super().__init__(app)
         self.names: dict[str, str] = {}
         self.finished: list[dict[str, Any]] = []
-        self.online = False
-        self.error: BaseException | None = None
-        self.receiver: Any = None
-        self.thread = threading.Thread(target=self._run, name="bench-events", daemon=True)
 
-    def start(self) -> TaskEvents:
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            with self.app.connection_for_read() as connection:
-                self.receiver = self.app.events.Receiver(connection, handlers={"*": self._on_event})
-                self.receiver.capture(limit=None, timeout=None, wakeup=False)
-        except BaseException as exc:  # pragma: no cover - reported by wait()
-            self.error = exc
-            with self.cond:
-                self.cond.notify_all()
-
-    def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type", "")
-        with self.cond:
-            if kind in ("worker-online", "worker-heartbeat"):
-                self.online = True
-            elif kind == "task-received":
-                self.names[event["uuid"]] = event.get("name", "")
-            elif kind in ("task-succeeded", "task-failed"):
-                self.finished.append(
-                    {
-                        "uuid": event["uuid"],
-                        "type": kind,
-                        "at": time.time(),
-                        "runtime": event.get("runtime"),
-                        "result": event.get("result"),
-                    }
-                )
-            self.cond.notify_all()
+    def _on(self, kind: str, event: dict[str, Any]) -> None:
+        if kind == "task-received":
+            self.names[event["uuid"]] = event.get("name", "")
+        elif kind in ("task-succeeded", "task-failed"):
+            self.finished.append(
+                {
+                    "uuid": event["uuid"],
+                    "type": kind,
+                    "at": time.time(),
+                    "runtime": event.get("runtime"),
+                    "result": event.get("result"),
+                }
+            )
 
     def done(self, task: str, since: int) -> list[dict[str, Any]]:
         """Finished runs of ``task`` among the events from index ``since`` on (call under ``cond``)."""
@@ -83,11 +59,6 @@ class TaskEvents:
         if self.error is not None:
             raise RuntimeError(f"event receiver failed: {self.error!r}")
         return bool(ok)
-
-    def stop(self) -> None:
-        if self.receiver is not None:
-            self.receiver.should_stop = True
-        self.thread.join(timeout=5)
 
 
 class WorkerProcess:
