@@ -119,7 +119,7 @@ def extra_rows(
     default = [tagged.get(f"{n}-default-rate") for n in sizes]
     if any(default):
         cell = pair("cold.seconds", "cold.k8s_writes_per_second_5s.peak", between=" s (")
-        cells = [cell(d) + " writes/s peak" if d else "-" for d in default]
+        cells = [cell(d) + " writes/s peak over 5 s)" if d else "-" for d in default]
         rows.append(
             "| cold start at the default limit (50/s, burst 100) | reported | " + " | ".join(cells) + " |"
         )
