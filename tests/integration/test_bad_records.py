@@ -16,14 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from celery.signals import task_failure
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gco_tasks import conventions as names
 from gco_tasks import tasks
-from gco_tasks.celery import app, use_fleet
 from gco_tasks.dynamo import decode_item, encode
 from gco_tasks.endpoints import Endpoint, RecordHeader, parse_spec
 from gco_tasks.errors import ReconcileFailed
@@ -32,7 +30,7 @@ from gco_tasks.plan import endpoint_name_of
 from gco_tasks.reconciler import reconcile
 
 from .harness import REGION, wait_for
-from .test_fleet_worker import REDIS_KEYS, app_configured
+from .test_fleet_worker import in_process_worker
 
 GOOD = ("good-a", "good-b")
 
@@ -42,17 +40,8 @@ GOOD = ("good-a", "good-b")
 
 @pytest.fixture()
 def worker(fleet: Fleet, redis_url: str) -> Iterator[Any]:
-    use_fleet(fleet)
-    try:
-        with (
-            app_configured(**dict.fromkeys(REDIS_KEYS, redis_url)),
-            start_worker(
-                app, pool="threads", concurrency=4, queues=[fleet.settings.queue], perform_ping_check=False
-            ) as running,
-        ):
-            yield running
-    finally:
-        use_fleet(None)
+    with in_process_worker(fleet, redis_url, concurrency=4) as running:
+        yield running
 
 
 @pytest.fixture()

@@ -59,19 +59,30 @@ def app_configured(**values: Any) -> Iterator[None]:
         _drop_connections()
 
 
-@pytest.fixture()
-def worker(fleet: Fleet, redis_url: str) -> Iterator[Any]:
+@contextlib.contextmanager
+def in_process_worker(fleet: Fleet, redis_url: str, concurrency: int) -> Iterator[Any]:
+    """Celery's test worker (threads) on ``fleet``'s queue and this test's Redis, the app put back after."""
     use_fleet(fleet)
     try:
         with (
             app_configured(**dict.fromkeys(REDIS_KEYS, redis_url)),
             start_worker(
-                app, pool="threads", concurrency=8, queues=[fleet.settings.queue], perform_ping_check=False
+                app,
+                pool="threads",
+                concurrency=concurrency,
+                queues=[fleet.settings.queue],
+                perform_ping_check=False,
             ) as running,
         ):
             yield running
     finally:
         use_fleet(None)
+
+
+@pytest.fixture()
+def worker(fleet: Fleet, redis_url: str) -> Iterator[Any]:
+    with in_process_worker(fleet, redis_url, concurrency=8) as running:
+        yield running
 
 
 @pytest.fixture()
