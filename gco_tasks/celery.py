@@ -3,7 +3,10 @@ class of every task.
 
 Where it stands in the flow: the frame around everything. ``celery -A gco_tasks worker|beat|flower|call``
 finds ``app`` here (through ``gco_tasks.app``). Each region runs its own Redis and its own queue
-``gco.<REGION>``; beat runs RedBeat, whose lock in Redis lets two beats run while only one schedules.
+``gco.<REGION>`` for its reconciles and ``gco.<REGION>.cycle`` for its periodic tasks (fan-out, watchdog,
+purge, stream poll: ``CYCLE_TASKS``), which every worker of the region consumes first (``CycleQueueFirst``;
+kombu's ``priority`` queue order), so a fan-out never waits, or expires, behind the reconciles it sent;
+beat runs RedBeat, whose lock in Redis lets two beats run while only one schedules.
 The app names its tasks module (``include``) and never imports it, so there is no import cycle; the
 settings are read from the environment when the configuration is first needed (a worker or beat
 starting, a ``celery call``), not when this module is imported. ``observability.install`` connects what
@@ -75,6 +78,26 @@ PING_TIMEOUT_SECONDS = 2.0
 STARTUP_API_TIMEOUT_SECONDS = 5.0
 
 
+#: The periodic tasks, routed to the region's cycle queue (``Settings.cycle_queue``).
+CYCLE_TASKS = ("gco_tasks.fan_out", "gco_tasks.watchdog", "gco_tasks.purge", "gco_tasks.stream_poll")
+
+
+class CycleQueueFirst(bootsteps.Step):  # type: ignore[misc]
+    """A worker that consumes the region's queue consumes its cycle queue too, and first: whatever
+    ``-Q`` names (a Procfile, a manifest or a test written before the cycle queue existed keeps working),
+    the periodic tasks are taken before any reconcile waiting in ``gco.<REGION>``. The order is kept by
+    kombu's ``priority`` queue order (``broker_transport_options``): each fetch asks the queues in the
+    order given, where the default would rotate them."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        settings = current_settings()
+        queues = worker.app.amqp.queues
+        names = list(queues.consume_from or ())
+        if settings.queue in names and settings.cycle_queue not in names:
+            queues.select([settings.cycle_queue, *names])
+
+
 class HeartbeatFile(bootsteps.StartStopStep):  # type: ignore[misc]
     """Touches ``WORKER_HEARTBEAT_FILE`` every ``HEARTBEAT_INTERVAL_SECONDS`` from the worker's own timer,
     but only after Redis answered a PING (bounded by ``PING_TIMEOUT_SECONDS``): the pod's liveness probe
@@ -134,8 +157,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Every Celery and RedBeat setting, derived from ours."""
     queue = settings.queue
     prefix = RegionKeys(settings.region).redbeat_prefix
+    broker = redis_config(settings)
+    broker["broker_transport_options"] = {
+        **broker["broker_transport_options"],
+        "queue_order_strategy": "priority",  # the cycle queue first, every fetch (``CycleQueueFirst``)
+    }
     return {
-        **redis_config(settings),
+        **broker,
         "broker_connection_retry_on_startup": True,
         "result_expires": 3600,
         "task_ignore_result": True,
@@ -143,6 +171,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "accept_content": ["json"],
         "task_default_queue": queue,
+        "task_routes": {task: {"queue": settings.cycle_queue} for task in CYCLE_TASKS},
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_time_limit": settings.task_time_limit_seconds,
@@ -166,14 +195,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """fan_out every RECONCILE_INTERVAL_SECONDS, watchdog and purge on their own schedules; each entry
-    expires after its own interval so a missed run is dropped rather than piled up."""
+    """fan_out every RECONCILE_INTERVAL_SECONDS, watchdog and purge on their own schedules, all to the
+    region's cycle queue; each entry expires after its own interval so a missed run is dropped rather
+    than piled up (consumed first, a fan-out is not missed behind reconciles)."""
 
     def entry(task: str, every: int) -> dict[str, Any]:
         return {
             "task": task,
             "schedule": float(every),
-            "options": {"queue": settings.queue, "expires": every},
+            "options": {"queue": settings.cycle_queue, "expires": every},
         }
 
     schedule = {
@@ -336,6 +366,7 @@ def create_app() -> Celery:
     celery_app = Celery("gco_tasks", include=["gco_tasks.tasks"], task_cls=FleetTask)
     celery_app.add_defaults(_configuration)
     celery_app.steps["worker"].add(HeartbeatFile)
+    celery_app.steps["worker"].add(CycleQueueFirst)
     return celery_app
 
 

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gco_tasks import regions
-from gco_tasks.conventions import queue_for_region
+from gco_tasks.conventions import cycle_queue_for_region, queue_for_region
 from gco_tasks.images import check_image_reference, is_pinned
 from gco_tasks.manifests.policy import (
     DEFAULT_MAX_CPU,
@@ -272,8 +272,13 @@ class Settings(BaseSettings):
 
     @property
     def queue(self) -> str:
-        """The Celery queue of this region's work."""
+        """The Celery queue of this region's reconciles."""
         return queue_for_region(self.region)
+
+    @property
+    def cycle_queue(self) -> str:
+        """The Celery queue of this region's periodic tasks, consumed before ``queue``."""
+        return cycle_queue_for_region(self.region)
 
     @property
     def visibility_timeout_seconds(self) -> int:

@@ -103,8 +103,15 @@ def delete_rank(kind: str) -> int:
 
 
 def queue_for_region(region: str) -> str:
-    """``gco.<region>``: the one queue per region that its workers serve."""
+    """``gco.<region>``: the queue of the region's reconciles."""
     return f"gco.{region}"
+
+
+def cycle_queue_for_region(region: str) -> str:
+    """``gco.<region>.cycle``: the queue of the region's periodic tasks (fan-out, watchdog, purge,
+    stream poll), which every worker of the region consumes first, so a cycle never waits behind the
+    reconciles it sent."""
+    return f"gco.{region}.cycle"
 
 
 class RegionKeys:
