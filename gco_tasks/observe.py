@@ -7,15 +7,18 @@ record's ``updated_at`` it saw, and the digests of the endpoint's live objects w
 desired state always comes from the table; the hint only says which objects look in sync and which
 do not:
 
-- an object the hint calls missing, changed or drifted is applied (from the record just read; applying
-  what the table says when it was not needed costs a write, never a wrong state);
 - an object the hint calls in sync is skipped while the hint is fresh (taken at most one interval ago,
-  and not in the future); when it is stale it is read by name first (it may have drifted since);
-- what the hint cannot be trusted for is always read by name: every object the plan would delete (so a
-  forged digest cannot delete anything: only objects with our name and labels are deleted) and the
-  Deployments (their replica counts and rollouts are what the region reports: a forged digest must not
-  make a region look ready). That GET (two with a canary) is the whole cost of a message for an
-  endpoint already in sync.
+  and not in the future); a stale hint buys nothing: every object is read by name, as without one;
+- an object the fresh hint calls missing is not read: the plan creates it, and the create itself
+  (``ClusterWrites.create``, create-only) is the proof that it was absent; when one exists, the
+  reconciler reads it by name and checks whose it is (``ownership``), so a hint that hides an object
+  cannot make us write over it;
+- what the hint says exists is never taken on trust where it decides a write or a report: every
+  object the plan would update (changed or drifted) or delete is read by name, so a forged digest can neither rewrite nor delete an object that is not the
+  endpoint's (only objects with our name and labels are written to or deleted), and so are the
+  Deployments it names (their replica counts and rollouts are what the region reports: a forged digest
+  must not make a region look ready). That GET (two with a canary) is the whole cost of a message for
+  an endpoint already in sync, and a message for a new endpoint costs none.
 
 Without a hint (an ad hoc reconcile, or a hint that does not parse) every object the endpoint can have
 is read by name: at most six GETs, never a LIST. I/O through the ``ClusterGets`` port only.
@@ -153,16 +156,14 @@ def observe(
     """The endpoint's live objects as this reconcile may rely on them (see the module docstring).
     ``planner`` is the reconcile's own pure plan, used to tell which hinted objects matter."""
     candidates = candidate_keys(name)
-    if hint is None:
+    if hint is None or not fresh:
         return read_digests(cluster, candidates, name, desired)
     allowed = set(candidates)
     hinted = list({o.key: o for o in hint.observed if o.key in allowed}.values())
     plan = planner(hinted)
     applied = {object_key(obj) for obj in plan.apply}
-    # The status reports the Deployments' replicas and rollouts: never taken on trust.
-    deployments = {o.key for o in hinted if o.kind == "Deployment"} | {("Deployment", name)}
-    verify = {*plan.delete, *deployments}
-    if not fresh:
-        verify |= {o.key for o in hinted} - applied
+    named = {o.key for o in hinted}
+    # Written over, deleted, or reported (the Deployments): never taken on trust.
+    verify = {*plan.delete, *(named & applied), *(key for key in named if key[0] == "Deployment")}
     kept = [o for o in hinted if o.key not in verify]
     return kept + read_digests(cluster, [key for key in candidates if key in verify], name, desired)

@@ -1,21 +1,22 @@
 """A record cannot take what is not its own: an object with our name that exists without our labels.
 
-Where it stands in the flow: between step 4 (plan) and step 5 (apply) of reconciling one endpoint. The
-cycle's LISTs select by our labels, so an object of the same kind and name created by someone else
-(``kubectl create``, another tool, another team) is invisible to them and the plan would create ours
-over it; server-side apply with force would then silently take it over, fields and all. So every object
-the plan would create (absent from the observed digests) is first read by name; one that exists
-without being this endpoint's is refused: the endpoint's status says which object and what to do, and
-nothing of the endpoint is applied or deleted. A creation is rare (steady state creates nothing), so
-this costs a GET per new object only.
+Where it stands in the flow: step 5 (apply) of reconciling one endpoint. The cycle's LISTs select by
+our labels, so an object of the same kind and name created by someone else (``kubectl create``, another
+tool, another team) is invisible to them, and server-side apply with force would silently take it
+over, fields and all. So every object the plan would create (absent from the observed digests) is
+created with a create-only request (``ClusterWrites.create``): its success proves the object was absent
+(no GET before it: a cold start reads nothing by name); when one exists, it is read by name, and one
+that is not this endpoint's is refused: the endpoint's status says which object and what to do, what
+the reconcile created before finding it is deleted again, and the object itself is left as it is.
+Objects the plan would update or delete were read by name already (``observe``).
 
-``claim_problem`` decides (pure); ``foreign_objects`` reads through the port.
+``claim_problem`` decides (pure).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from gco_tasks import conventions as names
 from gco_tasks.manifests import object_key
@@ -43,22 +44,12 @@ def claim_problem(live: Mapping[str, Any] | None, endpoint: str) -> str | None:
     wanted = f"{names.TYPE_LABEL}={names.INFERENCE_TYPE}, {names.ENDPOINT_LABEL}={endpoint}"
     return (
         f"{live.get('kind')}/{metadata.get('name')} already exists in namespace {metadata.get('namespace')} "
-        f"and is not this endpoint's (it lacks the labels {wanted}{made_by}): nothing was changed; "
+        f"and is not this endpoint's (it lacks the labels {wanted}{made_by}): it was left as it is; "
         "delete or rename that object, rename the endpoint, or add those labels to hand it over"
     )
-
-
-class ObjectReads(Protocol):
-    def get_object(self, kind: str, name: str) -> dict[str, Any] | None: ...
 
 
 def creations(plan: Plan, observed: Iterable[ObservedObject]) -> list[tuple[str, str]]:
     """(kind, name) of every object the plan would create: applied, and not among the observed."""
     seen = {item.key for item in observed}
     return [key for key in map(object_key, plan.apply) if key not in seen]
-
-
-def foreign_objects(cluster: ObjectReads, endpoint: str, keys: Iterable[tuple[str, str]]) -> list[str]:
-    """The refusal of each object we would create that exists and is not this endpoint's."""
-    found = (claim_problem(cluster.get_object(kind, name), endpoint) for kind, name in keys)
-    return [problem for problem in found if problem is not None]

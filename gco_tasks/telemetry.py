@@ -238,6 +238,16 @@ class _WatchedCluster(_Passthrough):
         self._seen.answered[_key(obj)] = _uid(answer)
         return answer
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            answer: dict[str, Any] | None = self._inner.create(obj)
+        except PermanentError as exc:
+            self._seen.refused.append(("apply", getattr(exc, "status", None)))
+            raise
+        if answer is not None:
+            self._seen.answered[_key(obj)] = _uid(answer)
+        return answer
+
     def delete(self, *args: Any, **kwargs: Any) -> bool:
         try:
             return bool(self._inner.delete(*args, **kwargs))

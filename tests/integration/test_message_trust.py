@@ -169,3 +169,37 @@ def test_the_fan_outs_messages_carry_no_record_and_no_env_value(fleet: Fleet) ->
     body = json.dumps(messages)
     assert SECRET not in body and "TOKEN" not in body and '"spec"' not in body and '"item"' not in body
     assert set(messages[0][1]) <= {"taken_at", "observed", "updated_at", "reason"}
+
+
+def test_a_forged_digest_cannot_have_someone_elses_object_written_over(
+    fleet: Fleet, cluster: Cluster, worker: Any
+) -> None:
+    """Issue 22, item 3: a hint naming another team's Service (our canary's name, a wrong hash) once
+    had it applied over, selector and all, without the read that shows it is not ours. Every object a
+    reconcile writes is proven ours (a read by name) or absent (a create-only request): nothing is
+    written, and the reconcile reports whose the object is."""
+    spec = {"image": "nginx:1.27", "gpu_count": 0, "canary": {"image": "nginx:1.28", "weight": 10}}
+    fleet.store.create(Endpoint.new("victim", parse_spec(spec), [REGION]))
+    converge(fleet, lambda: state(fleet) == "running")
+    core = client.CoreV1Api(cluster.api_client)
+    core.delete_namespaced_service("victim-canary", NAMESPACE)  # ours gone; another team takes the name
+    theirs = {
+        "metadata": {"name": "victim-canary", "labels": {"team": "other"}},
+        "spec": {"selector": {"app": "their-app"}, "ports": [{"port": 80, "targetPort": 9000}]},
+    }
+    core.create_namespaced_service(NAMESPACE, theirs)
+    captured: list[tuple[str, dict[str, Any]]] = []
+    fan_out(fleet, lambda name, snapshot: captured.append((name, json.loads(json.dumps(snapshot)))))
+    snapshot = dict(next(hint for name, hint in captured if name == "victim"))
+    observed = [o for o in snapshot["observed"] if o["name"] != "victim-canary" or o["kind"] != "Service"]
+    forged = {"kind": "Service", "name": "victim-canary", "desired_hash": "0" * 64, "drift": ["spec"]}
+    snapshot["observed"] = [*observed, forged]
+    with pytest.raises(Exception, match="not this endpoint's") as refused:
+        send(fleet, "victim", snapshot)
+    outcome = refused.value.args[1] if len(refused.value.args) > 1 else {}
+    assert outcome.get("actions") == [], outcome
+    after = core.read_namespaced_service("victim-canary", NAMESPACE)
+    assert after.metadata.labels == {"team": "other"} and after.spec.selector == {"app": "their-app"}
+    assert "gco-tasks" not in {entry.manager for entry in after.metadata.managed_fields or []}
+    report = (fleet.store.get_item("victim") or {})["region_status"][REGION]
+    assert report["state"] == "error" and "Service/victim-canary already exists" in report["error"]
