@@ -14,11 +14,12 @@ do not:
   reconciler reads it by name and checks whose it is (``ownership``), so a hint that hides an object
   cannot make us write over it;
 - what the hint says exists is never taken on trust where it decides a write or a report: every
-  object the plan would update (changed or drifted) or delete is read by name, so a forged digest can neither rewrite nor delete an object that is not the
-  endpoint's (only objects with our name and labels are written to or deleted), and so are the
-  Deployments it names (their replica counts and rollouts are what the region reports: a forged digest
-  must not make a region look ready). That GET (two with a canary) is the whole cost of a message for
-  an endpoint already in sync, and a message for a new endpoint costs none.
+  object the plan would update (changed or drifted) or delete is read by name, so a forged digest can
+  neither rewrite nor delete an object that is not the endpoint's (only objects with our name and
+  labels are written to or deleted), and so are the Deployments it names (their replica counts and
+  rollouts are what the region reports: a forged digest must not make a region look ready). That GET
+  (two with a canary) is the whole cost of a message for an endpoint already in sync, and a message
+  for a new endpoint costs none.
 
 Without a hint (an ad hoc reconcile, or a hint that does not parse) every object the endpoint can have
 is read by name: at most six GETs, never a LIST. I/O through the ``ClusterGets`` port only.
