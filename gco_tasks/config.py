@@ -132,6 +132,19 @@ class Settings(BaseSettings):
     status_heartbeat_seconds: int = Field(
         300, ge=1, description="Rewrite an unchanged region status after this many seconds (liveness)."
     )
+    rollout_requeue_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="A reconcile that leaves a rollout in progress looks again this long after, then "
+        "after twice as long each time while the rollout lasts (up to ROLLOUT_REQUEUE_MAX_SECONDS).",
+    )
+    rollout_requeue_max_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="The longest wait between two looks at a rollout in progress (its backoff's cap).",
+    )
     watchdog_interval_seconds: int = Field(30, ge=1, description="Seconds between watchdog runs.")
     purge_interval_seconds: int = Field(300, ge=1, description="Seconds between purge runs.")
     task_soft_time_limit_seconds: int = Field(

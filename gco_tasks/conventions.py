@@ -131,6 +131,10 @@ class RegionKeys:
     def pending(self, name: str) -> str:
         return f"{self.prefix}pending:{name}"
 
+    def requeue(self, name: str) -> str:
+        """An endpoint's rollout backoff (a hash: attempt, due, eta), while a rollout lasts."""
+        return f"{self.prefix}requeue:{name}"
+
     def cycle(self, number: int) -> str:
         """Claimed by the first fan-out of a cycle (its resync slots are sent once)."""
         return f"{self.prefix}cycle:{number}"

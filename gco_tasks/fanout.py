@@ -10,7 +10,9 @@ doing; a message carries only the name and a hint (``observe.Hint``: when, the r
 why, the digests of the live objects and, from the Scan, an older endpoint whose path this one's
 shadows), never the record: the worker reads that from the table.
 
-An endpoint whose message is still waiting in the queue (a pending mark in Redis) is not sent again.
+An endpoint whose message is still waiting in the queue (a pending mark in Redis) is not sent again,
+nor one whose rollout a reconcile is already looking at on its backoff (``held_by_backoff``): during a
+cold start of N endpoints the messages stay O(N), however long the rollouts take.
 """
 
 from __future__ import annotations
@@ -88,6 +90,20 @@ def verdicts(
     }
 
 
+#: Reasons that only say "look again at how the rollout goes": a rollout backoff answers them.
+WAITING_REASONS: frozenset[str] = frozenset({"rollout", "status", "heartbeat"})
+
+
+def held_by_backoff(reason: str, mark: tuple[float, float] | None, now: float) -> bool:
+    """Whether a rollout backoff (``mark``: when the endpoint is next due, and when its requeued
+    reconcile is, 0 for none) already answers ``reason``: a requeued reconcile is on its way (whatever
+    the status shows meanwhile, it reports it), or a rollout is not due yet."""
+    if mark is None or reason not in WAITING_REASONS:
+        return False
+    due, eta = mark
+    return eta > now or (reason == "rollout" and due > now)
+
+
 def make_snapshot(
     item: Mapping[str, Any] | None, verdict: Verdict, now: float, shadowed_by: str | None = None
 ) -> dict[str, Any]:
@@ -120,6 +136,9 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
         cycle = _cycle(ports, now, shadowed)
         found = verdicts(cycle, items, grouped)
         wanted = [name for name, verdict in found.items() if verdict.reason is not None]
+        backoffs = ports.state.requeue_marks(n for n in wanted if found[n].reason in WAITING_REASONS)
+        held = {n for n in wanted if held_by_backoff(str(found[n].reason), backoffs.get(n), now)}
+        wanted = [n for n in wanted if n not in held]
         marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
         sent = [name for name in wanted if marks[name]]
         for name in sent:
@@ -135,7 +154,8 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
             "records": len(items),
             "sent": len(sent),
             "already_pending": pending,
-            "in_sync": len(found) - len(wanted),
+            "held_by_backoff": len(held),
+            "in_sync": len(found) - len(wanted) - len(held),
             "reasons": dict(reasons),
             "orphans": orphans,
         }

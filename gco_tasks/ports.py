@@ -105,6 +105,16 @@ class EndpointLocks(Protocol):
     def clear_pending(self, name: str) -> None: ...
 
 
+class RolloutRequeues(Protocol):
+    """An endpoint's rollout backoff (``locks.RegionState``): when to look again while it lasts."""
+
+    def schedule_requeue(
+        self, name: str, now: float, first: float, cap: float, interval: float
+    ) -> float | None: ...
+
+    def clear_requeue(self, name: str) -> None: ...
+
+
 class FanOutMarks(Protocol):
     def fan_out_lock(self, ttl_seconds: float) -> AbstractContextManager[bool]: ...
 
@@ -113,6 +123,8 @@ class FanOutMarks(Protocol):
     def withheld(self) -> set[str]: ...
 
     def claim_cycle(self, cycle: int, ttl_seconds: int) -> bool: ...
+
+    def requeue_marks(self, names: Iterable[str]) -> dict[str, tuple[float, float]]: ...
 
 
 class Withheld(Protocol):

@@ -57,15 +57,18 @@ from gco_tasks.ports import (
     EndpointLocks,
     RecordRead,
     RecordScan,
+    RolloutRequeues,
     StatusReports,
     Withheld,
 )
 from gco_tasks.rollout import Assessment
 from gco_tasks.status import (
+    ROLLING,
     StatusAction,
     StatusReport,
     outcome_of,
     promotion_due,
+    region_state,
     region_status_of,
     status_action,
     status_report,
@@ -82,7 +85,7 @@ class ObjectChanged(TransientError):
 class ReconcileStore(RecordRead, RecordScan, StatusReports, Protocol): ...
 
 
-class ReconcileState(EndpointLocks, Withheld, Protocol): ...
+class ReconcileState(EndpointLocks, RolloutRequeues, Withheld, Protocol): ...
 
 
 class ReconcilePorts(Protocol):
@@ -120,6 +123,15 @@ FAILED_KINDS = frozenset({ResultKind.ERROR, ResultKind.INVALID})
 
 
 @dataclass(frozen=True)
+class Requeue:
+    """Run this endpoint's reconcile again after ``countdown`` seconds (a rollout is in progress), with
+    ``snapshot`` as its hint (``observe.Hint``: what this reconcile left, in sync)."""
+
+    countdown: float
+    snapshot: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ReconcileResult:
     """What one reconcile did: the one object the task, logs, metrics and Events read."""
 
@@ -130,6 +142,7 @@ class ReconcileResult:
     state: str | None = None  # the region state reported ("orphan-removed" for an orphan cleanup)
     error: str | None = None
     skipped: str | None = None  # why nothing was attempted
+    requeue: Requeue | None = None  # a rollout in progress: look again soon (``tasks`` sends it)
 
     @property
     def actions(self) -> list[str]:
@@ -154,6 +167,8 @@ class ReconcileResult:
             result["error"] = self.error
         if self.skipped:
             result["skipped"] = self.skipped
+        if self.requeue is not None:
+            result["requeue_in"] = round(self.requeue.countdown, 3)
         return result
 
 
@@ -295,7 +310,40 @@ def _reconcile_record(
     if due and ports.store.promote_if_deploying(name, updated_at=header.updated_at, region=region):
         log.info("%s: every target region is running; desired state deploying -> running", name)
     state = report.state if report else None
-    return ReconcileResult(name, result_kind(applied, deleted, error), applied, deleted, state, error)
+    requeue = _requeue(ports, header, withholding.desired, state, now)
+    kind = result_kind(applied, deleted, error)
+    return ReconcileResult(name, kind, applied, deleted, state, error, requeue=requeue)
+
+
+def _requeue(
+    ports: ReconcilePorts,
+    header: RecordHeader,
+    desired: Sequence[dict[str, Any]],
+    state: str | None,
+    now: float,
+) -> Requeue | None:
+    """A rollout left in progress asks to be looked at again soon, as controller-runtime's
+    ``RequeueAfter``: ``ROLLOUT_REQUEUE_SECONDS``, doubling while it lasts up to
+    ``ROLLOUT_REQUEUE_MAX_SECONDS`` (``RegionState.schedule_requeue``, one outstanding per endpoint
+    across every worker); a look an interval or more away is the fan-out's to send. A rollout that
+    ended starts the next one's backoff afresh."""
+    settings = ports.settings
+    name = header.endpoint_name
+    if state not in ROLLING:
+        if region_state(header, settings.region) in ROLLING:
+            ports.state.clear_requeue(name)
+        return None
+    countdown = ports.state.schedule_requeue(
+        name,
+        now,
+        settings.rollout_requeue_seconds,
+        settings.rollout_requeue_max_seconds,
+        settings.reconcile_interval_seconds,
+    )
+    if countdown is None:
+        return None
+    left = tuple(digest(obj, obj) for obj in desired)  # as applied: in sync
+    return Requeue(countdown, Hint(now, left, header.updated_at, "requeue").as_message())
 
 
 def _observe_and_plan(

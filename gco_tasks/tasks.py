@@ -55,8 +55,21 @@ def fan_out(self: FleetTask) -> dict[str, Any]:
 def reconcile_endpoint(self: FleetTask, name: str, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
     """Converge one endpoint in this region; returns ``{"endpoint", "actions", "state", "result"}``.
     ``snapshot`` is the fan-out's hint (``observe.Hint``), never the record: the record is always read
-    from the table. Without one (an ad hoc call) the endpoint's objects are read by name."""
-    return self.finish(telemetry.observe_reconcile(self.fleet, reconciler.reconcile, name, snapshot))
+    from the table. Without one (an ad hoc call) the endpoint's objects are read by name. A reconcile
+    that leaves a rollout in progress sends itself again, after the countdown its backoff says
+    (``reconciler.Requeue``)."""
+    result = telemetry.observe_reconcile(self.fleet, reconciler.reconcile, name, snapshot)
+    if result.requeue is not None:
+        settings = self.fleet.settings
+        reconcile_endpoint.apply_async(
+            args=[name],
+            kwargs={"snapshot": result.requeue.snapshot},
+            queue=settings.queue,
+            countdown=result.requeue.countdown,
+            expires=result.requeue.countdown + settings.message_ttl_seconds,
+            ignore_result=True,
+        )
+    return self.finish(result)
 
 
 @app.task(name="gco_tasks.watchdog", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]

@@ -40,6 +40,7 @@ from gco_tasks.plan import ObservedObject, Plan, apply_withholding, desired_hash
 from gco_tasks.renderings import digest, full_objects, rendering
 from gco_tasks.rollout import Assessment, assess
 from gco_tasks.status import (
+    ROLLING,
     StatusAction,
     StatusReport,
     outcome_of,
@@ -50,8 +51,6 @@ from gco_tasks.status import (
 )
 from gco_tasks.teardown import plan_around_terminating, waiting_note
 
-#: Region states of a rollout that has not finished: a reconcile looks again every cycle.
-ROLLING: frozenset[str] = frozenset({"creating", "updating"})
 #: States a stuck or refused endpoint is predicted in (its error says more than the fan-out can see).
 UNSETTLED: frozenset[str] = ROLLING | {"error"}
 #: "Never" for ``status_needs_write``'s heartbeat: asks whether the report itself changed.
