@@ -1,6 +1,6 @@
 """README: the two commands come first, and the reference parts agree with the code and manifests.
 
-The configuration table must list every setting of gco_tasks/config.py with its real default, and the
+The configuration table must list every setting of gco_tasks/core/config.py with its real default, and the
 "running a real region" part must name the Secrets and Role the manifests actually use.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gco_tasks.config import Settings
+from gco_tasks.core.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
