@@ -386,12 +386,12 @@ def test_only_prometheus_in_the_monitoring_namespace_reaches_flower(region: Regi
 
 
 def test_every_overlay_pins_the_fleet_image_by_digest() -> None:
-    """`images:` uses `digest:` (never `newTag:`); the example digest is all zeros, which README says to
-    replace with the one `docker push` prints, or with k8s/pin-image.sh."""
+    """`images:` uses `digest:` (never `newTag:`); the example digest is all zeros, which
+    docs/production.md says to replace with the one `docker push` prints, or with k8s/pin-image.sh."""
     for name in REGIONS:
         kustomization = yaml.safe_load((OVERLAYS / name / "kustomization.yaml").read_text())
         (image,) = kustomization["images"]
         assert image["name"] == "gco-tasks" and "newTag" not in image, name
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", image["digest"]), name
-    readme = (REPO / "README.md").read_text()
-    assert "k8s/pin-image.sh" in readme and "docker push" in readme
+    guide = (REPO / "docs" / "production.md").read_text()
+    assert "k8s/pin-image.sh" in guide and "docker push" in guide

@@ -24,6 +24,7 @@ import yaml
 
 from gco_tasks.adapters import metrics
 
+from .docs import headings
 from .test_k8s_manifests import FLEET_NS, _kubectl, _matches, _render
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,14 +185,17 @@ def test_every_alert_fires_in_a_case_and_stays_quiet_in_another() -> None:
     assert quiet == set(alerts), set(alerts) ^ quiet
 
 
-def test_alerts_have_a_severity_and_point_to_the_readme() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_alerts_have_a_severity_and_point_to_the_runbook() -> None:
+    """Each alert names its runbook entry, a heading of docs/operations.md with the same severity."""
+    runbook = {title for _, title in headings((REPO / "docs" / "operations.md").read_text())}
     for group in rules_spec()["groups"]:
         for rule in group["rules"]:
-            assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+            severity = rule["labels"]["severity"]
+            assert severity in {"warning", "critical"}, rule["alert"]
             assert set(rule["annotations"]) == {"summary", "description"}, rule["alert"]
-            assert f"Operating it: {rule['alert']}" in " ".join(rule["annotations"]["description"].split())
-            assert f"`{rule['alert']}`" in readme, f"README explains {rule['alert']}"
+            description = " ".join(rule["annotations"]["description"].split())
+            assert f"Runbook: docs/operations.md, {rule['alert']}." in description, rule["alert"]
+            assert f"`{rule['alert']}` ({severity})" in runbook, f"no runbook entry for {rule['alert']}"
 
 
 def test_alert_rules_name_only_metrics_that_exist() -> None:
