@@ -185,8 +185,8 @@ def monitor_side(
     args: argparse.Namespace, services: Any, mix: Sequence[Any], env: dict[str, str]
 ) -> dict[str, Any]:
     from bench.procs import cpu_seconds
-    from gco_tasks.config import load_settings
-    from gco_tasks.store import EndpointStore
+    from gco_tasks.adapters.store import EndpointStore
+    from gco_tasks.core.config import load_settings
 
     found: dict[str, Any] = {}
     final = {e.name for e in mix if e.kind != "stopped"}  # the monitor never reports one it never made
@@ -325,10 +325,10 @@ def fleet_side(
     from bench.observe import FAN_OUT, RECONCILE, Events
     from bench.phases import Bench, cold_start, steady, wait_quiet
     from bench.scale import start_worker
-    from gco_tasks import tasks
-    from gco_tasks.celery import app
-    from gco_tasks.config import load_settings
-    from gco_tasks.store import EndpointStore
+    from gco_tasks.adapters.store import EndpointStore
+    from gco_tasks.core.config import load_settings
+    from gco_tasks.worker import tasks
+    from gco_tasks.worker.app import app
 
     store = EndpointStore.from_settings(load_settings())
     broker = redis.Redis.from_url(services.redis.url)

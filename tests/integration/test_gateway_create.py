@@ -9,8 +9,8 @@ from typing import Any
 
 from kubernetes import client
 
-from gco_tasks.cluster import ClusterGateway
-from gco_tasks.conventions import FIELD_MANAGER
+from gco_tasks.adapters.cluster import ClusterGateway
+from gco_tasks.core.conventions import FIELD_MANAGER
 from tests.clusters import Cluster
 
 NS = "gco-inference"
