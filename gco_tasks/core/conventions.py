@@ -111,7 +111,19 @@ def cycle_queue_for_region(region: str) -> str:
     """``gco.<region>.cycle``: the queue of the region's periodic tasks (fan-out, watchdog, purge,
     stream poll), which every worker of the region consumes first, so a cycle never waits behind the
     reconciles it sent."""
-    return f"gco.{region}.cycle"
+    return f"{queue_for_region(region)}{CYCLE_QUEUE_SUFFIX}"
+
+
+#: What a region's cycle queue adds to the name of its reconcile queue.
+CYCLE_QUEUE_SUFFIX = ".cycle"
+
+
+def cycle_queue_of(queue: str) -> str | None:
+    """The cycle queue that goes with a region's reconcile queue ``gco.<region>``; None for any other
+    name (a cycle queue itself, or a queue that is not a region's)."""
+    if not queue.startswith("gco.") or queue.endswith(CYCLE_QUEUE_SUFFIX):
+        return None
+    return f"{queue}{CYCLE_QUEUE_SUFFIX}"
 
 
 class RegionKeys:

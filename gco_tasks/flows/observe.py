@@ -8,8 +8,8 @@ desired state always comes from the table; the hint only says which objects look
 do not:
 
 - an object the hint calls in sync is skipped while the hint is fresh (taken at most one interval ago,
-  and not in the future); a stale hint buys nothing: every object is read by name, as without one;
-- an object the fresh hint calls missing is not read: the plan creates it, and the create itself
+  and not in the future); once it is stale, every object it names is read by name first;
+- an object the hint calls missing is not read, fresh or stale: the plan creates it, and the create itself
   (``ClusterWrites.create``, create-only) is the proof that it was absent; when one exists, the
   reconciler reads it by name and checks whose it is (``ownership``), so a hint that hides an object
   cannot make us write over it;
@@ -157,7 +157,7 @@ def observe(
     """The endpoint's live objects as this reconcile may rely on them (see the module docstring).
     ``planner`` is the reconcile's own pure plan, used to tell which hinted objects matter."""
     candidates = candidate_keys(name)
-    if hint is None or not fresh:
+    if hint is None:
         return read_digests(cluster, candidates, name, desired)
     allowed = set(candidates)
     hinted = list({o.key: o for o in hint.observed if o.key in allowed}.values())
@@ -166,5 +166,7 @@ def observe(
     named = {o.key for o in hinted}
     # Written over, deleted, or reported (the Deployments): never taken on trust.
     verify = {*plan.delete, *(named & applied), *(key for key in named if key[0] == "Deployment")}
+    if not fresh:  # what it calls in sync may have changed since; what it calls missing, create proves
+        verify |= named
     kept = [o for o in hinted if o.key not in verify]
     return kept + read_digests(cluster, [key for key in candidates if key in verify], name, desired)

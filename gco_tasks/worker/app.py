@@ -64,7 +64,7 @@ from gco_tasks.core.config import (
     load_settings,
     region_problem,
 )
-from gco_tasks.core.conventions import RegionKeys
+from gco_tasks.core.conventions import CYCLE_QUEUE_SUFFIX, RegionKeys, cycle_queue_of
 from gco_tasks.core.errors import GcoError, ReconcileFailed, TransientError
 from gco_tasks.core.redis_target import RedisTarget
 from gco_tasks.worker import observability, preflight
@@ -97,11 +97,13 @@ class CycleQueueFirst(bootsteps.Step):  # type: ignore[misc]
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
-        settings = current_settings()
         queues = worker.app.amqp.queues
         names = list(queues.consume_from or ())
-        if settings.queue in names and settings.cycle_queue not in names:
-            queues.select([settings.cycle_queue, *names])
+        cycles = [n for n in names if n.startswith("gco.") and n.endswith(CYCLE_QUEUE_SUFFIX)]
+        cycles += [c for c in map(cycle_queue_of, names) if c is not None and c not in cycles]
+        order = [*cycles, *(n for n in names if n not in cycles)]
+        if order != names:
+            queues.select(order)
 
 
 class HeartbeatFile(bootsteps.StartStopStep):  # type: ignore[misc]

@@ -15,6 +15,8 @@ Events, a log line per reconcile).
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +27,8 @@ from gco_tasks.flows import watchdog as watchdog_room
 from gco_tasks.worker import telemetry
 from gco_tasks.worker.app import CycleTask, FleetTask, app
 from gco_tasks.worker.fleet import Fleet
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -45,9 +49,42 @@ def _reconcile_sender(fleet: Fleet) -> Iterator[Sender]:
         yield send
 
 
+#: A fan-out finding at least this many reconciles still waiting in the region's queue defers (see
+#: ``deferred``): whatever it would send would wait behind them, or be skipped as already pending.
+BACKLOG_DEFER = 50
+#: ... but never more than this many cycles in a row: every such cycle's fan-out runs whatever the queue.
+BACKLOG_DEFER_MAX_CYCLES = 4
+
+
+def deferred(backlog: int, now: float, interval: float) -> bool:
+    """Whether a fan-out defers to the reconciles still waiting (``backlog``): it would spend a Scan and
+    the LISTs (seconds at ten thousand endpoints, a pool process the reconciles need meanwhile) to send
+    what the waiting messages already carry. Every ``BACKLOG_DEFER_MAX_CYCLES``-th cycle runs anyway,
+    so a queue that never drains cannot hide a change in the table for long."""
+    return backlog >= BACKLOG_DEFER and int(now // max(interval, 1e-3)) % BACKLOG_DEFER_MAX_CYCLES != 0
+
+
+def _backlog(queue: str) -> int:
+    """Messages waiting in ``queue`` (every priority; kombu's own count), or 0 when it cannot tell."""
+    try:
+        with app.pool.acquire(block=True) as connection:
+            declared = connection.default_channel.queue_declare(queue=queue, passive=True)
+    except Exception as exc:
+        log.debug("cannot count the messages waiting in %s: %s", queue, exc)
+        return 0
+    return int(declared.message_count)
+
+
 @app.task(name="gco_tasks.fan_out", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]
 def fan_out(self: FleetTask) -> dict[str, Any]:
-    """One reconcile cycle of the region: one message per endpoint that needs looking at."""
+    """One reconcile cycle of the region: one message per endpoint that needs looking at; deferred
+    while the reconciles a previous one sent are still waiting (``deferred``)."""
+    settings = self.fleet.settings
+    now = time.time()
+    backlog = _backlog(settings.queue)
+    if deferred(backlog, now, settings.reconcile_interval_seconds):
+        telemetry.record_deferred_fan_out(self.fleet, now)
+        return {"skipped": f"{backlog} reconciles still waiting in {settings.queue}", "backlog": backlog}
     with _reconcile_sender(self.fleet) as send:
         return telemetry.observe_fan_out(self.fleet, fanout.fan_out, send)
 
@@ -58,16 +95,21 @@ def reconcile_endpoint(self: FleetTask, name: str, snapshot: dict[str, Any] | No
     ``snapshot`` is the fan-out's hint (``observe.Hint``), never the record: the record is always read
     from the table. Without one (an ad hoc call) the endpoint's objects are read by name. A reconcile
     that leaves a rollout in progress sends itself again, after the countdown its backoff says
-    (``reconciler.Requeue``)."""
+    (``reconciler.Requeue``), marked pending as a fan-out's message is."""
     result = telemetry.observe_reconcile(self.fleet, reconciler.reconcile, name, snapshot)
     if result.requeue is not None:
         settings = self.fleet.settings
+        ttl = int(result.requeue.countdown) + settings.message_ttl_seconds
+        # Pending like a fan-out's message (the reconcile clears it when it runs): no fan-out sends the
+        # endpoint again meanwhile, and none is requeued while a fan-out's message is still waiting.
+        if not self.fleet.state.mark_pending_many([name], ttl)[name]:
+            return self.finish(result)
         reconcile_endpoint.apply_async(
             args=[name],
             kwargs={"snapshot": result.requeue.snapshot},
             queue=settings.queue,
             countdown=result.requeue.countdown,
-            expires=result.requeue.countdown + settings.message_ttl_seconds,
+            expires=ttl,
             ignore_result=True,
         )
     return self.finish(result)

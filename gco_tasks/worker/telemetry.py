@@ -403,6 +403,12 @@ def observe_fan_out(
     return summary
 
 
+def record_deferred_fan_out(fleet: Fleet, now: float) -> None:
+    """A fan-out that deferred to the reconciles still waiting: the region is being reconciled (the
+    fan-out's age, which ``GcoFanOutStalled`` watches, is reset), nothing was sent."""
+    metrics.record_fanout(fleet.settings.region, 0.0, sent=0, finished_at=now)
+
+
 def observe_watchdog(
     fleet: Fleet, room: Callable[[WatchdogPorts, Sender], dict[str, Any]], send: Sender
 ) -> dict[str, Any]:

@@ -108,6 +108,13 @@ def test_forged_digests_can_neither_delete_nor_report_readiness(
         "spec": {"ports": [{"port": 80}]},
     }
     core.create_namespaced_service(NAMESPACE, theirs)
+    try:
+        _forged_readiness(fleet, core)
+    finally:  # not ours, so the real cluster's reset (by our labels) would leave it to the next test
+        core.delete_namespaced_service("victim-canary", NAMESPACE)
+
+
+def _forged_readiness(fleet: Fleet, core: client.CoreV1Api) -> None:
     fleet.store.scale("victim", 2)  # the region is not running at 2 yet
     snapshot = {
         "taken_at": time.time(),
