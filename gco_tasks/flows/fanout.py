@@ -91,17 +91,18 @@ def verdicts(
 
 
 #: Reasons that only say "look again at how the rollout goes": a rollout backoff answers them.
-WAITING_REASONS: frozenset[str] = frozenset({"rollout", "status", "heartbeat"})
+WAITING_REASONS: frozenset[str] = frozenset({"rollout"})
 
 
 def held_by_backoff(reason: str, mark: tuple[float, float] | None, now: float) -> bool:
     """Whether a rollout backoff (``mark``: when the endpoint is next due, and when its requeued
-    reconcile is, 0 for none) already answers ``reason``: a requeued reconcile is on its way (whatever
-    the status shows meanwhile, it reports it), or a rollout is not due yet."""
+    reconcile is) answers ``reason``: a rollout that is not due for another look yet. Anything else the
+    fan-out finds (a status to report, a change) is sent; a requeued reconcile still waiting is pending
+    like any message (``mark_pending_many`` skips it)."""
     if mark is None or reason not in WAITING_REASONS:
         return False
-    due, eta = mark
-    return eta > now or (reason == "rollout" and due > now)
+    due, _ = mark
+    return due > now
 
 
 def make_snapshot(

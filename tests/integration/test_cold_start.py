@@ -80,9 +80,9 @@ def test_a_new_endpoint_is_created_without_a_read_and_looked_at_again_by_its_own
     assert first.state == "creating" and first.requeue is not None
     assert first.requeue.countdown == pytest.approx(fleet.settings.rollout_requeue_seconds)
 
-    # Meanwhile a fan-out leaves it alone: its requeue is on the way.
-    again, summary = hints(fleet, now + 1)
-    assert "cold" not in again and summary["held_by_backoff"] == 1
+    # Meanwhile a fan-out does not send it again to look at the rollout: its backoff says when.
+    _, summary = hints(fleet, now + 1)
+    assert summary["reasons"].get("rollout", 0) == 0, summary
 
     wait_for(lambda: ready(cluster, "cold"), "the Deployment to be ready", timeout=60)
     log.calls.clear()
@@ -169,10 +169,12 @@ def test_a_fan_out_is_taken_before_the_reconciles_waiting_in_the_queue(
 
 
 @pytest.mark.standin_only  # Celery's requeue, not the API server
-def test_a_worker_sees_a_new_endpoint_running_without_a_second_fan_out(fleet: Fleet, redis_url: str) -> None:
+def test_a_worker_sees_a_new_endpoint_running_without_a_second_fan_out(
+    fleet: Fleet, redis_url: str, order: list[str]
+) -> None:
     """Fails on the old behaviour: the reconcile that created the objects reported ``creating`` and
-    nothing looked again before the next fan-out (one whole interval); now its requeue does, with no
-    other message sent for the endpoint."""
+    nothing looked again before the next fan-out (one whole interval); now its requeue does (one
+    message, marked pending so that no fan-out sends another meanwhile)."""
     from gco_tasks.worker import tasks
     from gco_tasks.worker.app import app
 
@@ -187,6 +189,7 @@ def test_a_worker_sees_a_new_endpoint_running_without_a_second_fan_out(fleet: Fl
                 producer=producer,
             )
         wait_for(lambda: region_state(fleet, "solo") == "running", "the endpoint to be running", timeout=60)
+    assert order.count(TASK) == 2, order  # the fan-out's message and the requeue, each run once
 
 
 def test_a_fan_out_defers_to_a_backlog_of_reconciles_but_not_for_ever(redis_url: str) -> None:
