@@ -49,7 +49,8 @@ def _reconcile_sender(fleet: Fleet) -> Iterator[Sender]:
         yield send
 
 
-#: A fan-out finding at least this many reconciles still waiting in the region's queue defers (see
+#: A fan-out finding at least this many messages outstanding (waiting in the region's queue, or taken
+#: by a worker and not yet done: a requeued reconcile waits for its countdown in a worker) defers (see
 #: ``deferred``): whatever it would send would wait behind them, or be skipped as already pending.
 BACKLOG_DEFER = 50
 #: ... but never more than this many cycles in a row: every such cycle's fan-out runs whatever the queue.
@@ -57,34 +58,40 @@ BACKLOG_DEFER_MAX_CYCLES = 4
 
 
 def deferred(backlog: int, now: float, interval: float) -> bool:
-    """Whether a fan-out defers to the reconciles still waiting (``backlog``): it would spend a Scan and
-    the LISTs (seconds at ten thousand endpoints, a pool process the reconciles need meanwhile) to send
-    what the waiting messages already carry. Every ``BACKLOG_DEFER_MAX_CYCLES``-th cycle runs anyway,
-    so a queue that never drains cannot hide a change in the table for long."""
+    """Whether a fan-out defers to the messages still outstanding (``backlog``): it would spend a Scan
+    and the LISTs (seconds at ten thousand endpoints, a pool process the reconciles need meanwhile, and
+    the table's read capacity) to send what those messages already carry. Every
+    ``BACKLOG_DEFER_MAX_CYCLES``-th cycle runs anyway, so a queue that never drains cannot hide a change
+    in the table for long."""
     return backlog >= BACKLOG_DEFER and int(now // max(interval, 1e-3)) % BACKLOG_DEFER_MAX_CYCLES != 0
 
 
 def _backlog(queue: str) -> int:
-    """Messages waiting in ``queue`` (every priority; kombu's own count), or 0 when it cannot tell."""
+    """Messages outstanding: waiting in ``queue`` (every priority; kombu's own count) plus those workers
+    have taken and not yet acknowledged (kombu's ``unacked`` hash: running, or waiting for a countdown;
+    this fan-out among them); 0 when Redis cannot tell."""
     try:
         with app.pool.acquire(block=True) as connection:
-            declared = connection.default_channel.queue_declare(queue=queue, passive=True)
+            channel = connection.default_channel
+            waiting = int(channel.queue_declare(queue=queue, passive=True).message_count)
+            with channel.conn_or_acquire() as client:
+                taken = int(client.hlen(channel.unacked_key))
     except Exception as exc:
-        log.debug("cannot count the messages waiting in %s: %s", queue, exc)
+        log.debug("cannot count the messages outstanding in %s: %s", queue, exc)
         return 0
-    return int(declared.message_count)
+    return waiting + taken
 
 
 @app.task(name="gco_tasks.fan_out", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]
 def fan_out(self: FleetTask) -> dict[str, Any]:
     """One reconcile cycle of the region: one message per endpoint that needs looking at; deferred
-    while the reconciles a previous one sent are still waiting (``deferred``)."""
+    while the messages a previous one sent are still outstanding (``deferred``)."""
     settings = self.fleet.settings
     now = time.time()
     backlog = _backlog(settings.queue)
     if deferred(backlog, now, settings.reconcile_interval_seconds):
         telemetry.record_deferred_fan_out(self.fleet, now)
-        return {"skipped": f"{backlog} reconciles still waiting in {settings.queue}", "backlog": backlog}
+        return {"skipped": f"{backlog} messages outstanding in {settings.queue}", "backlog": backlog}
     with _reconcile_sender(self.fleet) as send:
         return telemetry.observe_fan_out(self.fleet, fanout.fan_out, send)
 
