@@ -42,7 +42,7 @@ CONTEXT_FIELDS: Final = ("endpoint", "region", "task_id", "result", "duration_ms
 MULTIPROCESSING_LOGGER: Final = "multiprocessing"  # billiard's, configured by Celery
 TEXT_FORMAT: Final = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
 #: What Celery's task lines carry in ``extra={"data": ...}`` that no line of ours shows: a task's
-#: arguments (a reconcile message's snapshot holds the record, env values included) and the traceback
+#: arguments (an older or forged message may carry a record, env values included) and the traceback
 #: of an expected failure (an unexpected one has ``exc_info``).
 CELERY_DATA_DROPPED: Final = frozenset({"args", "kwargs", "traceback"})
 

@@ -10,7 +10,7 @@ request (the Event recorder for its own); ``fleet.Fleet`` passes the store's bot
 the Celery-level series itself (expired messages, tasks in progress, beat's sends).
 
 Names follow controller-runtime's style (``<subsystem>_<what>_<unit|total>``), every series carries
-``region``, and every other label takes its values from a closed set defined below (``ResultKind``,
+``region``, and every other label takes its values from a closed set (``core.results.ResultKind``,
 ``ErrorReason``, ``KUBE_VERBS`` ...): an endpoint name, a URL or an error message is never a label value,
 so the number of series does not grow with the number of endpoints and no secret can leak into one.
 
@@ -46,21 +46,12 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from redis.exceptions import RedisError
 
 from gco_tasks.core.records import InvalidEndpointError, RegionState
+from gco_tasks.core.results import RESULT_LABELS, ResultKind
 
 log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- bounded label values
-
-
-class ResultKind(StrEnum):
-    """``gco_reconcile_total{result}``: what one ``reconcile_endpoint`` ended with."""
-
-    APPLIED = "applied"  # at least one object applied
-    NOOP = "noop"  # already in sync: nothing written to the cluster
-    DELETED = "deleted"  # objects deleted (endpoint deleted, stopped parts, orphans), none applied
-    SKIPPED_LOCKED = "skipped_locked"  # another worker held the endpoint's lock
-    ERROR = "error"  # the endpoint ends in error (invalid spec, refused write, ...)
 
 
 class ErrorReason(StrEnum):
@@ -148,20 +139,6 @@ def reason_for_kube_status(status: int | None) -> ErrorReason:
         409: ErrorReason.KUBE_CONFLICT,
     }
     return by_status.get(status, ErrorReason.KUBE_REJECTED)
-
-
-def classify_result(
-    applied: int, deleted: int, error: bool = False, skipped_locked: bool = False
-) -> ResultKind:
-    """The ``result`` of one reconcile from what it did: skipped on the lock, else ended in error, else
-    applied something, else only deleted, else nothing (``noop``)."""
-    if skipped_locked:
-        return ResultKind.SKIPPED_LOCKED
-    if error:
-        return ResultKind.ERROR
-    if applied:
-        return ResultKind.APPLIED
-    return ResultKind.DELETED if deleted else ResultKind.NOOP
 
 
 _TIME_LIMITS: Final = frozenset({"SoftTimeLimitExceeded", "TimeLimitExceeded"})
@@ -435,9 +412,12 @@ def record_reconcile(
     duration_s: float,
     error_reason: ErrorReason | str | None = None,
 ) -> None:
-    """One finished ``reconcile_endpoint``: its result, its duration and, when it failed (wholly or for
-    one object), the reason. An ``error`` result without a reason counts as ``internal``."""
+    """One finished ``reconcile_endpoint``: its label (``ReconcileResult.label``, one of
+    ``RESULT_LABELS``), its duration and, when it failed (wholly or for one object), the reason. An
+    ``error`` result without a reason counts as ``internal``."""
     result = ResultKind(result_kind)
+    if result not in RESULT_LABELS:
+        raise ValueError(f"not a gco_reconcile_total result label: {result.value}")
     if error_reason is None and result is ResultKind.ERROR:
         error_reason = ErrorReason.INTERNAL
     m = _metrics

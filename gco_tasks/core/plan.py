@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.rendering import object_key
+from gco_tasks.core.results import actions
 from gco_tasks.core.rollout import RolloutDigest
 
 
@@ -95,14 +96,16 @@ def endpoint_name_of(obj: Mapping[str, Any], known_names: frozenset[str] | set[s
     return names.endpoint_of_app(str(app), known_names)
 
 
-def group_by_endpoint(
+def objects_by_endpoint(
     objects: Iterable[Mapping[str, Any]], known_names: frozenset[str] | set[str]
-) -> dict[str, list[ObservedObject]]:
-    grouped: dict[str, list[ObservedObject]] = {}
+) -> dict[str, list[Mapping[str, Any]]]:
+    """The live objects of each endpoint (``plan.endpoint_name_of``); objects of no endpoint are left
+    alone."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
     for obj in objects:
         name = endpoint_name_of(obj, known_names)
         if name is not None:
-            grouped.setdefault(name, []).append(ObservedObject.from_object(obj))
+            grouped.setdefault(name, []).append(obj)
     return grouped
 
 
@@ -127,9 +130,9 @@ class Plan:
         return not self.apply and not self.delete
 
     def describe(self) -> list[str]:
-        """Human-readable actions, e.g. ``apply Deployment/demo``, for the task result and logs."""
-        applied = [f"apply {kind}/{name}" for kind, name in map(object_key, self.apply)]
-        return applied + [f"delete {kind}/{name}" for kind, name in self.delete]
+        """Its actions as a result shows them (``results.actions``: ``apply Deployment/demo``)."""
+        applied = [f"{kind}/{name}" for kind, name in map(object_key, self.apply)]
+        return actions(applied, [f"{kind}/{name}" for kind, name in self.delete])
 
 
 def plan_changes(desired: Sequence[Mapping[str, Any]], observed: Sequence[ObservedObject]) -> Plan:

@@ -15,10 +15,11 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from gco_tasks.core.hint import Hint
 from gco_tasks.core.records import RegionStatus
 
-#: Sends one reconcile message: (endpoint name, snapshot) -> None (an empty snapshot: read it yourself).
-Sender = Callable[[str, dict[str, Any]], None]
+#: Sends one reconcile message: (endpoint name, hint) -> None (no hint: the worker reads it all itself).
+Sender = Callable[[str, Hint | None], None]
 
 
 # --- the cluster (cluster.ClusterGateway) --------------------------------------------------------

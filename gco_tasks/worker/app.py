@@ -70,7 +70,7 @@ from gco_tasks.worker.broker import guard_detached_redis_channels, redis_config
 if TYPE_CHECKING:
     import redis
 
-    from gco_tasks.flows.reconciler import ReconcileResult
+    from gco_tasks.core.results import ReconcileResult
     from gco_tasks.worker.fleet import Fleet
 
 log = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ def streamed(redis_url: str, dynamodb_url: str, kube_client: Any) -> Iterator[Fl
 
 def poll(fleet: Fleet) -> tuple[dict[str, Any], list[str]]:
     sent: list[str] = []
-    result = poll_stream(fleet, lambda name, hint: sent.append(name))
+    result = poll_stream(fleet, lambda name, hint: sent.append(name)).as_dict()
     for name in sent:
         fleet.state.clear_pending(name)  # as the reconcile that consumes the message would
     return result, sent

@@ -21,15 +21,17 @@ from gco_tasks.adapters.locks import RegionState
 from gco_tasks.adapters.metrics import FleetMetrics
 from gco_tasks.core.conventions import endpoint_selector
 from gco_tasks.core.errors import TransientError
+from gco_tasks.core.hint import Hint
 from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.results import ResultKind
 from gco_tasks.flows.fanout import fan_out
-from gco_tasks.flows.reconciler import ResultKind, reconcile
+from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.flows.watchdog import watchdog
 from gco_tasks.worker import telemetry
 from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
-from .harness import REGION, make_fleet
+from .harness import REGION, make_fleet, wire
 
 NAMESPACE = "gco-inference"
 
@@ -121,27 +123,27 @@ def test_a_fan_out_and_the_reconciles_it_sends(
 ) -> None:
     create(fleet, "tele-b")
     create(fleet, "tele-c")
-    sent: list[tuple[str, dict[str, Any]]] = []
+    sent: list[tuple[str, Hint | None]] = []
 
-    def send(name: str, snapshot: dict[str, Any]) -> None:
-        sent.append((name, json.loads(json.dumps(snapshot))))
+    def send(name: str, hint: Hint | None) -> None:
+        sent.append((name, wire(hint)))
 
     summary = telemetry.observe_fan_out(fleet, fan_out, send)
-    assert summary["sent"] == 2
+    assert summary.sent == 2
     assert value(recorded, "gco_fanout_messages_total", outcome="sent") == 2
     assert value(recorded, "gco_fanout_duration_seconds_count") == 1
     assert value(recorded, "gco_endpoints", state="unknown") == 2, "no region has reported yet"
     assert value(recorded, "gco_last_fanout_timestamp_seconds") > 0
-    for name, snapshot in sent:
-        telemetry.observe_reconcile(fleet, reconcile, name, snapshot)
+    for name, hint in sent:
+        telemetry.observe_reconcile(fleet, reconcile, name, hint)
     assert value(recorded, "gco_reconcile_total", result="applied") == 2
     assert value(recorded, "gco_kube_requests_total", verb="list", resource="deployments", code="200") == 1
 
     def cycle() -> None:
         sent.clear()
         telemetry.observe_fan_out(fleet, fan_out, send)
-        for name, snapshot in sent:
-            again = telemetry.observe_reconcile(fleet, reconcile, name, snapshot)
+        for name, hint in sent:
+            again = telemetry.observe_reconcile(fleet, reconcile, name, hint)
             assert again.kind is not ResultKind.APPLIED
 
     cycle()
@@ -155,12 +157,12 @@ def test_a_fan_out_and_the_reconciles_it_sends(
     uid = deployment_uid(fleet, "tele-b")
     events = our_events(cluster.api_client, "tele-b")
     assert {e["reason"]: e["regarding"].get("uid") for e in events} == {"Applied": uid, "Promoted": uid}, (
-        "the snapshot's digests carry the uid; a later reconcile saw the rollout done and promoted"
+        "the hint's digests carry the uid; a later reconcile saw the rollout done and promoted"
     )
 
     fan_outs = value(recorded, "gco_fanout_duration_seconds_count")
     with fleet.state.fan_out_lock(ttl_seconds=30):
-        assert telemetry.observe_fan_out(fleet, fan_out, send) == {
+        assert telemetry.observe_fan_out(fleet, fan_out, send).as_dict() == {
             "skipped": "another fan-out of this region is running"
         }
     assert value(recorded, "gco_lock_contention_total", lock="fan_out") == 1
@@ -192,13 +194,13 @@ def test_the_watchdog_records_the_ingress_it_withholds(
         telemetry.observe_reconcile(fleet, reconcile, "tele-e")
         sent: list[str] = []
 
-        def send(name: str, _: dict[str, Any]) -> None:
+        def send(name: str, _: Hint | None) -> None:
             sent.append(name)
 
         first = telemetry.observe_watchdog(fleet, partial(watchdog, now=1_000.0), send)
-        assert first["withheld"] == [] and first["unready"] == ["tele-e"]
+        assert first.withheld == [] and first.unready == ["tele-e"]
         second = telemetry.observe_watchdog(fleet, partial(watchdog, now=1_061.0), send)
-        assert second["withheld"] == ["tele-e"]
+        assert second.withheld == ["tele-e"]
         withheld = [e for e in our_events(cluster.api_client, "tele-e") if e["reason"] == "IngressWithheld"]
         (event,) = withheld
         assert event["type"] == "Warning" and event["regarding"]["uid"] == deployment_uid(fleet, "tele-e")

@@ -18,8 +18,8 @@ from gco_tasks.adapters.metrics import (
     EventOutcome,
     FleetMetrics,
     LockName,
-    ResultKind,
 )
+from gco_tasks.core.results import RESULT_LABELS, ResultKind
 
 R = "us-east-1"
 
@@ -120,9 +120,11 @@ def test_a_partial_failure_can_carry_a_reason_with_another_result(fresh_metrics:
 def test_unknown_results_and_reasons_are_refused(fresh_metrics: FleetMetrics) -> None:
     with pytest.raises(ValueError):
         metrics.record_reconcile(R, "my-llm", 0.1)
+    with pytest.raises(ValueError, match="not a gco_reconcile_total result label"):
+        metrics.record_reconcile(R, ResultKind.INVALID, 0.1)  # a kind, mapped by ReconcileResult.label
     with pytest.raises(ValueError):
         metrics.record_reconcile(R, ResultKind.ERROR, 0.1, "my-llm: 422 from redis://:pw@host")
-    assert label_values(fresh_metrics, "gco_reconcile", "result") <= {r.value for r in ResultKind}
+    assert label_values(fresh_metrics, "gco_reconcile", "result") <= {r.value for r in RESULT_LABELS}
 
 
 @pytest.mark.parametrize(
@@ -273,20 +275,6 @@ def test_use_restores_the_previous_set() -> None:
 
 
 # --------------------------------------------------------------------------- deciding the labels
-
-
-@pytest.mark.parametrize(
-    ("applied", "deleted", "error", "skipped", "kind"),
-    [
-        (0, 0, False, True, ResultKind.SKIPPED_LOCKED),
-        (2, 0, True, False, ResultKind.ERROR),
-        (2, 1, False, False, ResultKind.APPLIED),
-        (0, 3, False, False, ResultKind.DELETED),
-        (0, 0, False, False, ResultKind.NOOP),
-    ],
-)
-def test_classify_result(applied: int, deleted: int, error: bool, skipped: bool, kind: ResultKind) -> None:
-    assert metrics.classify_result(applied, deleted, error, skipped) is kind
 
 
 def _client_error(code: str) -> Exception:

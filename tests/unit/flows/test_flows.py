@@ -14,14 +14,10 @@ from gco_tasks.core.errors import PermanentError
 from gco_tasks.core.plan import HealthVerdict, ObservedObject, apply_withholding
 from gco_tasks.core.records import Endpoint, InvalidEndpointError, RecordHeader
 from gco_tasks.core.rendering import RenderOptions, desired_objects
+from gco_tasks.core.results import ReconcileResult, ResultKind, result_kind
 from gco_tasks.core.status import StatusAction, StatusReport, promotion_due, status_action
 from gco_tasks.flows.fanout import items_by_name
 from gco_tasks.flows.purge import purgeable
-from gco_tasks.flows.reconciler import (
-    ReconcileResult,
-    ResultKind,
-    result_kind,
-)
 from gco_tasks.flows.watchdog import releases
 
 REGION = "us-east-1"
