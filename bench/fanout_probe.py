@@ -62,6 +62,7 @@ class TimedPorts:
         self.cluster = Timed(fleet.cluster, "kubernetes", times)
         self.state = Timed(fleet.state, "redis", times)
         self.render_options = fleet.render_options
+        self.configurations_run = fleet.configurations_run
 
 
 def timed_sender(send: Sender, times: Counter[str]) -> Any:

@@ -1,7 +1,7 @@
 """Log lines of the fleet: readable text by default, one JSON object per line with ``LOG_FORMAT=json``,
 each carrying the endpoint, region and task it belongs to.
 
-Where it stands in the flow: around every process. ``observability.install`` connects Celery's
+Where it stands in the flow: around every process. ``exporter.install`` connects Celery's
 ``after_setup_logger`` / ``after_setup_task_logger`` signals to ``celery_logger_ready`` (Celery sets up
 its handlers, we then give them our filters and, in JSON mode, our formatter) and ``task_prerun`` /
 ``task_postrun`` to ``bind`` / ``restore`` of the task id. ``worker.telemetry`` runs each reconcile in

@@ -48,6 +48,12 @@ class FanOutPorts(Protocol):
     def state(self) -> FanOutMarks: ...
     @property
     def render_options(self) -> RenderOptions: ...
+    @property
+    def configurations_run(self) -> set[tuple[str, str]]:
+        """The configurations (region, render options) this process's fan-outs have run under: under one
+        not run before (a worker started after its ConfigMap changed) every endpoint whose error is about
+        the record as it is now is sent once at once, not at its resync slot."""
+        ...
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -112,7 +118,7 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> FanOu
         sent = [name for name in wanted if marks[name]]
         for name in sent:
             send(name, make_hint(items.get(name), found[name], now, shadowed.get(name)))
-        _CONFIGURATIONS_RUN.add(_configuration(ports))
+        ports.configurations_run.add(_configuration(ports))
         pending = len(wanted) - len(sent)
         reasons = Counter(str(found[name].reason) for name in sent)
         log.info(
@@ -127,13 +133,6 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> FanOu
             reasons=dict(reasons),
             orphans=orphans,
         )
-
-
-#: The configurations (region and render options) a fan-out of this process has run under. A reported
-#: error about the record as it is now is sent again only at its resync slot, but under a configuration
-#: not run before (a worker started after its ConfigMap changed: a cap raised, wildcard tolerations
-#: allowed) every such endpoint is sent once at once, so the change takes effect in the next cycle.
-_CONFIGURATIONS_RUN: set[tuple[str, str]] = set()
 
 
 def _configuration(ports: FanOutPorts) -> tuple[str, str]:
@@ -154,5 +153,5 @@ def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle
         withheld=frozenset(ports.state.withheld()),
         resyncs=first,
         shadowed=dict(shadowed),
-        retry_errors=_configuration(ports) not in _CONFIGURATIONS_RUN,
+        retry_errors=_configuration(ports) not in ports.configurations_run,
     )

@@ -15,7 +15,7 @@ the one account of what happened that the task, logs and metrics read. The steps
    that exists without our labels is refused, not taken over (``ownership``: a GET per object to
    create);
 5. apply, then delete, object by object (an HPA no longer wanted first, ``spec.replicas`` handed to the
-   HPA's side before a Deployment stops setting it: ``handover``; an object GCO's monitor made has its
+   HPA's side before a Deployment stops setting it: ``hpa_handover``; an object GCO's monitor made has its
    field ownership handed over first: ``adoption``): a permanent refusal of one object is collected and
    the others still go ahead; a transient failure propagates (the task retries the whole, idempotent,
    reconcile);
@@ -39,8 +39,8 @@ from gco_tasks.core.config import Settings
 from gco_tasks.core.conventions import ingress_name
 from gco_tasks.core.diagnosis import assess_rollouts
 from gco_tasks.core.errors import PermanentError
-from gco_tasks.core.handover import hand_over, handover_candidates, hpa_deletions_first
 from gco_tasks.core.hint import Hint
+from gco_tasks.core.hpa_handover import hand_over, handover_candidates, hpa_deletions_first
 from gco_tasks.core.intake import name_problem
 from gco_tasks.core.ownership import creations, foreign_objects, is_ours
 from gco_tasks.core.paths import already_serves_its_path, shadowed_paths, shadowing_message
@@ -279,7 +279,7 @@ def _carry_out(
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """Apply, then delete, object by object. A permanent failure (e.g. 422) of one object is collected
     and the others still go ahead; a transient one propagates. Returns (applied, deleted, errors).
-    ``handover``'s rules around autoscaling: an HPA no longer wanted is deleted first, and a
+    ``hpa_handover``'s rules around autoscaling: an HPA no longer wanted is deleted first, and a
     Deployment about to lose ``spec.replicas`` hands it to the HPA's side first; an object GCO's monitor
     still co-owns (its digest says ``legacy``) has that ownership handed to us first (``adoption``)."""
     first, rest = hpa_deletions_first(plan)

@@ -3,7 +3,7 @@ shared ALB stops sending it traffic); it gets it back within the cycle that sees
 
 Where it stands in the flow: beat sends the ``watchdog`` task on its own schedule. One LIST of
 Deployments; the unready-since clocks and the set of withheld endpoints live in Redis (shared by every
-worker, surviving restarts). ``plan.judge_health`` decides; ``watchdog`` carries it out. While an
+worker, surviving restarts). ``health.judge_health`` decides; ``watchdog`` carries it out. While an
 endpoint is withheld, ``reconciler`` plans it without its Ingress (``plan.apply_withholding``).
 """
 
@@ -16,7 +16,8 @@ from typing import Protocol
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.config import Settings
-from gco_tasks.core.plan import HealthVerdict, ObservedObject, judge_health
+from gco_tasks.core.health import HealthVerdict, judge_health
+from gco_tasks.core.plan import ObservedObject
 from gco_tasks.core.ports import Cluster, Sender, WatchdogClocks
 from gco_tasks.core.results import WatchdogResult
 

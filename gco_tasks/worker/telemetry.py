@@ -1,15 +1,15 @@
 """What the tasks did, made visible: Prometheus metrics, Kubernetes Events and one log line per reconcile.
 
-Where it stands in the flow: between the Celery tasks and the rooms. ``tasks.reconcile_endpoint`` runs
-``reconciler.reconcile`` through ``observe_reconcile``, ``fan_out`` and ``watchdog`` run their rooms
-through ``observe_fan_out`` and ``observe_watchdog``. The rooms know nothing of metrics or Events; the
-recording happens here, once per task, from what the room returned (``ReconcileResult``, the fan-out's
+Where it stands in the flow: between the Celery tasks and the flows. ``tasks.reconcile_endpoint`` runs
+``reconciler.reconcile`` through ``run_reconcile``, ``fan_out`` and ``watchdog`` run their flows
+through ``run_fan_out`` and ``run_watchdog``. The flows know nothing of metrics or Events; the
+recording happens here, once per task, from what the flow returned (``ReconcileResult``, the fan-out's
 and the watchdog's summaries).
 
-What a result does not say, a ``Witness`` learns from the ports the room uses: the room is handed the
+What a result does not say, a ``Witness`` learns from the ports the flow uses: the flow is handed the
 fleet's adapters behind thin decorators (``_WatchedStore``, ``_WatchedCluster``, ``_WatchedState``) that
 note the uid of the endpoint's Deployment (from a LIST or an apply's answer; the fan-out's hint
-carries it in the object digests), the HTTP status of a refused write, the status the room reported,
+carries it in the object digests), the HTTP status of a refused write, the status the flow reported,
 whether it promoted the record or ended the watchdog's withholding, and the records a fan-out scanned.
 Everything else passes through untouched.
 
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from gco_tasks.adapters import logging_setup, metrics
+from gco_tasks.adapters import logging_setup, metric_labels, metrics
 from gco_tasks.adapters.events import EventReason, Regarding
 from gco_tasks.core import conventions as names
 from gco_tasks.core.errors import GcoError, PermanentError
@@ -53,7 +53,7 @@ log = logging.getLogger("gco_tasks.telemetry")
 
 @dataclass
 class Witness:
-    """What a room's I/O showed beyond its result (plain data, read by the pure functions below)."""
+    """What a flow's I/O showed beyond its result (plain data, read by the pure functions below)."""
 
     listed: dict[str, str | None] | None = None  # "Kind/name" -> uid of objects LISTed (None: no LIST)
     answered: dict[str, str | None] = field(default_factory=dict)  # "Kind/name" -> uid of apply answers
@@ -81,16 +81,18 @@ def _uid(obj: Mapping[str, Any] | None) -> str | None:
 # --------------------------------------------------------------------------- pure decisions
 
 
-def result_labels(result: ReconcileResult, seen: Witness) -> tuple[ResultKind, metrics.ErrorReason | None]:
+def result_labels(
+    result: ReconcileResult, seen: Witness
+) -> tuple[ResultKind, metric_labels.ErrorReason | None]:
     """``gco_reconcile_total{result}`` (``ReconcileResult.label``) and, for a failed reconcile, its
     ``reason``."""
     kind = result.label
     if not result.failed:
         return kind, None
     if result.kind is ResultKind.INVALID:
-        return kind, metrics.ErrorReason.INVALID_SPEC
+        return kind, metric_labels.ErrorReason.INVALID_SPEC
     status = next((status for _, status in seen.refused), None)
-    return kind, metrics.reason_for_kube_status(status) if seen.refused else None
+    return kind, metric_labels.reason_for_kube_status(status) if seen.refused else None
 
 
 def existed_before(seen: Witness, hinted: Mapping[str, str | None] | None) -> dict[str, str | None] | None:
@@ -259,7 +261,7 @@ class _WatchedState(_Passthrough):
 
 @dataclass
 class _WatchedPorts:
-    """The fleet's ports, watched: what the rooms are handed."""
+    """The fleet's ports, watched: what the flows are handed."""
 
     fleet: Fleet
     seen: Witness
@@ -271,6 +273,10 @@ class _WatchedPorts:
     @property
     def render_options(self) -> Any:
         return self.fleet.render_options
+
+    @property
+    def configurations_run(self) -> set[tuple[str, str]]:
+        return self.fleet.configurations_run
 
     @property
     def store(self) -> Any:
@@ -288,9 +294,9 @@ class _WatchedPorts:
 # --------------------------------------------------------------------------- the tasks' side
 
 
-def observe_reconcile(
+def run_reconcile(
     fleet: Fleet,
-    room: Callable[[ReconcilePorts, str, Hint | None], ReconcileResult],
+    flow: Callable[[ReconcilePorts, str, Hint | None], ReconcileResult],
     name: str,
     hint: Hint | None = None,
 ) -> ReconcileResult:
@@ -302,7 +308,7 @@ def observe_reconcile(
     with logging_setup.log_context(endpoint=name):
         started = time.monotonic()
         try:
-            result = room(cast("ReconcilePorts", _WatchedPorts(fleet, seen)), name, hint)
+            result = flow(cast("ReconcilePorts", _WatchedPorts(fleet, seen)), name, hint)
         except Exception as exc:
             _record_failed_attempt(region, name, exc, time.monotonic() - started)
             raise
@@ -332,7 +338,7 @@ def _read_uid(fleet: Fleet, name: str) -> str | None:
 
 
 def _record_failed_attempt(region: str, name: str, exc: Exception, duration: float) -> None:
-    reason = metrics.reason_for_exception(exc)
+    reason = metric_labels.reason_for_exception(exc)
     metrics.record_reconcile(region, ResultKind.ERROR, duration, error_reason=reason)
     extra = {
         "endpoint": name,
@@ -356,14 +362,14 @@ def _log_result(result: ReconcileResult, label: str, reason: str | None, duratio
         log.info("reconciled %s: %s (%s)", result.endpoint, label, actions, extra=extra)
 
 
-def observe_fan_out(
-    fleet: Fleet, room: Callable[[FanOutPorts, Sender], FanOutResult], send: Sender
+def run_fan_out(
+    fleet: Fleet, flow: Callable[[FanOutPorts, Sender], FanOutResult], send: Sender
 ) -> FanOutResult:
     """Run one fan-out and record it (duration, messages, endpoints by state, when it finished); a
     fan-out skipped because another holds the region's lock records nothing (the lock counted it)."""
     seen = Witness()
     started = time.monotonic()
-    summary = room(cast("FanOutPorts", _WatchedPorts(fleet, seen)), send)
+    summary = flow(cast("FanOutPorts", _WatchedPorts(fleet, seen)), send)
     if summary.skipped is not None:
         return summary
     region = fleet.settings.region
@@ -379,13 +385,13 @@ def observe_fan_out(
     return summary
 
 
-def observe_watchdog(
-    fleet: Fleet, room: Callable[[WatchdogPorts, Sender], WatchdogResult], send: Sender
+def run_watchdog(
+    fleet: Fleet, flow: Callable[[WatchdogPorts, Sender], WatchdogResult], send: Sender
 ) -> WatchdogResult:
     """Run the watchdog and record an Event on each Deployment whose Ingress it removed or whose
     withholding it ended (the uid from the watchdog's own LIST)."""
     seen = Witness()
-    summary = room(cast("WatchdogPorts", _WatchedPorts(fleet, seen)), send)
+    summary = flow(cast("WatchdogPorts", _WatchedPorts(fleet, seen)), send)
     threshold = fleet.settings.inference_unhealthy_threshold_seconds
     for name, reason, note in watchdog_events(summary, threshold):
         regarding = Regarding(name, fleet.settings.inference_namespace, deployment_uid(name, seen, None))

@@ -36,7 +36,7 @@ from kubernetes import client
 from gco_sandbox.controlplane import ControlPlane, find_binaries
 from gco_sandbox.services import SANDBOX_AWS_ENV, DynamoDBServer, RedisServer, free_port
 from gco_tasks.adapters.locks import RegionState
-from gco_tasks.adapters.metrics import ENDPOINT_STATES
+from gco_tasks.adapters.metric_labels import ENDPOINT_STATES
 from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.core.config import load_settings
 from gco_tasks.core.errors import ReconcileFailed

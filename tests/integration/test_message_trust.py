@@ -21,8 +21,9 @@ from kubernetes import client
 
 from gco_tasks.core.records import Endpoint, parse_spec
 from gco_tasks.flows.fanout import fan_out
-from gco_tasks.worker.app import app, use_fleet
+from gco_tasks.worker.app import app
 from gco_tasks.worker.fleet import Fleet
+from gco_tasks.worker.process import use_fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, converge

@@ -69,7 +69,7 @@ def test_a_reconcile_its_locked_skip_and_an_invalid_record(
     fleet: Fleet, cluster: Cluster, recorded: FleetMetrics
 ) -> None:
     create(fleet, "tele-a")
-    applied = telemetry.observe_reconcile(fleet, reconcile, "tele-a")
+    applied = telemetry.run_reconcile(fleet, reconcile, "tele-a")
     assert applied.kind is ResultKind.APPLIED
     assert value(recorded, "gco_reconcile_total", result="applied") == 1
     assert value(recorded, "gco_reconcile_duration_seconds_count", result="applied") == 1
@@ -93,7 +93,7 @@ def test_a_reconcile_its_locked_skip_and_an_invalid_record(
 
     with fleet.state.endpoint_lock("tele-a", ttl_seconds=30) as held:
         assert held
-        skipped = telemetry.observe_reconcile(fleet, reconcile, "tele-a")
+        skipped = telemetry.run_reconcile(fleet, reconcile, "tele-a")
     assert skipped.kind is ResultKind.SKIPPED_LOCKED
     assert value(recorded, "gco_reconcile_total", result="skipped_locked") == 1
     assert value(recorded, "gco_lock_contention_total", lock="endpoint") == 1
@@ -104,7 +104,7 @@ def test_a_reconcile_its_locked_skip_and_an_invalid_record(
         UpdateExpression="SET spec.port = :p",
         ExpressionAttributeValues={":p": {"N": "70000"}},
     )
-    invalid = telemetry.observe_reconcile(fleet, reconcile, "tele-a")
+    invalid = telemetry.run_reconcile(fleet, reconcile, "tele-a")
     assert invalid.kind is ResultKind.INVALID
     assert value(recorded, "gco_reconcile_total", result="error") == 1
     assert value(recorded, "gco_reconcile_errors_total", reason="invalid_spec") == 1
@@ -113,7 +113,7 @@ def test_a_reconcile_its_locked_skip_and_an_invalid_record(
     assert reasons["InvalidSpec"]["type"] == "Warning" and reasons["InvalidSpec"]["regarding"]["uid"] == uid
     assert "spec.port" in reasons["InvalidSpec"]["note"]
     assert "nothing was changed in the cluster" in reasons["InvalidSpec"]["note"]
-    telemetry.observe_reconcile(fleet, reconcile, "tele-a")
+    telemetry.run_reconcile(fleet, reconcile, "tele-a")
     repeated = {e["reason"]: e for e in our_events(cluster.api_client, "tele-a")}["InvalidSpec"]
     assert repeated["series"]["count"] == 2, "a repeating error is one Event with a series"
 
@@ -128,22 +128,22 @@ def test_a_fan_out_and_the_reconciles_it_sends(
     def send(name: str, hint: Hint | None) -> None:
         sent.append((name, wire(hint)))
 
-    summary = telemetry.observe_fan_out(fleet, fan_out, send)
+    summary = telemetry.run_fan_out(fleet, fan_out, send)
     assert summary.sent == 2
     assert value(recorded, "gco_fanout_messages_total", outcome="sent") == 2
     assert value(recorded, "gco_fanout_duration_seconds_count") == 1
     assert value(recorded, "gco_endpoints", state="unknown") == 2, "no region has reported yet"
     assert value(recorded, "gco_last_fanout_timestamp_seconds") > 0
     for name, hint in sent:
-        telemetry.observe_reconcile(fleet, reconcile, name, hint)
+        telemetry.run_reconcile(fleet, reconcile, name, hint)
     assert value(recorded, "gco_reconcile_total", result="applied") == 2
     assert value(recorded, "gco_kube_requests_total", verb="list", resource="deployments", code="200") == 1
 
     def cycle() -> None:
         sent.clear()
-        telemetry.observe_fan_out(fleet, fan_out, send)
+        telemetry.run_fan_out(fleet, fan_out, send)
         for name, hint in sent:
-            again = telemetry.observe_reconcile(fleet, reconcile, name, hint)
+            again = telemetry.run_reconcile(fleet, reconcile, name, hint)
             assert again.kind is not ResultKind.APPLIED
 
     cycle()
@@ -162,7 +162,7 @@ def test_a_fan_out_and_the_reconciles_it_sends(
 
     fan_outs = value(recorded, "gco_fanout_duration_seconds_count")
     with fleet.state.fan_out_lock(ttl_seconds=30):
-        assert telemetry.observe_fan_out(fleet, fan_out, send).as_dict() == {
+        assert telemetry.run_fan_out(fleet, fan_out, send).as_dict() == {
             "skipped": "another fan-out of this region is running"
         }
     assert value(recorded, "gco_lock_contention_total", lock="fan_out") == 1
@@ -177,7 +177,7 @@ def test_a_transient_failure_is_an_error_attempt_with_its_reason(
     assert cluster.standin is not None
     cluster.standin.add_fault(verb="apply", resource="deployments", status=503, count=1)
     with pytest.raises(TransientError):
-        telemetry.observe_reconcile(fleet, reconcile, "tele-d")
+        telemetry.run_reconcile(fleet, reconcile, "tele-d")
     assert value(recorded, "gco_reconcile_total", result="error") == 1
     assert value(recorded, "gco_reconcile_errors_total", reason="kube_unavailable") == 1
     assert value(recorded, "gco_kube_requests_total", verb="apply", resource="deployments", code="503") == 1
@@ -191,15 +191,15 @@ def test_the_watchdog_records_the_ingress_it_withholds(
     fleet.store.create_table()
     try:
         create(fleet, "tele-e", image="example.com/crashloop:1")
-        telemetry.observe_reconcile(fleet, reconcile, "tele-e")
+        telemetry.run_reconcile(fleet, reconcile, "tele-e")
         sent: list[str] = []
 
         def send(name: str, _: Hint | None) -> None:
             sent.append(name)
 
-        first = telemetry.observe_watchdog(fleet, partial(watchdog, now=1_000.0), send)
+        first = telemetry.run_watchdog(fleet, partial(watchdog, now=1_000.0), send)
         assert first.withheld == [] and first.unready == ["tele-e"]
-        second = telemetry.observe_watchdog(fleet, partial(watchdog, now=1_061.0), send)
+        second = telemetry.run_watchdog(fleet, partial(watchdog, now=1_061.0), send)
         assert second.withheld == ["tele-e"]
         withheld = [e for e in our_events(cluster.api_client, "tele-e") if e["reason"] == "IngressWithheld"]
         (event,) = withheld

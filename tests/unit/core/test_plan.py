@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from gco_tasks.core.conventions import HASH_ANNOTATION
+from gco_tasks.core.health import judge_health
 from gco_tasks.core.plan import (
     ObservedObject,
     endpoint_name_of,
-    judge_health,
     objects_by_endpoint,
     plan_changes,
     without_ingress,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gco_tasks.adapters.events import EventReason
-from gco_tasks.adapters.metrics import ErrorReason
+from gco_tasks.adapters.metric_labels import ErrorReason
 from gco_tasks.core.hint import parse_hint
 from gco_tasks.core.results import ReconcileResult, ResultKind, WatchdogResult
 from gco_tasks.core.results import ResultKind as Label
