@@ -37,12 +37,11 @@ from typing import Any, Protocol
 
 from gco_tasks.core.config import Settings
 from gco_tasks.core.conventions import ingress_name
-from gco_tasks.core.diagnosis import assess_rollouts
 from gco_tasks.core.errors import PermanentError
 from gco_tasks.core.hint import Hint
-from gco_tasks.core.hpa_handover import hand_over, handover_candidates, hpa_deletions_first
+from gco_tasks.core.hpa_handover import handover_candidates, hpa_deletions_first
 from gco_tasks.core.intake import name_problem
-from gco_tasks.core.ownership import creations, foreign_objects, is_ours
+from gco_tasks.core.ownership import creations, is_ours
 from gco_tasks.core.paths import already_serves_its_path, shadowed_paths, shadowing_message
 from gco_tasks.core.plan import ObservedObject, Plan, Withholding, apply_withholding
 from gco_tasks.core.ports import (
@@ -70,6 +69,7 @@ from gco_tasks.core.status import (
 from gco_tasks.core.teardown import plan_around_terminating, waiting_note
 from gco_tasks.flows.adoption import adopt
 from gco_tasks.flows.observe import ReadsOnce, candidate_keys, observe, read_digests
+from gco_tasks.flows.reconcile_io import assess_rollouts, foreign_objects, hand_over
 
 log = logging.getLogger(__name__)
 
