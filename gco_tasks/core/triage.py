@@ -1,24 +1,8 @@
-"""Which endpoints need a reconcile this cycle: the fan-out's decision, made with the reconciler's own
-pure rules, so that a steady cycle sends nothing.
+"""Which endpoints need a reconcile this cycle: the fan-out's decision, made with the reconciler's own pure
+rules, so that a steady cycle sends nothing.
 
 Where it stands in the flow: inside ``fan_out``, between its reads (one Scan, one LIST per kind) and its
-messages. For each endpoint it renders the record (``rendering.desired_objects``), digests the live
-objects against it (``drift.digests``), applies the watchdog's rule and plans (``plan``), and predicts
-the status report (``status``), exactly as a reconcile would, and sends a message only when:
-
-- the plan is not empty: an object is missing, changed (the record changed), drifted (a hand edit), still
-  co-owned by GCO's monitor, or not wanted any more (a canary after promote, a removed region);
-- the watchdog's withholding ends (the primary is ready again);
-- the status the region would report differs from the one the record holds, or its entry must go;
-- a rollout is in progress (``creating``/``updating``): only a reconcile can tell a rollout that
-  progresses from one that is stuck (it may read the pods);
-- the record is invalid and its ``error`` status is not written yet;
-- the endpoint's resync slot comes round (``resync_due``): every endpoint once every ``resync_cycles``
-  cycles, spread over the fleet by a stable hash of its name (sent by the first fan-out of the
-  interval only: ``Cycle.resyncs``). That reconcile also writes the status
-  heartbeat, so heartbeats are spread too; a status older than twice that period is sent at once.
-
-Pure: the clock comes in as ``now``; the result is a ``TriageReason`` (for the hint and the logs) or None.
+messages. More in docs/architecture.md.
 """
 
 from __future__ import annotations
