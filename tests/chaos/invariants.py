@@ -23,7 +23,7 @@ from gco_tasks.adapters.cluster import ClusterGateway
 from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.core.config import Settings
 from gco_tasks.core.conventions import MANAGED_SELECTOR
-from gco_tasks.core.plan import ObservedObject, group_by_endpoint, plan_changes
+from gco_tasks.core.plan import ObservedObject, objects_by_endpoint, plan_changes
 from gco_tasks.core.records import Endpoint, InvalidEndpointError
 from gco_tasks.core.rendering import RenderOptions, desired_objects
 
@@ -40,7 +40,10 @@ def problems(
     desired state it asked for (``running``, ``stopped`` or ``deleted``)."""
     items = {str(item["endpoint_name"]): item for item in store.scan_items()}
     objects = cluster.list_objects(MANAGED_SELECTOR)
-    grouped = group_by_endpoint(objects, set(items) | set(intents))
+    grouped = {
+        name: [ObservedObject.from_object(obj) for obj in objects_of]
+        for name, objects_of in objects_by_endpoint(objects, set(items) | set(intents)).items()
+    }
     found: list[str] = []
     for name, intent in sorted(intents.items()):
         item = items.get(name)

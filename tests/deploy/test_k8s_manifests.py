@@ -43,7 +43,7 @@ MANAGED = {
 #: Kubernetes Events about what the fleet did (gco_tasks/adapters/events.py): created, and a repeat's
 #: series patched.
 EVENTS = {("events.k8s.io", "events", verb) for verb in ("create", "patch")}
-#: Read only, for an unfinished rollout (gco_tasks/core/diagnosis.py): the newest ReplicaSet and its pods.
+#: Read only, for an unfinished rollout (gco_tasks/flows/reconcile_io.py): the newest ReplicaSet and its pods.
 ROLLOUT_READS = {
     (group, resource, verb)
     for group, resource in (("apps", "replicasets"), ("", "pods"))
