@@ -20,8 +20,8 @@ import pytest
 import yaml
 from kubernetes.utils.quantity import parse_quantity as quantity_value
 
-from gco_tasks.endpoints import Endpoint
-from gco_tasks.manifests import RenderOptions, render_endpoint
+from gco_tasks.core.records import Endpoint
+from gco_tasks.core.rendering import RenderOptions, render_endpoint
 
 from .test_k8s_manifests import Region, _kubectl
 
@@ -274,7 +274,7 @@ def test_a_default_deny_covers_every_pod_both_ways(rendered: list[Obj]) -> None:
 
 
 def test_the_load_balancer_source_is_the_documented_example(rendered: list[Obj]) -> None:
-    """The one value an operator must fit (with the quota's sizes): the README and the file say so."""
+    """The one value an operator must fit (with the quota's sizes): docs/security.md and the file say so."""
     sources = [
         peer["ipBlock"]["cidr"]
         for policy in of_kind(rendered, "NetworkPolicy")
@@ -283,5 +283,5 @@ def test_the_load_balancer_source_is_the_documented_example(rendered: list[Obj])
     ]
     assert sources == [LOAD_BALANCER]
     assert LOAD_BALANCER in (DIRECTORY / "networkpolicy.yaml").read_text()
-    readme = (REPO / "README.md").read_text()
-    assert "kubectl apply -k k8s/inference-namespace" in readme and LOAD_BALANCER in readme
+    guide = (REPO / "docs" / "security.md").read_text()
+    assert "kubectl apply -k k8s/inference-namespace" in guide and LOAD_BALANCER in guide

@@ -26,8 +26,8 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from gco_sandbox.controlplane import ControlPlane, raw
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.manifests import RenderOptions, render_endpoint
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.rendering import RenderOptions, render_endpoint
 from tests.integration.test_pod_security_real import wait_until
 
 from .test_k8s_inference_namespace import DIRECTORY, INFERENCE_ACCOUNT, KEEP_LABEL, PSA, render
@@ -261,7 +261,7 @@ def test_the_namespace_can_be_deleted_once_its_label_is_removed(guarded: Guarded
 def test_a_server_dry_run_names_the_running_pods_baseline_would_refuse(
     real_cluster: ControlPlane, real_api_client: client.ApiClient, tmp_path: Path
 ) -> None:
-    """What the README tells the operator to run first: `kubectl apply --dry-run=server -k` against a
+    """What docs/security.md tells the operator to run first: `kubectl apply --dry-run=server -k` against a
     namespace that already runs a pod baseline refuses names that pod, and changes nothing."""
     made = Guarded(real_cluster, real_api_client, tmp_path / "overlay")
     raw(made.core.create_namespace, {"metadata": {"name": made.name}})
