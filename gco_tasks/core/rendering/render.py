@@ -29,6 +29,7 @@ from typing import Any
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.records import DELETED, STOPPED, Endpoint, EndpointSpec, InvalidEndpointError
+from gco_tasks.core.rendering.alb import alb_problems
 from gco_tasks.core.rendering.autoscaling import hpa
 from gco_tasks.core.rendering.deployment import deployment
 from gco_tasks.core.rendering.policy import check_policy
@@ -42,7 +43,8 @@ def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> 
 
     Raises ``InvalidEndpointError`` naming the field for the few records the model accepts but Kubernetes
     would not (a request above the limit the user also set, a negative quantity), and for those the
-    region's policy refuses (``rendering.policy``: caps, keyless tolerations): bad input is data."""
+    region's policy refuses (``rendering.policy``: caps, keyless tolerations), and for an ALB path or
+    annotation value the load balancer would refuse (``rendering.alb``): bad input is data."""
     if endpoint.desired_state == DELETED or not endpoint.targets(region):
         return []
     check_policy(endpoint, options.policy)
@@ -53,6 +55,9 @@ def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> 
         objects = _workload_objects(spec, primary, options)
     else:
         objects = _serving_objects(endpoint, primary, options)
+    refused = alb_problems(objects)
+    if refused:
+        raise InvalidEndpointError(refused, endpoint.endpoint_name)
     return [_with_hash(obj) for obj in objects]
 
 
