@@ -48,6 +48,7 @@ def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> 
     if endpoint.desired_state == DELETED or not endpoint.targets(region):
         return []
     check_policy(endpoint, options.policy)
+    _check_model_directory(endpoint, options)
     namespace = endpoint.namespace or options.namespace
     spec = endpoint.spec
     primary = _primary_workload(endpoint, region, namespace)
@@ -59,6 +60,20 @@ def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> 
     if refused:
         raise InvalidEndpointError(refused, endpoint.endpoint_name)
     return [_with_hash(obj) for obj in objects]
+
+
+def _check_model_directory(endpoint: Endpoint, options: RenderOptions) -> None:
+    """An endpoint's model sync writes ``/models/{name}``: a name that is one of the operator's shared
+    directories would let its record replace what every endpoint reads there."""
+    source = endpoint.spec.model_source or ""
+    tops = {directory.split("/")[0] for directory in options.model_shared_dirs}
+    if source.startswith("s3://") and endpoint.endpoint_name in tops:
+        message = (
+            f"is one of the shared model directories (MODEL_SHARED_DIRS), which its S3 model sync would "
+            f"overwrite in /models/{endpoint.endpoint_name}; choose another name, or have the operator "
+            "take it out of MODEL_SHARED_DIRS"
+        )
+        raise InvalidEndpointError([("endpoint_name", message)], endpoint.endpoint_name)
 
 
 def desired_objects(endpoint: Endpoint, region: str, options: RenderOptions) -> list[Obj]:
