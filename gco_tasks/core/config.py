@@ -25,7 +25,9 @@ from gco_tasks.core.images import check_image_reference, is_pinned
 from gco_tasks.core.redis_target import RedisTarget, RedisUrlError, mask_url, parse_redis_url
 from gco_tasks.core.rendering.policy import (
     DEFAULT_MAX_CPU,
+    DEFAULT_MAX_CPU_PER_ENDPOINT,
     DEFAULT_MAX_GPUS,
+    DEFAULT_MAX_GPUS_PER_ENDPOINT,
     DEFAULT_MAX_MEMORY,
     DEFAULT_MAX_REPLICAS,
     positive_quantity,
@@ -201,6 +203,17 @@ class Settings(BaseSettings):
     )
     max_memory_per_container: Annotated[str, AfterValidator(_cap_quantity)] = Field(
         DEFAULT_MAX_MEMORY, description="Most memory an inference container may request or be limited to."
+    )
+    max_gpus_per_endpoint: int = Field(
+        DEFAULT_MAX_GPUS_PER_ENDPOINT,
+        ge=1,
+        description="Most GPUs or Neuron devices one endpoint may run in all: per pod times its most "
+        "replicas plus its canary's.",
+    )
+    max_cpu_per_endpoint: Annotated[str, AfterValidator(_cap_quantity)] = Field(
+        DEFAULT_MAX_CPU_PER_ENDPOINT,
+        description="Most CPU one endpoint may run in all: per pod (the larger of request and limit) times "
+        "its most replicas plus its canary's.",
     )
     worker_heartbeat_file: str = Field(
         "/tmp/gco-tasks-worker.heartbeat", description="File the worker touches; the liveness probe reads it."

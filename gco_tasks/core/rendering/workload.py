@@ -49,6 +49,8 @@ class RenderOptions:
                 max_cpu_per_container=settings.max_cpu_per_container,
                 max_memory_per_container=settings.max_memory_per_container,
                 allow_wildcard_tolerations=settings.allow_wildcard_tolerations,
+                max_gpus_per_endpoint=settings.max_gpus_per_endpoint,
+                max_cpu_per_endpoint=settings.max_cpu_per_endpoint,
             ),
         )
 
