@@ -112,11 +112,6 @@ def cli(env: dict[str, str], *args: str) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 22, finding 10, open: at DEBUG botocore logs each request's X-Amz-Security-Token and "
-    "Authorization headers and each response body (the records' env values); the fix quiets those loggers",
-)
 def test_tls_redis_with_auth_and_no_secret_on_any_surface(
     cluster: Any, make_chaos: Any, tmp_path: Path
 ) -> None:
