@@ -161,11 +161,11 @@ def prepare_handler(handler: logging.Handler, log_format: str, defaults: Mapping
 
 
 def clamp_library_loggers() -> None:
-    """Raise ``CLAMPED_LOGGERS`` to at least INFO, so their DEBUG lines are not even built (the handlers'
-    filter drops any that another setup lets through)."""
+    """Raise ``CLAMPED_LOGGERS`` to at least INFO where the process's level would let DEBUG through, so
+    those lines are not even built (the handlers' filter drops any that a later setup lets through)."""
     for name in CLAMPED_LOGGERS:
         logger = logging.getLogger(name)
-        if logger.level < CLAMPED_LEVEL:
+        if logger.getEffectiveLevel() < CLAMPED_LEVEL:
             logger.setLevel(CLAMPED_LEVEL)
 
 

@@ -44,6 +44,15 @@ def root_restored() -> Iterator[None]:
     root.handlers, root.level = handlers, level
 
 
+@pytest.fixture()
+def libraries_restored() -> Iterator[None]:
+    """The clamped libraries' levels, restored (the clamp is process-wide)."""
+    saved = {name: logging.getLogger(name).level for name in logging_setup.CLAMPED_LOGGERS}
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+
+
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
@@ -193,7 +202,7 @@ def test_configure_for_other_processes(root_restored: None, capsys: pytest.Captu
     "name", ["botocore.endpoint", "botocore.parsers", "urllib3.connectionpool", "kubernetes.client.rest"]
 )
 def test_library_debug_lines_never_carry_credentials_or_bodies(
-    root_restored: None, name: str, log_format: str
+    root_restored: None, libraries_restored: None, name: str, log_format: str
 ) -> None:
     """Issue 22, finding 10: with the process at DEBUG (``--loglevel DEBUG``), botocore logged each
     request's ``X-Amz-Security-Token`` and ``Authorization`` headers and each response body (records'
@@ -213,4 +222,3 @@ def test_library_debug_lines_never_carry_credentials_or_bodies(
     text = stream.getvalue()
     assert "Planted" not in text
     assert "Retrying after a broken connection" in text and "our own debug line" in text
-    logging.getLogger(name).setLevel(logging.NOTSET)
