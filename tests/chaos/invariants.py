@@ -19,14 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gco_tasks.cluster import ClusterGateway
-from gco_tasks.config import Settings
-from gco_tasks.conventions import MANAGED_SELECTOR
-from gco_tasks.endpoints import Endpoint, InvalidEndpointError
-from gco_tasks.manifests import RenderOptions
-from gco_tasks.plan import ObservedObject, group_by_endpoint, plan_changes
-from gco_tasks.reconciler import desired_objects
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters.cluster import ClusterGateway
+from gco_tasks.adapters.store import EndpointStore
+from gco_tasks.core.config import Settings
+from gco_tasks.core.conventions import MANAGED_SELECTOR
+from gco_tasks.core.plan import ObservedObject, group_by_endpoint, plan_changes
+from gco_tasks.core.records import Endpoint, InvalidEndpointError
+from gco_tasks.core.rendering import RenderOptions, desired_objects
 
 from .harness import wait_until
 

@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from gco_tasks.conventions import RegionKeys
+from gco_tasks.core.conventions import RegionKeys
 
 from .conftest import Chaos
 from .harness import REGION, wait_until

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from kubernetes.utils.quantity import parse_quantity as quantity_value
 
-from gco_tasks.endpoints import Endpoint
-from gco_tasks.manifests import RenderOptions, render_endpoint
+from gco_tasks.core.records import Endpoint
+from gco_tasks.core.rendering import RenderOptions, render_endpoint
 
 from .test_k8s_manifests import _kubectl
 

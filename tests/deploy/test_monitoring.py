@@ -3,7 +3,7 @@ only its own objects; the PodMonitors scrape ports the pods really expose and th
 the alert rules pass ``promtool check rules`` and ``promtool test rules`` (tests/deploy/monitoring/
 alerts.test.yaml: every alert fires in one case and stays quiet in another); the Grafana dashboard is a
 well-formed dashboard whose every query parses (promtool) and names only metrics that exist: those of
-gco_tasks/metrics.py and the exporter, Flower's, and Prometheus' ``up``.
+gco_tasks/adapters/metrics.py and the exporter, Flower's, and Prometheus' ``up``.
 
 promtool is required (Debian's ``prometheus`` package, installed by ``make system-deps``): without it
 these tests fail, they never skip.
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gco_tasks import metrics
+from gco_tasks.adapters import metrics
 
 from .docs import headings
 from .test_k8s_manifests import FLEET_NS, _kubectl, _matches, _render
@@ -44,7 +44,7 @@ FLOWER_METRICS = {
     "flower_worker_online",
     "flower_worker_number_of_currently_executing_tasks",
 }
-#: Series computed by the exporter at scrape time (gco_tasks/observability.py), and Prometheus' own.
+#: Series computed by the exporter at scrape time (gco_tasks/worker/observability.py), and Prometheus' own.
 SCRAPE_TIME = {"gco_queue_depth", "gco_reconcile_interval_seconds"}
 PROMETHEUS = {"up"}
 MONITORING_KINDS = {("PodMonitor", "gco-tasks"), ("PodMonitor", "gco-tasks-flower")}

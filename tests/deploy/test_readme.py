@@ -1,7 +1,7 @@
 """README and docs/: the two commands come first, the README stays a newcomer's page that leads to each
 guide, the reference parts agree with the code and manifests, and every link lands on a heading.
 
-The configuration table (docs/configuration.md) must list every setting of gco_tasks/config.py with its
+The configuration table (docs/configuration.md) must list every setting of gco_tasks/core/config.py with its
 real default, and the production guide (docs/production.md) must name the Secrets and Role the manifests
 actually use.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gco_tasks.config import Settings
+from gco_tasks.core.config import Settings
 
 from .docs import REPO, anchor, doc_files, headings, links, read, section
 

@@ -40,7 +40,13 @@ def test_the_production_wheel_holds_gco_tasks_only(tmp_path: Path) -> None:
     tops = {name.split("/")[0] for name in files}
     assert {top for top in tops if not top.endswith(".dist-info")} == {"gco_tasks"}, sorted(tops)
     assert not [name for name in files if "gco_sandbox" in name or name.startswith(("tests/", "bench/"))]
-    for module in ("reconciler.py", "celery.py", "tasks.py", "manifests/render.py", "cli/main.py"):
+    for module in (
+        "flows/reconciler.py",
+        "worker/app.py",
+        "worker/tasks.py",
+        "core/rendering/render.py",
+        "cli/main.py",
+    ):
         assert f"gco_tasks/{module}" in files, module
     assert "gco-tasks = gco_tasks.cli.main:main" in entry_points
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in files), "the wheel carries LICENSE"

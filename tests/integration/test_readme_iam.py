@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.cli import app
-from gco_tasks.fleet import Fleet
-from gco_tasks.purge import purge
-from gco_tasks.reconciler import reconcile
-from gco_tasks.store import EndpointStore
-from gco_tasks.watchdog import watchdog
+from gco_tasks.flows.purge import purge
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.flows.watchdog import watchdog
+from gco_tasks.worker.fleet import Fleet
 
 from .harness import REGION, converge
 
