@@ -20,6 +20,8 @@ import pytest
 
 from gco_tasks.config import load_settings
 
+from tests.clusters import Cluster
+
 from .conftest import Chaos
 from .faultproxy import FaultProxy
 from .harness import wait_until
@@ -101,7 +103,8 @@ def retries(chaos: Chaos) -> list[tuple[float, str]]:
     ]
 
 
-def test_kubernetes_throttling_errors_and_timeouts(chaos: Chaos) -> None:
+def test_kubernetes_throttling_errors_and_timeouts(cluster: Cluster, chaos: Chaos) -> None:
+    """On both servers: the real kube-apiserver's answers with the same faults added by the proxy."""
     chaos.deploy("alpha")
     chaos.processes.worker("worker", concurrency=2)
     chaos.processes.beat()
