@@ -15,7 +15,8 @@ DEV_LOCK := requirements-dev.lock
 # `uv pip compile` flags shared by every lock: the machine kind the locks are for.
 LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 --python-platform linux
 
-.PHONY: test lint typecheck unit sandbox system-deps venv clean bench controlplane lock lock-upgrade
+.PHONY: test lint typecheck unit sandbox system-deps venv clean bench controlplane controlplane-lock lock \
+	lock-upgrade
 
 venv: $(STAMP)
 
@@ -69,6 +70,10 @@ system-deps:
 # from the official Go modules into ~/.cache/gco-tasks/controlplane/ once per version; quiet when cached.
 controlplane:
 	@bash controlplane/build.sh
+
+# After a version in controlplane/versions.env changes: the wrapper modules and their go.sum, to commit.
+controlplane-lock:
+	bash controlplane/lock.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check gco_tasks gco_sandbox tests bench

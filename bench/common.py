@@ -23,11 +23,11 @@ from gco_sandbox.services import (
     start_dynamodb,
     start_redis,
 )
-from gco_tasks.config import load_settings
-from gco_tasks.conventions import queue_for_region
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters.store import EndpointStore
+from gco_tasks.core.config import load_settings
+from gco_tasks.core.conventions import queue_for_region
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.worker.fleet import Fleet
 
 REGION = "us-east-1"
 QUEUE = queue_for_region(REGION)

@@ -80,12 +80,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.collector_on:
-        from gco_tasks import gcpause
+        from gco_tasks.adapters import gcpause
 
         gcpause.paused = contextlib.nullcontext  # type: ignore[assignment]
-    from gco_tasks import fanout, tasks
-    from gco_tasks.config import load_settings
-    from gco_tasks.fleet import Fleet
+    from gco_tasks.core.config import load_settings
+    from gco_tasks.flows import fanout
+    from gco_tasks.worker import tasks
+    from gco_tasks.worker.fleet import Fleet
 
     fleet = Fleet.from_settings(load_settings())
     for _ in range(60):  # a stopped worker's fan-out lock lapses with its lease: wait for it

@@ -58,9 +58,9 @@ from bench.common import (
 )
 from bench.report import render
 from bench.worker import celery_section
-from gco_tasks.fanout import fan_out
-from gco_tasks.fleet import Fleet
-from gco_tasks.reconciler import reconcile
+from gco_tasks.flows.fanout import fan_out
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.worker.fleet import Fleet
 
 log = logging.getLogger("bench.fleet")
 

@@ -19,7 +19,7 @@ from typing import Any
 from bench.common import NEW_IMAGE, QUEUE, BenchEndpoint, percentile
 from bench.observe import FAN_OUT, RECONCILE, Events, RequestPoller, Ticker, write_rates
 from bench.procs import ProcServices, cpu_seconds, pool_pids
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters.store import EndpointStore
 
 DYNAMO_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 
@@ -30,7 +30,7 @@ class Bench:
 
     services: ProcServices
     events: Events
-    tasks: Any  # gco_tasks.tasks, imported once the environment points at the services
+    tasks: Any  # gco_tasks.worker.tasks, imported once the environment points at the services
     broker: Any  # a redis client on the broker
     mix: Sequence[BenchEndpoint]
     store: EndpointStore

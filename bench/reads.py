@@ -33,13 +33,13 @@ import kubernetes
 
 from bench.common import REGION, endpoint_mix
 from bench.procs import ProcServices, create_table, process_services, seed_records
-from gco_tasks import cluster, gcpause
-from gco_tasks.config import load_settings
-from gco_tasks.conventions import MANAGED_SELECTOR
-from gco_tasks.dynamo import scan_segments_for
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.manifests import RenderOptions, render_endpoint
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters import cluster, gcpause
+from gco_tasks.adapters.dynamo import scan_segments_for
+from gco_tasks.adapters.store import EndpointStore
+from gco_tasks.core.config import load_settings
+from gco_tasks.core.conventions import MANAGED_SELECTOR
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.rendering import RenderOptions, render_endpoint
 
 
 def seed_cluster(gateway: cluster.ClusterGateway, count: int) -> float:

@@ -106,10 +106,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         client = services.client()
         create_table(client)
         report["meta"]["seed_seconds"] = round(seed_records(client, mix), 1)
-        from gco_tasks import tasks
-        from gco_tasks.celery import app
-        from gco_tasks.config import load_settings
-        from gco_tasks.store import EndpointStore
+        from gco_tasks.adapters.store import EndpointStore
+        from gco_tasks.core.config import load_settings
+        from gco_tasks.worker import tasks
+        from gco_tasks.worker.app import app
 
         store = EndpointStore.from_settings(load_settings())
         broker = redis.Redis.from_url(services.redis.url)

@@ -20,9 +20,9 @@ import redis
 
 from bench.common import PROJECT_ROOT, QUEUE, REGION, Services, summary_ms
 from bench.observe import EventReceiver
-from gco_tasks.conventions import RegionKeys
-from gco_tasks.fleet import Fleet
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters.store import EndpointStore
+from gco_tasks.core.conventions import RegionKeys
+from gco_tasks.worker.fleet import Fleet
 
 log = logging.getLogger("bench.fleet")
 
@@ -113,8 +113,8 @@ def celery_section(services: Services, fleet: Fleet, endpoints: int, cycles: int
     endpoints already."""
     # The app reads its settings (REDIS_URL, REGION ...) from os.environ on first use: running_services
     # set them.
-    from gco_tasks import tasks
-    from gco_tasks.celery import app, use_fleet
+    from gco_tasks.worker import tasks
+    from gco_tasks.worker.app import app, use_fleet
 
     broker = redis.Redis.from_url(services.redis.url)
     events = TaskEvents(app).start()

@@ -6,9 +6,9 @@
 # A component whose folder holds a `.complete` stamp is never rebuilt. Run by `make controlplane` (and so by
 # `make test` and `make sandbox`), not by hand. Needs Go >= 1.26 and the Go module proxy.
 #
-# Why a wrapper module: k8s.io/kubernetes's go.mod requires its staging modules (k8s.io/api, ...) at v0.0.0 and
-# replaces them with local paths, which Go ignores in a dependency; the wrapper replaces each with its
-# published v0.<minor>.<patch>. etcd's server module has the same problem for `go install`.
+# Each component is built from its wrapper module in controlplane/modules/<component>/ (go.mod and go.sum,
+# committed; controlplane/lock.sh writes them): with -mod=readonly, so Go resolves nothing here and checks
+# every module it downloads against the committed go.sum; `go mod verify` then checks the module cache.
 set -euo pipefail
 
 # K8S_VERSION, ETCD_VERSION, KWOK_VERSION: the one list of pinned versions, shared with the Python launcher.
@@ -41,33 +41,30 @@ progress() {
     /^#|error|cannot|undefined/ { print; fflush() }'
 }
 
+# The wrapper module of a component, checked against versions.env, copied into a scratch folder.
+prepare_module() {   # component, its Go module, version, scratch folder
+  local name=$1 module=$2 version=$3 work=$4 modules
+  modules="$(dirname "${BASH_SOURCE[0]}")/modules/$name"
+  if ! grep -qE "^[[:space:]]*(require )?$module $version( // indirect)?\$" "$modules/go.mod"; then
+    echo "controlplane: $modules/go.mod does not require $module $version (versions.env);" \
+         "run 'make controlplane-lock' and commit controlplane/modules/." >&2
+    exit 1
+  fi
+  rm -rf "$work" && mkdir -p "$work"
+  cp "$modules/go.mod" "$modules/go.sum" "$work/"
+  (cd "$work" && go mod download && go mod verify >/dev/null) || {
+    echo "controlplane: a module of $name does not match controlplane/modules/$name/go.sum; see above." >&2
+    exit 1
+  }
+}
+
 build_kubernetes() {
   local dest="$CACHE/kubernetes-$K8S_VERSION"
   if [ -f "$dest/.complete" ]; then say "kubernetes $K8S_VERSION: cached in $dest"; return; fi
   say "kubernetes $K8S_VERSION: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (measured: about 6 minutes on 2 cores with the Go module cache warm, about 10 from nothing)"
   local work="$CACHE/build/kubernetes-$K8S_VERSION"
-  rm -rf "$work" && mkdir -p "$work" "$dest/bin"
-  local gomod staging minor
-  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  staging=$(sed -nE 's/^[[:space:]]+(k8s\.io\/[a-z0-9-]+) v0\.0\.0$/\1/p' "$gomod" | sort -u)
-  minor=${K8S_VERSION#v1.}
-  {
-    echo "module gco-tasks.local/controlplane/kubernetes"
-    echo
-    grep -E '^(go|godebug) ' "$gomod"
-    echo
-    echo "require k8s.io/kubernetes $K8S_VERSION"
-    echo
-    echo "replace ("
-    for module in $staging; do echo "	$module => $module v0.$minor"; done
-    echo ")"
-    echo
-    echo "tool ("
-    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do echo "	k8s.io/kubernetes/cmd/$cmd"; done
-    echo ")"
-  } > "$work/go.mod"
-  say "kubernetes: wrapper module with $(echo "$staging" | wc -w) staging replaces; resolving dependencies"
-  (cd "$work" && go mod tidy >/dev/null)
+  prepare_module kubernetes k8s.io/kubernetes "$K8S_VERSION" "$work"
+  mkdir -p "$dest/bin"
   local major_minor=${K8S_VERSION#v}; major_minor=${major_minor%.*}
   local ldflags="-s -w"
   for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
@@ -94,9 +91,8 @@ build_etcd() {
   if [ -f "$dest/.complete" ]; then say "etcd $ETCD_VERSION: cached in $dest"; return; fi
   say "etcd $ETCD_VERSION: building"
   local work="$CACHE/build/etcd-$ETCD_VERSION"
-  rm -rf "$work" && mkdir -p "$work" "$dest/bin"
-  printf 'module gco-tasks.local/controlplane/etcd\n\ngo 1.26.0\n\ntool go.etcd.io/etcd/server/v3\n' > "$work/go.mod"
-  (cd "$work" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 && go mod tidy >/dev/null)
+  prepare_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$work"
+  mkdir -p "$dest/bin"
   (cd "$work" && go build -p "$BUILD_JOBS" -trimpath -ldflags "-s -w" -o "$dest/bin/etcd" go.etcd.io/etcd/server/v3)
   "$dest/bin/etcd" --version | head -1
   touch "$dest/.complete"
@@ -108,10 +104,13 @@ build_kwok() {
   local dest="$CACHE/kwok-$KWOK_VERSION"
   if [ -f "$dest/.complete" ]; then say "kwok $KWOK_VERSION: cached in $dest"; return; fi
   say "kwok $KWOK_VERSION: building"
+  local work="$CACHE/build/kwok-$KWOK_VERSION"
+  prepare_module kwok sigs.k8s.io/kwok "$KWOK_VERSION" "$work"
   mkdir -p "$dest/bin"
-  GOBIN="$dest/bin" go install -p "$BUILD_JOBS" -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  (cd "$work" && go build -p "$BUILD_JOBS" -trimpath -ldflags "-s -w" -o "$dest/bin/kwok" sigs.k8s.io/kwok/cmd/kwok)
   "$dest/bin/kwok" --version 2>/dev/null | head -1 || true
   touch "$dest/.complete"
+  rm -rf "$work"
   say "kwok $KWOK_VERSION: done"
 }
 
@@ -121,6 +120,8 @@ main() {
     exit 0   # everything cached: stay quiet, this runs before every `make test`
   fi
   require_go
+  # Resolve nothing: every module comes from the committed go.mod/go.sum (the environment's other flags kept).
+  export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
   mkdir -p "$CACHE"
   # One build at a time per cache: a second `make test` (another checkout, another shell) waits for the
   # first instead of compiling the same thing twice on the same cores.

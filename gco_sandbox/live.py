@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from rich.table import Table
 
-from gco_tasks.fields import parse_timestamp
+from gco_tasks.core.fields import parse_timestamp
 
 PENDING = "pending"
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import gco_tasks
 from gco_sandbox.services import SANDBOX_AWS_ENV
-from gco_tasks.conventions import queue_for_region
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.regions import known_regions, kubeconfig_variable, region_problems
+from gco_tasks.core.conventions import queue_for_region
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.regions import known_regions, kubeconfig_variable, region_problems
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_FLOWER_PORT = 5555

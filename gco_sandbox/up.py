@@ -58,7 +58,7 @@ from gco_sandbox.services import (
     start_dynamodb,
     wait_for_port,
 )
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters.store import EndpointStore
 
 READY_TIMEOUT_SECONDS = 90.0
 CELERY_STOP_SECONDS = 6.0

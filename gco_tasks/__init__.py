@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from gco_tasks.celery import app
+        from gco_tasks.worker.app import app
 
         return app
     raise AttributeError(f"module 'gco_tasks' has no attribute {name!r}")

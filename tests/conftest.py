@@ -124,7 +124,7 @@ def fresh_metrics() -> Iterator[Any]:
     """The fleet's metrics on a fresh registry for one test; the process's own set is restored after."""
     from prometheus_client import CollectorRegistry
 
-    from gco_tasks import metrics
+    from gco_tasks.adapters import metrics
 
     fresh = metrics.FleetMetrics.create(CollectorRegistry())
     previous = metrics.use(fresh)

@@ -3,7 +3,7 @@ is refused before it is written.
 
 Where it stands in the flow: outside the fleet, in ``gco-tasks endpoints`` (deploy, scale, canary and
 every other spec edit), before the table is written. The rules are the fleet's own
-(``manifests.policy``) with the caps from this process's environment: the same variables
+(``rendering.policy``) with the caps from this process's environment: the same variables
 (``MAX_REPLICAS_PER_ENDPOINT``, ``MAX_GPUS_PER_POD``, ``MAX_CPU_PER_CONTAINER``,
 ``MAX_MEMORY_PER_CONTAINER``, ``ALLOW_WILDCARD_TOLERATIONS``) with the same defaults. Each region's fleet
 still decides with its own settings (its ConfigMap may differ): this check only spares a write that a
@@ -14,9 +14,9 @@ already over a cap can still be changed, and brought back under it.
 from __future__ import annotations
 
 from gco_tasks.cli.support import fail, settings_or_fail
-from gco_tasks.endpoints import EndpointSpec, InvalidEndpointError
-from gco_tasks.manifests import RenderOptions
-from gco_tasks.manifests.policy import EndpointPolicy, Problem, policy_problems
+from gco_tasks.core.records import EndpointSpec, InvalidEndpointError
+from gco_tasks.core.rendering import RenderOptions
+from gco_tasks.core.rendering.policy import EndpointPolicy, Problem, policy_problems
 
 
 def door_policy() -> EndpointPolicy:

@@ -3,7 +3,7 @@ by the API server, as a unified diff.
 
 Where it stands in the flow: beside the fleet, never in it (the runbook's first step before a cut-over
 from GCO's monitor, or before any change). It reads the record from the table, renders it as a worker
-would (``reconciler.desired_objects``), reads the endpoint's live objects by name from the cluster that
+would (``rendering.desired_objects``), reads the endpoint's live objects by name from the cluster that
 ``KUBECONFIG`` (or the in-cluster configuration) names, and asks the API server what each apply would
 store: a server-side apply with ``dryRun=All`` (defaulting, admission and validation included, nothing
 stored). For an object GCO's monitor still co-owns, the reconcile first hands its fields over and the
@@ -31,18 +31,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 import yaml
 
-from gco_tasks.config import ConfigError, Settings, load_settings
-from gco_tasks.cutover import handover_removals, has_legacy_owner, unowned_paths, without_fields
-from gco_tasks.endpoints import Endpoint
-from gco_tasks.errors import GcoError
-from gco_tasks.manifests import RenderOptions, object_key
-from gco_tasks.observe import candidate_keys
-from gco_tasks.ownership import is_ours
-from gco_tasks.reconciler import desired_objects
-from gco_tasks.redaction import REDACTED
+from gco_tasks.core.config import ConfigError, Settings, load_settings
+from gco_tasks.core.cutover import handover_removals, has_legacy_owner, unowned_paths, without_fields
+from gco_tasks.core.errors import GcoError
+from gco_tasks.core.ownership import is_ours
+from gco_tasks.core.records import Endpoint
+from gco_tasks.core.redaction import REDACTED
+from gco_tasks.core.rendering import RenderOptions, desired_objects, object_key
+from gco_tasks.flows.observe import candidate_keys
 
 if TYPE_CHECKING:
-    from gco_tasks.cluster import ClusterGateway
+    from gco_tasks.adapters.cluster import ClusterGateway
 
 Obj = dict[str, Any]
 VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
@@ -90,8 +89,8 @@ def diff_command(
 
 def compute_changes(settings: Settings, name: str, region: str) -> list[Change]:
     """Every object of ``name`` in ``region`` that the next reconcile would create, change or delete."""
-    from gco_tasks.cluster import ClusterGateway, load_api_client
-    from gco_tasks.store import EndpointStore
+    from gco_tasks.adapters.cluster import ClusterGateway, load_api_client
+    from gco_tasks.adapters.store import EndpointStore
 
     item = EndpointStore.from_settings(settings).get_item(name)
     if item is None:

@@ -19,13 +19,16 @@ from typing import Any, NoReturn
 
 import typer
 
+from gco_tasks.adapters.store import EndpointExistsError, EndpointStore
 from gco_tasks.cli.admission import admit
+from gco_tasks.cli.nudge import RegionUrlsError, nudge, parse_region_urls
 from gco_tasks.cli.repair import force_delete, repair_command
 from gco_tasks.cli.status import status_command
 from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions, open_store
 from gco_tasks.cli.views import console, endpoints_table
-from gco_tasks.config import ConfigError, load_settings
-from gco_tasks.endpoints import (
+from gco_tasks.core.config import ConfigError, load_settings
+from gco_tasks.core.fields import json_fallback, validate_endpoint_name
+from gco_tasks.core.records import (
     DEFAULT_NAMESPACE,
     DELETED,
     DEPLOYING,
@@ -36,10 +39,7 @@ from gco_tasks.endpoints import (
     InvalidEndpointError,
     parse_spec,
 )
-from gco_tasks.fields import json_fallback, validate_endpoint_name
-from gco_tasks.nudge import RegionUrlsError, nudge, parse_region_urls
-from gco_tasks.redaction import redact_item
-from gco_tasks.store import EndpointExistsError, EndpointStore
+from gco_tasks.core.redaction import redact_item
 
 endpoints_app = typer.Typer(
     help="Manage inference endpoints in the DynamoDB table (as GCO's `gco inference`).",

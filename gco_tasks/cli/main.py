@@ -19,12 +19,13 @@ from importlib.metadata import EntryPoint, entry_points
 
 import typer
 
-from gco_tasks import __version__, logging_setup
+from gco_tasks import __version__
+from gco_tasks.adapters import logging_setup
 from gco_tasks.cli.diff import diff_command
 from gco_tasks.cli.endpoints import endpoints_app
 from gco_tasks.cli.help import TidyGroup
 from gco_tasks.cli.render import render_command
-from gco_tasks.config import ConfigError, load_settings
+from gco_tasks.core.config import ConfigError, load_settings
 
 PLUGIN_GROUP = "gco_tasks.cli"
 SANDBOX_MISSING = (

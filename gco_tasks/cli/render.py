@@ -2,7 +2,7 @@
 
 Where it stands in the flow: beside the fleet, never in it. It reads one record (from the table, as a
 worker would, or from a file holding an item in the table's shape), runs the same pure rendering a worker
-runs for that region (``manifests.render_endpoint`` with options from the environment) and prints the
+runs for that region (``rendering.render_endpoint`` with options from the environment) and prints the
 objects: a YAML stream, or a Kubernetes ``List`` in JSON. It writes nothing anywhere. An invalid record
 exits 1 with the model's field-by-field message; a missing record exits 1. Environment values are shown
 as ``***`` unless ``--show-secrets`` is given. The region comes from ``--region`` or ``REGION``; with
@@ -20,10 +20,10 @@ import typer
 import yaml
 
 from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions
-from gco_tasks.config import ConfigError, Settings, load_settings
-from gco_tasks.endpoints import Endpoint, InvalidEndpointError
-from gco_tasks.manifests import RenderOptions, render_endpoint
-from gco_tasks.redaction import redact_objects
+from gco_tasks.core.config import ConfigError, Settings, load_settings
+from gco_tasks.core.records import Endpoint, InvalidEndpointError
+from gco_tasks.core.redaction import redact_objects
+from gco_tasks.core.rendering import RenderOptions, render_endpoint
 
 
 class OutputFormat(StrEnum):
@@ -125,7 +125,7 @@ def _plain_item(data: Any) -> dict[str, Any] | None:
 
 
 def _read_table(settings: Settings, name: str) -> dict[str, Any]:
-    from gco_tasks.store import EndpointStore, StoreError
+    from gco_tasks.adapters.store import EndpointStore, StoreError
 
     try:
         item = EndpointStore.from_settings(settings).get_item(name)

@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gco_tasks.adapters.store import EndpointNotFoundError, EndpointStore, later_than
 from gco_tasks.cli.support import AllowUnknownRegionOption, fail, open_store, settings_or_fail
-from gco_tasks.endpoints import DELETED, RecordHeader
-from gco_tasks.record_repair import PathError, RepairPlan, parse_value, plan_repair, shown
-from gco_tasks.regions import known_regions, region_problem
-from gco_tasks.store import EndpointNotFoundError, EndpointStore, later_than
+from gco_tasks.core.record_repair import PathError, RepairPlan, parse_value, plan_repair, shown
+from gco_tasks.core.records import DELETED, RecordHeader
+from gco_tasks.core.regions import known_regions, region_problem
 
 console = Console(soft_wrap=False)
 

@@ -32,13 +32,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.cli.status_view import PENDING, RegionEvents, StatusView, age_text, build_view, event_lines
 from gco_tasks.cli.support import fail, open_store, settings_or_fail
-from gco_tasks.config import Settings
-from gco_tasks.endpoints import RecordHeader
-from gco_tasks.fields import json_fallback, parse_timestamp
-from gco_tasks.regions import kubeconfig_variable
-from gco_tasks.store import EndpointStore
+from gco_tasks.core.config import Settings
+from gco_tasks.core.fields import json_fallback, parse_timestamp
+from gco_tasks.core.records import RecordHeader
+from gco_tasks.core.regions import kubeconfig_variable
 
 EVENTS_TIMEOUT_SECONDS = 5
 console = Console(soft_wrap=False)

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from gco_tasks.endpoints import Endpoint, InvalidEndpointError, RecordHeader
-from gco_tasks.fields import parse_timestamp
-from gco_tasks.redaction import redact_item
+from gco_tasks.core.fields import parse_timestamp
+from gco_tasks.core.records import Endpoint, InvalidEndpointError, RecordHeader
+from gco_tasks.core.redaction import redact_item
 
 PENDING: Final = "pending"
 EVENTS_SHOWN: Final = 5

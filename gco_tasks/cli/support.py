@@ -14,10 +14,10 @@ from typing import NoReturn
 
 import typer
 
-from gco_tasks.config import ConfigError, Settings, load_settings
-from gco_tasks.endpoints import InvalidEndpointError
-from gco_tasks.regions import known_regions, region_problems
-from gco_tasks.store import EndpointStore, MalformedRecordError, StoreError
+from gco_tasks.adapters.store import EndpointStore, MalformedRecordError, StoreError
+from gco_tasks.core.config import ConfigError, Settings, load_settings
+from gco_tasks.core.records import InvalidEndpointError
+from gco_tasks.core.regions import known_regions, region_problems
 
 AllowUnknownRegionOption = typer.Option(
     False,

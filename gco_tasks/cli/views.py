@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from gco_tasks.endpoints import Endpoint, InvalidEndpointError, RecordHeader
+from gco_tasks.core.records import Endpoint, InvalidEndpointError, RecordHeader
 
 console = Console(soft_wrap=False)
 

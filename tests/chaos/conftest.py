@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from gco_sandbox.services import SANDBOX_AWS_ENV
-from gco_tasks.cluster import ClusterGateway
-from gco_tasks.config import Settings, load_settings
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters.cluster import ClusterGateway
+from gco_tasks.adapters.store import EndpointStore
+from gco_tasks.core.config import Settings, load_settings
+from gco_tasks.core.records import Endpoint, parse_spec
 
 from .faultproxy import KubernetesFaultProxy
 from .harness import REGION, FleetProcesses, RedisNode, wait_until

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gco_tasks.config import load_settings
+from gco_tasks.core.config import load_settings
 
 from tests.clusters import Cluster
 

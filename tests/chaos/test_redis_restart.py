@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from gco_tasks.config import Settings
-from gco_tasks.conventions import RegionKeys
+from gco_tasks.core.config import Settings
+from gco_tasks.core.conventions import RegionKeys
 
 from .harness import REGION, RedisNode, wait_until
 from .probes import MAX_AGE, beat_alive, worker_alive

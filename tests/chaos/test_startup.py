@@ -19,7 +19,7 @@ SECRET = "PLANTED-SECRET-7f3a"
 WORKER = ["worker", "-Q", "gco.us-east-1", "--without-mingle", "--without-gossip"]
 
 #: (process, settings, what the one line must name). Every check of the settings themselves is unit-tested
-#: (tests/unit/test_redis_settings.py); here one case of each kind goes through a real process.
+#: (tests/unit/worker/test_redis_settings.py); here one case of each kind goes through a real process.
 CASES: dict[str, tuple[list[str], dict[str, str], str]] = {
     "bad REDIS_URL": (WORKER, {"REDIS_URL": f"redis://:{SECRET}@localhost:notaport/0"}, "REDIS_URL"),
     "unverified TLS, beat": (

@@ -24,9 +24,9 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gco_sandbox.services import free_port, wait_for_port
-from gco_tasks.celery import celery_config
-from gco_tasks.config import load_settings
-from gco_tasks.locks import redis_client
+from gco_tasks.adapters.locks import redis_client
+from gco_tasks.core.config import load_settings
+from gco_tasks.worker.app import celery_config
 
 from .harness import CELERY, wait_until
 from .tls import make_pki, tls_redis

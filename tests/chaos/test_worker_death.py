@@ -14,7 +14,7 @@ import time
 
 import redis
 
-from gco_tasks.conventions import RegionKeys
+from gco_tasks.core.conventions import RegionKeys
 
 from tests.clusters import Cluster
 

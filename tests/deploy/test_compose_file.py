@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gco_tasks.config import Settings, load_settings
+from gco_tasks.core.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 FLEET = ("init", "worker", "beat", "flower")

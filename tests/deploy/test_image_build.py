@@ -176,7 +176,7 @@ def test_build_context_keeps_what_the_dockerfile_copies_and_drops_the_rest() -> 
 @pytest.mark.parametrize(
     "path",
     [
-        "tests/unit/test_config.py",
+        "tests/unit/core/test_config.py",
         "bench/fleet.py",
         "gco_sandbox/__init__.py",
         "gco_sandbox/apiserver.py",
@@ -215,8 +215,8 @@ sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower(
 sys.path.insert(0, sys.argv[1])
 import gco_tasks
 assert gco_tasks.__file__.startswith(sys.argv[1]), gco_tasks.__file__
-from gco_tasks.celery import app
-import gco_tasks.flower
+from gco_tasks.worker.app import app
+import gco_tasks.worker.flower
 app.loader.import_default_modules()
 assert "gco_tasks.reconcile_endpoint" in app.tasks
 from gco_tasks.cli.main import main

@@ -1,6 +1,6 @@
 """k8s/inference-namespace: the inference namespace's ResourceQuota and LimitRange, rendered by
 `kubectl kustomize` and validated strictly, plus the Pod Security Admission labels the README's command
-sets. No Namespace object is shipped (`kubectl delete -k` must never remove one)."""
+sets (docs/security.md). No Namespace object is shipped (`kubectl delete -k` must never remove one)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import yaml
 from kubernetes.utils.quantity import parse_quantity as quantity_value
 
-from gco_tasks.endpoints import Endpoint
-from gco_tasks.manifests import RenderOptions, render_endpoint
+from gco_tasks.core.records import Endpoint
+from gco_tasks.core.rendering import RenderOptions, render_endpoint
 
 from .test_k8s_manifests import _kubectl
 
@@ -87,13 +87,14 @@ def test_the_fleets_default_endpoint_is_admitted_by_the_limit_range(objects: dic
 
 
 def test_readme_gives_the_pod_security_label_command() -> None:
-    """The labels go on the existing namespace with one `kubectl label` command (README and the
-    kustomization's header say the same); enforce baseline, warn and audit restricted."""
-    for text in ((REPO / "README.md").read_text(), (DIRECTORY / "kustomization.yaml").read_text()):
+    """The labels go on the existing namespace with one `kubectl label` command (docs/security.md and
+    the kustomization's header say the same); enforce baseline, warn and audit restricted."""
+    guide = (REPO / "docs" / "security.md").read_text()
+    for text in (guide, (DIRECTORY / "kustomization.yaml").read_text()):
         command = re.search(
             r"kubectl label --overwrite namespace gco-inference((?:\s*\\?\s*#?\s*[\w./-]+=\w+)+)", text
         )
         assert command, "no `kubectl label --overwrite namespace gco-inference ...` command"
         labels = dict(pair.split("=") for pair in re.findall(r"[\w./-]+=\w+", command.group(1)))
         assert labels == PSA
-    assert "kubectl apply -k k8s/inference-namespace" in (REPO / "README.md").read_text()
+    assert "kubectl apply -k k8s/inference-namespace" in guide

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from gco_sandbox.controlplane import ControlPlaneMissing, find_binaries
-from gco_tasks.config import Settings, load_settings
+from gco_tasks.core.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = REPO / "k8s" / "overlays"
@@ -40,9 +40,10 @@ MANAGED = {
     ("networking.k8s.io", "ingresses"),
     ("autoscaling", "horizontalpodautoscalers"),
 }
-#: Kubernetes Events about what the fleet did (gco_tasks/events.py): created, and a repeat's series patched.
+#: Kubernetes Events about what the fleet did (gco_tasks/adapters/events.py): created, and a repeat's
+#: series patched.
 EVENTS = {("events.k8s.io", "events", verb) for verb in ("create", "patch")}
-#: Read only, for an unfinished rollout (gco_tasks/diagnosis.py): the newest ReplicaSet and its pods.
+#: Read only, for an unfinished rollout (gco_tasks/core/diagnosis.py): the newest ReplicaSet and its pods.
 ROLLOUT_READS = {
     (group, resource, verb)
     for group, resource in (("apps", "replicasets"), ("", "pods"))
@@ -199,7 +200,7 @@ def test_generated_config_map_loads_as_gco_tasks_settings(region: Region) -> Non
     assert re.fullmatch(r"gco-tasks-config-[a-z0-9]{10}", name), "hash suffix rolls pods on change"
     data = config["data"]
     unknown = set(data) - SETTING_VARIABLES
-    assert not unknown, f"not read by gco_tasks/config.py: {unknown}"
+    assert not unknown, f"not read by gco_tasks/core/config.py: {unknown}"
     assert "REDIS_URL" not in data, "the Redis URL (may hold a password) comes from a Secret"
     settings = load_settings({**data, "REDIS_URL": "rediss://example:6379/0"})
     assert settings.region == region.name
@@ -385,12 +386,12 @@ def test_only_prometheus_in_the_monitoring_namespace_reaches_flower(region: Regi
 
 
 def test_every_overlay_pins_the_fleet_image_by_digest() -> None:
-    """`images:` uses `digest:` (never `newTag:`); the example digest is all zeros, which README says to
-    replace with the one `docker push` prints, or with k8s/pin-image.sh."""
+    """`images:` uses `digest:` (never `newTag:`); the example digest is all zeros, which
+    docs/production.md says to replace with the one `docker push` prints, or with k8s/pin-image.sh."""
     for name in REGIONS:
         kustomization = yaml.safe_load((OVERLAYS / name / "kustomization.yaml").read_text())
         (image,) = kustomization["images"]
         assert image["name"] == "gco-tasks" and "newTag" not in image, name
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", image["digest"]), name
-    readme = (REPO / "README.md").read_text()
-    assert "k8s/pin-image.sh" in readme and "docker push" in readme
+    guide = (REPO / "docs" / "production.md").read_text()
+    assert "k8s/pin-image.sh" in guide and "docker push" in guide

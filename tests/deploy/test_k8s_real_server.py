@@ -22,9 +22,9 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from gco_sandbox.controlplane import ControlPlane, raw
-from gco_tasks.cluster import ClusterGateway
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.manifests import RenderOptions, render_endpoint
+from gco_tasks.adapters.cluster import ClusterGateway
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.rendering import RenderOptions, render_endpoint
 from tests.clusters import reset_real
 from tests.integration.harness import REGION, converge, make_fleet
 

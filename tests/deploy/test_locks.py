@@ -143,3 +143,45 @@ def test_a_missing_pin_is_reported() -> None:
     assert _unlocked([too_old], _pins(DEV_LOCK)) == [
         f"redis>=99 is locked at {_pins(DEV_LOCK)['redis']}, outside its range"
     ]
+
+
+# The control plane's Go lock: controlplane/modules/<component>/{go.mod,go.sum}, built with -mod=readonly.
+
+CONTROLPLANE = REPO / "controlplane"
+
+
+def _versions() -> dict[str, str]:
+    lines = (CONTROLPLANE / "versions.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize(
+    ("component", "module", "key"),
+    [
+        ("kubernetes", "k8s.io/kubernetes", "K8S_VERSION"),
+        ("etcd", "go.etcd.io/etcd/server/v3", "ETCD_VERSION"),
+        ("kwok", "sigs.k8s.io/kwok", "KWOK_VERSION"),
+    ],
+)
+def test_each_component_is_built_from_a_checksummed_module_of_its_pinned_version(
+    component: str, module: str, key: str
+) -> None:
+    folder = CONTROLPLANE / "modules" / component
+    version = _versions()[key]
+    required = rf"^\s*(require )?{re.escape(module)} {re.escape(version)}( // indirect)?$"
+    assert re.search(required, (folder / "go.mod").read_text(), re.M), (
+        f"controlplane/modules/{component}/go.mod is not {module} {version} (versions.env): "
+        "run `make controlplane-lock` and commit controlplane/modules/"
+    )
+    sums = (folder / "go.sum").read_text()
+    assert re.search(rf"^{re.escape(module)} {re.escape(version)} h1:[A-Za-z0-9+/=]{{44}}$", sums, re.M)
+    assert re.search(rf"^{re.escape(module)} {re.escape(version)}/go.mod h1:", sums, re.M)
+
+
+def test_the_build_resolves_nothing_and_verifies_every_module() -> None:
+    build = (CONTROLPLANE / "build.sh").read_text()
+    assert 'export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"' in build
+    assert "go mod download && go mod verify" in build
+    for component in ("kubernetes", "etcd", "kwok"):
+        assert f"prepare_module {component} " in build
+    assert "go install" not in build and "go get" not in build and "go mod tidy" not in build

@@ -3,7 +3,7 @@ only its own objects; the PodMonitors scrape ports the pods really expose and th
 the alert rules pass ``promtool check rules`` and ``promtool test rules`` (tests/deploy/monitoring/
 alerts.test.yaml: every alert fires in one case and stays quiet in another); the Grafana dashboard is a
 well-formed dashboard whose every query parses (promtool) and names only metrics that exist: those of
-gco_tasks/metrics.py and the exporter, Flower's, and Prometheus' ``up``.
+gco_tasks/adapters/metrics.py and the exporter, Flower's, and Prometheus' ``up``.
 
 promtool is required (Debian's ``prometheus`` package, installed by ``make system-deps``): without it
 these tests fail, they never skip.
@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
-from gco_tasks import metrics
+from gco_tasks.adapters import metrics
 
+from .docs import headings
 from .test_k8s_manifests import FLEET_NS, _kubectl, _matches, _render
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ FLOWER_METRICS = {
     "flower_worker_online",
     "flower_worker_number_of_currently_executing_tasks",
 }
-#: Series computed by the exporter at scrape time (gco_tasks/observability.py), and Prometheus' own.
+#: Series computed by the exporter at scrape time (gco_tasks/worker/observability.py), and Prometheus' own.
 SCRAPE_TIME = {"gco_queue_depth", "gco_reconcile_interval_seconds"}
 PROMETHEUS = {"up"}
 MONITORING_KINDS = {("PodMonitor", "gco-tasks"), ("PodMonitor", "gco-tasks-flower")}
@@ -184,14 +185,17 @@ def test_every_alert_fires_in_a_case_and_stays_quiet_in_another() -> None:
     assert quiet == set(alerts), set(alerts) ^ quiet
 
 
-def test_alerts_have_a_severity_and_point_to_the_readme() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_alerts_have_a_severity_and_point_to_the_runbook() -> None:
+    """Each alert names its runbook entry, a heading of docs/operations.md with the same severity."""
+    runbook = {title for _, title in headings((REPO / "docs" / "operations.md").read_text())}
     for group in rules_spec()["groups"]:
         for rule in group["rules"]:
-            assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+            severity = rule["labels"]["severity"]
+            assert severity in {"warning", "critical"}, rule["alert"]
             assert set(rule["annotations"]) == {"summary", "description"}, rule["alert"]
-            assert f"Operating it: {rule['alert']}" in " ".join(rule["annotations"]["description"].split())
-            assert f"`{rule['alert']}`" in readme, f"README explains {rule['alert']}"
+            description = " ".join(rule["annotations"]["description"].split())
+            assert f"Runbook: docs/operations.md, {rule['alert']}." in description, rule["alert"]
+            assert f"`{rule['alert']}` ({severity})" in runbook, f"no runbook entry for {rule['alert']}"
 
 
 def test_alert_rules_name_only_metrics_that_exist() -> None:

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _build_wheel(tmp_path: Path) -> Path:
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO / name, source / name)
     for name in ("gco_tasks", "gco_sandbox", "tests", "bench"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -40,7 +40,14 @@ def test_the_production_wheel_holds_gco_tasks_only(tmp_path: Path) -> None:
     tops = {name.split("/")[0] for name in files}
     assert {top for top in tops if not top.endswith(".dist-info")} == {"gco_tasks"}, sorted(tops)
     assert not [name for name in files if "gco_sandbox" in name or name.startswith(("tests/", "bench/"))]
-    for module in ("reconciler.py", "celery.py", "tasks.py", "manifests/render.py", "cli/main.py"):
+    for module in (
+        "flows/reconciler.py",
+        "worker/app.py",
+        "worker/tasks.py",
+        "core/rendering/render.py",
+        "cli/main.py",
+    ):
         assert f"gco_tasks/{module}" in files, module
     assert "gco-tasks = gco_tasks.cli.main:main" in entry_points
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in files), "the wheel carries LICENSE"
     assert "gco_tasks.cli" not in entry_points.replace("gco_tasks.cli.main", ""), "no sandbox plugin"

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from celery import Celery
 
-from gco_tasks import metrics, observability
-from gco_tasks.config import load_settings
+from gco_tasks.adapters import metrics
+from gco_tasks.core.config import load_settings
+from gco_tasks.worker import observability
 
 settings = load_settings()
 app = Celery("observed", broker=settings.redis_url, backend=settings.redis_url)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gco_tasks.preflight import kubeconfig_problem
+from gco_tasks.worker.preflight import kubeconfig_problem
 
 CELERY = [sys.executable, "-m", "celery", "-A", "gco_tasks"]
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from gco_tasks.flower import MIN_PASSWORD_LENGTH
+from gco_tasks.worker.flower import MIN_PASSWORD_LENGTH
 
 SECRET = "Zq7-planted-secret-value"
 LOGIN = f"ops:{SECRET}"

@@ -19,9 +19,9 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from gco_sandbox.services import SANDBOX_AWS_ENV
-from gco_tasks.config import load_settings
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters.store import EndpointStore
+from gco_tasks.core.config import load_settings
+from gco_tasks.core.records import Endpoint, parse_spec
 
 REGION = "us-east-1"
 CELERY = [sys.executable, "-m", "celery", "-A", "gco_tasks"]

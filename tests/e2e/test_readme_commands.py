@@ -1,78 +1,41 @@
-"""Every command in the README works as written: the blocks marked ``<!-- runnable ... -->`` are run, in
-order, against a sandbox started as the README says (two regions, default state directory, from a
-shell whose PATH does not have the venv: ``source .sandbox/env`` must put it there), each in bash with
-``set -euo pipefail``, the environment carried from one block to the next as in one terminal. Each must
-exit 0 and print every ``expect="..."`` (or, marked ``expect-fail``, exit non-zero and print that).
-Every other ``bash`` block (AWS, EKS) must at least parse (``bash -n``), every ``json`` and ``yaml``
-block must load.
+"""Every command in the README and docs/ works as written: the blocks marked ``<!-- runnable ... -->``
+are run, in order (the README first, then docs/ in ``tests.deploy.docs.ORDER``), against a sandbox
+started as the README says (two regions, default state directory, from a shell whose PATH does not have
+the venv: ``source .sandbox/env`` must put it there), each in bash with ``set -euo pipefail``, the
+environment carried from one block to the next as in one terminal. Each must exit 0 and print every
+``expect="..."`` (or, marked ``expect-fail``, exit non-zero and print that). Every other ``bash`` block
+(AWS, EKS) must at least parse (``bash -n``), every ``json`` and ``yaml`` block must load.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.deploy.docs import Block, all_blocks
+
 from .test_sandbox import Sandbox, kill_leftovers
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-README = REPO_ROOT / "README.md"
 GCO_TASKS = str(Path(sys.executable).with_name("gco-tasks"))
-MARKER = re.compile(r"^<!-- runnable(?P<attrs>.*?)-->$")
-ATTRIBUTE = re.compile(r'(expect|expect-fail)="([^"]*)"')
 BLOCK_TIMEOUT = 180
 
 
-@dataclass
-class Block:
-    line: int
-    lang: str
-    code: str
-    runnable: bool = False
-    expect: list[str] = field(default_factory=list)
-    expect_fail: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return f"README.md:{self.line}"
-
-
-def readme_blocks(text: str) -> list[Block]:
-    blocks: list[Block] = []
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        fence = re.match(r"^```(\w*)\s*$", lines[index])
-        if not fence or not fence.group(1):
-            index += 1
-            continue
-        end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
-        block = Block(index + 1, fence.group(1), "\n".join(lines[index + 1 : end]) + "\n")
-        marker = MARKER.match(lines[index - 1]) if index else None
-        if marker:
-            block.runnable = True
-            for kind, value in ATTRIBUTE.findall(marker.group("attrs")):
-                (block.expect if kind == "expect" else block.expect_fail).append(value)
-        blocks.append(block)
-        index = end + 1
-    return blocks
-
-
-BLOCKS = readme_blocks(README.read_text())
+BLOCKS = all_blocks()
 RUNNABLE = [block for block in BLOCKS if block.runnable]
 
 
 def test_the_readme_has_runnable_blocks_and_each_checks_something() -> None:
     assert len(RUNNABLE) >= 8
+    assert RUNNABLE[0].file == "README.md", "the README's tour runs first"
     assert "source .sandbox/env" in RUNNABLE[0].code, "the first runnable block starts the second terminal"
     for block in RUNNABLE:
         assert block.lang == "bash", block

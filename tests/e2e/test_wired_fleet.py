@@ -35,12 +35,12 @@ from kubernetes import client
 
 from gco_sandbox.controlplane import ControlPlane, find_binaries
 from gco_sandbox.services import SANDBOX_AWS_ENV, DynamoDBServer, RedisServer, free_port
-from gco_tasks.config import load_settings
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.errors import ReconcileFailed
-from gco_tasks.locks import RegionState
-from gco_tasks.metrics import ENDPOINT_STATES
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters.locks import RegionState
+from gco_tasks.adapters.metrics import ENDPOINT_STATES
+from gco_tasks.adapters.store import EndpointStore
+from gco_tasks.core.config import load_settings
+from gco_tasks.core.errors import ReconcileFailed
+from gco_tasks.core.records import Endpoint, parse_spec
 from tests.clusters import reset_real
 
 from .wired import (
@@ -309,7 +309,7 @@ def check_json_lines(text: str, task_ids: dict[str, str], ends: dict[str, Any]) 
         (line,) = mine
         expected = "error" if isinstance(ends[name], ReconcileFailed) else ends[name]["result"]
         assert (line["endpoint"], line["result"]) == (name, expected)
-        assert line["logger"] == "gco_tasks.telemetry" and line["duration_ms"] > 0
+        assert line["logger"] == "gco_tasks.worker.telemetry" and line["duration_ms"] > 0
     assert any(r["logger"].startswith("celery") for r in records), "Celery's own lines are JSON too"
 
 

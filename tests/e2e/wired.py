@@ -25,7 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from gco_tasks.conventions import ENDPOINT_LABEL
+from gco_tasks.core.conventions import ENDPOINT_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

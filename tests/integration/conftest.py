@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gco_tasks.fleet import Fleet
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .harness import DynamoWrites, make_fleet

@@ -20,11 +20,11 @@ from urllib.parse import urlparse
 
 import pytest
 
-from gco_tasks.config import load_settings
-from gco_tasks.fanout import fan_out
-from gco_tasks.fleet import Fleet
-from gco_tasks.reconciler import reconcile
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters.store import EndpointStore
+from gco_tasks.core.config import load_settings
+from gco_tasks.flows.fanout import fan_out
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.worker.fleet import Fleet
 
 REGION = "us-east-1"
 

@@ -1,4 +1,4 @@
-"""The adapters translate their libraries' exceptions into ``gco_tasks.errors`` (against the real
+"""The adapters translate their libraries' exceptions into ``gco_tasks.core.errors`` (against the real
 parts): nothing above them ever sees a redis, botocore or Kubernetes client exception."""
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gco_sandbox.services import free_port
-from gco_tasks.cluster import (
+from gco_tasks.adapters.cluster import (
     ClusterGateway,
     ClusterUnavailableError,
     PermanentClusterError,
     TransientClusterError,
 )
-from gco_tasks.config import load_settings
-from gco_tasks.conventions import MANAGED_SELECTOR, RegionKeys
-from gco_tasks.errors import InfrastructureError, PermanentError, TransientError
-from gco_tasks.locks import RegionState, RegionStateError, RegionStateUnavailableError
-from gco_tasks.store import EndpointStore, StoreUnavailableError
+from gco_tasks.adapters.locks import RegionState, RegionStateError, RegionStateUnavailableError
+from gco_tasks.adapters.store import EndpointStore, StoreUnavailableError
+from gco_tasks.core.config import load_settings
+from gco_tasks.core.conventions import MANAGED_SELECTOR, RegionKeys
+from gco_tasks.core.errors import InfrastructureError, PermanentError, TransientError
 
 REGION = "us-east-1"
 

@@ -19,11 +19,11 @@ import pytest
 from kubernetes import client
 
 from gco_tasks.cli.diff import Change, clean, compute_changes
-from gco_tasks.cutover import LEGACY_FIELD_MANAGERS
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet
-from gco_tasks.observe import candidate_keys, read_digests
-from gco_tasks.reconciler import desired_objects
+from gco_tasks.core.cutover import LEGACY_FIELD_MANAGERS
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.rendering import desired_objects
+from gco_tasks.flows.observe import candidate_keys, read_digests
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .gco_monitor import NAMESPACE, Monitor

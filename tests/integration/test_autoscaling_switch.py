@@ -23,11 +23,11 @@ from kubernetes import client
 
 from gco_sandbox.controlplane import raw
 from gco_sandbox.metrics_api import USAGE_ANNOTATIONS
-from gco_tasks.conventions import FIELD_MANAGER, HANDOVER_MANAGER
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet
-from gco_tasks.handover import owns_replicas
-from gco_tasks.reconciler import reconcile
+from gco_tasks.core.conventions import FIELD_MANAGER, HANDOVER_MANAGER
+from gco_tasks.core.handover import owns_replicas
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster, inference_pods
 
 from .harness import REGION, RequestLog, converge, run_cycle, wait_for

@@ -20,14 +20,14 @@ from celery.signals import task_failure
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gco_tasks import conventions as names
-from gco_tasks import tasks
-from gco_tasks.dynamo import decode_item, encode
-from gco_tasks.endpoints import Endpoint, RecordHeader, parse_spec
-from gco_tasks.errors import ReconcileFailed
-from gco_tasks.fleet import Fleet
-from gco_tasks.plan import endpoint_name_of
-from gco_tasks.reconciler import reconcile
+from gco_tasks.adapters.dynamo import decode_item, encode
+from gco_tasks.core import conventions as names
+from gco_tasks.core.errors import ReconcileFailed
+from gco_tasks.core.plan import endpoint_name_of
+from gco_tasks.core.records import Endpoint, RecordHeader, parse_spec
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.worker import tasks
+from gco_tasks.worker.fleet import Fleet
 
 from .harness import REGION, wait_for
 from .test_fleet_worker import in_process_worker

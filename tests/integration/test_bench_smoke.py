@@ -12,7 +12,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
-from gco_tasks.triage import resync_cycles
+from gco_tasks.core.triage import resync_cycles
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,11 +16,11 @@ from typing import Any
 from kubernetes import client
 
 from gco_sandbox.controlplane import raw
-from gco_tasks.conventions import endpoint_selector
-from gco_tasks.endpoints import Endpoint
-from gco_tasks.fleet import Fleet
-from gco_tasks.reconciler import reconcile
-from gco_tasks.triage import resync_cycles, resync_due
+from gco_tasks.core.conventions import endpoint_selector
+from gco_tasks.core.records import Endpoint
+from gco_tasks.core.triage import resync_cycles, resync_due
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, converge, run_cycle

@@ -13,8 +13,8 @@ from kubernetes import client
 from typer.testing import CliRunner
 
 from gco_tasks.cli.main import app
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, run_cycle

@@ -9,9 +9,9 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
+from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.cli import app
-from gco_tasks.config import load_settings
-from gco_tasks.store import EndpointStore
+from gco_tasks.core.config import load_settings
 
 GCO_TOP_LEVEL_KEYS = {
     "endpoint_name",
@@ -231,7 +231,7 @@ def test_status_table_and_list_table(cli: CliRunner) -> None:
     assert "(Waiting for the fleet to sync)" in out and "/inference/demo" in out
 
     store = EndpointStore.from_settings(load_settings())
-    from gco_tasks.endpoints import RegionStatus
+    from gco_tasks.core.records import RegionStatus
 
     store.update_region_status("demo", "us-east-1", RegionStatus(state="running", replicas_ready=2,
                                                                  replicas_desired=2), None)  # fmt: skip

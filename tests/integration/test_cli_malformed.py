@@ -15,13 +15,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.cli import app
-from gco_tasks.config import load_settings
-from gco_tasks.conventions import endpoint_selector
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet
-from gco_tasks.purge import purge
-from gco_tasks.store import EndpointStore
+from gco_tasks.core.config import load_settings
+from gco_tasks.core.conventions import endpoint_selector
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.flows.purge import purge
+from gco_tasks.worker.fleet import Fleet
 
 from .harness import REGION, converge, run_cycle
 

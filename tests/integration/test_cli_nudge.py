@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from gco_sandbox.services import RedisServer, free_port, start_redis
 from gco_tasks.cli import app
-from gco_tasks.nudge import RegionUrlsError, parse_region_urls
+from gco_tasks.cli.nudge import RegionUrlsError, parse_region_urls
 
 IMAGE = "vllm/vllm-openai:v0.6.3"
 

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.cli import app
-from gco_tasks.config import load_settings
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.store import EndpointStore
+from gco_tasks.core.config import load_settings
+from gco_tasks.core.records import Endpoint, parse_spec
 
 REGION = "us-east-1"
 

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from gco_sandbox.services import free_port
 from gco_tasks.cli import app
-from gco_tasks.endpoints import RegionStatus
-from gco_tasks.fleet import Fleet
+from gco_tasks.core.records import RegionStatus
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, converge, run_cycle

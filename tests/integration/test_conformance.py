@@ -39,7 +39,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from gco_sandbox.controlplane import raw
-from gco_tasks.cluster import APPLY_CONTENT_TYPE, FIELD_MANAGER, KINDS, ClusterGateway
+from gco_tasks.adapters.cluster import APPLY_CONTENT_TYPE, FIELD_MANAGER, KINDS, ClusterGateway
 from tests.clusters import Cluster
 
 NS = "gco-inference"
@@ -231,8 +231,8 @@ def test_an_unknown_field_in_an_apply_is_a_server_error(
 
 def test_the_rendered_objects_are_valid(cluster: Cluster) -> None:
     """A rich endpoint's rendered objects are accepted as they are (more in test_server_validation)."""
-    from gco_tasks.endpoints import Endpoint, parse_spec
-    from gco_tasks.manifests import RenderOptions, render_endpoint
+    from gco_tasks.core.records import Endpoint, parse_spec
+    from gco_tasks.core.rendering import RenderOptions, render_endpoint
 
     spec = parse_spec(
         {

@@ -19,10 +19,10 @@ import pytest
 from kubernetes import client
 
 from gco_sandbox.controlplane import raw
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet
-from gco_tasks.purge import purge
-from gco_tasks.reconciler import reconcile
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.flows.purge import purge
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, converge, run_cycle, wait_for

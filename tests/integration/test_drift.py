@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from gco_tasks.conventions import HEALTHCHECK_PATH_ANNOTATION
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fanout import fan_out
-from gco_tasks.fleet import Fleet
-from gco_tasks.reconciler import reconcile
-from gco_tasks.triage import resync_cycles, resync_due
+from gco_tasks.core.conventions import HEALTHCHECK_PATH_ANNOTATION
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.triage import resync_cycles, resync_due
+from gco_tasks.flows.fanout import fan_out
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, DynamoWrites, RequestLog, converge, run_cycle

@@ -19,7 +19,7 @@ import kubernetes
 import pytest
 from kubernetes import client
 
-from gco_tasks.events import (
+from gco_tasks.adapters.events import (
     NOTE_LIMIT_BYTES,
     EventReason,
     EventRecorder,
@@ -27,7 +27,7 @@ from gco_tasks.events import (
     event_key,
     event_name,
 )
-from gco_tasks.metrics import EventOutcome, FleetMetrics
+from gco_tasks.adapters.metrics import EventOutcome, FleetMetrics
 
 NAMESPACE = "gco-inference"
 REGION = "us-east-1"
@@ -212,7 +212,7 @@ def test_failures_are_an_outcome_never_an_exception(
     recorder: EventRecorder, fresh_metrics: FleetMetrics, caplog: pytest.LogCaptureFixture
 ) -> None:
     missing_namespace = Regarding("my-llm", "no-such-namespace")
-    with caplog.at_level(logging.DEBUG, logger="gco_tasks.events"):
+    with caplog.at_level(logging.DEBUG, logger="gco_tasks.adapters.events"):
         assert recorder.record(missing_namespace, EventReason.APPLIED, "x") is EventOutcome.FAILED
     assert "could not record event Applied" in caplog.text
     assert outcomes(fresh_metrics)["failed"] == 1

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from celery.contrib.testing.worker import start_worker
 
-from gco_tasks import tasks
-from gco_tasks.celery import app, current_settings, use_fleet
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fanout import fan_out
-from gco_tasks.fleet import Fleet
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.flows.fanout import fan_out
+from gco_tasks.worker import tasks
+from gco_tasks.worker.app import app, current_settings, use_fleet
+from gco_tasks.worker.fleet import Fleet
 
 from .harness import REGION
 
@@ -50,7 +50,7 @@ def test_an_expired_message_is_counted_logged_and_sent_again(
     tasks.reconcile_endpoint.apply_async(  # as the fan-out sends it: no result to wait for
         args=["late"], queue=fleet.settings.queue, expires=past, ignore_result=True
     )
-    caplog.set_level(logging.WARNING, logger="gco_tasks.observability")
+    caplog.set_level(logging.WARNING, logger="gco_tasks.worker.observability")
     labels = {"region": current_settings().region, "task": "gco_tasks.reconcile_endpoint"}
     queues = [fleet.settings.queue]
     with start_worker(app, pool="threads", concurrency=1, queues=queues, perform_ping_check=False):

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from gco_tasks.conventions import WEIGHTED_ROUTING_ANNOTATION, endpoint_selector
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fanout import fan_out
-from gco_tasks.fleet import Fleet
-from gco_tasks.purge import purge
-from gco_tasks.reconciler import reconcile
+from gco_tasks.core.conventions import WEIGHTED_ROUTING_ANNOTATION, endpoint_selector
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.flows.fanout import fan_out
+from gco_tasks.flows.purge import purge
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.worker.fleet import Fleet
 
 from .harness import REGION, DynamoWrites, RequestLog, converge, run_cycle, wait_for
 

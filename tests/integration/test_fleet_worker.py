@@ -20,15 +20,16 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_retry
 
-from gco_tasks import tasks
-from gco_tasks.celery import app, use_fleet
-from gco_tasks.conventions import endpoint_selector
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.errors import ReconcileFailed
-from gco_tasks.fleet import Fleet
-from gco_tasks.observe import candidate_keys, read_digests
-from gco_tasks.plan import plan_changes
-from gco_tasks.reconciler import desired_objects, reconcile
+from gco_tasks.core.conventions import endpoint_selector
+from gco_tasks.core.errors import ReconcileFailed
+from gco_tasks.core.plan import plan_changes
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.rendering import desired_objects
+from gco_tasks.flows.observe import candidate_keys, read_digests
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.worker import tasks
+from gco_tasks.worker.app import app, use_fleet
+from gco_tasks.worker.fleet import Fleet
 
 from .harness import REGION, run_cycle
 

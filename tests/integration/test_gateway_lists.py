@@ -13,8 +13,8 @@ from kubernetes import client
 
 from gco_sandbox.objects import WriteOptions
 from gco_sandbox.resources import BY_PATH
-from gco_tasks.cluster import LIST_PAGE_SIZE, ClusterGateway, slim
-from gco_tasks.conventions import FIELD_MANAGER, MANAGED_SELECTOR
+from gco_tasks.adapters.cluster import LIST_PAGE_SIZE, ClusterGateway, slim
+from gco_tasks.core.conventions import FIELD_MANAGER, MANAGED_SELECTOR
 from tests.clusters import Cluster
 
 NS = "gco-inference"

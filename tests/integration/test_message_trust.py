@@ -19,10 +19,10 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from kubernetes import client
 
-from gco_tasks.celery import app, use_fleet
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fanout import fan_out
-from gco_tasks.fleet import Fleet
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.flows.fanout import fan_out
+from gco_tasks.worker.app import app, use_fleet
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, converge

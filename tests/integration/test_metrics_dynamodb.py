@@ -9,10 +9,10 @@ import pytest
 from botocore.config import Config
 
 from gco_sandbox.services import free_port
-from gco_tasks.config import load_settings
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.metrics import FleetMetrics, instrument_dynamodb
-from gco_tasks.store import EndpointStore, StoreError
+from gco_tasks.adapters.metrics import FleetMetrics, instrument_dynamodb
+from gco_tasks.adapters.store import EndpointStore, StoreError
+from gco_tasks.core.config import load_settings
+from gco_tasks.core.records import Endpoint, parse_spec
 
 R = "us-east-1"
 

@@ -20,10 +20,11 @@ from celery import Celery, signals
 from prometheus_client import CollectorRegistry, generate_latest
 
 from gco_sandbox.services import free_port
-from gco_tasks import logging_setup, observability
-from gco_tasks.config import load_settings
-from gco_tasks.metrics import FleetMetrics
-from gco_tasks.observability import (
+from gco_tasks.adapters import logging_setup
+from gco_tasks.adapters.metrics import FleetMetrics
+from gco_tasks.core.config import load_settings
+from gco_tasks.worker import observability
+from gco_tasks.worker.observability import (
     Exporter,
     QueueDepthCollector,
     SettingsCollector,
@@ -86,7 +87,7 @@ def test_unreachable_redis_yields_no_series_and_shows_no_password(caplog: pytest
     url = f"redis://:s3cret-pass@127.0.0.1:{free_port()}/0"
     settings = load_settings({"REGION": REGION, "REDIS_URL": url})
     registry = exporter_registry(scrape_collectors(settings, {}), None)
-    with caplog.at_level(logging.DEBUG, logger="gco_tasks.observability"):
+    with caplog.at_level(logging.DEBUG, logger="gco_tasks.worker.observability"):
         text = generate_latest(registry).decode()
     assert "gco_queue_depth{" not in text
     assert "gco_reconcile_interval_seconds" in text
@@ -152,7 +153,7 @@ def test_reaping_drops_live_gauges_of_dead_processes_and_keeps_their_counts(tmp_
 
 
 def test_exporter_serves_the_fleets_registry_and_stops(fresh_metrics: FleetMetrics) -> None:
-    from gco_tasks import metrics
+    from gco_tasks.adapters import metrics
 
     metrics.record_reconcile(REGION, "applied", 0.1)
     port = free_port()
@@ -203,7 +204,7 @@ RECEIVER_SIGNALS = (
 def test_install_connects_handlers_that_uninstall_removes(
     fresh_metrics: FleetMetrics, tmp_path: Path
 ) -> None:
-    from gco_tasks import metrics
+    from gco_tasks.adapters import metrics
 
     before = [len(signal.receivers or []) for signal in RECEIVER_SIGNALS]
     region_before = metrics.set_default_region("before")
@@ -251,7 +252,7 @@ def test_settings_read_when_a_process_starts_and_a_prefork_worker_without_its_di
 ) -> None:
     """The app module passes ``current_settings``: nothing is read at install; the region is the
     process's once ``worker_init`` (in the parent, before the pool forks) reads them."""
-    from gco_tasks import metrics
+    from gco_tasks.adapters import metrics
 
     region_before = metrics.set_default_region("before")
     reads: list[str] = []
@@ -267,15 +268,17 @@ def test_settings_read_when_a_process_starts_and_a_prefork_worker_without_its_di
         prefork = type(
             "Worker", (), {"app": app, "pool_cls": "<class 'celery.concurrency.prefork.TaskPool'>"}
         )
-        with caplog.at_level(logging.WARNING, logger="gco_tasks.observability"):
+        with caplog.at_level(logging.WARNING, logger="gco_tasks.worker.observability"):
             signals.worker_init.send(sender=prefork())
         assert metrics.default_region() == "eu-west-1" and reads
-        (warning,) = [r.getMessage() for r in caplog.records if r.name == "gco_tasks.observability"]
+        (warning,) = [r.getMessage() for r in caplog.records if r.name == "gco_tasks.worker.observability"]
         assert warning.startswith("PROMETHEUS_MULTIPROC_DIR is not set: this prefork worker's /metrics")
         caplog.clear()
         threads = type("Worker", (), {"app": app, "pool_cls": "<class 'celery.concurrency.thread.TaskPool'>"})
         signals.worker_init.send(sender=threads())
-        assert not [r for r in caplog.records if r.name == "gco_tasks.observability"], "one process: no files"
+        assert not [r for r in caplog.records if r.name == "gco_tasks.worker.observability"], (
+            "one process: no files"
+        )
     finally:
         installed.uninstall()
     assert metrics.set_default_region(region_before) == "before"

@@ -30,9 +30,9 @@ import pytest
 from kubernetes import client
 
 from gco_sandbox.controlplane import POD_SERVICE_ACCOUNT, raw
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet
-from gco_tasks.manifests.deployment import MODEL_CLAIM
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.rendering.deployment import MODEL_CLAIM
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import reset_real
 
 from .harness import REGION, converge, make_fleet, run_cycle

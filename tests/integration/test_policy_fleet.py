@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gco_tasks.conventions import endpoint_selector
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet
+from gco_tasks.core.conventions import endpoint_selector
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, converge, make_fleet, run_cycle

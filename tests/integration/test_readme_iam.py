@@ -1,6 +1,6 @@
-"""The README's IAM policies are exactly what the code calls: the worker's policy lists the DynamoDB
-actions the fleet makes over an endpoint's whole life (fan-out, reconcile with and without a snapshot,
-promotion, watchdog, deletion, region removal, purge), and the operators' policy the ones the
+"""The IAM policies of docs/production.md are exactly what the code calls: the worker's policy lists the
+DynamoDB actions the fleet makes over an endpoint's whole life (fan-out, reconcile with and without a
+snapshot, promotion, watchdog, deletion, region removal, purge), and the operators' policy the ones the
 ``gco-tasks endpoints`` CLI makes; neither lists one that is not used. Calls are seen by botocore's
 ``before-call`` hook on the clients themselves, against moto's DynamoDB over HTTP."""
 
@@ -15,25 +15,25 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.cli import app
-from gco_tasks.fleet import Fleet
-from gco_tasks.purge import purge
-from gco_tasks.reconciler import reconcile
-from gco_tasks.store import EndpointStore
-from gco_tasks.watchdog import watchdog
+from gco_tasks.flows.purge import purge
+from gco_tasks.flows.reconciler import reconcile
+from gco_tasks.flows.watchdog import watchdog
+from gco_tasks.worker.fleet import Fleet
 
 from .harness import REGION, converge
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+GUIDE = (Path(__file__).resolve().parents[2] / "docs" / "production.md").read_text()
 
 
 def policy_actions(*sids: str) -> set[str]:
     actions: set[str] = set()
-    for block in re.findall(r"```json\n(.*?)```", README, re.S):
+    for block in re.findall(r"```json\n(.*?)```", GUIDE, re.S):
         for statement in json.loads(block).get("Statement", []):
             if statement.get("Sid") in sids:
                 actions |= {action.removeprefix("dynamodb:") for action in statement["Action"]}
-    assert actions, f"no statement {sids} in the README"
+    assert actions, f"no statement {sids} in docs/production.md"
     return actions
 
 

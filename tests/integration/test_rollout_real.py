@@ -15,8 +15,8 @@ import pytest
 from kubernetes import client
 
 from gco_sandbox.controlplane import raw
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster, inference_pods
 
 from .harness import REGION, converge, make_fleet, run_cycle, wait_for

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from kubernetes import client
 
 from gco_sandbox.controlplane import ControlPlane
-from gco_tasks.cluster import ClusterError, ClusterGateway
-from gco_tasks.endpoints import Endpoint, InvalidEndpointError
-from gco_tasks.manifests import RenderOptions, content_hash, object_key, render_endpoint
-from tests.unit import test_manifests_schema as corpus
-from tests.unit.test_manifests_snapshots import CASES
+from gco_tasks.adapters.cluster import ClusterError, ClusterGateway
+from gco_tasks.core.records import Endpoint, InvalidEndpointError
+from gco_tasks.core.rendering import RenderOptions, content_hash, object_key, render_endpoint
+from tests.unit.core.rendering import test_schema as corpus
+from tests.unit.core.rendering.test_snapshots import CASES
 
 REGION = "us-east-1"
 Obj = dict[str, Any]

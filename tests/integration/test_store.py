@@ -10,10 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from gco_tasks.config import load_settings
-from gco_tasks.endpoints import Endpoint, EndpointSpec, RegionStatus
-from gco_tasks.status import status_needs_write
-from gco_tasks.store import (
+from gco_tasks.adapters.store import (
     ConcurrentUpdateError,
     EndpointExistsError,
     EndpointNotFoundError,
@@ -21,6 +18,9 @@ from gco_tasks.store import (
     StoreError,
     TransientStoreError,
 )
+from gco_tasks.core.config import load_settings
+from gco_tasks.core.records import Endpoint, EndpointSpec, RegionStatus
+from gco_tasks.core.status import status_needs_write
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
-from gco_tasks.config import load_settings
-from gco_tasks.dynamo import scan_segments_for
-from gco_tasks.store import EndpointStore
+from gco_tasks.adapters.dynamo import scan_segments_for
+from gco_tasks.adapters.store import EndpointStore
+from gco_tasks.core.config import load_settings
 
 PAD = "x" * 2000  # ~2 KB per item: 1,500 items are ~3 MB, three 1 MB Scan pages or more
 

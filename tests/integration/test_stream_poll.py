@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from celery.contrib.testing.worker import start_worker
 
-from gco_tasks import tasks
-from gco_tasks.celery import app, beat_schedule, use_fleet
-from gco_tasks.config import load_settings
-from gco_tasks.endpoints import Endpoint, RegionStatus, parse_spec
-from gco_tasks.errors import InfrastructureError
-from gco_tasks.fleet import Fleet
-from gco_tasks.streamwatch import poll_stream
+from gco_tasks.core.config import load_settings
+from gco_tasks.core.errors import InfrastructureError
+from gco_tasks.core.records import Endpoint, RegionStatus, parse_spec
+from gco_tasks.flows.streamwatch import poll_stream
+from gco_tasks.worker import tasks
+from gco_tasks.worker.app import app, beat_schedule, use_fleet
+from gco_tasks.worker.fleet import Fleet
 
 from .harness import REGION, make_fleet
 from .test_fleet_worker import REDIS_KEYS, app_configured

@@ -16,16 +16,17 @@ import pytest
 import redis
 from kubernetes import client
 
-from gco_tasks import metrics, telemetry
-from gco_tasks.conventions import endpoint_selector
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.errors import TransientError
-from gco_tasks.fanout import fan_out
-from gco_tasks.fleet import Fleet
-from gco_tasks.locks import RegionState
-from gco_tasks.metrics import FleetMetrics
-from gco_tasks.reconciler import ResultKind, reconcile
-from gco_tasks.watchdog import watchdog
+from gco_tasks.adapters import metrics
+from gco_tasks.adapters.locks import RegionState
+from gco_tasks.adapters.metrics import FleetMetrics
+from gco_tasks.core.conventions import endpoint_selector
+from gco_tasks.core.errors import TransientError
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.flows.fanout import fan_out
+from gco_tasks.flows.reconciler import ResultKind, reconcile
+from gco_tasks.flows.watchdog import watchdog
+from gco_tasks.worker import telemetry
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, make_fleet

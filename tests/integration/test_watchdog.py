@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 
-from gco_tasks.conventions import endpoint_selector
-from gco_tasks.endpoints import Endpoint, parse_spec
-from gco_tasks.fleet import Fleet
-from gco_tasks.watchdog import watchdog
+from gco_tasks.core.conventions import endpoint_selector
+from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.flows.watchdog import watchdog
+from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, make_fleet, run_cycle

@@ -1,4 +1,4 @@
-"""Kubernetes writes paced by one budget per region, shared through Redis (``gco_tasks.ratelimit``),
+"""Kubernetes writes paced by one budget per region, shared through Redis (``gco_tasks.adapters.ratelimit``),
 against a real ``redis-server`` and the sandbox API server: processes share the rate, a 429 holds every
 writer off, and without Redis each process paces itself until Redis is back."""
 
@@ -14,10 +14,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gco_sandbox.services import start_redis
-from gco_tasks.cluster import ClusterGateway, TransientClusterError
-from gco_tasks.conventions import MANAGED_SELECTOR, RegionKeys
-from gco_tasks.errors import TransientError
-from gco_tasks.ratelimit import REDIS_RETRY_SECONDS, RedisWritePacer, WriteThrottled
+from gco_tasks.adapters.cluster import ClusterGateway, TransientClusterError
+from gco_tasks.adapters.ratelimit import REDIS_RETRY_SECONDS, RedisWritePacer, WriteThrottled
+from gco_tasks.core.conventions import MANAGED_SELECTOR, RegionKeys
+from gco_tasks.core.errors import TransientError
 
 KEY = RegionKeys("us-east-1").kube_write_bucket
 NS = "gco-inference"

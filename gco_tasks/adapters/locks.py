@@ -1,0 +1,256 @@
+"""Redis state of the fleet: locks, the queue's dedup marks and the watchdog's clocks.
+
+Where it stands in the flow: around the tasks. ``fan_out`` takes the region's fan-out lock and marks each
+endpoint it enqueues as pending (so a slow or stopped worker pool does not pile up work);
+``reconcile_endpoint`` clears the mark and takes the endpoint's lock (step 1); ``watchdog`` keeps its
+unready-since clocks and the set of endpoints whose Ingress it withholds here, shared by every worker
+and surviving restarts.
+
+Locks are an optimisation, not the guarantee: they are redis-py ``Lock`` objects (token + TTL) and may
+expire mid-task; idempotent writes keep the cluster right when they do. Their TTL is short (a lease,
+``LOCK_LEASE_SECONDS``, 10 s by default) and a thread renews it (``Lock.reacquire``) every third of it
+while the task runs, up to the task's time limit: a worker killed with ``kill -9`` stops renewing, and
+its endpoint is free again one lease later instead of one time limit later.
+
+``redis_client`` builds the fleet's own client from ``REDIS_URL`` as Celery reads it (plain, TLS with
+certificate verification, or the primary Sentinel names), so locks, marks and clocks follow the same
+primary as the broker after a failover. Every key is named in
+``gco_tasks.core.conventions.RegionKeys`` (under ``gco:<region>:``, so regions sharing one Redis never
+collide). Redis's exceptions do not leave this module: a lost connection or a timeout is a
+``TransientError`` (retried), any other Redis error an ``InfrastructureError``. Each lock counts, in
+``adapters.metrics``, the acquisitions that found it held, how long it was held, and whether its lease
+had been lost (expired) by its release.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.lock import Lock
+from redis.sentinel import MasterNotFoundError, Sentinel
+
+from gco_tasks.adapters import metrics
+from gco_tasks.adapters.metrics import LockName
+from gco_tasks.core.config import Settings
+from gco_tasks.core.conventions import RegionKeys
+from gco_tasks.core.errors import InfrastructureError, TransientError
+from gco_tasks.core.redis_target import RedisTarget
+
+log = logging.getLogger(__name__)
+
+#: Bounds of one Redis call of ours: connect, then each reply (seconds).
+SOCKET_CONNECT_TIMEOUT = 3.0
+SOCKET_TIMEOUT = 5.0
+
+
+def redis_client(
+    target: RedisTarget,
+    *,
+    socket_timeout: float = SOCKET_TIMEOUT,
+    socket_connect_timeout: float = SOCKET_CONNECT_TIMEOUT,
+    decode_responses: bool = False,
+) -> redis.Redis:
+    """A client of the region's Redis: the server itself, over TLS when the URL is ``rediss://`` (the
+    certificate verified as the URL says), or whichever node the sentinels name as the primary
+    (``Sentinel.master_for``: every new connection asks them again, so a failover is followed)."""
+    options: dict[str, Any] = {
+        "db": target.db,
+        "username": target.username,
+        "password": target.password,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "health_check_interval": 30,
+        "decode_responses": decode_responses,
+    }
+    if target.is_sentinel:
+        sentinel = Sentinel(list(target.nodes), **options)  # type: ignore[no-untyped-call]
+        primary: redis.Redis = sentinel.master_for(str(target.master_name))  # type: ignore[no-untyped-call]
+        return primary
+    tls = target.ssl_options()
+    if tls:
+        options.update(ssl=True, **tls)
+    host, port = target.nodes[0]
+    return redis.Redis(host=host, port=port, **options)
+
+
+class RegionStateUnavailableError(TransientError):
+    """Redis did not answer (connection refused or lost, timeout): retry with backoff."""
+
+
+class RegionStateError(InfrastructureError):
+    """Redis answered with an error (authentication, a read-only replica, out of memory): the region's
+    Redis needs fixing; retrying at once will not help."""
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Redis's exceptions stop here, as ``gco_tasks.core.errors``."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, MasterNotFoundError) as exc:
+        raise RegionStateUnavailableError(f"redis {what}: {type(exc).__name__}: {exc}") from exc
+    except RedisError as exc:
+        raise RegionStateError(f"redis {what}: {type(exc).__name__}: {exc}") from exc
+
+
+class _Renewal:
+    """Renews a held lock's lease every third of it, from a daemon thread, until stopped or until the
+    holder's own limit (``hold_seconds``) has passed; a lock found lost (expired, or gone with a Redis
+    restart) is logged and left alone: the work goes on, it is idempotent."""
+
+    def __init__(self, lock: Lock, key: str, lease: float, hold_seconds: float) -> None:
+        self.lock, self.key, self.lease = lock, key, lease
+        self.until = time.monotonic() + hold_seconds
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lease {key}", daemon=True)
+
+    def __enter__(self) -> _Renewal:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.lease / 3):
+            if time.monotonic() >= self.until:
+                log.warning("lock %s held past its task's time limit: no longer renewed", self.key)
+                return
+            try:
+                self.lock.reacquire()
+            except LockNotOwnedError:
+                log.warning("lock %s lost while held (expired, or Redis restarted); not renewed", self.key)
+                return
+            except RedisError as exc:  # Redis away for a moment: try again at the next renewal
+                log.warning("cannot renew lock %s: %s", self.key, exc)
+
+
+class RegionState:
+    """Locks, pending marks and watchdog clocks of one region, over one Redis client."""
+
+    def __init__(self, client: redis.Redis, region: str, lease_seconds: float = 10.0) -> None:
+        self.client = client
+        self.region = region
+        self.keys = RegionKeys(region)
+        self.lease_seconds = lease_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RegionState:
+        """Over a client of ``REDIS_URL`` (``redis_client``), with ``LOCK_LEASE_SECONDS`` leases."""
+        return cls(redis_client(settings.redis_target), settings.region, settings.lock_lease_seconds)
+
+    @contextlib.contextmanager
+    def _lock(self, key: str, ttl_seconds: float, kind: LockName) -> Iterator[bool]:
+        """Non-blocking; held for a lease renewed while the body runs, ``ttl_seconds`` at most."""
+        lease = min(self.lease_seconds, ttl_seconds)
+        # Not thread-local: the renewal thread must see the token.
+        lock = self.client.lock(key, timeout=lease, blocking=False, thread_local=False)
+        with _translated(f"acquire {key}"):
+            acquired = bool(lock.acquire())
+        if not acquired:
+            metrics.record_lock_contention(self.region, kind)
+            yield False
+            return
+        started = time.monotonic()
+        try:
+            with _Renewal(lock, key, lease, ttl_seconds):
+                yield True
+        finally:
+            expired = self._release(lock, key)
+            metrics.record_lock_released(self.region, kind, time.monotonic() - started, expired)
+
+    @staticmethod
+    def _release(lock: Lock, key: str) -> bool:
+        """Release ``lock``; True when it had already expired (held past its TTL)."""
+        with _translated(f"release {key}"):
+            try:
+                lock.release()
+            except LockError:
+                log.warning("lock %s expired before release (the work was idempotent anyway)", key)
+                return True
+        return False
+
+    def endpoint_lock(self, name: str, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:
+        """Non-blocking: yields False when another worker holds the endpoint. Held in leases while the
+        body runs, ``ttl_seconds`` (the task's time limit and a margin) at most."""
+        return self._lock(self.keys.endpoint_lock(name), ttl_seconds, LockName.ENDPOINT)
+
+    def fan_out_lock(self, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:
+        """Non-blocking: yields False while another fan-out of this region runs."""
+        return self._lock(self.keys.fan_out_lock, ttl_seconds, LockName.FAN_OUT)
+
+    def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]:
+        """Mark endpoints as having a message waiting, in one round trip: name -> True when it had none
+        (send one), False when one is still waiting (skip). The TTL matches the message's expiry, so a
+        message dropped unprocessed is sent again by a later fan-out."""
+        names = list(names)
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.set(self.keys.pending(name), "1", nx=True, ex=max(1, ttl_seconds))
+        with _translated("mark pending"):
+            marks = pipe.execute()
+        return {name: bool(marked) for name, marked in zip(names, marks, strict=True)}
+
+    def claim_cycle(self, cycle: int, ttl_seconds: int) -> bool:
+        """True for the first fan-out of cycle number ``cycle`` (``now`` in intervals), False for any
+        other run in the same interval (an ad hoc fan-out, a test, a benchmark): resync slots are
+        sent once per cycle, however often the fan-out runs."""
+        with _translated("claim cycle"):
+            return bool(self.client.set(self.keys.cycle(cycle), "1", nx=True, ex=max(1, ttl_seconds)))
+
+    def clear_pending(self, name: str) -> None:
+        with _translated("clear pending"):
+            self.client.delete(self.keys.pending(name))
+
+    def unready_clocks(self) -> dict[str, float]:
+        with _translated("read watchdog clocks"):
+            raw = self.client.hgetall(self.keys.unready_since)
+        return {_text(name): float(since) for name, since in raw.items()}
+
+    def withheld(self) -> set[str]:
+        with _translated("read withheld"):
+            members = self.client.smembers(self.keys.ingress_withheld)
+        return {_text(name) for name in members}
+
+    def is_withheld(self, name: str) -> bool:
+        with _translated("read withheld"):
+            return bool(self.client.sismember(self.keys.ingress_withheld, name))
+
+    def start_clocks(self, names: Iterable[str], now: float) -> None:
+        names = list(names)
+        if names:
+            pipe = self.client.pipeline()
+            for name in names:
+                pipe.hsetnx(self.keys.unready_since, name, repr(now))
+            with _translated("start watchdog clocks"):
+                pipe.execute()
+
+    def withhold(self, names: Iterable[str]) -> None:
+        names = list(names)
+        if names:
+            with _translated("withhold"):
+                self.client.sadd(self.keys.ingress_withheld, *names)
+
+    def release(self, names: Iterable[str]) -> None:
+        """Forget the clocks and withholding of endpoints that are healthy (or stopped, or gone)."""
+        names = list(names)
+        if names:
+            pipe = self.client.pipeline()
+            pipe.hdel(self.keys.unready_since, *names)
+            pipe.srem(self.keys.ingress_withheld, *names)
+            with _translated("release"):
+                pipe.execute()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,170 @@
+"""Log lines of the fleet: readable text by default, one JSON object per line with ``LOG_FORMAT=json``,
+each carrying the endpoint, region and task it belongs to.
+
+Where it stands in the flow: around every process. ``observability.install`` connects Celery's
+``after_setup_logger`` / ``after_setup_task_logger`` signals to ``celery_logger_ready`` (Celery sets up
+its handlers, we then give them our filters and, in JSON mode, our formatter) and ``task_prerun`` /
+``task_postrun`` to ``bind`` / ``restore`` of the task id. ``worker.telemetry`` runs each reconcile in
+``log_context(endpoint=...)`` and logs its outcome with ``extra={"result": ..., "duration_ms": ...}``.
+Other processes (the CLI) call ``configure``.
+
+JSON fields: ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, then ``endpoint``,
+``region``, ``task_id``, ``result``, ``duration_ms`` when known, then any other ``extra``; ``exc_info``
+holds a traceback.
+
+Why python-json-logger and not structlog: the fleet's log lines come mostly from libraries that log
+through the standard ``logging`` module (Celery, kombu, redis, botocore, urllib3) and from our own
+``logging.getLogger(__name__)`` calls. python-json-logger is only a ``logging.Formatter``: swapping the
+formatter of the handlers Celery already set up turns *all* of them into JSON without touching a call
+site, and text mode stays exactly Celery's own format. structlog would need its ``ProcessorFormatter``
+bridge for the same result plus a second logging API beside the standard one.
+
+No secret in a log line: a password in a URL (``redis://:secret@host``) in any message is replaced by
+``***`` before any handler writes it, and a task's arguments, which Celery attaches to its task lines
+for structured formatters (``extra={"data": ...}``), are dropped before the JSON formatter sees them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar, Token
+from types import MappingProxyType
+from typing import Any, Final
+
+from pythonjsonlogger.json import JsonFormatter
+
+#: The context fields every line can carry, in the order a JSON line shows them.
+CONTEXT_FIELDS: Final = ("endpoint", "region", "task_id", "result", "duration_ms")
+MULTIPROCESSING_LOGGER: Final = "multiprocessing"  # billiard's, configured by Celery
+TEXT_FORMAT: Final = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
+#: What Celery's task lines carry in ``extra={"data": ...}`` that no line of ours shows: a task's
+#: arguments (a reconcile message's snapshot holds the record, env values included) and the traceback
+#: of an expected failure (an unexpected one has ``exc_info``).
+CELERY_DATA_DROPPED: Final = frozenset({"args", "kwargs", "traceback"})
+
+_context: ContextVar[Mapping[str, Any]] = ContextVar("gco_log_context", default=MappingProxyType({}))
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.I)
+
+
+# --------------------------------------------------------------------------- context
+
+
+def bind(**fields: Any) -> Token[Mapping[str, Any]]:
+    """Add ``fields`` to the context of every following line of this task (or thread); ``None`` values
+    remove a field. Returns the token ``restore`` takes."""
+    merged = {**_context.get(), **fields}
+    return _context.set({key: value for key, value in merged.items() if value is not None})
+
+
+def restore(token: Token[Mapping[str, Any]]) -> None:
+    """Back to the context before the ``bind`` that returned ``token``."""
+    _context.reset(token)
+
+
+@contextlib.contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """``bind`` for the duration of a block."""
+    token = bind(**fields)
+    try:
+        yield
+    finally:
+        restore(token)
+
+
+def current_context() -> dict[str, Any]:
+    return dict(_context.get())
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text) if "://" in text else text
+
+
+# --------------------------------------------------------------------------- filters and formatters
+
+
+class ContextFilter(logging.Filter):
+    """Puts the bound context (and ``defaults``, e.g. the process's region) on each record, without
+    overriding what a call passed as ``extra``; redacts passwords in URLs."""
+
+    def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.defaults = dict(defaults or {})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in {**self.defaults, **_context.get()}.items():
+            if key not in record.__dict__:
+                setattr(record, key, value)
+        data = record.__dict__.get("data")
+        if isinstance(data, Mapping) and CELERY_DATA_DROPPED & set(data):
+            record.data = {key: value for key, value in data.items() if key not in CELERY_DATA_DROPPED}
+        if "://" in str(record.msg) or record.args:
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad format string: logging reports it when the handler formats
+                return True
+            cleaned = redact(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+        return True
+
+
+class FleetJsonFormatter(JsonFormatter):
+    """One JSON object per line: timestamp, level, logger, message, the context fields, then extras."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp=True,
+            json_ensure_ascii=False,
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        ordered = {key: log_data.pop(key) for key in ("timestamp", "level", "logger", "message")}
+        ordered.update((key, log_data.pop(key)) for key in CONTEXT_FIELDS if key in log_data)
+        ordered.update(log_data)
+        log_data.clear()
+        log_data.update(ordered)
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    return FleetJsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def prepare_handler(handler: logging.Handler, log_format: str, defaults: Mapping[str, Any]) -> None:
+    """Give ``handler`` our context filter (once) and, in JSON mode, the JSON formatter; in text mode the
+    handler keeps its own (Celery's) format."""
+    if not any(isinstance(f, ContextFilter) for f in handler.filters):
+        handler.addFilter(ContextFilter(defaults))
+    if log_format == "json" and not isinstance(handler.formatter, FleetJsonFormatter):
+        handler.setFormatter(FleetJsonFormatter())
+
+
+def celery_logger_ready(logger: logging.Logger, log_format: str, defaults: Mapping[str, Any]) -> None:
+    """After Celery set up ``logger`` (the root or the task logger): prepare each of its handlers, and,
+    with the root, those of the pool's ``multiprocessing`` logger, which Celery sets up beside it and
+    which does not propagate (it reports a killed pool child)."""
+    loggers = [logger]
+    if logger is logging.getLogger():
+        loggers.append(logging.getLogger(MULTIPROCESSING_LOGGER))
+    for each in loggers:
+        for handler in each.handlers:
+            prepare_handler(handler, log_format, defaults)
+
+
+def configure(log_format: str, level: int | str = logging.INFO, region: str | None = None) -> None:
+    """Logging of a process Celery does not set up: one stderr handler on the root logger."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(make_formatter(log_format))
+    prepare_handler(handler, log_format, {"region": region} if region else {})
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)

@@ -1,0 +1,131 @@
+"""The narrow ports through which the rooms (``reconciler``, ``fanout``, ``watchdog``, ``purge``) do
+their I/O: one small protocol per capability, each satisfied by an adapter.
+
+Where it stands in the flow: between the rooms and the adapters. A room names the capabilities it
+needs (its own ``...Ports`` protocol, built from these); ``fleet.Fleet`` wires the real adapters
+(``store.EndpointStore``, ``cluster.ClusterGateway``, ``locks.RegionState``), and a unit test may hand
+in anything with the same methods. The rooms never import an adapter, so they never see a library
+exception either: adapters raise ``gco_tasks.core.errors`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from gco_tasks.core.records import RegionStatus
+
+#: Sends one reconcile message: (endpoint name, snapshot) -> None (an empty snapshot: read it yourself).
+Sender = Callable[[str, dict[str, Any]], None]
+
+
+# --- the cluster (cluster.ClusterGateway) --------------------------------------------------------
+
+
+class ClusterReads(Protocol):
+    def list_objects(self, label_selector: str, kinds: Iterable[str] = ...) -> list[dict[str, Any]]: ...
+
+
+class ClusterGets(Protocol):
+    def get_object(self, kind: str, name: str) -> dict[str, Any] | None: ...
+
+
+class ClusterWrites(Protocol):
+    def apply(
+        self, obj: dict[str, Any], dry_run: bool = ..., field_manager: str = ..., force: bool = ...
+    ) -> dict[str, Any]: ...
+
+    def delete(self, kind: str, name: str) -> bool: ...
+
+
+class ObjectPatches(Protocol):
+    """A JSON patch of one object (the hand-over of GCO's field ownership)."""
+
+    def patch_json(self, kind: str, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+
+class Cluster(ClusterReads, ClusterGets, ClusterWrites, ObjectPatches, Protocol):
+    """Reads and writes of the region's inference objects."""
+
+
+class WritePacer(Protocol):
+    """The region's budget of Kubernetes writes (``ratelimit.RedisWritePacer``), which the gateway asks
+    before every write."""
+
+    def acquire(self) -> None:
+        """Return when this write may go; raise a ``TransientError`` with ``retry_after`` when its slot is
+        too far away."""
+
+    def hold_off(self, seconds: float) -> None:
+        """The API server answered 429 with Retry-After ``seconds``: delay every write of the region."""
+
+
+# --- the table (store.EndpointStore) -------------------------------------------------------------
+
+
+class RecordScan(Protocol):
+    def scan_items(self, target_region: str | None = None) -> Iterator[dict[str, Any]]: ...
+
+
+class RecordRead(Protocol):
+    def get_item(self, name: str) -> dict[str, Any] | None: ...
+
+
+class StatusReports(Protocol):
+    def update_region_status(
+        self,
+        name: str,
+        region: str,
+        status: RegionStatus,
+        previous: Mapping[str, Any] | RegionStatus | None,
+        now: datetime | None = None,
+    ) -> bool: ...
+
+    def remove_region_status(self, name: str, region: str) -> bool: ...
+
+    def promote_if_deploying(
+        self, name: str, updated_at: str | None = ..., region: str | None = ...
+    ) -> bool: ...
+
+
+class RecordPurge(Protocol):
+    def delete_if_unchanged(self, name: str, updated_at: str | None) -> bool: ...
+
+
+# --- Redis (locks.RegionState) -------------------------------------------------------------------
+
+
+class EndpointLocks(Protocol):
+    def endpoint_lock(self, name: str, ttl_seconds: float) -> AbstractContextManager[bool]: ...
+
+    def clear_pending(self, name: str) -> None: ...
+
+
+class FanOutMarks(Protocol):
+    def fan_out_lock(self, ttl_seconds: float) -> AbstractContextManager[bool]: ...
+
+    def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]: ...
+
+    def withheld(self) -> set[str]: ...
+
+    def claim_cycle(self, cycle: int, ttl_seconds: int) -> bool: ...
+
+
+class Withheld(Protocol):
+    """Which endpoints' Ingress the watchdog withholds (read by every reconcile)."""
+
+    def is_withheld(self, name: str) -> bool: ...
+
+    def release(self, names: Iterable[str]) -> None: ...
+
+
+class WatchdogClocks(Withheld, Protocol):
+    def unready_clocks(self) -> dict[str, float]: ...
+
+    def withheld(self) -> set[str]: ...
+
+    def start_clocks(self, names: Iterable[str], now: float) -> None: ...
+
+    def withhold(self, names: Iterable[str]) -> None: ...

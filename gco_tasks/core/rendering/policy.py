@@ -1,0 +1,163 @@
+"""What a record may ask of a region: caps on replicas, GPUs and container resources, and tolerations
+that name the taint they tolerate.
+
+Where it stands in the flow: at the start of step 2 (render). ``render_endpoint`` checks every record it
+renders for a region against the region's ``EndpointPolicy`` (``RenderOptions.policy``, built from the
+settings), before any object exists; the CLI checks new input against the same rules at the door
+(``policy_problems``). A record over a cap is bad input: ``InvalidEndpointError`` names each field, the
+cap and the setting that sets it, the region reports ``error``, and nothing is applied or deleted
+because of it. Valid Kubernetes is not enough here: the table's writers choose images, so these caps
+bound what one record can take from the region (the namespace's ResourceQuota bounds them all together).
+
+Pure module: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+from gco_tasks.core.records import Endpoint, EndpointSpec, InvalidEndpointError
+from gco_tasks.core.rendering.resources import ACCELERATOR_RESOURCE, container_resources, quantity
+
+DEFAULT_MAX_REPLICAS: Final = 32
+#: The largest accelerator node: 8 GPUs (p5/p4d.24xlarge), 16 Neuron devices (trn1.32xlarge).
+DEFAULT_MAX_GPUS: Final = 16
+#: As the inference namespace's LimitRange maximum (k8s/inference-namespace/limitrange.yaml).
+DEFAULT_MAX_CPU: Final = "96"
+DEFAULT_MAX_MEMORY: Final = "1Ti"
+
+Problem = tuple[str, str]  # (field path, message)
+
+
+@dataclass(frozen=True)
+class EndpointPolicy:
+    """The caps of one region (each a setting of the same name, upper-cased) and whether tolerations
+    without a key are allowed."""
+
+    max_replicas_per_endpoint: int = DEFAULT_MAX_REPLICAS
+    max_gpus_per_pod: int = DEFAULT_MAX_GPUS
+    max_cpu_per_container: str = DEFAULT_MAX_CPU
+    max_memory_per_container: str = DEFAULT_MAX_MEMORY
+    allow_wildcard_tolerations: bool = False
+
+
+def check_policy(endpoint: Endpoint, policy: EndpointPolicy) -> None:
+    """Raise ``InvalidEndpointError`` naming every field of ``endpoint`` the policy refuses."""
+    found = policy_problems(endpoint.spec, endpoint.endpoint_name, policy)
+    if found:
+        raise InvalidEndpointError(found, endpoint.endpoint_name)
+
+
+def policy_problems(spec: EndpointSpec, name: str, policy: EndpointPolicy) -> list[Problem]:
+    """Every ``(field, message)`` of ``spec`` over a cap or tolerating every taint; ``[]`` when none.
+    Raises ``InvalidEndpointError`` when the resources themselves are invalid (as rendering would)."""
+    return [
+        *replica_problems(spec, policy.max_replicas_per_endpoint),
+        *toleration_problems(spec, policy.allow_wildcard_tolerations),
+        *resource_problems(spec, name, policy),
+    ]
+
+
+def replica_problems(spec: EndpointSpec, cap: int) -> list[Problem]:
+    """Replicas anywhere in the record (primary, autoscaling maximum, canary) above ``cap``. Checked
+    whether or not autoscaling is on now: switching it is one field away."""
+    asked = [("spec.replicas", spec.replicas)]
+    if spec.autoscaling is not None:
+        asked.append(("spec.autoscaling.max_replicas", spec.autoscaling.max_replicas))
+    if spec.canary is not None:
+        asked.append(("spec.canary.replicas", spec.canary.replicas))
+    return [
+        (path, _over(str(count), f"{cap} replicas", "MAX_REPLICAS_PER_ENDPOINT", str(cap)))
+        for path, count in asked
+        if count > cap
+    ]
+
+
+def toleration_problems(spec: EndpointSpec, allow_wildcard: bool) -> list[Problem]:
+    """Tolerations without a key (operator ``Exists``) tolerate every taint, the control plane's and
+    other dedicated nodes' too: refused unless ALLOW_WILDCARD_TOLERATIONS is on."""
+    if allow_wildcard:
+        return []
+    return [
+        (
+            f"spec.tolerations[{index}]",
+            "has no key, so it tolerates every taint (control-plane and other dedicated nodes too); "
+            "name the taint's key, or have the operator set ALLOW_WILDCARD_TOLERATIONS=true",
+        )
+        for index, toleration in enumerate(spec.tolerations or [])
+        if not toleration.key
+    ]
+
+
+def resource_problems(spec: EndpointSpec, name: str, policy: EndpointPolicy) -> list[Problem]:
+    """GPUs per pod and cpu/memory per container above their caps, in the resources as they would be
+    rendered (GCO's defaults included)."""
+    rendered = container_resources(spec, name)
+    return [
+        *_device_problems(spec, rendered, policy.max_gpus_per_pod),
+        *_compute_problems(spec, rendered, policy),
+    ]
+
+
+def _device_problems(spec: EndpointSpec, rendered: dict[str, dict[str, str]], cap: int) -> list[Problem]:
+    """Accelerator devices above ``cap``: ``gpu_count``, or a device named in the record's resources."""
+    found: dict[str, Problem] = {}
+    own_device = ACCELERATOR_RESOURCE[spec.accelerator] if spec.gpu_count > 0 else None
+    for side in ("requests", "limits"):
+        for device in ACCELERATOR_RESOURCE.values():
+            value = rendered[side].get(device)
+            if value is None or quantity(value) <= cap:
+                continue
+            path = "spec.gpu_count" if device == own_device else f"spec.resources.{side}.{device}"
+            found.setdefault(
+                path, (path, _over(value, f"{cap} devices per pod", "MAX_GPUS_PER_POD", str(cap)))
+            )
+    return list(found.values())
+
+
+def _compute_problems(
+    spec: EndpointSpec, rendered: dict[str, dict[str, str]], policy: EndpointPolicy
+) -> list[Problem]:
+    """cpu and memory requests and limits above their caps. What the record gave is named first; a
+    default over a cap (a cap set below GCO's defaults) is named only when nothing the record gave is."""
+    caps = {
+        "cpu": (policy.max_cpu_per_container, "MAX_CPU_PER_CONTAINER"),
+        "memory": (policy.max_memory_per_container, "MAX_MEMORY_PER_CONTAINER"),
+    }
+    given = {"requests": spec.resources.requests, "limits": spec.resources.limits}
+    over = [
+        (side, resource, value, resource in given[side])
+        for side in ("requests", "limits")
+        for resource, (cap, _) in caps.items()
+        if (value := rendered[side].get(resource)) is not None and quantity(value) > quantity(cap)
+    ]
+    if any(from_record for *_, from_record in over):
+        over = [entry for entry in over if entry[3]]
+    problems = []
+    for side, resource, value, from_record in over:
+        cap, setting = caps[resource]
+        shown = value if from_record else f"{value} (the default when the record sets none)"
+        problems.append(
+            (f"spec.resources.{side}.{resource}", _over(shown, f"{cap} per container", setting, cap))
+        )
+    return problems
+
+
+def _over(value: str, cap: str, setting: str, most: str) -> str:
+    return (
+        f"{value} is above this region's cap of {cap} ({setting}); ask for at most {most}, "
+        f"or have the operator raise {setting}"
+    )
+
+
+def positive_quantity(value: str) -> Decimal:
+    """A cap setting's quantity as a number; raises ``ValueError`` unless it is a quantity above 0."""
+    try:
+        number = quantity(value)
+    except ValueError:
+        raise ValueError("must be a Kubernetes quantity such as '96', '500m', '1Ti'") from None
+    if number <= 0:
+        raise ValueError("must be above 0")
+    return number

@@ -1,0 +1,250 @@
+"""Which endpoints need a reconcile this cycle: the fan-out's decision, made with the reconciler's own
+pure rules, so that a steady cycle sends nothing.
+
+Where it stands in the flow: inside ``fan_out``, between its reads (one Scan, one LIST per kind) and its
+messages. For each endpoint it renders the record (``rendering.desired_objects``), digests the live
+objects against it (``drift.digests``), applies the watchdog's rule and plans (``plan``), and predicts
+the status report (``status``), exactly as a reconcile would, and sends a message only when:
+
+- the plan is not empty: an object is missing, changed (the record changed), drifted (a hand edit), still
+  co-owned by GCO's monitor, or not wanted any more (a canary after promote, a removed region);
+- the watchdog's withholding ends (the primary is ready again);
+- the status the region would report differs from the one the record holds, or its entry must go;
+- a rollout is in progress (``creating``/``updating``): only a reconcile can tell a rollout that
+  progresses from one that is stuck (it may read the pods);
+- the record is invalid and its ``error`` status is not written yet;
+- the endpoint's resync slot comes round (``resync_due``): every endpoint once every ``resync_cycles``
+  cycles, spread over the fleet by a stable hash of its name (sent by the first fan-out of the
+  interval only: ``Cycle.resyncs``). That reconcile also writes the status
+  heartbeat, so heartbeats are spread too; a status older than twice that period is sent at once.
+
+Pure: the clock comes in as ``now``; the result is a reason (for the message and the logs) or None.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from gco_tasks.core.drift import digests
+from gco_tasks.core.intake import name_problem
+from gco_tasks.core.paths import shadowing_message
+from gco_tasks.core.plan import ObservedObject, Plan, apply_withholding, desired_hash
+from gco_tasks.core.records import DELETED, STOPPED, Endpoint, RecordHeader
+from gco_tasks.core.rendering import RenderOptions, object_key
+from gco_tasks.core.rollout import Assessment, assess
+from gco_tasks.core.status import (
+    StatusAction,
+    StatusReport,
+    outcome_of,
+    region_status_of,
+    status_action,
+    status_needs_write,
+    status_report,
+)
+from gco_tasks.core.teardown import plan_around_terminating, waiting_note
+from gco_tasks.core.triage_cache import digest, full_objects, rendering
+
+#: Region states of a rollout that has not finished: a reconcile looks again every cycle.
+ROLLING: frozenset[str] = frozenset({"creating", "updating"})
+#: States a stuck or refused endpoint is predicted in (its error says more than the fan-out can see).
+UNSETTLED: frozenset[str] = ROLLING | {"error"}
+#: "Never" for ``status_needs_write``'s heartbeat: asks whether the report itself changed.
+_NO_HEARTBEAT = 10**9
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """What every endpoint's triage in one fan-out shares."""
+
+    region: str
+    options: RenderOptions
+    now: float
+    interval_seconds: int
+    heartbeat_seconds: int
+    unhealthy_threshold_seconds: int
+    withheld: frozenset[str] = frozenset()
+    resyncs: bool = True  # False: this interval's resync slots were sent already (by an earlier run)
+    shadowed: Mapping[str, str] = field(default_factory=dict)  # name -> the older endpoint it shadows
+    retry_errors: bool = False  # a configuration not run under before: reported errors are sent again
+
+    def resync_slot(self, name: str) -> bool:
+        """Whether this cycle sends ``name``'s periodic resync."""
+        return self.resyncs and resync_due(name, self.now, self.interval_seconds, self.resync_cycles)
+
+    @property
+    def resync_cycles(self) -> int:
+        return resync_cycles(self.heartbeat_seconds, self.interval_seconds)
+
+    @property
+    def resync_period_seconds(self) -> int:
+        return self.resync_cycles * self.interval_seconds
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One endpoint's triage: why it needs a reconcile (None: it does not), and the digests of its live
+    objects that the message carries as its hint."""
+
+    reason: str | None
+    observed: tuple[ObservedObject, ...] = ()
+
+
+def resync_cycles(heartbeat_seconds: int, interval_seconds: int) -> int:
+    """Every endpoint is resynced once every this many cycles: just over a heartbeat period, so the
+    resync finds its heartbeat due and writes it."""
+    return math.ceil(heartbeat_seconds / interval_seconds) + 1
+
+
+def resync_due(name: str, now: float, interval_seconds: int, cycles: int) -> bool:
+    """Whether this cycle is ``name``'s resync slot: cycle number (``now`` in intervals) modulo
+    ``cycles`` equals a stable hash of the name modulo ``cycles`` (crc32: the same in every process)."""
+    if cycles <= 1:
+        return True
+    return int(now // interval_seconds) % cycles == zlib.crc32(name.encode()) % cycles
+
+
+def triage(
+    cycle: Cycle, name: str, item: Mapping[str, Any] | None, live: Sequence[Mapping[str, Any]]
+) -> Verdict:
+    """Whether endpoint ``name`` (its scanned record, or None, and its live objects) needs a reconcile."""
+    if item is None:
+        return Verdict("orphan" if live else None, tuple(digests(live, [])))
+    header = RecordHeader.from_item(item)
+    problem = name_problem(name)
+    if problem is not None:  # the reconcile reports it and touches nothing
+        return Verdict(_status_reason(cycle, header, StatusReport("error", error=problem)))
+    found = rendering(item, cycle.region, cycle.options)
+    if found.endpoint is None:
+        return Verdict(_invalid_reason(cycle, header, found.error, live), tuple(digests(live, [])))
+    observed = _digests(cycle, item, found.stubs, live)
+    refusal = _shadowing(cycle, found.endpoint, found.stubs)
+    if refusal is not None:
+        reason = _status_reason(cycle, header, StatusReport("error", error=refusal))
+    else:
+        reason = _work_reason(cycle, found.endpoint, header, list(found.stubs), observed)
+    if reason is None and cycle.resync_slot(name):
+        reason = "resync"
+    return Verdict(reason, tuple(observed))
+
+
+def _invalid_reason(
+    cycle: Cycle, header: RecordHeader, error: str | None, live: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """An invalid record gets its error written; one marked deleted has its objects torn down."""
+    if header.desired_state == DELETED:
+        return "delete" if live else _status_reason(cycle, header, StatusReport("deleted"))
+    return _status_reason(cycle, header, StatusReport("error", error=error))
+
+
+def _shadowing(cycle: Cycle, endpoint: Endpoint, stubs: Sequence[Mapping[str, Any]]) -> str | None:
+    """The refusal a record gets whose path shadows an older one's (``paths``), as the reconciler words
+    it: only for a record serving here with an Ingress."""
+    other = cycle.shadowed.get(endpoint.endpoint_name)
+    serving = endpoint.targets(cycle.region) and endpoint.desired_state not in (STOPPED, DELETED)
+    if other is None or not serving or not any(stub["kind"] == "Ingress" for stub in stubs):
+        return None
+    return shadowing_message(endpoint.ingress_path, other)
+
+
+def _digests(
+    cycle: Cycle,
+    item: Mapping[str, Any],
+    stubs: Sequence[Mapping[str, Any]],
+    live: Sequence[Mapping[str, Any]],
+) -> list[ObservedObject]:
+    """The live objects' digests against the rendering (remembered; the objects are rendered in full
+    only when a live object's version has not been compared with its desired hash before)."""
+    hashes = {object_key(stub): desired_hash(stub) for stub in stubs}
+    full: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def wanted(key: tuple[str, str]) -> Mapping[str, Any] | None:
+        if not full:
+            full.update({object_key(obj): obj for obj in full_objects(item, cycle.region, cycle.options)})
+        return full.get(key)
+
+    return [digest(obj, hashes.get(object_key(obj)), partial(wanted, object_key(obj))) for obj in live]
+
+
+def _work_reason(
+    cycle: Cycle,
+    endpoint: Endpoint,
+    header: RecordHeader,
+    desired: list[dict[str, Any]],
+    observed: list[ObservedObject],
+) -> str | None:
+    """``desired`` may be stubs (kind, name, hash): enough for the plan and the watchdog's rule."""
+    name = endpoint.endpoint_name
+    withheld = name in cycle.withheld and any(obj["kind"] == "Ingress" for obj in desired)
+    withholding = apply_withholding(name, desired, observed, withheld, cycle.unhealthy_threshold_seconds)
+    if withholding.release:
+        return "watchdog-release"
+    plan, waiting = plan_around_terminating(withholding.desired, observed)
+    if not plan.is_empty:
+        return None if _failed_this_version(cycle, header) else plan_reason(plan, observed)
+    notes = withholding.notes + waiting_note(waiting)
+    outcome = outcome_of(endpoint, cycle.region, observed, plan, None, notes, digest_rollouts(observed))
+    return _status_reason(cycle, header, status_report(outcome))
+
+
+def digest_rollouts(observed: Sequence[ObservedObject]) -> dict[str, Assessment]:
+    """Each Deployment's rollout judged from its digest alone (the reconcile also reads the new pods of
+    an unfinished one, to say why it is stuck; the fan-out reads no pods)."""
+    return {
+        o.name: assess(o.rollout)
+        for o in observed
+        if o.kind == "Deployment" and not o.deleting and o.rollout is not None
+    }
+
+
+def _failed_this_version(cycle: Cycle, header: RecordHeader) -> bool:
+    """The region's last report is an error about the record as it is now: the reconcile that wrote it
+    is not repeated every cycle, but at the endpoint's resync slot (or at once when the record changes,
+    the rollout completes, or the fleet runs under a new configuration: ``Cycle.retry_errors``)."""
+    entry = header.region_status.get(cycle.region)
+    if cycle.retry_errors:
+        return False
+    if not isinstance(entry, Mapping) or entry.get("state") != "error" or header.updated_at is None:
+        return False
+    return entry.get("observed_updated_at") == header.updated_at
+
+
+def plan_reason(plan: Plan, observed: Sequence[ObservedObject]) -> str:
+    """A word for why a plan is not empty: ``change`` (the record changed, or an object is missing),
+    ``adopt`` (GCO's monitor co-owns an object), ``drift`` (a hand edit), or ``delete``."""
+    live = {o.key: o for o in observed}
+    pairs = [(live.get(object_key(obj)), obj) for obj in plan.apply]
+    if any(seen is None or seen.desired_hash != desired_hash(obj) for seen, obj in pairs):
+        return "change"
+    if any(seen is not None and seen.legacy for seen, _ in pairs):
+        return "adopt"
+    return "drift" if pairs else "delete"
+
+
+def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | None) -> str | None:
+    """Why the status needs a reconcile: its entry must go, the report changed, a rollout is in
+    progress, or the last write is overdue (its resync slot was missed). An error already reported
+    about this record version waits for the resync slot (``_failed_this_version``)."""
+    region = cycle.region
+    action = status_action(header, region, report)
+    if action is StatusAction.REMOVE:
+        return "status-entry"
+    if action is StatusAction.KEEP or report is None:
+        return None
+    if report.state in UNSETTLED and _failed_this_version(cycle, header):
+        return None
+    status = region_status_of(report, header.updated_at)
+    previous = header.region_status.get(region)
+    moment = datetime.fromtimestamp(cycle.now, UTC)
+    if status_needs_write(status, previous, moment, _NO_HEARTBEAT):
+        return "status"
+    if report.state in ROLLING:
+        return "rollout"
+    if status_needs_write(status, previous, moment, 2 * cycle.resync_period_seconds):
+        return "heartbeat"
+    return None

@@ -1,0 +1,403 @@
+"""Reconcile one endpoint in this region: lock -> observe -> plan (pure) -> apply -> report.
+
+Where it stands in the flow: the heart of it. The ``reconcile_endpoint`` task calls ``reconcile`` for a
+name (with the fan-out's snapshot, or without one when called ad hoc); it returns a ``ReconcileResult``,
+the one account of what happened that the task, logs and metrics read. The steps:
+
+1. lock ``gco:<region>:endpoint:<name>`` (skip if another worker holds it); a name that cannot be a
+   Kubernetes name is reported on its record and never reaches the API server (``intake``);
+2. desired = ``rendering.render_endpoint`` (pure), after the namespace check; a record whose path
+   equals or shadows an older record's on the shared ALB is refused (``paths``);
+3. the record, always by one consistent read (a message only hints: ``observe.Hint``), and the live
+   objects: the fan-out's digests where they can be trusted, else read by name (``observe``);
+4. plan = ``plan.plan_changes`` (pure: missing, changed or drifted objects) over the objects not being
+   deleted (``teardown``), less the Ingress while the watchdog withholds it; an object it would create
+   that exists without our labels is refused, not taken over (``ownership``: a GET per object to
+   create);
+5. apply, then delete, object by object (an HPA no longer wanted first, ``spec.replicas`` handed to the
+   HPA's side before a Deployment stops setting it: ``handover``; an object GCO's monitor made has its
+   field ownership handed over first: ``adoption``): a permanent refusal of one object is collected and
+   the others still go ahead; a transient failure propagates (the task retries the whole, idempotent,
+   reconcile);
+6. report ``region_status`` through ``status`` (pure rules; an unfinished rollout's newest pods are
+   read to say why: ``diagnosis``), and promote ``deploying`` -> ``running``.
+
+Idempotent: safe to run any number of times, concurrently, late or after a crash. I/O goes through the
+narrow ports of ``ReconcilePorts`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import partial
+from typing import Any, Protocol
+
+from gco_tasks.core.config import Settings
+from gco_tasks.core.conventions import ingress_name
+from gco_tasks.core.diagnosis import assess_rollouts
+from gco_tasks.core.errors import PermanentError
+from gco_tasks.core.handover import hand_over, handover_candidates, hpa_deletions_first
+from gco_tasks.core.intake import name_problem
+from gco_tasks.core.ownership import creations, foreign_objects, is_ours
+from gco_tasks.core.paths import already_serves_its_path, shadowed_paths, shadowing_message
+from gco_tasks.core.plan import ObservedObject, Plan, Withholding, apply_withholding
+from gco_tasks.core.ports import (
+    Cluster,
+    ClusterGets,
+    EndpointLocks,
+    RecordRead,
+    RecordScan,
+    StatusReports,
+    Withheld,
+)
+from gco_tasks.core.records import DELETED, STOPPED, Endpoint, InvalidEndpointError, RecordHeader
+from gco_tasks.core.rendering import RenderOptions, desired_objects, object_key
+from gco_tasks.core.rollout import Assessment
+from gco_tasks.core.status import (
+    StatusAction,
+    StatusReport,
+    outcome_of,
+    promotion_due,
+    region_status_of,
+    status_action,
+    status_report,
+)
+from gco_tasks.core.teardown import plan_around_terminating, waiting_note
+from gco_tasks.flows.adoption import adopt
+from gco_tasks.flows.observe import Hint, ReadsOnce, candidate_keys, observe, parse_hint, read_digests
+
+log = logging.getLogger(__name__)
+
+
+class ReconcileStore(RecordRead, RecordScan, StatusReports, Protocol): ...
+
+
+class ReconcileState(EndpointLocks, Withheld, Protocol): ...
+
+
+class ReconcilePorts(Protocol):
+    """What reconciling one endpoint reads and writes (``fleet.Fleet`` provides it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> ReconcileStore: ...
+    @property
+    def cluster(self) -> Cluster: ...
+    @property
+    def state(self) -> ReconcileState: ...
+    @property
+    def render_options(self) -> RenderOptions: ...
+
+
+# --------------------------------------------------------------------------- the result
+
+
+class ResultKind(StrEnum):
+    """How a reconcile ended."""
+
+    APPLIED = "applied"  # something was applied (and maybe deleted)
+    DELETED = "deleted"  # objects were deleted, nothing applied
+    NOOP = "noop"  # already in sync
+    SKIPPED_LOCKED = "skipped_locked"  # another worker holds the endpoint
+    ERROR = "error"  # the API server refused an object (permanent); status says why
+    INVALID = "invalid"  # the record is not valid for this fleet; status says why, nothing touched
+    ORPHAN_REMOVED = "orphan_removed"  # objects of an endpoint with no record were removed
+
+
+#: Kinds that end the Celery task as FAILED (after the error status has been written).
+FAILED_KINDS = frozenset({ResultKind.ERROR, ResultKind.INVALID})
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What one reconcile did: the one object the task, logs, metrics and Events read."""
+
+    endpoint: str
+    kind: ResultKind
+    applied: tuple[str, ...] = ()  # "Kind/name", in apply order
+    deleted: tuple[str, ...] = ()  # "Kind/name", in delete order
+    state: str | None = None  # the region state reported ("orphan-removed" for an orphan cleanup)
+    error: str | None = None
+    skipped: str | None = None  # why nothing was attempted
+
+    @property
+    def actions(self) -> list[str]:
+        return [f"apply {key}" for key in self.applied] + [f"delete {key}" for key in self.deleted]
+
+    @property
+    def failed(self) -> bool:
+        """A permanent failure: the task ends FAILED, without retry. (A transient failure is never a
+        result: it is raised as a ``TransientError`` and the task retries the whole reconcile.)"""
+        return self.kind in FAILED_KINDS
+
+    def as_dict(self) -> dict[str, Any]:
+        """The task's JSON result: ``endpoint``, ``actions``, ``state``, ``result`` (the kind), and
+        ``error`` / ``skipped`` when set."""
+        result: dict[str, Any] = {
+            "endpoint": self.endpoint,
+            "actions": self.actions,
+            "state": self.state,
+            "result": self.kind.value,
+        }
+        if self.error:
+            result["error"] = self.error
+        if self.skipped:
+            result["skipped"] = self.skipped
+        return result
+
+
+def result_kind(applied: Sequence[str], deleted: Sequence[str], error: str | None) -> ResultKind:
+    if error:
+        return ResultKind.ERROR
+    if applied:
+        return ResultKind.APPLIED
+    return ResultKind.DELETED if deleted else ResultKind.NOOP
+
+
+# --------------------------------------------------------------------------- pure decisions
+
+
+# --------------------------------------------------------------------------- the reconcile
+
+
+def reconcile(
+    ports: ReconcilePorts, name: str, snapshot: Mapping[str, Any] | None = None, now: float | None = None
+) -> ReconcileResult:
+    """Make the region's objects for ``name`` match its record and report status. ``snapshot`` is the
+    fan-out's hint (``observe.Hint``); the record is read from the table whatever it says."""
+    now = time.time() if now is None else now
+    ports.state.clear_pending(name)
+    ttl = ports.settings.task_time_limit_seconds + 30
+    with ports.state.endpoint_lock(name, ttl_seconds=ttl) as acquired:
+        if not acquired:
+            return ReconcileResult(name, ResultKind.SKIPPED_LOCKED, skipped="locked by another worker")
+        problem = name_problem(name)
+        if problem is not None:  # never in a label selector: the API server would refuse it (400)
+            return _refuse_name(ports, name, problem, now)
+        hint = parse_hint(snapshot)
+        item = ports.store.get_item(name)  # consistent: the table decides, never the message
+        if item is None:
+            return _remove_orphan(ports, name, read_digests(ports.cluster, candidate_keys(name), name, []))
+        reads = ReadsOnce(ports.cluster)  # every read by name before the first write, once
+        shadowed_by = _shadowed_by(ports, reads, name, item, hint)
+        return _reconcile_record(ports, reads, name, item, hint, now, shadowed_by)
+
+
+def _refuse_name(ports: ReconcilePorts, name: str, problem: str, now: float) -> ReconcileResult:
+    """A record whose name cannot be looked for in the cluster: report it on the record (read
+    consistently), touch nothing."""
+    item = ports.store.get_item(name)
+    if item is not None:
+        _report_status(ports, RecordHeader.from_item(item), StatusReport("error", error=problem), now)
+    return ReconcileResult(name, ResultKind.INVALID, state="error" if item else None, error=problem)
+
+
+def _shadowed_by(
+    ports: ReconcilePorts, reads: ClusterGets, name: str, item: Mapping[str, Any], hint: Hint | None
+) -> str | None:
+    """The older endpoint whose path this record's equals or shadows (``paths``), for a record that
+    serves here. With a hint, the fan-out's verdict from its Scan: a collision it names is checked on the
+    two records read now (a forged name refuses nothing); without one, a Scan of the region, unless the
+    endpoint's own Ingress already routes the record's path (``paths.already_serves_its_path``)."""
+    header = RecordHeader.from_item(item)
+    region = ports.settings.region
+    if not header.targets(region) or header.desired_state in (STOPPED, DELETED):
+        return None
+    if hint is not None:
+        other = ports.store.get_item(hint.shadowed_by) if hint.shadowed_by else None
+        return shadowed_paths([dict(item), other]).get(name) if other else None
+    own_ingress = reads.get_object("Ingress", ingress_name(name))
+    if already_serves_its_path(
+        item, region, own_ingress if own_ingress and is_ours(own_ingress, name) else None
+    ):
+        return None  # a path already held: no Scan (a mass change through the stream reader costs none)
+    records = {str(other["endpoint_name"]): other for other in ports.store.scan_items(region)}
+    records[name] = dict(item)
+    return shadowed_paths(records.values()).get(name)
+
+
+def _remove_orphan(ports: ReconcilePorts, name: str, observed: list[ObservedObject]) -> ReconcileResult:
+    """Objects labelled as ours whose endpoint has no record at all (checked with a consistent read)."""
+    plan, _ = plan_around_terminating([], observed)
+    applied, deleted, errors = _carry_out(ports.cluster, plan)
+    if deleted:
+        log.info("removed orphaned objects of %s: %s", name, ", ".join(deleted))
+    error = "; ".join(errors) or None
+    kind = ResultKind.ERROR if error else ResultKind.ORPHAN_REMOVED if deleted else ResultKind.NOOP
+    state = "orphan-removed" if applied or deleted else None
+    return ReconcileResult(name, kind, applied, deleted, state, error)
+
+
+def _reconcile_record(
+    ports: ReconcilePorts,
+    reads: ClusterGets,
+    name: str,
+    item: dict[str, Any],
+    hint: Hint | None,
+    now: float,
+    shadowed_by: str | None = None,
+) -> ReconcileResult:
+    header = RecordHeader.from_item(item)
+    region = ports.settings.region
+    try:
+        endpoint = Endpoint.from_item(item)
+        desired = desired_objects(endpoint, region, ports.render_options)
+    except InvalidEndpointError as exc:
+        if header.desired_state == "deleted":
+            observed = read_digests(reads, candidate_keys(name), name, [])
+            return _tear_down_invalid(ports, header, observed, now)
+        # Bad input is data: report it, change nothing in the cluster, delete nothing.
+        return _refuse(ports, header, ResultKind.INVALID, str(exc), now)
+    if shadowed_by is not None and any(obj["kind"] == "Ingress" for obj in desired):
+        return _refuse(
+            ports, header, ResultKind.INVALID, shadowing_message(endpoint.ingress_path, shadowed_by), now
+        )
+    observed, withholding, plan, waiting = _observe_and_plan(ports, reads, name, desired, hint, now)
+    if withholding.release:
+        ports.state.release([name])
+    foreign = foreign_objects(reads, name, creations(plan, observed))
+    if foreign:  # never take over an object that is not this endpoint's
+        return _refuse(ports, header, ResultKind.ERROR, "; ".join(foreign), now)
+    applied, deleted, errors = _carry_out(ports.cluster, plan, observed)
+    error = "; ".join(errors) or None
+    rollouts = _rollouts(ports, endpoint, observed, plan, error, now)
+    notes = withholding.notes + waiting_note(waiting)
+    report = status_report(outcome_of(endpoint, region, observed, plan, error, notes, rollouts))
+    _report_status(ports, header, report, now, cleaned=not error and not observed)
+    due = promotion_due(header, region, report)
+    if due and ports.store.promote_if_deploying(name, updated_at=header.updated_at, region=region):
+        log.info("%s: every target region is running; desired state deploying -> running", name)
+    state = report.state if report else None
+    return ReconcileResult(name, result_kind(applied, deleted, error), applied, deleted, state, error)
+
+
+def _observe_and_plan(
+    ports: ReconcilePorts,
+    reads: ClusterGets,
+    name: str,
+    desired: list[dict[str, Any]],
+    hint: Hint | None,
+    now: float,
+) -> tuple[list[ObservedObject], Withholding, Plan, tuple[str, ...]]:
+    """The live objects this reconcile may rely on (``observe``) and its plan over them: the watchdog's
+    withholding, then the plan around objects still terminating."""
+    withheld = any(obj["kind"] == "Ingress" for obj in desired) and ports.state.is_withheld(name)
+    threshold = ports.settings.inference_unhealthy_threshold_seconds
+
+    def planned(seen: list[ObservedObject]) -> tuple[Withholding, Plan, tuple[str, ...]]:
+        withholding = apply_withholding(name, desired, seen, withheld, threshold)
+        plan, waiting = plan_around_terminating(withholding.desired, seen)
+        return withholding, plan, waiting
+
+    fresh = hint is not None and hint.is_fresh(now, ports.settings.reconcile_interval_seconds)
+    observed = observe(reads, name, desired, hint, fresh, lambda seen: planned(seen)[1])
+    return (observed, *planned(observed))
+
+
+def _tear_down_invalid(
+    ports: ReconcilePorts, header: RecordHeader, observed: list[ObservedObject], now: float
+) -> ReconcileResult:
+    """A record marked deleted (``endpoints delete --force``) that does not validate: its intent is
+    unambiguous, so its objects go and the region reports ``deleting``, then ``deleted`` once they are
+    gone (then the record can be purged)."""
+    plan, _ = plan_around_terminating([], observed)
+    applied, deleted, errors = _carry_out(ports.cluster, plan)
+    error = "; ".join(errors) or None
+    gone = StatusReport("deleting" if observed else "deleted")  # "deleted" once a LIST finds nothing
+    report = StatusReport("error", error=error) if error else gone
+    _report_status(ports, header, report, now)
+    kind = result_kind(applied, deleted, error)
+    return ReconcileResult(header.endpoint_name, kind, applied, deleted, report.state, error)
+
+
+def _refuse(
+    ports: ReconcilePorts, header: RecordHeader, kind: ResultKind, message: str, now: float
+) -> ReconcileResult:
+    """Report ``message`` as the region's error and touch nothing in the cluster."""
+    _report_status(ports, header, StatusReport("error", error=message), now)
+    return ReconcileResult(header.endpoint_name, kind, state="error", error=message)
+
+
+def _rollouts(
+    ports: ReconcilePorts,
+    endpoint: Endpoint,
+    observed: list[ObservedObject],
+    plan: Plan,
+    error: str | None,
+    now: float,
+) -> dict[str, Assessment]:
+    """The rollouts the status is to be judged by: the endpoint's Deployments this reconcile did not
+    just apply (``diagnosis`` reads the new pods of those not complete); none when no rollout counts."""
+    serving = endpoint.targets(ports.settings.region) and endpoint.desired_state not in (STOPPED, DELETED)
+    if error or not serving:
+        return {}
+    applied = set(map(object_key, plan.apply))
+    judged = [item for item in observed if item.key not in applied]
+    return assess_rollouts(ports.cluster, judged, now, ports.settings.unschedulable_grace_seconds)
+
+
+def _carry_out(
+    cluster: Cluster, plan: Plan, observed: Sequence[ObservedObject] = ()
+) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
+    """Apply, then delete, object by object. A permanent failure (e.g. 422) of one object is collected
+    and the others still go ahead; a transient one propagates. Returns (applied, deleted, errors).
+    ``handover``'s rules around autoscaling: an HPA no longer wanted is deleted first, and a
+    Deployment about to lose ``spec.replicas`` hands it to the HPA's side first; an object GCO's monitor
+    still co-owns (its digest says ``legacy``) has that ownership handed to us first (``adoption``)."""
+    first, rest = hpa_deletions_first(plan)
+    legacy = {item.key for item in observed if item.legacy}
+    steps = _steps(cluster, first, legacy)
+    handed = hand_over(cluster, handover_candidates(rest, observed))
+    if handed:
+        log.info("spec.replicas handed over to the HPA (value kept): %s", ", ".join(handed))
+    steps += _steps(cluster, rest, legacy)
+    done: dict[str, list[str]] = {"apply": [], "delete": []}
+    errors: list[str] = []
+    for verb, key, step in steps:
+        try:
+            step()
+        except PermanentError as exc:
+            errors.append(str(exc))
+        else:
+            done[verb].append(key)
+    return tuple(done["apply"]), tuple(done["delete"]), errors
+
+
+def _steps(
+    cluster: Cluster, plan: Plan, legacy: Collection[tuple[str, str]] = ()
+) -> list[tuple[str, str, Callable[[], object]]]:
+    steps: list[tuple[str, str, Callable[[], object]]] = [
+        ("apply", f"{kind}/{name}", partial(_apply, cluster, obj, (kind, name) in legacy))
+        for (kind, name), obj in zip(map(object_key, plan.apply), plan.apply, strict=True)
+    ]
+    steps += [("delete", f"{kind}/{name}", partial(cluster.delete, kind, name)) for kind, name in plan.delete]
+    return steps
+
+
+def _apply(cluster: Cluster, obj: dict[str, Any], legacy: bool) -> object:
+    if legacy:
+        adopt(cluster, obj)
+    return cluster.apply(obj)
+
+
+def _report_status(
+    ports: ReconcilePorts, header: RecordHeader, report: StatusReport | None, now: float, cleaned: bool = True
+) -> None:
+    """Carry out ``status_action``: write (the store skips an unchanged report until its heartbeat is
+    due), remove the region's entry, or leave it."""
+    region = ports.settings.region
+    action = status_action(header, region, report, cleaned)
+    if action is StatusAction.REMOVE:
+        ports.store.remove_region_status(header.endpoint_name, region)
+    if action is not StatusAction.WRITE or report is None:
+        return
+    status = region_status_of(report, header.updated_at)
+    previous = header.region_status.get(region)
+    moment = datetime.fromtimestamp(now, UTC)
+    ports.store.update_region_status(header.endpoint_name, region, status, previous=previous, now=moment)

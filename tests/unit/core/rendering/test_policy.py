@@ -1,0 +1,197 @@
+"""The region's policy on records (``rendering.policy``): caps on replicas, GPUs per pod and cpu/memory
+per container, and tolerations that name a key. Pure checks, and what rendering makes of them: an
+``InvalidEndpointError`` naming the field, the cap and the setting (the reconciler reports it as the
+region's ``error`` and applies nothing; ``test_policy_fleet.py`` shows that through the fleet)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from gco_tasks.core.config import ConfigError, load_settings
+from gco_tasks.core.records import Endpoint, EndpointSpec, InvalidEndpointError, parse_spec
+from gco_tasks.core.rendering import RenderOptions, render_endpoint
+from gco_tasks.core.rendering.policy import (
+    DEFAULT_MAX_CPU,
+    DEFAULT_MAX_GPUS,
+    DEFAULT_MAX_MEMORY,
+    DEFAULT_MAX_REPLICAS,
+    EndpointPolicy,
+    policy_problems,
+)
+
+REGION = "us-east-1"
+POLICY = EndpointPolicy(
+    max_replicas_per_endpoint=4,
+    max_gpus_per_pod=2,
+    max_cpu_per_container="8",
+    max_memory_per_container="64Gi",
+)
+Obj = dict[str, Any]
+
+
+def spec(**fields: Any) -> EndpointSpec:
+    return parse_spec({"image": "vllm/vllm-openai:v0.6.3", **fields})
+
+
+def problems(policy: EndpointPolicy = POLICY, **fields: Any) -> dict[str, str]:
+    return dict(policy_problems(spec(**fields), "demo", policy))
+
+
+def test_a_record_within_every_cap_has_no_problem() -> None:
+    assert problems() == {}
+    at_caps = {
+        "replicas": 4,
+        "gpu_count": 2,
+        "autoscaling": {"enabled": True, "min_replicas": 1, "max_replicas": 4},
+        "canary": {"image": "vllm/vllm-openai:v0.7.0", "replicas": 4},
+        "resources": {"requests": {"cpu": "8", "memory": "64Gi"}, "limits": {"cpu": "8", "memory": "64Gi"}},
+        "tolerations": [{"key": "team", "operator": "Exists"}],
+    }
+    assert problems(**at_caps) == {}
+
+
+@pytest.mark.parametrize(
+    "fields, path",
+    [
+        ({"replicas": 5}, "spec.replicas"),
+        ({"autoscaling": {"enabled": True, "max_replicas": 5}}, "spec.autoscaling.max_replicas"),
+        ({"autoscaling": {"enabled": False, "max_replicas": 5}}, "spec.autoscaling.max_replicas"),
+        ({"canary": {"image": "vllm/vllm-openai:v0.7.0", "replicas": 5}}, "spec.canary.replicas"),
+    ],
+)
+def test_replicas_over_the_cap_name_the_field_the_cap_and_the_setting(fields: Obj, path: str) -> None:
+    found = problems(**fields)
+    assert list(found) == [path]
+    assert found[path] == (
+        "5 is above this region's cap of 4 replicas (MAX_REPLICAS_PER_ENDPOINT); ask for at most 4, "
+        "or have the operator raise MAX_REPLICAS_PER_ENDPOINT"
+    )
+
+
+def test_gpus_over_the_cap_in_gpu_count_or_named_in_resources() -> None:
+    assert problems(gpu_count=3) == {
+        "spec.gpu_count": "3 is above this region's cap of 2 devices per pod (MAX_GPUS_PER_POD); ask for at "
+        "most 2, or have the operator raise MAX_GPUS_PER_POD"
+    }
+    assert list(problems(gpu_count=3, accelerator="neuron")) == ["spec.gpu_count"]
+    sneaked = problems(gpu_count=0, resources={"limits": {"nvidia.com/gpu": "8"}})
+    assert list(sneaked) == ["spec.resources.limits.nvidia.com/gpu"], "gpu_count 0 cannot hide devices"
+    other = problems(gpu_count=1, resources={"requests": {"aws.amazon.com/neuron": "4"}})
+    assert set(other) == {
+        "spec.resources.requests.aws.amazon.com/neuron",
+        "spec.resources.limits.aws.amazon.com/neuron",  # an extended resource is limited at its request
+    }
+
+
+def test_cpu_and_memory_over_the_cap_name_what_the_record_gave() -> None:
+    found = problems(resources={"requests": {"cpu": "12"}, "limits": {"memory": "65Gi"}})
+    assert set(found) == {"spec.resources.requests.cpu", "spec.resources.limits.memory"}
+    assert (
+        "12 is above this region's cap of 8 per container (MAX_CPU_PER_CONTAINER)"
+        in found["spec.resources.requests.cpu"]
+    )
+    assert "(MAX_MEMORY_PER_CONTAINER)" in found["spec.resources.limits.memory"]
+    assert problems(resources={"limits": {"cpu": "8000m"}}) == {}, "quantities compare by value"
+
+
+def test_a_cap_below_gcos_defaults_names_the_default() -> None:
+    found = problems(replace(POLICY, max_cpu_per_container="2"))
+    assert list(found) == ["spec.resources.limits.cpu"]
+    assert found["spec.resources.limits.cpu"].startswith("4 (the default when the record sets none) is above")
+
+
+def test_a_keyless_toleration_is_refused_unless_the_operator_allows_it() -> None:
+    tolerations = [{"key": "team", "operator": "Exists"}, {"operator": "Exists", "effect": "NoSchedule"}]
+    found = problems(tolerations=tolerations)
+    assert found == {
+        "spec.tolerations[1]": "has no key, so it tolerates every taint (control-plane and other dedicated "
+        "nodes too); name the taint's key, or have the operator set ALLOW_WILDCARD_TOLERATIONS=true"
+    }
+    assert problems(replace(POLICY, allow_wildcard_tolerations=True), tolerations=tolerations) == {}
+    assert list(problems(tolerations=[{"key": "", "operator": "Exists"}])) == ["spec.tolerations[0]"]
+
+
+# ----------------------------------------------------------------------------- at render time
+
+
+def record(**fields: Any) -> Endpoint:
+    item = {"endpoint_name": "demo", "target_regions": [REGION], "spec": {"image": "vllm/x:1", **fields}}
+    return Endpoint.from_item(item)
+
+
+def test_rendering_refuses_every_problem_at_once() -> None:
+    over = record(replicas=5, gpu_count=3, tolerations=[{"operator": "Exists"}])
+    with pytest.raises(InvalidEndpointError) as caught:
+        render_endpoint(over, REGION, RenderOptions(policy=POLICY))
+    assert [path for path, _ in caught.value.problems] == [
+        "spec.replicas",
+        "spec.tolerations[0]",
+        "spec.gpu_count",
+    ]
+    assert str(caught.value).startswith("invalid endpoint 'demo': spec.replicas: 5 is above")
+
+
+def test_stopped_records_are_checked_and_deleted_or_elsewhere_ones_are_not() -> None:
+    """A stopped record over a cap is an error too (starting it is one field away); a deleted one, or
+    one that does not target the region, renders nothing, so its objects can still go."""
+    item = {"endpoint_name": "demo", "target_regions": [REGION], "spec": {"image": "vllm/x:1", "replicas": 9}}
+    with pytest.raises(InvalidEndpointError):
+        render_endpoint(
+            Endpoint.from_item({**item, "desired_state": "stopped"}), REGION, RenderOptions(policy=POLICY)
+        )
+    assert (
+        render_endpoint(
+            Endpoint.from_item({**item, "desired_state": "deleted"}), REGION, RenderOptions(policy=POLICY)
+        )
+        == []
+    )
+    assert render_endpoint(Endpoint.from_item(item), "eu-west-1", RenderOptions(policy=POLICY)) == []
+
+
+# ----------------------------------------------------------------------------- the settings
+
+
+def test_defaults_fit_gcos_default_endpoint_and_the_namespace_limit_range() -> None:
+    assert RenderOptions.from_settings(load_settings({})).policy == EndpointPolicy()
+    assert (DEFAULT_MAX_REPLICAS, DEFAULT_MAX_GPUS, DEFAULT_MAX_CPU, DEFAULT_MAX_MEMORY) == (
+        32,
+        16,
+        "96",
+        "1Ti",
+    )
+    assert problems(EndpointPolicy()) == {}
+
+
+def test_settings_build_the_policy() -> None:
+    environ = {
+        "MAX_REPLICAS_PER_ENDPOINT": "4",
+        "MAX_GPUS_PER_POD": "2",
+        "MAX_CPU_PER_CONTAINER": "8",
+        "MAX_MEMORY_PER_CONTAINER": "64Gi",
+        "ALLOW_WILDCARD_TOLERATIONS": "true",
+    }
+    policy = RenderOptions.from_settings(load_settings(environ)).policy
+    assert policy == replace(POLICY, allow_wildcard_tolerations=True)
+
+
+@pytest.mark.parametrize(
+    "variable, value, words",
+    [
+        (
+            "MAX_REPLICAS_PER_ENDPOINT",
+            "0",
+            "MAX_REPLICAS_PER_ENDPOINT: Input should be greater than or equal to 1",
+        ),
+        ("MAX_GPUS_PER_POD", "many", "MAX_GPUS_PER_POD"),
+        ("MAX_CPU_PER_CONTAINER", "lots", "MAX_CPU_PER_CONTAINER: must be a Kubernetes quantity"),
+        ("MAX_MEMORY_PER_CONTAINER", "-1Gi", "MAX_MEMORY_PER_CONTAINER: must be above 0"),
+        ("ALLOW_WILDCARD_TOLERATIONS", "maybe", "ALLOW_WILDCARD_TOLERATIONS"),
+        ("INFERENCE_POD_LOCKDOWN", "sometimes", "INFERENCE_POD_LOCKDOWN"),
+    ],
+)
+def test_bad_settings_stop_the_process_naming_the_variable(variable: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        load_settings({variable: value})
