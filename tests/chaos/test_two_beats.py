@@ -41,6 +41,7 @@ def leader(chaos: Chaos) -> str | None:
 
 def test_two_beats_one_killed(cluster: Cluster, chaos: Chaos) -> None:
     chaos.deploy("alpha")
+    chaos.break_record("broken")  # the one record allowed to end in error (with its reason)
     chaos.processes.worker("worker", concurrency=2)
     chaos.processes.beat("beat1")
     chaos.processes.beat("beat2")
