@@ -25,6 +25,7 @@ from gco_tasks.core.config import load_settings
 from gco_tasks.flows.fanout import fan_out
 from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet
+from tests.support import waits
 
 REGION = "us-east-1"
 
@@ -98,8 +99,4 @@ class DynamoWrites:
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, pause: float = 0.1) -> None:
     """Wait until ``condition()`` within ``timeout`` seconds (objects deleted in the foreground stay, being
     deleted, until the garbage collector has removed their ReplicaSets and pods)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(pause)
+    waits.wait_for(what, condition, timeout, pause)

@@ -30,6 +30,7 @@ from gco_tasks.core.rendering import desired_objects
 from gco_tasks.flows.observe import candidate_keys, read_digests
 from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
+from tests.support.waits import wait_for
 
 from .gco_monitor import NAMESPACE, Monitor
 from .harness import REGION, make_fleet, run_cycle
@@ -128,13 +129,6 @@ def rolled_out(deployment: Any) -> bool:
     )
 
 
-def wait_until(done: Any, what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
 def gco_region(fleet: Fleet, cluster: Cluster) -> dict[str, Identity]:
     """The records in the table and GCO's monitor's objects in the cluster, rolled out; each Deployment's
     ReplicaSets and pods then."""
@@ -143,11 +137,13 @@ def gco_region(fleet: Fleet, cluster: Cluster) -> dict[str, Identity]:
         fleet.store.create(Endpoint.new(name, parse_spec(spec), [REGION]))
         monitor.create(name, GCO_DIFFERENT.get(name, spec))
     monitor.clean_up_canary("rolledback")
-    wait_until(
+    wait_for(
+        "GCO's pods to be ready",
         lambda: all(
             rolled_out(d) for name, d in deployments(cluster.api_client).items() if name not in NOT_STARTING
         ),
-        "GCO's pods to be ready",
+        timeout=90,
+        pause=0.3,
     )
     return identities(cluster.api_client)
 
