@@ -310,7 +310,7 @@ def check_json_lines(text: str, task_ids: dict[str, str], ends: dict[str, Any]) 
         (line,) = mine
         expected = "error" if isinstance(ends[name], ReconcileFailed) else ends[name]["result"]
         assert (line["endpoint"], line["result"]) == (name, expected)
-        assert line["logger"] == "gco_tasks.worker.telemetry" and line["duration_ms"] > 0
+        assert line["logger"] == "gco_tasks.telemetry" and line["duration_ms"] > 0
     assert any(r["logger"].startswith("celery") for r in records), "Celery's own lines are JSON too"
 
 

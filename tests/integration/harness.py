@@ -26,6 +26,7 @@ from gco_tasks.core.hint import Hint, parse_hint
 from gco_tasks.flows.fanout import fan_out
 from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet
+from tests.support import waits
 
 REGION = "us-east-1"
 
@@ -104,8 +105,4 @@ class DynamoWrites:
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, pause: float = 0.1) -> None:
     """Wait until ``condition()`` within ``timeout`` seconds (objects deleted in the foreground stay, being
     deleted, until the garbage collector has removed their ReplicaSets and pods)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(pause)
+    waits.wait_for(what, condition, timeout, pause)

@@ -20,7 +20,9 @@ from celery.contrib.testing.worker import start_worker
 from kubernetes import client
 
 from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.rendering import desired_objects
 from gco_tasks.flows.fanout import fan_out
+from gco_tasks.flows.observe import candidate_keys, read_digests
 from gco_tasks.worker.app import app
 from gco_tasks.worker.fleet import Fleet
 from gco_tasks.worker.process import use_fleet
@@ -74,6 +76,15 @@ def live_deployment(cluster: Cluster, name: str = "victim") -> Any:
     return client.AppsV1Api(cluster.api_client).read_namespaced_deployment(name, NAMESPACE)
 
 
+def as_the_fan_out_saw(fleet: Fleet, item: dict[str, Any], **claims: dict[str, Any]) -> list[dict[str, Any]]:
+    """The digests of victim's live objects as a genuine message carries them (a forger can copy one),
+    with ``claims`` (by ``Kind/name``) put in their place: only the forged part can then cause anything."""
+    desired = desired_objects(Endpoint.from_item(item), REGION, fleet.render_options)
+    seen = read_digests(fleet.cluster, candidate_keys("victim"), "victim", desired)
+    digests = {f"{o.kind}/{o.name}": o.model_dump(exclude_defaults=True) for o in seen}
+    return list({**digests, **claims}.values())
+
+
 def forged_record(item: dict[str, Any]) -> dict[str, Any]:
     spec = {**item["spec"], "image": "evil.example/miner:latest", "env": {"PWNED": "1"}, "replicas": 7}
     return {**item, "spec": spec}
@@ -85,9 +96,21 @@ def test_a_forged_future_dated_message_changes_nothing(fleet: Fleet, cluster: Cl
     snapshot = {
         "taken_at": time.time() + 3600,  # the future: always fresh, once
         "item": forged_record(item),
-        "observed": [{"kind": "Deployment", "name": "victim", "desired_hash": "x", "drift": ["spec"]}],
+        "observed": as_the_fan_out_saw(
+            fleet,
+            item,
+            **{
+                "Deployment/victim": {
+                    "kind": "Deployment",
+                    "name": "victim",
+                    "desired_hash": "x",
+                    "drift": ["spec"],
+                }
+            },
+        ),
     }
     outcome = send(fleet, "victim", snapshot)
+    assert outcome["actions"] == [], outcome  # the table and the cluster agree: nothing to do
     after = live_deployment(cluster)
     container = after.spec.template.spec.containers[0]
     assert container.image == "nginx:1.27" and after.spec.replicas == 1
@@ -103,15 +126,37 @@ def test_a_forged_future_dated_message_changes_nothing(fleet: Fleet, cluster: Cl
 def test_forged_digests_can_neither_delete_nor_report_readiness(
     fleet: Fleet, cluster: Cluster, worker: Any
 ) -> None:
-    deploy_and_settle(fleet)
-    core = client.CoreV1Api(cluster.api_client)
+    """Digests naming objects that exist but are not ours (someone else's Service with our canary's name,
+    a Deployment of no endpoint) delete nothing and cause no action; a digest claiming readiness does not
+    make a region running that is not."""
+    item = deploy_and_settle(fleet)
+    apps, core = client.AppsV1Api(cluster.api_client), client.CoreV1Api(cluster.api_client)
     theirs = {
         "metadata": {"name": "victim-canary", "labels": {"team": "other"}},
         "spec": {"ports": [{"port": 80}]},
     }
     core.create_namespaced_service(NAMESPACE, theirs)
+    apps.create_namespaced_deployment(NAMESPACE, not_an_endpoint("coredns"))
+    claims = {
+        "taken_at": time.time(),
+        "observed": as_the_fan_out_saw(
+            fleet,
+            item,
+            **{
+                # only has our canary's name
+                "Service/victim-canary": {"kind": "Service", "name": "victim-canary", "drift": ["spec"]},
+                # no endpoint's name at all
+                "Deployment/coredns": {"kind": "Deployment", "name": "coredns", "drift": ["spec"]},
+            },
+        ),
+    }
+    outcome = send(fleet, "victim", claims)
+    assert outcome["actions"] == [], outcome
+    assert core.read_namespaced_service("victim-canary", NAMESPACE).metadata.labels == {"team": "other"}
+    assert apps.read_namespaced_deployment("coredns", NAMESPACE).metadata.labels == {"app": "coredns"}
+
     fleet.store.scale("victim", 2)  # the region is not running at 2 yet
-    snapshot = {
+    ready = {
         "taken_at": time.time(),
         "observed": [
             {
@@ -121,15 +166,30 @@ def test_forged_digests_can_neither_delete_nor_report_readiness(
                 "ready_replicas": 99,
                 "updated_replicas": 99,
             },
-            {"kind": "Service", "name": "victim-canary"},  # not ours: only has our canary's name
-            {"kind": "Deployment", "name": "coredns"},  # no endpoint's name at all
+            {"kind": "Service", "name": "victim-canary"},
+            {"kind": "Deployment", "name": "coredns"},
         ],
     }
-    outcome = send(fleet, "victim", snapshot)
+    outcome = send(fleet, "victim", ready)
+    assert not [action for action in outcome["actions"] if action.startswith("delete")], outcome
     assert core.read_namespaced_service("victim-canary", NAMESPACE).metadata.labels == {"team": "other"}
-    assert "delete Service/victim-canary" not in outcome["actions"]
+    assert apps.read_namespaced_deployment("coredns", NAMESPACE).metadata.labels == {"app": "coredns"}
     status = (fleet.store.get_item("victim") or {})["region_status"][REGION]
     assert status["replicas_ready"] <= 2 and status["state"] != "running", status
+
+
+def not_an_endpoint(name: str) -> dict[str, Any]:
+    """A Deployment of no endpoint (none of our labels), as another team's ``kubectl create`` makes it."""
+    labels = {"app": name}
+    container = {"name": name, "image": "registry.k8s.io/coredns/coredns:v1.11.1"}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
 
 
 def test_a_message_for_a_name_the_table_does_not_have_creates_nothing(
