@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from gco_tasks.core.diagnosis import judge_rollouts
 from gco_tasks.core.drift import digests
 from gco_tasks.core.intake import name_problem
 from gco_tasks.core.paths import shadowing_message
@@ -22,7 +23,6 @@ from gco_tasks.core.plan import ObservedObject, Plan, apply_withholding, desired
 from gco_tasks.core.records import DELETED, STOPPED, Endpoint, RecordHeader
 from gco_tasks.core.rendering import RenderOptions, object_key
 from gco_tasks.core.results import TriageReason
-from gco_tasks.core.rollout import Assessment, assess
 from gco_tasks.core.status import (
     StatusAction,
     StatusReport,
@@ -173,18 +173,8 @@ def _work_reason(
     if not plan.is_empty:
         return None if _failed_this_version(cycle, header) else plan_reason(plan, observed)
     notes = withholding.notes + waiting_note(waiting)
-    outcome = outcome_of(endpoint, cycle.region, observed, plan, None, notes, digest_rollouts(observed))
+    outcome = outcome_of(endpoint, cycle.region, observed, plan, None, notes, judge_rollouts(observed))
     return _status_reason(cycle, header, status_report(outcome))
-
-
-def digest_rollouts(observed: Sequence[ObservedObject]) -> dict[str, Assessment]:
-    """Each Deployment's rollout judged from its digest alone (the reconcile also reads the new pods of
-    an unfinished one, to say why it is stuck; the fan-out reads no pods)."""
-    return {
-        o.name: assess(o.rollout)
-        for o in observed
-        if o.kind == "Deployment" and not o.deleting and o.rollout is not None
-    }
 
 
 def _failed_this_version(cycle: Cycle, header: RecordHeader) -> bool:
