@@ -322,8 +322,8 @@ class Settings(BaseSettings):
         before Redis hands it to another worker. Messages are acknowledged late (after the task), and a
         worker holds a retry's message unacknowledged until its countdown is due, so the longest honest
         wait is the longest retry countdown plus the hard time limit; a margin covers clock skew and a
-        busy pool. Longer only delays the redelivery of a dead worker's task (the issue's hour), shorter
-        runs a live task twice (harmless, idempotent, but wasted)."""
+        busy pool. Longer only delays the redelivery of a dead worker's task (Celery's default: an hour);
+        shorter runs a live task twice (harmless, idempotent, but wasted)."""
         return RETRY_DELAY_MAX_SECONDS + self.task_time_limit_seconds + VISIBILITY_MARGIN_SECONDS
 
     @property
