@@ -1,12 +1,6 @@
 """`gco-tasks endpoints ...`: edit and inspect the desired state in DynamoDB, like GCO's `gco inference`.
 
-Where it stands in the flow: outside the fleet, before it. Every verb here writes (or reads) the
-``gco-inference-endpoints`` table through ``EndpointStore``; the fleet in each target region then
-converges its cluster to the record and reports ``region_status`` back, which ``status`` shows.
-
-Exit codes: 0 success; 1 not found, invalid input or wrong state (the message names what and why);
-2 usage error (unknown flag, missing argument, a ``K=V`` without ``=``). Spec edits are optimistic
-read-modify-writes (``EndpointStore.update_spec``), so two operators editing at once both land.
+Where it stands in the flow: outside the fleet, before it. More in docs/architecture.md.
 """
 
 from __future__ import annotations

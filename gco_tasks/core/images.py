@@ -1,13 +1,6 @@
 """Container image references: well-formed, and whether they are pinned by digest.
 
-Where it stands in the flow: at start, beside the settings. ``config.py`` checks ``MODEL_SYNC_IMAGE``
-with these functions (and, with ``REQUIRE_IMAGE_DIGESTS=true``, refuses one without a digest), so a
-region never renders a model-sync init container whose image a registry could change under it. A tag
-names what a person reads (``aws-cli:2.22.35``); the digest (``@sha256:<64 hex>``) is what the
-kubelet pulls, and it cannot move. Resolve one with ``k8s/pin-image.sh --print IMAGE:TAG`` (``crane``,
-``skopeo`` or ``docker buildx imagetools`` on your machine).
-
-Pure module: no I/O.
+Where it stands in the flow: at start, beside the settings. More in docs/architecture.md.
 """
 
 from __future__ import annotations
