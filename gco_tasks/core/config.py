@@ -12,6 +12,7 @@ there is deliberately no variable of ours for that.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
@@ -24,7 +25,9 @@ from gco_tasks.core.images import check_image_reference, is_pinned
 from gco_tasks.core.redis_target import RedisTarget, RedisUrlError, mask_url, parse_redis_url
 from gco_tasks.core.rendering.policy import (
     DEFAULT_MAX_CPU,
+    DEFAULT_MAX_CPU_PER_ENDPOINT,
     DEFAULT_MAX_GPUS,
+    DEFAULT_MAX_GPUS_PER_ENDPOINT,
     DEFAULT_MAX_MEMORY,
     DEFAULT_MAX_REPLICAS,
     positive_quantity,
@@ -39,6 +42,24 @@ VISIBILITY_MARGIN_SECONDS: Final = 30
 
 def _cap_quantity(value: str) -> str:
     positive_quantity(value)
+    return value
+
+
+_SHARED_DIR_SEGMENT: Final = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def _shared_dirs(value: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("/") for part in value.split(",") if part.strip().strip("/"))
+
+
+def _check_shared_dirs(value: str) -> str:
+    for directory in _shared_dirs(value):
+        segments = directory.split("/")
+        if any(s in ("", ".", "..") or not _SHARED_DIR_SEGMENT.match(s) for s in segments):
+            raise ValueError(
+                f"{directory!r} is not a directory under /models: '/'-separated names of letters, digits "
+                "and ._- without '.' or '..' (e.g. 'shared' or 'base-models/llama')"
+            )
     return value
 
 
@@ -155,6 +176,17 @@ class Settings(BaseSettings):
         description="Inference pods get no API token, no privilege escalation, no capabilities and "
         "RuntimeDefault seccomp (false: GCO's pod template, for a cut-over that restarts nothing).",
     )
+    model_read_scope: Literal["share", "endpoint"] = Field(
+        "share",
+        description="What of the shared model volume (/models) an inference container may read, always "
+        "read-only: 'share' (all of it, as GCO) or 'endpoint' (its own /models/<name> and "
+        "MODEL_SHARED_DIRS).",
+    )
+    model_shared_dirs: Annotated[str, AfterValidator(_check_shared_dirs)] = Field(
+        "",
+        description="Comma-separated directories under /models every endpoint may read when "
+        "MODEL_READ_SCOPE=endpoint (e.g. 'shared,base-models/llama').",
+    )
     allow_wildcard_tolerations: bool = Field(
         False, description="Accept record tolerations without a key (they tolerate every taint)."
     )
@@ -171,6 +203,17 @@ class Settings(BaseSettings):
     )
     max_memory_per_container: Annotated[str, AfterValidator(_cap_quantity)] = Field(
         DEFAULT_MAX_MEMORY, description="Most memory an inference container may request or be limited to."
+    )
+    max_gpus_per_endpoint: int = Field(
+        DEFAULT_MAX_GPUS_PER_ENDPOINT,
+        ge=1,
+        description="Most GPUs or Neuron devices one endpoint may run in all: per pod times its most "
+        "replicas plus its canary's.",
+    )
+    max_cpu_per_endpoint: Annotated[str, AfterValidator(_cap_quantity)] = Field(
+        DEFAULT_MAX_CPU_PER_ENDPOINT,
+        description="Most CPU one endpoint may run in all: per pod (the larger of request and limit) times "
+        "its most replicas plus its canary's.",
     )
     worker_heartbeat_file: str = Field(
         "/tmp/gco-tasks-worker.heartbeat", description="File the worker touches; the liveness probe reads it."
@@ -250,6 +293,11 @@ class Settings(BaseSettings):
         return parse_redis_url(
             self.redis_url, self.redis_sentinel_master, allow_unverified_tls=self.redis_allow_unverified_tls
         )
+
+    @property
+    def model_shared_directories(self) -> tuple[str, ...]:
+        """``MODEL_SHARED_DIRS`` as directory names under /models, without slashes around them."""
+        return _shared_dirs(self.model_shared_dirs)
 
     @property
     def dynamodb_call_bound_seconds(self) -> float:

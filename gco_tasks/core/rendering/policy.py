@@ -27,6 +27,10 @@ DEFAULT_MAX_GPUS: Final = 16
 #: As the inference namespace's LimitRange maximum (k8s/inference-namespace/limitrange.yaml).
 DEFAULT_MAX_CPU: Final = "96"
 DEFAULT_MAX_MEMORY: Final = "1Ti"
+#: Per endpoint, all replicas (the most it may scale to) and its canary together: half the example
+#: ResourceQuota of k8s/inference-namespace (64 devices, 512 cpu requested), so no one record takes it all.
+DEFAULT_MAX_GPUS_PER_ENDPOINT: Final = 32
+DEFAULT_MAX_CPU_PER_ENDPOINT: Final = "256"
 
 Problem = tuple[str, str]  # (field path, message)
 
@@ -41,6 +45,8 @@ class EndpointPolicy:
     max_cpu_per_container: str = DEFAULT_MAX_CPU
     max_memory_per_container: str = DEFAULT_MAX_MEMORY
     allow_wildcard_tolerations: bool = False
+    max_gpus_per_endpoint: int = DEFAULT_MAX_GPUS_PER_ENDPOINT
+    max_cpu_per_endpoint: str = DEFAULT_MAX_CPU_PER_ENDPOINT
 
 
 def check_policy(endpoint: Endpoint, policy: EndpointPolicy) -> None:
@@ -57,6 +63,7 @@ def policy_problems(spec: EndpointSpec, name: str, policy: EndpointPolicy) -> li
         *replica_problems(spec, policy.max_replicas_per_endpoint),
         *toleration_problems(spec, policy.allow_wildcard_tolerations),
         *resource_problems(spec, name, policy),
+        *total_problems(spec, name, policy),
     ]
 
 
@@ -99,6 +106,63 @@ def resource_problems(spec: EndpointSpec, name: str, policy: EndpointPolicy) -> 
         *_device_problems(spec, rendered, policy.max_gpus_per_pod),
         *_compute_problems(spec, rendered, policy),
     ]
+
+
+def total_problems(spec: EndpointSpec, name: str, policy: EndpointPolicy) -> list[Problem]:
+    """Devices and cpu of the whole endpoint above the per-endpoint caps: per pod (as rendered) times the
+    most pods it may run, the primary's largest count (``replicas`` or ``autoscaling.max_replicas``)
+    plus the canary's. A pod's cpu is the larger of its request and limit (the quota counts both)."""
+    rendered = container_resources(spec, name)
+    primary, field = _most_replicas(spec)
+    canary = spec.canary.replicas if spec.canary is not None else 0
+    pods = primary + canary
+    counted = f"{primary} replicas ({field})" + (f" + {canary} canary replicas" if canary else "")
+    per_pod = {
+        "devices": max(
+            (
+                quantity(rendered[side][device])
+                for side in rendered
+                for device in ACCELERATOR_RESOURCE.values()
+                if device in rendered[side]
+            ),
+            default=Decimal(0),
+        ),
+        "cpu": max(
+            (quantity(rendered[side]["cpu"]) for side in rendered if "cpu" in rendered[side]),
+            default=Decimal(0),
+        ),
+    }
+    caps = {
+        "devices": (
+            Decimal(policy.max_gpus_per_endpoint),
+            str(policy.max_gpus_per_endpoint),
+            "MAX_GPUS_PER_ENDPOINT",
+        ),
+        "cpu": (quantity(policy.max_cpu_per_endpoint), policy.max_cpu_per_endpoint, "MAX_CPU_PER_ENDPOINT"),
+    }
+    problems = []
+    for what, (cap, shown, setting) in caps.items():
+        total = per_pod[what] * pods
+        if total > cap:
+            message = (
+                f"{counted} x {_plain(per_pod[what])} {'GPUs/devices' if what == 'devices' else 'cpu'} "
+                f"per pod = {_plain(total)}, above this region's cap of {shown} per endpoint ({setting}); "
+                "ask for fewer replicas or less per pod, or have the operator raise "
+                f"{setting} (the namespace's ResourceQuota bounds all endpoints together)"
+            )
+            problems.append((field, message))
+    return problems
+
+
+def _most_replicas(spec: EndpointSpec) -> tuple[int, str]:
+    """The primary's largest pod count and the field that sets it."""
+    if spec.autoscaling is not None and spec.autoscaling.max_replicas > spec.replicas:
+        return spec.autoscaling.max_replicas, "spec.autoscaling.max_replicas"
+    return spec.replicas, "spec.replicas"
+
+
+def _plain(number: Decimal) -> str:
+    return str(number.normalize()) if number != number.to_integral_value() else str(int(number))
 
 
 def _device_problems(spec: EndpointSpec, rendered: dict[str, dict[str, str]], cap: int) -> list[Problem]:

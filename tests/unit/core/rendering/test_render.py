@@ -311,7 +311,10 @@ def test_model_path_mounts_the_shared_claim_without_sync() -> None:
     assert pod(objects)["volumes"] == [
         {"name": "model-storage", "persistentVolumeClaim": {"claimName": "efs-claim"}}
     ]
-    assert container(objects)["volumeMounts"] == [{"name": "model-storage", "mountPath": "/models"}]
+    # Read-only (issue 22, finding 1; GCO mounted it read-write): test_model_volume.py
+    assert container(objects)["volumeMounts"] == [
+        {"name": "model-storage", "mountPath": "/models", "readOnly": True}
+    ]
     assert "initContainers" not in pod(objects)
 
 
@@ -327,7 +330,8 @@ def test_s3_sync_is_an_argv_list_from_the_pinned_configurable_image() -> None:
     assert sync["image"] == "my/aws-cli:2.1"
     assert sync["command"] == ["aws", "s3", "sync", source, "/models/demo", "--only-show-errors"]
     assert "args" not in sync
-    assert sync["volumeMounts"] == [{"name": "model-storage", "mountPath": "/models"}]
+    # Its own directory only (issue 22, finding 1): tests/unit/core/rendering/test_model_volume.py
+    assert sync["volumeMounts"] == [{"name": "model-storage", "mountPath": "/models/demo", "subPath": "demo"}]
     assert sync["resources"] == {
         "requests": {"cpu": "1", "memory": "2Gi"},
         "limits": {"cpu": "4", "memory": "8Gi"},
