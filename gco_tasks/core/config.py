@@ -21,9 +21,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gco_tasks.core import regions
 from gco_tasks.core.conventions import queue_for_region
+from gco_tasks.core.fields import check_toleration_key
 from gco_tasks.core.images import check_image_reference, is_pinned
 from gco_tasks.core.redis_target import RedisTarget, RedisUrlError, mask_url, parse_redis_url
 from gco_tasks.core.rendering.policy import (
+    ANY_KEY,
+    DEFAULT_ALLOWED_TOLERATION_KEYS,
     DEFAULT_MAX_CPU,
     DEFAULT_MAX_CPU_PER_ENDPOINT,
     DEFAULT_MAX_GPUS,
@@ -60,6 +63,20 @@ def _check_shared_dirs(value: str) -> str:
                 f"{directory!r} is not a directory under /models: '/'-separated names of letters, digits "
                 "and ._- without '.' or '..' (e.g. 'shared' or 'base-models/llama')"
             )
+    return value
+
+
+def _toleration_keys(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _check_toleration_keys(value: str) -> str:
+    for key in _toleration_keys(value):
+        if key != ANY_KEY:
+            try:
+                check_toleration_key(key)
+            except ValueError as exc:
+                raise ValueError(f"{key!r}: {exc} (or '*' for any key)") from None
     return value
 
 
@@ -175,6 +192,10 @@ class Settings(BaseSettings):
         True,
         description="Inference pods get no API token, no privilege escalation, no capabilities and "
         "RuntimeDefault seccomp (false: GCO's pod template, for a cut-over that restarts nothing).",
+    )
+    allowed_toleration_keys: Annotated[str, AfterValidator(_check_toleration_keys)] = Field(
+        ",".join(DEFAULT_ALLOWED_TOLERATION_KEYS),
+        description="Comma-separated taint keys a record may tolerate ('*': any key).",
     )
     model_read_scope: Literal["share", "endpoint"] = Field(
         "share",
@@ -293,6 +314,11 @@ class Settings(BaseSettings):
         return parse_redis_url(
             self.redis_url, self.redis_sentinel_master, allow_unverified_tls=self.redis_allow_unverified_tls
         )
+
+    @property
+    def allowed_toleration_key_list(self) -> tuple[str, ...]:
+        """``ALLOWED_TOLERATION_KEYS`` as a tuple of keys (``*``: any)."""
+        return _toleration_keys(self.allowed_toleration_keys)
 
     @property
     def model_shared_directories(self) -> tuple[str, ...]:
