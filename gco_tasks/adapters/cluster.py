@@ -32,7 +32,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from gco_tasks.adapters import gcpause, metrics
+from gco_tasks.adapters import gcpause, metric_labels, metrics
 from gco_tasks.core.conventions import FIELD_MANAGER, MANAGED_KINDS
 from gco_tasks.core.errors import GcoError, InfrastructureError, PermanentError, TransientError
 from gco_tasks.core.ports import WritePacer
@@ -163,12 +163,12 @@ class ClusterGateway:
         """Call the client; a 4xx other than 429 raises ``refused``, the rest is translated as transient."""
         kwargs.setdefault("_request_timeout", self.timeout)
         kwargs["_preload_content"] = False
-        code = metrics.NO_RESPONSE
+        code = metric_labels.NO_RESPONSE
         try:
             response = fn(*args, **kwargs)
-            code = metrics.kube_code(status=response.status)
+            code = metric_labels.kube_code(status=response.status)
         except ApiException as exc:
-            code = metrics.kube_code(exc)
+            code = metric_labels.kube_code(exc)
             error = _classify(what, exc, refused)
             if isinstance(error, TransientError) and error.status == 429 and self.pacer is not None:
                 self.pacer.hold_off(error.retry_after or DEFAULT_HOLD_OFF_SECONDS)
@@ -283,7 +283,7 @@ class ClusterGateway:
 
     def patch_json(self, kind: str, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
         """A JSON patch (RFC 6902) of ``kind/name``: the hand-over of GCO's field ownership
-        (``cutover.migration_patch``). A 409 (the object changed since it was read: the patch's
+        (``core.adoption.migration_patch``). A 409 (the object changed since it was read: the patch's
         resourceVersion guard) is transient: the reconcile is retried on a fresh read."""
         spec, api = self._api(kind)
         method = getattr(api, f"patch_namespaced_{spec.suffix}")

@@ -47,8 +47,8 @@ from typing import Any, Final
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from gco_tasks.adapters import metrics
-from gco_tasks.adapters.metrics import EventOutcome
+from gco_tasks.adapters import metric_labels, metrics
+from gco_tasks.adapters.metric_labels import EventOutcome
 from gco_tasks.core.ports import WritePacer
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ class EventRecorder:
             error = exc
             raise
         finally:
-            metrics.observe_kube_request(verb, "events", metrics.kube_code(error, status), self.region)
+            metrics.observe_kube_request(verb, "events", metric_labels.kube_code(error, status), self.region)
 
 
 def _series_count(event: Mapping[str, Any]) -> int:

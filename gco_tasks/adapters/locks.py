@@ -39,7 +39,7 @@ from redis.lock import Lock
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from gco_tasks.adapters import metrics
-from gco_tasks.adapters.metrics import LockName
+from gco_tasks.adapters.metric_labels import LockName
 from gco_tasks.core.config import Settings
 from gco_tasks.core.conventions import RegionKeys
 from gco_tasks.core.errors import InfrastructureError, TransientError
@@ -135,19 +135,18 @@ class _Renewal:
                 log.warning("cannot renew lock %s: %s", self.key, exc)
 
 
-class RegionState:
-    """Locks, pending marks and watchdog clocks of one region, over one Redis client."""
+class _RegionRedis:
+    """One region's keys (``RegionKeys``) over one Redis client: what each part below shares."""
 
-    def __init__(self, client: redis.Redis, region: str, lease_seconds: float = 10.0) -> None:
-        self.client = client
-        self.region = region
-        self.keys = RegionKeys(region)
-        self.lease_seconds = lease_seconds
+    client: redis.Redis
+    region: str
+    keys: RegionKeys
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RegionState:
-        """Over a client of ``REDIS_URL`` (``redis_client``), with ``LOCK_LEASE_SECONDS`` leases."""
-        return cls(redis_client(settings.redis_target), settings.region, settings.lock_lease_seconds)
+
+class RegionLocks(_RegionRedis):
+    """The endpoint and fan-out locks: leases renewed while held, counted in ``gco_lock_*``."""
+
+    lease_seconds: float
 
     @contextlib.contextmanager
     def _lock(self, key: str, ttl_seconds: float, kind: LockName) -> Iterator[bool]:
@@ -189,6 +188,10 @@ class RegionState:
         """Non-blocking: yields False while another fan-out of this region runs."""
         return self._lock(self.keys.fan_out_lock, ttl_seconds, LockName.FAN_OUT)
 
+
+class PendingMarks(_RegionRedis):
+    """Which endpoints have a reconcile message waiting in the queue (so none is sent twice)."""
+
     def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]:
         """Mark endpoints as having a message waiting, in one round trip: name -> True when it had none
         (send one), False when one is still waiting (skip). The TTL matches the message's expiry, so a
@@ -201,6 +204,14 @@ class RegionState:
             marks = pipe.execute()
         return {name: bool(marked) for name, marked in zip(names, marks, strict=True)}
 
+    def clear_pending(self, name: str) -> None:
+        with _translated("clear pending"):
+            self.client.delete(self.keys.pending(name))
+
+
+class CycleClaims(_RegionRedis):
+    """Which fan-out is the first of its cycle (resync slots are sent once per cycle)."""
+
     def claim_cycle(self, cycle: int, ttl_seconds: int) -> bool:
         """True for the first fan-out of cycle number ``cycle`` (``now`` in intervals), False for any
         other run in the same interval (an ad hoc fan-out, a test, a benchmark): resync slots are
@@ -208,9 +219,9 @@ class RegionState:
         with _translated("claim cycle"):
             return bool(self.client.set(self.keys.cycle(cycle), "1", nx=True, ex=max(1, ttl_seconds)))
 
-    def clear_pending(self, name: str) -> None:
-        with _translated("clear pending"):
-            self.client.delete(self.keys.pending(name))
+
+class WatchdogMemory(_RegionRedis):
+    """The watchdog's unready-since clocks and the endpoints whose Ingress it withholds."""
 
     def unready_clocks(self) -> dict[str, float]:
         with _translated("read watchdog clocks"):
@@ -250,6 +261,21 @@ class RegionState:
             pipe.srem(self.keys.ingress_withheld, *names)
             with _translated("release"):
                 pipe.execute()
+
+
+class RegionState(RegionLocks, PendingMarks, CycleClaims, WatchdogMemory):
+    """The region's Redis state, over one client: locks, pending marks, cycle claims, watchdog memory."""
+
+    def __init__(self, client: redis.Redis, region: str, lease_seconds: float = 10.0) -> None:
+        self.client = client
+        self.region = region
+        self.keys = RegionKeys(region)
+        self.lease_seconds = lease_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RegionState:
+        """Over a client of ``REDIS_URL`` (``redis_client``), with ``LOCK_LEASE_SECONDS`` leases."""
+        return cls(redis_client(settings.redis_target), settings.region, settings.lock_lease_seconds)
 
 
 def _text(value: bytes | str) -> str:

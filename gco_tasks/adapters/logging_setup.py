@@ -1,7 +1,7 @@
 """Log lines of the fleet: readable text by default, one JSON object per line with ``LOG_FORMAT=json``,
 each carrying the endpoint, region and task it belongs to.
 
-Where it stands in the flow: around every process. ``observability.install`` connects Celery's
+Where it stands in the flow: around every process. ``exporter.install`` connects Celery's
 ``after_setup_logger`` / ``after_setup_task_logger`` signals to ``celery_logger_ready`` (Celery sets up
 its handlers, we then give them our filters and, in JSON mode, our formatter) and ``task_prerun`` /
 ``task_postrun`` to ``bind`` / ``restore`` of the task id. ``worker.telemetry`` runs each reconcile in
@@ -44,7 +44,7 @@ CONTEXT_FIELDS: Final = ("endpoint", "region", "task_id", "result", "duration_ms
 MULTIPROCESSING_LOGGER: Final = "multiprocessing"  # billiard's, configured by Celery
 TEXT_FORMAT: Final = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
 #: What Celery's task lines carry in ``extra={"data": ...}`` that no line of ours shows: a task's
-#: arguments (a reconcile message's snapshot holds the record, env values included) and the traceback
+#: arguments (an older or forged message may carry a record, env values included) and the traceback
 #: of an expected failure (an unexpected one has ``exc_info``).
 CELERY_DATA_DROPPED: Final = frozenset({"args", "kwargs", "traceback"})
 

@@ -4,7 +4,7 @@ Where it stands in the flow: the desired state's edge. ``fan_out`` scans it, ``r
 one record and reports ``region_status`` back, ``purge`` deletes finished records, and the CLI edits
 records. Item shape and models live in ``gco_tasks.core.records``; when a status report is worth writing
 is decided by ``gco_tasks.core.status.status_needs_write`` (pure); how a call reaches DynamoDB and what its
-failures mean is ``adapters.dynamo``. This module says what to read and write, and on what condition.
+failures mean is ``adapters.dynamo_client``. This module says what to read and write, and on what condition.
 
 What it fixes against GCO's store: the Scan is paginated (GCO's silently stopped at 1 MB); reads are
 consistent; spec edits are read-modify-write guarded by ``updated_at`` (GCO lost concurrent updates);
@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from gco_tasks.adapters import gcpause
-from gco_tasks.adapters.dynamo import (
+from gco_tasks.adapters.dynamo_client import (
     ConditionFailed,
     StoreError,
     StoreUnavailableError,
@@ -74,7 +74,7 @@ SPEC_UPDATE_ATTEMPTS: Final = 5
 
 
 # --------------------------------------------------------------------------------------------------
-# Errors the CLI reports (the DynamoDB ones are ``gco_tasks.adapters.dynamo``'s)
+# Errors the CLI reports (the DynamoDB ones are ``gco_tasks.adapters.dynamo_client``'s)
 # --------------------------------------------------------------------------------------------------
 
 

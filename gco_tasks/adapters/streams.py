@@ -8,7 +8,7 @@ the new positions only after the caller is done with them: a batch whose message
 read again (at least once). The region's first read reports nothing and only moves to the stream's end
 (the periodic fan-out has covered the past); a shard seen later (a split) is read from its start.
 
-Failures are ``gco_tasks.core.errors``: DynamoDB's through ``dynamo.Table.call``, Redis's as in ``locks``.
+Failures are ``core.errors``: DynamoDB's through ``dynamo_client.Table.call``, Redis's as in ``locks``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gco_tasks.adapters.dynamo import Table, decode_item
+from gco_tasks.adapters.dynamo_client import Table, decode_item
 from gco_tasks.core.conventions import RegionKeys
 from gco_tasks.core.errors import InfrastructureError, TransientError
 

@@ -7,8 +7,8 @@ would (``rendering.desired_objects``), reads the endpoint's live objects by name
 ``KUBECONFIG`` (or the in-cluster configuration) names, and asks the API server what each apply would
 store: a server-side apply with ``dryRun=All`` (defaulting, admission and validation included, nothing
 stored). For an object GCO's monitor still co-owns, the reconcile first hands its fields over and the
-apply then removes what only GCO set (``cutover``); the diff shows that too: those fields are taken out
-of the dry-run result (``cutover.handover_removals``) and the result is defaulted by a dry-run
+apply then removes what only GCO set (``core.adoption``); the diff shows that too: those fields are taken out
+of the dry-run result (``core.adoption.handover_removals``) and the result is defaulted by a dry-run
 ``replace``. Objects to create and to delete are listed (not those already being deleted); a Deployment
 whose pod template would change is marked, since its pods restart. The Ingress is shown as the record
 wants it: the watchdog's withholding (in Redis) is not consulted.
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 import yaml
 
+from gco_tasks.core.adoption import handover_removals, has_legacy_owner, unowned_paths, without_fields
 from gco_tasks.core.config import ConfigError, Settings, load_settings
-from gco_tasks.core.cutover import handover_removals, has_legacy_owner, unowned_paths, without_fields
 from gco_tasks.core.errors import GcoError
 from gco_tasks.core.ownership import is_ours
 from gco_tasks.core.records import Endpoint

@@ -15,17 +15,20 @@ import json
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, NoReturn
 
 import typer
+import yaml
 
 from gco_tasks.adapters.store import EndpointExistsError, EndpointStore
 from gco_tasks.cli.admission import admit
 from gco_tasks.cli.nudge import RegionUrlsError, nudge, parse_region_urls
 from gco_tasks.cli.repair import force_delete, repair_command
 from gco_tasks.cli.status import status_command
-from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions, open_store
-from gco_tasks.cli.views import console, endpoints_table
+from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions, open_store, settings_or_fail
+from gco_tasks.cli.views import STATES, columns, list_json, list_rows, list_views
 from gco_tasks.core.config import ConfigError, load_settings
 from gco_tasks.core.fields import json_fallback, validate_endpoint_name
 from gco_tasks.core.records import (
@@ -39,7 +42,6 @@ from gco_tasks.core.records import (
     InvalidEndpointError,
     parse_spec,
 )
-from gco_tasks.core.redaction import redact_item
 
 endpoints_app = typer.Typer(
     help="Manage inference endpoints in the DynamoDB table (as GCO's `gco inference`).",
@@ -315,24 +317,52 @@ def rollback(name: str = typer.Argument(...)) -> None:
     typer.echo(f"Endpoint {name}: canary removed.")
 
 
+class ListOutput(StrEnum):
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+
 @endpoints_app.command("list")
 def list_endpoints(
-    region: str | None = typer.Option(None, "--region", help="Only endpoints targeting this region."),
-    as_json: bool = JsonOption,
+    region: str | None = typer.Option(
+        None, "-r", "--region", help="Only endpoints targeting REGION, with what REGION reports."
+    ),
+    state: str | None = typer.Option(
+        None,
+        "--state",
+        metavar="STATE",
+        help=f"Only endpoints whose region (or, without --region, any target region) reports STATE: "
+        f"{', '.join(STATES)}.",
+    ),
+    output: ListOutput = typer.Option(
+        ListOutput.table, "-o", "--output", help="table, wide (adds image, replicas, created), json or yaml."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Same as --output json."),
     allow_unknown_region: bool = AllowUnknownRegionOption,
 ) -> None:
-    """List every endpoint (all Scan pages), newest first."""
+    """List every endpoint (all Scan pages), newest first, with what each region reports: state,
+    ready/desired replicas, the last report's age ((stale) once older than twice
+    STATUS_HEARTBEAT_SECONDS) and message. Without --region, one column per target region."""
+    settings = settings_or_fail()
     if region is not None:
-        check_regions([region], allow_unknown_region)
-    with _store() as store:
-        items = sorted(store.scan_items(region), key=lambda i: str(i.get("created_at", "")), reverse=True)
-    if as_json:
-        typer.echo(json.dumps([redact_item(item) for item in items], indent=2, default=json_fallback))
+        check_regions([region], allow_unknown_region, settings)
+    if state is not None and state not in STATES:
+        _fail(f"--state {state!r} is not a region state; use one of {', '.join(STATES)}")
+    with open_store(settings) as store:
+        items = list(store.scan_items(region))
+    views = list_views(items, datetime.now(UTC), settings.status_heartbeat_seconds, region, state)
+    chosen = "json" if as_json else str(output.value)
+    if chosen in ("json", "yaml"):
+        data = json.loads(json.dumps(list_json(views, region), default=json_fallback))
+        text = json.dumps(data, indent=2) if chosen == "json" else yaml.safe_dump(data, sort_keys=False)
+        typer.echo(text.rstrip("\n"))
         return
-    if not items:
-        typer.echo("No endpoints.")
+    if not views:
+        typer.echo("No endpoints." if state is None else f"No endpoints in state {state}.")
         return
-    console.print(endpoints_table(items))
+    typer.echo(columns(list_rows(views, region, wide=chosen == "wide")))
 
 
 endpoints_app.command("status")(status_command)

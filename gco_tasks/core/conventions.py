@@ -2,7 +2,7 @@
 the order kinds are applied and deleted in, the queue and every Redis key.
 
 Where it stands in the flow: under everything. Rendering (``rendering``) stamps these names and labels,
-planning (``plan``) recognises objects by them, the rooms (``fanout``, ``reconciler``, ``watchdog``)
+planning (``plan``) recognises objects by them, the flows (``fanout``, ``reconciler``, ``watchdog``)
 select by them, the cluster gateway lists and writes the kinds named here, ``locks`` keys Redis with
 them and ``worker.app`` names the queue and RedBeat's keys. Pure constants and string functions.
 

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from kubernetes.utils.quantity import parse_quantity
 
-from gco_tasks.core.cutover import has_legacy_owner
+from gco_tasks.core.adoption import has_legacy_owner
 from gco_tasks.core.plan import ObservedObject
 from gco_tasks.core.rendering import object_key
 

@@ -2,7 +2,7 @@
 
 Where it stands in the flow: everywhere a call can fail. The adapters (``store``, ``cluster``,
 ``locks``) translate their library's exceptions (botocore, the Kubernetes client and urllib3, redis)
-into these, so nothing above them catches a library exception; the rooms and the Celery tasks act on
+into these, so nothing above them catches a library exception; the flows and the Celery tasks act on
 the three kinds:
 
 - ``TransientError``: worth retrying (throttling, 5xx, timeouts, lost connections). Tasks retry with

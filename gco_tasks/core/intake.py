@@ -1,7 +1,7 @@
 """What arrives from the table is untrusted input: the checks that keep one bad record from stalling
 a region.
 
-Where it stands in the flow: at the edges of the rooms. The fan-out sends a message per record, so a
+Where it stands in the flow: at the edges of the flows. The fan-out sends a message per record, so a
 record must never break the sending of the others: a record that cannot travel as JSON (DynamoDB sets,
 binary) travels without its item and the worker reads it itself (``travels_as_json``). A reconcile
 begins with the name, which goes into label selectors and object names: a name that cannot be one is

@@ -3,7 +3,7 @@
 Where it stands in the flow: inside step 5 (apply) of ``reconciler``, for an object whose digest says
 GCO's monitor still owns part of it (``ObservedObject.legacy``; the fan-out sees it in the LIST's
 ``managedFields``). The object is read by name (the digest is a hint: the ownership is checked on what
-the API server has now), ``cutover.migration_patch`` says what to change, and one JSON patch guarded by
+the API server has now), ``core.adoption.migration_patch`` says what to change, and one JSON patch guarded by
 ``resourceVersion`` changes it; the apply that follows removes what GCO set and we do not. Once done,
 nothing of it is left to do: the object has no legacy entry any more.
 """
@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from gco_tasks.core.cutover import migration_patch, unowned_paths
+from gco_tasks.core.adoption import migration_patch, unowned_paths
 from gco_tasks.core.ports import ClusterGets, ObjectPatches
 from gco_tasks.core.rendering import object_key
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from gco_tasks.core.config import Settings
 from gco_tasks.core.ports import FanOutMarks, Sender
+from gco_tasks.core.results import StreamPollResult
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +77,17 @@ def changed_endpoints(changes: Iterable[Change], region: str) -> list[str]:
     return list(dict.fromkeys(change.name for change in changes if matters(change, region)))
 
 
-def poll_stream(ports: StreamPorts, send: Sender) -> dict[str, Any]:
+def poll_stream(ports: StreamPorts, send: Sender) -> StreamPollResult:
     """One read of the stream: a reconcile for each endpoint whose desired state changed here."""
     settings = ports.settings
     with ports.stream.batch() as changes:
         if changes is None:
-            return {"skipped": "another stream reader of this region is running"}
+            return StreamPollResult(skipped="another stream reader of this region is running")
         names = changed_endpoints(changes, settings.region)
         marks = ports.state.mark_pending_many(names, settings.message_ttl_seconds)
         sent = [name for name in names if marks[name]]
         for name in sent:
-            send(name, {})
+            send(name, None)
     if sent:
         log.info("stream %s: %d changes, reconcile sent for %s", settings.region, len(changes), sent)
-    return {"changes": len(changes), "sent": len(sent), "already_pending": len(names) - len(sent)}
+    return StreamPollResult(changes=len(changes), sent=len(sent), already_pending=len(names) - len(sent))

@@ -37,7 +37,7 @@ from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, RedBeatScheduler, get_redis
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
-from gco_tasks.worker.app import check_startup
+from gco_tasks.worker.preflight import check_startup
 
 log = logging.getLogger(__name__)
 

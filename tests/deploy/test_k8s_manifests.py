@@ -44,7 +44,7 @@ MANAGED = {
 #: Kubernetes Events about what the fleet did (gco_tasks/adapters/events.py): created, and a repeat's
 #: series patched.
 EVENTS = {("events.k8s.io", "events", verb) for verb in ("create", "patch")}
-#: Read only, for an unfinished rollout (gco_tasks/core/diagnosis.py): the newest ReplicaSet and its pods.
+#: Read only, for an unfinished rollout (gco_tasks/flows/reconcile_io.py): the newest ReplicaSet and its pods.
 ROLLOUT_READS = {
     (group, resource, verb)
     for group, resource in (("apps", "replicasets"), ("", "pods"))
@@ -371,6 +371,12 @@ def test_worker_and_beat_expose_the_metrics_port_of_the_settings(region: Region)
     for component in ("worker", "beat"):
         container = region.container(component)
         assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+        annotations = region.deployment(component)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }, f"{component}: annotation-based scrapers (CloudWatch agent) find the exporter"
     multiproc = _env(region, region.container("worker"))["PROMETHEUS_MULTIPROC_DIR"]
     assert multiproc.startswith("/tmp/"), "the only writable path is the /tmp emptyDir"
     assert "PROMETHEUS_MULTIPROC_DIR" not in _env(region, region.container("beat")), "beat is one process"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from gco_tasks.core.conventions import HASH_ANNOTATION
+from gco_tasks.core.health import judge_health
 from gco_tasks.core.plan import (
     ObservedObject,
     endpoint_name_of,
-    group_by_endpoint,
-    judge_health,
+    objects_by_endpoint,
     plan_changes,
     without_ingress,
 )
@@ -89,8 +89,8 @@ def test_objects_are_attributed_by_label_then_by_gco_app_label() -> None:
     assert endpoint_name_of(gco_canary, {"y"}) == "y"
     assert endpoint_name_of(gco_canary, set()) == "y-canary"
     assert endpoint_name_of(unknown, {"z"}) is None
-    grouped = group_by_endpoint([{**gco_canary, "kind": "Deployment"}], {"y"})
-    assert grouped["y"][0].canary
+    grouped = objects_by_endpoint([{**gco_canary, "kind": "Deployment"}], {"y"})
+    assert ObservedObject.from_object(grouped["y"][0]).canary
 
 
 def outcome(**overrides: Any) -> Outcome:
