@@ -80,6 +80,23 @@ def _check_toleration_keys(value: str) -> str:
     return value
 
 
+_REGISTRY_ENTRY: Final = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$")
+
+
+def _registries(value: str) -> tuple[str, ...]:
+    return tuple(part.strip().rstrip("/").lower() for part in value.split(",") if part.strip())
+
+
+def _check_registries(value: str) -> str:
+    for entry in _registries(value):
+        if not _REGISTRY_ENTRY.match(entry) or (entry.startswith("*.") and "/" in entry):
+            raise ValueError(
+                f"{entry!r} is not a registry: a host such as 'public.ecr.aws', a host and path prefix such "
+                "as 'docker.io/vllm', or '*.' and a domain such as '*.dkr.ecr.us-east-1.amazonaws.com'"
+            )
+    return value
+
+
 class ConfigError(ValueError):
     """A setting from the environment is invalid; the message names each variable and the fix."""
 
@@ -184,6 +201,11 @@ class Settings(BaseSettings):
     )
     require_image_digests: bool = Field(
         False, description="Refuse to start unless MODEL_SYNC_IMAGE is pinned by digest (production: true)."
+    )
+    allowed_image_registries: Annotated[str, AfterValidator(_check_registries)] = Field(
+        "",
+        description="Comma-separated registries (or registry/path prefixes, or *.domain) record images "
+        "must come from (empty: any, off).",
     )
     inference_service_account: str = Field(
         "gco-service-account", min_length=1, description="ServiceAccount of inference pods."
@@ -314,6 +336,11 @@ class Settings(BaseSettings):
         return parse_redis_url(
             self.redis_url, self.redis_sentinel_master, allow_unverified_tls=self.redis_allow_unverified_tls
         )
+
+    @property
+    def allowed_image_registry_list(self) -> tuple[str, ...]:
+        """``ALLOWED_IMAGE_REGISTRIES`` as a tuple of entries; empty: any registry."""
+        return _registries(self.allowed_image_registries)
 
     @property
     def allowed_toleration_key_list(self) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from gco_tasks.core.images import image_repository, registry_allowed
 from gco_tasks.core.records import Endpoint, EndpointSpec, InvalidEndpointError
 from gco_tasks.core.rendering.resources import ACCELERATOR_RESOURCE, container_resources, quantity
 
@@ -59,6 +60,8 @@ class EndpointPolicy:
     max_memory_per_container: str = DEFAULT_MAX_MEMORY
     allow_wildcard_tolerations: bool = False
     allowed_toleration_keys: tuple[str, ...] = DEFAULT_ALLOWED_TOLERATION_KEYS
+    #: ALLOWED_IMAGE_REGISTRIES; empty: any registry (off, the default).
+    allowed_image_registries: tuple[str, ...] = ()
     max_gpus_per_endpoint: int = DEFAULT_MAX_GPUS_PER_ENDPOINT
     max_cpu_per_endpoint: str = DEFAULT_MAX_CPU_PER_ENDPOINT
 
@@ -78,6 +81,29 @@ def policy_problems(spec: EndpointSpec, name: str, policy: EndpointPolicy) -> li
         *toleration_problems(spec, policy.allow_wildcard_tolerations, policy.allowed_toleration_keys),
         *resource_problems(spec, name, policy),
         *total_problems(spec, name, policy),
+        *image_problems(spec, policy.allowed_image_registries),
+    ]
+
+
+def image_problems(spec: EndpointSpec, allowed: tuple[str, ...]) -> list[Problem]:
+    """Images (primary, per region, canary) from a registry not in ``allowed``; none when it is empty."""
+    if not allowed:
+        return []
+    images = [("spec.image", spec.image)]
+    images += [
+        (f"spec.region_image_uris.{region}", image) for region, image in spec.region_image_uris.items()
+    ]
+    if spec.canary is not None:
+        images.append(("spec.canary.image", spec.canary.image))
+    return [
+        (
+            path,
+            f"{image_repository(image)} is not from a registry this region allows "
+            f"(ALLOWED_IMAGE_REGISTRIES: {', '.join(allowed)}); push the image there, or have the "
+            "operator add its registry",
+        )
+        for path, image in images
+        if not registry_allowed(image, allowed)
     ]
 
 
