@@ -1,9 +1,8 @@
 """Redis state of a region: ``RegionState`` is its locks (leases renewed while held), pending marks, cycle
 claims and the watchdog's memory, over one client that follows the broker's primary.
 
-Where it stands in the flow: around the tasks: ``fan_out`` locks and marks, ``reconcile_endpoint`` clears
-its mark and locks the endpoint, ``watchdog`` keeps its clocks. Junk written there never stops a cycle: it
-reads as absent (and is logged). More in docs/architecture.md.
+Where it stands in the flow: around the tasks (fan-out marks, reconcile locks, watchdog clocks). Junk
+written there never stops a cycle: it reads as absent, and is logged. More in docs/architecture.md.
 """
 
 from __future__ import annotations
