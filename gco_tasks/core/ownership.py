@@ -1,16 +1,7 @@
 """A record cannot take what is not its own: an object with our name that exists without our labels.
 
-Where it stands in the flow: step 5 (apply) of reconciling one endpoint. The cycle's LISTs select by
-our labels, so an object of the same kind and name created by someone else (``kubectl create``, another
-tool, another team) is invisible to them, and server-side apply with force would silently take it
-over, fields and all. So every object the plan would create (absent from the observed digests) is
-created with a create-only request (``ClusterWrites.create``): its success proves the object was absent
-(no GET before it: a cold start reads nothing by name); when one exists, it is read by name, and one
-that is not this endpoint's is refused: the endpoint's status says which object and what to do, what
-the reconcile created before finding it is deleted again, and the object itself is left as it is.
-Objects the plan would update or delete were read by name already (``observe``).
-
-``claim_problem`` decides (pure).
+Where it stands in the flow: between step 4 (plan) and step 5 (apply) of reconciling one endpoint. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations

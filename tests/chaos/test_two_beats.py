@@ -13,6 +13,8 @@ import re
 import time
 from datetime import datetime
 
+from tests.clusters import Cluster
+
 from .conftest import Chaos
 from .harness import wait_until
 
@@ -37,8 +39,9 @@ def leader(chaos: Chaos) -> str | None:
     return leaders[0] if len(leaders) == 1 else None
 
 
-def test_two_beats_one_killed(chaos: Chaos) -> None:
+def test_two_beats_one_killed(cluster: Cluster, chaos: Chaos) -> None:
     chaos.deploy("alpha")
+    chaos.break_record("broken")  # the one record allowed to end in error (with its reason)
     chaos.processes.worker("worker", concurrency=2)
     chaos.processes.beat("beat1")
     chaos.processes.beat("beat2")

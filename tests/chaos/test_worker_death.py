@@ -1,7 +1,8 @@
 """Worker death: ``kill -9`` of a pool child in the middle of a reconcile, and of a whole worker.
 
-The reconcile is caught mid-flight by a stalled server-side apply (the API stand-in holds the request
-of one Deployment for a few seconds); the process is then killed. What must hold: the endpoint lock the
+The reconcile is caught mid-flight by a stalled server-side apply (the stand-in, or the fault proxy in
+front of the real kube-apiserver, holds the request of one Deployment for a few seconds); the process is
+then killed. It runs on both servers. What must hold: the endpoint lock the
 dead process held frees itself within one lease (``LOCK_LEASE_SECONDS``, not the task time limit),
 the endpoint is reconciled again within two reconcile intervals (the next fan-out, or the message
 Celery redelivers), no object is duplicated and no status lost.
@@ -14,6 +15,7 @@ import time
 import redis
 
 from gco_tasks.core.conventions import RegionKeys
+from tests.clusters import Cluster
 
 from .conftest import Chaos
 from .harness import REGION, wait_until
@@ -51,7 +53,7 @@ def recovered(chaos: Chaos, name: str, what: str, killed: float) -> None:
     assert chaos.objects(name).count(f"Deployment/{name}") == 1, "no duplicate"
 
 
-def test_kill_9_of_a_pool_child_then_of_a_whole_worker_mid_reconcile(chaos: Chaos) -> None:
+def test_kill_9_of_a_pool_child_then_of_a_whole_worker_mid_reconcile(cluster: Cluster, chaos: Chaos) -> None:
     chaos.deploy("alpha")
     chaos.processes.worker("w1", concurrency=1)
     chaos.processes.worker("w2", concurrency=1)

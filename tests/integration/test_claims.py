@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from kubernetes import client
+from kubernetes.client import ApiException
 
 from gco_sandbox.controlplane import raw
 from gco_tasks.core.conventions import endpoint_selector
@@ -64,16 +67,33 @@ def someone_elses_deployment(name: str) -> dict[str, Any]:
     }
 
 
-def test_an_object_of_our_name_made_by_someone_else_is_refused_not_taken_over(
-    fleet: Fleet, cluster: Cluster
-) -> None:
+@pytest.fixture()
+def demo_by_hand(cluster: Cluster) -> Iterator[dict[str, Any]]:
+    """Someone else's ``Deployment/demo`` (as created, a plain dict), deleted when the test ends however
+    it ends: a leftover without our labels would make a later test that deploys ``demo`` fail for the
+    wrong reason (the real server's reset removes it too)."""
     apps = client.AppsV1Api(cluster.api_client)
-    before = raw(
+    created = raw(
         apps.create_namespaced_deployment,
         NAMESPACE,
         someone_elses_deployment("demo"),
         field_manager="kubectl-create",
     )
+    try:
+        yield created
+    finally:
+        try:
+            raw(apps.delete_namespaced_deployment, "demo", NAMESPACE)
+        except ApiException as exc:
+            if exc.status != 404:  # the test moved it out of the way itself
+                raise
+
+
+def test_an_object_of_our_name_made_by_someone_else_is_refused_not_taken_over(
+    fleet: Fleet, cluster: Cluster, demo_by_hand: dict[str, Any]
+) -> None:
+    apps = client.AppsV1Api(cluster.api_client)
+    before = demo_by_hand
     create(fleet, "demo", "2026-11-01T00:00:00+00:00")
     results = run_cycle(fleet)
     assert [r["result"] for r in results] == ["error"] and results[0]["actions"] == []
@@ -171,3 +191,25 @@ def test_an_ad_hoc_reconcile_scans_only_for_a_path_its_ingress_does_not_hold(fle
     assert again.kind.value == "invalid"
     assert "of endpoint 'alpha', created earlier" in (again.error or "")
     assert scans, "a refused path was taken as held without looking at the table"
+
+
+@pytest.mark.real_only
+def test_the_real_servers_reset_removes_what_a_test_made_by_hand(cluster: Cluster) -> None:
+    """Objects without our labels (a hand-made Deployment, its pods, a Service) and Events are gone after
+    the reset, so no later test meets them."""
+    apps, core = client.AppsV1Api(cluster.api_client), client.CoreV1Api(cluster.api_client)
+    raw(apps.create_namespaced_deployment, NAMESPACE, someone_elses_deployment("demo"))
+    service = {"metadata": {"name": "demo"}, "spec": {"ports": [{"port": 80}]}}
+    raw(core.create_namespaced_service, NAMESPACE, service)
+    deadline = time.monotonic() + 60
+    while not raw(core.list_namespaced_pod, NAMESPACE)["items"]:
+        assert time.monotonic() < deadline, "the hand-made Deployment's pod never came"
+        time.sleep(0.2)
+    cluster.reset()
+    left = {
+        "deployments": raw(apps.list_namespaced_deployment, NAMESPACE)["items"],
+        "replicasets": raw(apps.list_namespaced_replica_set, NAMESPACE)["items"],
+        "pods": raw(core.list_namespaced_pod, NAMESPACE)["items"],
+        "services": raw(core.list_namespaced_service, NAMESPACE)["items"],
+    }
+    assert {kind: [i["metadata"]["name"] for i in items] for kind, items in left.items() if items} == {}

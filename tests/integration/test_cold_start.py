@@ -18,6 +18,7 @@ from celery.signals import task_prerun
 from kubernetes import client
 
 from gco_tasks.adapters.locks import RegionState
+from gco_tasks.core.hint import Hint, parse_hint
 from gco_tasks.core.records import Endpoint, parse_spec
 from gco_tasks.flows.fanout import fan_out
 from gco_tasks.flows.reconciler import reconcile
@@ -35,11 +36,16 @@ def create(fleet: Fleet, name: str) -> None:
     fleet.store.create(Endpoint.new(name, parse_spec({"image": "nginx:1.27", "gpu_count": 0}), [REGION]))
 
 
-def hints(fleet: Fleet, now: float | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def hints(fleet: Fleet, now: float | None = None) -> tuple[dict[str, Hint], dict[str, Any]]:
     """One fan-out: the messages it sent (name -> hint, through JSON as Celery sends them), its summary."""
-    sent: dict[str, dict[str, Any]] = {}
-    summary = fan_out(fleet, lambda name, hint: sent.__setitem__(name, json.loads(json.dumps(hint))), now)
-    return sent, summary
+    sent: dict[str, Hint] = {}
+
+    def send(name: str, hint: Hint | None) -> None:
+        parsed = parse_hint(json.loads(json.dumps(hint.as_message()))) if hint is not None else None
+        assert parsed is not None
+        sent[name] = parsed
+
+    return sent, fan_out(fleet, send, now).as_dict()
 
 
 def region_state(fleet: Fleet, name: str) -> str | None:
@@ -86,7 +92,7 @@ def test_a_new_endpoint_is_created_without_a_read_and_looked_at_again_by_its_own
 
     wait_for(lambda: ready(cluster, "cold"), "the Deployment to be ready", timeout=60)
     log.calls.clear()
-    second = reconcile(fleet, "cold", first.requeue.snapshot)
+    second = reconcile(fleet, "cold", first.requeue.hint)
     assert second.state == "running" and second.requeue is None
     assert region_state(fleet, "cold") == "running"
     assert sum(by_name(log, "GET").values()) == 1  # the Deployment: what the status reports
@@ -120,7 +126,7 @@ def test_a_forged_requeue_hint_cannot_hide_a_missing_object(fleet: Fleet, cluste
     client.CoreV1Api(cluster.api_client).delete_namespaced_service("gone", NAMESPACE)
     wait_for(lambda: ready(cluster, "gone"), "the Deployment to be ready", timeout=60)
     now = time.time()
-    reconcile(fleet, "gone", first.requeue.snapshot, now)
+    reconcile(fleet, "gone", first.requeue.hint, now)
     fleet.state.schedule_requeue("gone", now, 2.0, 120.0, 15.0)  # as if a rollout were still going on
     again, summary = hints(fleet, now)
     assert "gone" in again and summary["reasons"].get("change") == 1, summary
@@ -184,7 +190,7 @@ def test_a_worker_sees_a_new_endpoint_running_without_a_second_fan_out(
             sent, _ = hints(fleet)
             tasks.reconcile_endpoint.apply_async(
                 args=["solo"],
-                kwargs={"snapshot": sent["solo"]},
+                kwargs={"hint": sent["solo"].as_message()},
                 queue=fleet.settings.queue,
                 producer=producer,
             )
