@@ -28,15 +28,24 @@ REDIS_RETRY_SECONDS = 30.0
 #: KEYS[1]: the bucket (hash: tokens, at). ARGV: rate (tokens/s), burst, max wait (s), hold (s).
 #: hold = 0: reserve one token; returns {1, wait µs} (reserved: go after wait) or {0, wait µs} (not
 #: reserved: the slot is further than the max wait). hold > 0: empty the bucket for ``hold`` seconds
-#: (a 429's Retry-After); returns {0, hold µs}.
+#: (a 429's Retry-After); returns {0, hold µs}. A third element is 1 when the stored state was junk
+#: (not numbers, NaN, over the burst, or a time more than a second ahead of Redis's clock: written by
+#: someone with Redis access, it would stop every write of the region) and was taken as absent.
 TOKEN_BUCKET_LUA = """
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_wait, hold = tonumber(ARGV[3]), tonumber(ARGV[4])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+local junk = 0
+if (state[1] or state[2]) and (tokens == nil or at == nil or tokens ~= tokens or at ~= at
+    or tokens > burst or tokens == -math.huge or at > now + FUTURE_SLACK) then
+  tokens, at, junk = nil, nil, 1
+end
+tokens = tokens or burst
+at = at or now
 if now > at then
   tokens = math.min(burst, tokens + (now - at) * rate)
   at = now
@@ -54,8 +63,8 @@ else
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return {reserved, math.ceil(wait * 1000000)}
-"""
+return {reserved, math.ceil(wait * 1000000), junk}
+""".replace("FUTURE_SLACK", "1")
 
 
 class WriteThrottled(TransientError):
@@ -141,9 +150,11 @@ class RedisWritePacer:
     def _reserve(self, max_wait: float, hold: float) -> Reservation:
         if self.clock() >= self._redis_down_until:
             try:
-                reserved, micros = self.script(
+                reserved, micros, junk = self.script(
                     keys=[self.key], args=[repr(self.rate), self.burst, repr(max_wait), repr(hold)]
                 )
+                if junk:
+                    log.warning("write pacing: the bucket %s held junk (a future time?): reset", self.key)
                 return Reservation(bool(reserved), int(micros) / 1_000_000)
             except RedisError as exc:
                 log.warning(
