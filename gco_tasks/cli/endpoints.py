@@ -30,7 +30,13 @@ from gco_tasks.cli.conflicts import STATE_ATTEMPTS, spec_overlap, state_conflict
 from gco_tasks.cli.nudge import RegionUrlsError, nudge, outcome, parse_region_urls, region_client, request
 from gco_tasks.cli.repair import force_delete, repair_command
 from gco_tasks.cli.status import status_command
-from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions, open_store, settings_or_fail
+from gco_tasks.cli.support import (
+    AllowUnknownRegionOption,
+    check_regions,
+    complete_region,
+    open_store,
+    settings_or_fail,
+)
 from gco_tasks.cli.views import STATES, columns, list_json, list_rows, list_views
 from gco_tasks.core.config import ConfigError, load_settings
 from gco_tasks.core.fields import json_fallback, validate_endpoint_name
@@ -330,12 +336,17 @@ class ListOutput(StrEnum):
 @endpoints_app.command("list")
 def list_endpoints(
     region: str | None = typer.Option(
-        None, "-r", "--region", help="Only endpoints targeting REGION, with what REGION reports."
+        None,
+        "-r",
+        "--region",
+        help="Only endpoints targeting REGION, with what REGION reports.",
+        autocompletion=complete_region,
     ),
     state: str | None = typer.Option(
         None,
         "--state",
         metavar="STATE",
+        autocompletion=lambda incomplete: [s for s in STATES if s.startswith(incomplete)],
         help=f"Only endpoints whose region (or, without --region, any target region) reports STATE: "
         f"{', '.join(STATES)}.",
     ),
@@ -372,7 +383,11 @@ def list_endpoints(
 def reconcile_now(
     name: str = typer.Argument(..., help="Endpoint name."),
     regions: list[str] | None = typer.Option(
-        None, "-r", "--region", help="Only this region (repeatable); default: every target region."
+        None,
+        "-r",
+        "--region",
+        help="Only this region (repeatable); default: every target region.",
+        autocompletion=complete_region,
     ),
     wait: bool = typer.Option(
         False, "--wait", help="Wait for each region's reconcile and print what it did; exit 1 if one failed."
