@@ -8,9 +8,9 @@ the write, not discovered later.
 
 The known regions come from ``KNOWN_REGIONS`` (comma-separated; empty means the AWS commercial
 regions, generated below from botocore's endpoint data). A new region that is not in the list yet is
-accepted with an explicit override (``--allow-unknown-region``) or by adding it to ``KNOWN_REGIONS``. Whatever the list, a region name must
-have the shape of one (lower-case letters, digits and '-'), because it becomes a queue name
-(``gco.<region>``) and a Redis key prefix.
+accepted with an explicit override (``--allow-unknown-region``) or by adding it to ``KNOWN_REGIONS``.
+Whatever the list, a region name must have the shape of one (lower-case letters, digits and '-'),
+because it becomes a queue name (``gco.<region>``) and a Redis key prefix.
 
 Pure module: no I/O.
 """
