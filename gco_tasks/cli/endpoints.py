@@ -1,14 +1,7 @@
 """`gco-tasks endpoints ...`: edit and inspect the desired state in DynamoDB, like GCO's `gco inference`.
 
-Where it stands in the flow: outside the fleet, before it. Every verb here writes (or reads) the
-``gco-inference-endpoints`` table through ``EndpointStore``; the fleet in each target region then
-converges its cluster to the record and reports ``region_status`` back, which ``status`` shows.
-
-Exit codes: 0 success; 1 not found, invalid input or wrong state (the message names what and why);
-2 usage error (unknown flag, missing argument, a ``K=V`` without ``=``). Every write is conditional on
-what was read; one that loses to the fleet's own writes (status reports, the promotion to ``running``)
-is re-read and re-applied, one that loses to another user's change of the same field or state fails
-saying what changed (``cli.conflicts``); two edits of different fields both land.
+Where it stands in the flow: outside the fleet, before it. Every write is conditional; one that loses to
+the fleet's own writes is re-read and re-applied (``cli.conflicts``). More in docs/architecture.md.
 """
 
 from __future__ import annotations

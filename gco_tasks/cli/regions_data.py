@@ -1,10 +1,8 @@
-"""Where ``core.regions.AWS_COMMERCIAL_REGIONS`` comes from: botocore's endpoint data, the ``aws``
-partition's regions (not GovCloud, not China), the ``us-`` regions first (the typo guess prefers them).
+"""Where ``core.regions.AWS_COMMERCIAL_REGIONS`` comes from: botocore's endpoint data (the ``aws``
+partition, ``us-`` regions first, as the typo guess prefers them).
 
-Where it stands in the flow: a maintainer's tool, outside the fleet. ``python -m gco_tasks.cli.regions_data``
-rewrites the generated block of ``gco_tasks/core/regions.py`` (the core does no I/O and does not import
-botocore); tests/integration/test_cli_regions.py fails when the locked botocore knows another list.
-"""
+Where it stands in the flow: a maintainer's tool, outside the fleet; ``python -m
+gco_tasks.cli.regions_data`` rewrites the generated block; test_cli_regions.py checks it."""
 
 from __future__ import annotations
 

@@ -1,15 +1,7 @@
-"""What a record may ask of a region: caps on replicas, GPUs and container resources, and tolerations
-that name the taint they tolerate.
+"""What a record may ask of a region: caps on replicas, GPUs and container resources, and tolerations that
+name the taint they tolerate.
 
-Where it stands in the flow: at the start of step 2 (render). ``render_endpoint`` checks every record it
-renders for a region against the region's ``EndpointPolicy`` (``RenderOptions.policy``, built from the
-settings), before any object exists; the CLI checks new input against the same rules at the door
-(``policy_problems``). A record over a cap is bad input: ``InvalidEndpointError`` names each field, the
-cap and the setting that sets it, the region reports ``error``, and nothing is applied or deleted
-because of it. Valid Kubernetes is not enough here: the table's writers choose images, so these caps
-bound what one record can take from the region (the namespace's ResourceQuota bounds them all together).
-
-Pure module: no I/O.
+Where it stands in the flow: at the start of step 2 (render). More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -18,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from gco_tasks.core.images import image_repository, registry_allowed
 from gco_tasks.core.records import Endpoint, EndpointSpec, InvalidEndpointError
 from gco_tasks.core.rendering.resources import ACCELERATOR_RESOURCE, container_resources, quantity
 
@@ -32,6 +25,19 @@ DEFAULT_MAX_MEMORY: Final = "1Ti"
 DEFAULT_MAX_GPUS_PER_ENDPOINT: Final = 32
 DEFAULT_MAX_CPU_PER_ENDPOINT: Final = "256"
 
+#: The taint keys a record may tolerate by default: the accelerators' (which the fleet tolerates for
+#: every pod anyway) and the node conditions' (NoExecute: how long to stay on a failing node). Not the
+#: control plane's, ``CriticalAddonsOnly`` or another team's dedicated nodes: the operator lists those.
+DEFAULT_ALLOWED_TOLERATION_KEYS: Final = (
+    "nvidia.com/gpu",
+    "aws.amazon.com/neuron",
+    "aws.amazon.com/neuroncore",
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+)
+#: ``ALLOWED_TOLERATION_KEYS=*``: any keyed taint (keyless ones still need ALLOW_WILDCARD_TOLERATIONS).
+ANY_KEY: Final = "*"
+
 Problem = tuple[str, str]  # (field path, message)
 
 
@@ -45,6 +51,9 @@ class EndpointPolicy:
     max_cpu_per_container: str = DEFAULT_MAX_CPU
     max_memory_per_container: str = DEFAULT_MAX_MEMORY
     allow_wildcard_tolerations: bool = False
+    allowed_toleration_keys: tuple[str, ...] = DEFAULT_ALLOWED_TOLERATION_KEYS
+    #: ALLOWED_IMAGE_REGISTRIES; empty: any registry (off, the default).
+    allowed_image_registries: tuple[str, ...] = ()
     max_gpus_per_endpoint: int = DEFAULT_MAX_GPUS_PER_ENDPOINT
     max_cpu_per_endpoint: str = DEFAULT_MAX_CPU_PER_ENDPOINT
 
@@ -61,9 +70,32 @@ def policy_problems(spec: EndpointSpec, name: str, policy: EndpointPolicy) -> li
     Raises ``InvalidEndpointError`` when the resources themselves are invalid (as rendering would)."""
     return [
         *replica_problems(spec, policy.max_replicas_per_endpoint),
-        *toleration_problems(spec, policy.allow_wildcard_tolerations),
+        *toleration_problems(spec, policy.allow_wildcard_tolerations, policy.allowed_toleration_keys),
         *resource_problems(spec, name, policy),
         *total_problems(spec, name, policy),
+        *image_problems(spec, policy.allowed_image_registries),
+    ]
+
+
+def image_problems(spec: EndpointSpec, allowed: tuple[str, ...]) -> list[Problem]:
+    """Images (primary, per region, canary) from a registry not in ``allowed``; none when it is empty."""
+    if not allowed:
+        return []
+    images = [("spec.image", spec.image)]
+    images += [
+        (f"spec.region_image_uris.{region}", image) for region, image in spec.region_image_uris.items()
+    ]
+    if spec.canary is not None:
+        images.append(("spec.canary.image", spec.canary.image))
+    return [
+        (
+            path,
+            f"{image_repository(image)} is not from a registry this region allows "
+            f"(ALLOWED_IMAGE_REGISTRIES: {', '.join(allowed)}); push the image there, or have the "
+            "operator add its registry",
+        )
+        for path, image in images
+        if not registry_allowed(image, allowed)
     ]
 
 
@@ -82,20 +114,36 @@ def replica_problems(spec: EndpointSpec, cap: int) -> list[Problem]:
     ]
 
 
-def toleration_problems(spec: EndpointSpec, allow_wildcard: bool) -> list[Problem]:
+def toleration_problems(
+    spec: EndpointSpec,
+    allow_wildcard: bool,
+    allowed_keys: tuple[str, ...] = DEFAULT_ALLOWED_TOLERATION_KEYS,
+) -> list[Problem]:
     """Tolerations without a key (operator ``Exists``) tolerate every taint, the control plane's and
-    other dedicated nodes' too: refused unless ALLOW_WILDCARD_TOLERATIONS is on."""
-    if allow_wildcard:
-        return []
-    return [
-        (
-            f"spec.tolerations[{index}]",
-            "has no key, so it tolerates every taint (control-plane and other dedicated nodes too); "
-            "name the taint's key, or have the operator set ALLOW_WILDCARD_TOLERATIONS=true",
-        )
-        for index, toleration in enumerate(spec.tolerations or [])
-        if not toleration.key
-    ]
+    other dedicated nodes' too: refused unless ALLOW_WILDCARD_TOLERATIONS is on. A keyed toleration must
+    name a key of ALLOWED_TOLERATION_KEYS (``*``: any key), so a record cannot put its pods on nodes
+    tainted for the control plane, system add-ons or another team."""
+    found = []
+    for index, toleration in enumerate(spec.tolerations or []):
+        path = f"spec.tolerations[{index}]"
+        if not toleration.key and not allow_wildcard:
+            found.append(
+                (
+                    path,
+                    "has no key, so it tolerates every taint (control-plane and other dedicated nodes "
+                    "too); name the taint's key, or have the operator set ALLOW_WILDCARD_TOLERATIONS=true",
+                )
+            )
+        elif toleration.key and ANY_KEY not in allowed_keys and toleration.key not in allowed_keys:
+            found.append(
+                (
+                    f"{path}.key",
+                    f"{toleration.key!r} is not a taint this region lets records tolerate "
+                    f"(ALLOWED_TOLERATION_KEYS: {', '.join(allowed_keys) or 'none'}); drop the toleration, "
+                    "or have the operator add the key",
+                )
+            )
+    return found
 
 
 def resource_problems(spec: EndpointSpec, name: str, policy: EndpointPolicy) -> list[Problem]:

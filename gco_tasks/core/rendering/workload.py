@@ -49,6 +49,8 @@ class RenderOptions:
                 max_cpu_per_container=settings.max_cpu_per_container,
                 max_memory_per_container=settings.max_memory_per_container,
                 allow_wildcard_tolerations=settings.allow_wildcard_tolerations,
+                allowed_toleration_keys=settings.allowed_toleration_key_list,
+                allowed_image_registries=settings.allowed_image_registry_list,
                 max_gpus_per_endpoint=settings.max_gpus_per_endpoint,
                 max_cpu_per_endpoint=settings.max_cpu_per_endpoint,
             ),

@@ -30,6 +30,7 @@ POLICY = EndpointPolicy(
     max_gpus_per_pod=2,
     max_cpu_per_container="8",
     max_memory_per_container="64Gi",
+    allowed_toleration_keys=("team",),
 )
 Obj = dict[str, Any]
 
@@ -174,6 +175,7 @@ def test_settings_build_the_policy() -> None:
         "MAX_CPU_PER_CONTAINER": "8",
         "MAX_MEMORY_PER_CONTAINER": "64Gi",
         "ALLOW_WILDCARD_TOLERATIONS": "true",
+        "ALLOWED_TOLERATION_KEYS": "team",
     }
     policy = RenderOptions.from_settings(load_settings(environ)).policy
     assert policy == replace(POLICY, allow_wildcard_tolerations=True)
@@ -265,3 +267,62 @@ def test_default_per_endpoint_caps_leave_the_example_quota_to_more_than_one_reco
     policy = EndpointPolicy()
     assert 2 * policy.max_gpus_per_endpoint <= int(hard["requests.nvidia.com/gpu"])
     assert 2 * int(policy.max_cpu_per_endpoint) <= int(hard["requests.cpu"])
+
+
+# --------------------------------------------------------------------------- taint keys (finding 5)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "node-role.kubernetes.io/control-plane",
+        "CriticalAddonsOnly",
+        "dedicated",
+        "node.kubernetes.io/unschedulable",
+    ],
+)
+def test_a_record_may_tolerate_only_the_allowed_taint_keys(key: str) -> None:
+    """Issue 22, finding 5: a record could tolerate any keyed taint (the control plane's, system add-ons',
+    another team's dedicated nodes). By default only the accelerators' and the node conditions' keys are
+    allowed; anything else reads error naming the toleration's key and ALLOWED_TOLERATION_KEYS."""
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists"}, {"key": key, "operator": "Exists"}]
+    found = dict(policy_problems(spec(tolerations=tolerations), "demo", EndpointPolicy()))
+    assert list(found) == ["spec.tolerations[1].key"]
+    assert (
+        repr(key) in found["spec.tolerations[1].key"]
+        and "ALLOWED_TOLERATION_KEYS" in found["spec.tolerations[1].key"]
+    )
+    item = {
+        "endpoint_name": "demo",
+        "target_regions": [REGION],
+        "spec": {"image": "x", "tolerations": tolerations},
+    }
+    with pytest.raises(InvalidEndpointError, match="ALLOWED_TOLERATION_KEYS"):
+        render_endpoint(Endpoint.from_item(item), REGION, RenderOptions())
+
+
+def test_the_default_keys_render_and_the_operator_may_widen_them() -> None:
+    allowed = [
+        {"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"},
+        {
+            "key": "node.kubernetes.io/unreachable",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 30,
+        },
+    ]
+    assert policy_problems(spec(tolerations=allowed), "demo", EndpointPolicy()) == []
+    team = [{"key": "example.com/team", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
+    settings = load_settings({"ALLOWED_TOLERATION_KEYS": "nvidia.com/gpu, example.com/team"})
+    policy = RenderOptions.from_settings(settings).policy
+    assert policy.allowed_toleration_keys == ("nvidia.com/gpu", "example.com/team")
+    assert policy_problems(spec(tolerations=team), "demo", policy) == []
+    anything = RenderOptions.from_settings(load_settings({"ALLOWED_TOLERATION_KEYS": "*"})).policy
+    assert (
+        policy_problems(spec(tolerations=[{"key": "dedicated", "operator": "Exists"}]), "demo", anything)
+        == []
+    )
+    keyless = [{"operator": "Exists"}]  # '*' is any key, not every taint: that is ALLOW_WILDCARD_TOLERATIONS
+    assert list(dict(policy_problems(spec(tolerations=keyless), "demo", anything))) == ["spec.tolerations[0]"]
+    with pytest.raises(ConfigError, match="ALLOWED_TOLERATION_KEYS"):
+        load_settings({"ALLOWED_TOLERATION_KEYS": "bad key!"})

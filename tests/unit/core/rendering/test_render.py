@@ -245,9 +245,8 @@ def test_cpu_only_endpoint_has_no_devices_and_no_default_node_selector() -> None
 
 def test_spec_tolerations_are_honoured_after_the_accelerator_one_without_duplicates() -> None:
     own = {
-        "key": "dedicated",
-        "operator": "Equal",
-        "value": "ml",
+        "key": "node.kubernetes.io/unreachable",
+        "operator": "Exists",
         "effect": "NoExecute",
         "tolerationSeconds": 60,
     }

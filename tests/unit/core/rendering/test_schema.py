@@ -52,6 +52,7 @@ UNCAPPED = EndpointPolicy(
     "1e9",
     "1e18",
     allow_wildcard_tolerations=True,
+    allowed_toleration_keys=("*",),
     max_gpus_per_endpoint=2**62,
     max_cpu_per_endpoint="1e30",
 )
