@@ -104,7 +104,7 @@ class Chaos:
     def break_record(self, name: str) -> None:
         """Write ``name`` as another tool might, malformed (a port that is not a number): the one kind of
         record allowed to end in ``error`` (with a reason)."""
-        item = {"endpoint_name": name, "desired_state": "running", "target_regions": [REGION]}
+        item: dict[str, Any] = {"endpoint_name": name, "desired_state": "running", "target_regions": [REGION]}
         item["spec"] = {"image": "nginx:1.27", "port": "eighty"}
         self.store.client.put_item(TableName=self.store.table_name, Item=_typed(item))
         self.intents[name] = "running"
