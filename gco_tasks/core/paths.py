@@ -1,17 +1,8 @@
 """Paths on the shared load balancer: a younger record cannot equal or shadow an older one's.
 
-Where it stands in the flow: the fan-out (which holds every record of the region from its Scan) and the
-reconciler's consistent-read path both call ``shadowed_paths``; a reconcile whose record it names is
-refused with an ``error`` status naming the other endpoint, and nothing of it is applied or deleted.
-Pure.
-
-Every endpoint of a region gets an Ingress on one shared ALB. Kubernetes' ``Prefix`` path type matches
-by path segments, so ``/inference/a`` also serves ``/inference/a/b`` but not ``/inference/ab``: two
-endpoints whose paths are equal, or one a segment-wise prefix of the other, fight over requests. The
-rule is deterministic whatever the order of edits: records are taken oldest first (``created_at``, then
-the name; a record without a readable ``created_at`` counts as the youngest), and each keeps its path
-unless it collides with a path already kept, in which case it is shadowed by that record. Records
-marked ``deleted`` hold no path; stopped ones keep theirs (their Ingress comes back on ``start``).
+Where it stands in the flow: the fan-out (from its Scan) and the reconciler's consistent-read path both
+call ``shadowed_paths``; a record it names is refused with an ``error`` status naming the other endpoint,
+and nothing of it is applied or deleted. More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """One reconcile cycle of a region: read the table and the cluster once, send a reconcile message only
-for the endpoints that need work.
+for the endpoints that need work (``triage``), each with a hint, never the record.
 
-Where it stands in the flow: beat sends the ``fan_out`` task every ``RECONCILE_INTERVAL_SECONDS``; it
-calls ``fan_out`` here, which sends ``reconcile_endpoint`` messages to the region's queue. The cost
-model that matters: a fan-out is one paginated Scan plus one label-selected LIST per kind, and an endpoint
-in sync costs nothing more: no message, no Kubernetes call, no DynamoDB write. ``triage`` decides, per
-endpoint, with the reconciler's own pure rules (render, drift, plan, status), whether anything needs
-doing; a message carries only the name and a hint (``observe.Hint``: when, the record's ``updated_at``,
-why, the digests of the live objects and, from the Scan, an older endpoint whose path this one's
-shadows), never the record: the worker reads that from the table.
-
-An endpoint whose message is still waiting in the queue (a pending mark in Redis) is not sent again.
+Where it stands in the flow: beat sends ``fan_out`` every ``RECONCILE_INTERVAL_SECONDS``; the messages
+go to the region's queue. The cost model: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -23,13 +15,14 @@ from typing import Any, Protocol
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.config import Settings
+from gco_tasks.core.hint import Hint
 from gco_tasks.core.paths import shadowed_paths
-from gco_tasks.core.plan import endpoint_name_of
+from gco_tasks.core.plan import objects_by_endpoint
 from gco_tasks.core.ports import ClusterReads, FanOutMarks, RecordScan, Sender
 from gco_tasks.core.records import RecordHeader
 from gco_tasks.core.rendering import RenderOptions
+from gco_tasks.core.results import FanOutResult
 from gco_tasks.core.triage import Cycle, Verdict, triage
-from gco_tasks.flows.observe import Hint
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +40,12 @@ class FanOutPorts(Protocol):
     def state(self) -> FanOutMarks: ...
     @property
     def render_options(self) -> RenderOptions: ...
+    @property
+    def configurations_run(self) -> set[tuple[str, str]]:
+        """The configurations (region, render options) this process's fan-outs have run under: under one
+        not run before (a worker started after its ConfigMap changed) every endpoint whose error is about
+        the record as it is now is sent once at once, not at its resync slot."""
+        ...
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -65,19 +64,6 @@ def items_by_name(items: Iterable[Mapping[str, Any]]) -> tuple[dict[str, dict[st
     return by_name, skipped
 
 
-def objects_by_endpoint(
-    objects: Iterable[Mapping[str, Any]], known_names: frozenset[str] | set[str]
-) -> dict[str, list[Mapping[str, Any]]]:
-    """The live objects of each endpoint (``plan.endpoint_name_of``); objects of no endpoint are left
-    alone."""
-    grouped: dict[str, list[Mapping[str, Any]]] = {}
-    for obj in objects:
-        name = endpoint_name_of(obj, known_names)
-        if name is not None:
-            grouped.setdefault(name, []).append(obj)
-    return grouped
-
-
 def verdicts(
     cycle: Cycle, items: Mapping[str, Mapping[str, Any]], grouped: Mapping[str, Sequence[Mapping[str, Any]]]
 ) -> dict[str, Verdict]:
@@ -88,27 +74,27 @@ def verdicts(
     }
 
 
-def make_snapshot(
+def make_hint(
     item: Mapping[str, Any] | None, verdict: Verdict, now: float, shadowed_by: str | None = None
-) -> dict[str, Any]:
+) -> Hint:
     """What a reconcile message carries besides the name: the hint (never the record), with the older
     endpoint whose path this one's equals or shadows (``paths``), if the Scan found one."""
     updated_at = item.get("updated_at") if item is not None else None
     version = str(updated_at) if updated_at is not None else None
-    return Hint(now, verdict.observed, version, verdict.reason, shadowed_by).as_message()
+    return Hint(now, verdict.observed, version, verdict.reason, shadowed_by)
 
 
 # --------------------------------------------------------------------------- the cycle
 
 
-def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[str, Any]:
+def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> FanOutResult:
     """One cycle for the region: read the table and the cluster once, send a message for each endpoint
     that needs work (unless one is already waiting)."""
     now = time.time() if now is None else now
     settings = ports.settings
     with ports.state.fan_out_lock(ttl_seconds=settings.task_time_limit_seconds) as acquired:
         if not acquired:
-            return {"skipped": "another fan-out of this region is running"}
+            return FanOutResult(skipped="another fan-out of this region is running")
         items, skipped = items_by_name(ports.store.scan_items())
         for keys in skipped:
             log.warning("skipping a table item without a string endpoint_name: keys %s", keys)
@@ -123,29 +109,22 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
         marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
         sent = [name for name in wanted if marks[name]]
         for name in sent:
-            send(name, make_snapshot(items.get(name), found[name], now, shadowed.get(name)))
-        _CONFIGURATIONS_RUN.add(_configuration(ports))
+            send(name, make_hint(items.get(name), found[name], now, shadowed.get(name)))
+        ports.configurations_run.add(_configuration(ports))
         pending = len(wanted) - len(sent)
         reasons = Counter(str(found[name].reason) for name in sent)
         log.info(
             "fan-out %s: %d sent %s, %d already pending", settings.region, len(sent), dict(reasons), pending
         )
         orphans = sorted(set(grouped) - set(items))
-        return {
-            "records": len(items),
-            "sent": len(sent),
-            "already_pending": pending,
-            "in_sync": len(found) - len(wanted),
-            "reasons": dict(reasons),
-            "orphans": orphans,
-        }
-
-
-#: The configurations (region and render options) a fan-out of this process has run under. A reported
-#: error about the record as it is now is sent again only at its resync slot, but under a configuration
-#: not run before (a worker started after its ConfigMap changed: a cap raised, wildcard tolerations
-#: allowed) every such endpoint is sent once at once, so the change takes effect in the next cycle.
-_CONFIGURATIONS_RUN: set[tuple[str, str]] = set()
+        return FanOutResult(
+            records=len(items),
+            sent=len(sent),
+            already_pending=pending,
+            in_sync=len(found) - len(wanted),
+            reasons=dict(reasons),
+            orphans=orphans,
+        )
 
 
 def _configuration(ports: FanOutPorts) -> tuple[str, str]:
@@ -166,5 +145,5 @@ def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle
         withheld=frozenset(ports.state.withheld()),
         resyncs=first,
         shadowed=dict(shadowed),
-        retry_errors=_configuration(ports) not in _CONFIGURATIONS_RUN,
+        retry_errors=_configuration(ports) not in ports.configurations_run,
     )

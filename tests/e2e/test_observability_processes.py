@@ -4,7 +4,7 @@ killed mid-task loses its live gauge but keeps its counts; a stale file of a pre
 start; JSON log lines carry the task context. A ``celery beat`` serves its sends and the queue depth
 it causes (no worker consumes), computed from Redis at scrape time.
 
-The processes run ``tests/e2e/observed_app.py``, which installs the same ``observability`` as the
+The processes run ``tests/e2e/observed_app.py``, which installs the same ``exporter`` as the
 fleet's own app (whose processes ``test_wired_fleet.py`` scrapes).
 """
 

@@ -22,6 +22,7 @@ import pytest
 
 from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.core.config import load_settings
+from gco_tasks.core.hint import Hint, parse_hint
 from gco_tasks.flows.fanout import fan_out
 from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet
@@ -39,9 +40,14 @@ def make_fleet(redis_url: str, kube_client: Any, region: str = REGION, **setting
 def run_cycle(fleet: Fleet, now: float | None = None) -> list[dict[str, Any]]:
     """One fan-out, then every message it sent, reconciled in turn; returns the task results. ``now``
     (default: the clock) is the moment of both, e.g. to choose a cycle no resync slot falls in."""
-    messages: list[tuple[str, dict[str, Any]]] = []
-    fan_out(fleet, lambda name, snapshot: messages.append((name, json.loads(json.dumps(snapshot)))), now)
-    return [reconcile(fleet, name, snapshot, now).as_dict() for name, snapshot in messages]
+    messages: list[tuple[str, Hint | None]] = []
+    fan_out(fleet, lambda name, hint: messages.append((name, wire(hint))), now)
+    return [reconcile(fleet, name, hint, now).as_dict() for name, hint in messages]
+
+
+def wire(hint: Hint | None) -> Hint | None:
+    """A hint as the worker gets it: through Celery's JSON, then parsed by the task."""
+    return parse_hint(json.loads(json.dumps(hint.as_message()))) if hint is not None else None
 
 
 class RequestLog:

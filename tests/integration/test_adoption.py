@@ -24,7 +24,7 @@ import pytest
 from kubernetes import client
 
 from gco_tasks.cli.diff import Change, clean, compute_changes
-from gco_tasks.core.cutover import LEGACY_FIELD_MANAGERS
+from gco_tasks.core.adoption import LEGACY_FIELD_MANAGERS
 from gco_tasks.core.records import Endpoint, parse_spec
 from gco_tasks.core.rendering import desired_objects
 from gco_tasks.flows.observe import candidate_keys, read_digests

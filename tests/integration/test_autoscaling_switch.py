@@ -1,7 +1,7 @@
 """Autoscaling on and off never moves the current replica count, and a count the HPA chose is left alone.
 
 A thread reads the Deployment's ``spec.replicas`` every few milliseconds while the fleet switches
-autoscaling on (the HPA gets the field: ``handover``) and off again (the record's count comes back). On
+autoscaling on (the HPA gets the field: ``hpa_handover``) and off again (the record's count comes back). On
 the real control plane the HPA controller runs (its sync period is 5 s there; while no pod reports usage
 it has no metrics, so in range it leaves the count alone); the stand-in shows the same server-side-apply
 ownership without it. Turning autoscaling on without the handover drops a 3-replica Deployment to 1 at
@@ -24,7 +24,7 @@ from kubernetes import client
 from gco_sandbox.controlplane import raw
 from gco_sandbox.metrics_api import USAGE_ANNOTATIONS
 from gco_tasks.core.conventions import FIELD_MANAGER, HANDOVER_MANAGER
-from gco_tasks.core.handover import owns_replicas
+from gco_tasks.core.hpa_handover import owns_replicas
 from gco_tasks.core.records import Endpoint, parse_spec
 from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet

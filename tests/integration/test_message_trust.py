@@ -23,8 +23,9 @@ from gco_tasks.core.records import Endpoint, parse_spec
 from gco_tasks.core.rendering import desired_objects
 from gco_tasks.flows.fanout import fan_out
 from gco_tasks.flows.observe import candidate_keys, read_digests
-from gco_tasks.worker.app import app, use_fleet
+from gco_tasks.worker.app import app
 from gco_tasks.worker.fleet import Fleet
+from gco_tasks.worker.process import use_fleet
 from tests.clusters import Cluster
 
 from .harness import REGION, converge
@@ -63,9 +64,10 @@ def state(fleet: Fleet) -> str | None:
     return (item.get("region_status", {}).get(REGION) or {}).get("state")
 
 
-def send(fleet: Fleet, name: str, snapshot: dict[str, Any]) -> dict[str, Any]:
-    """Publish a crafted reconcile message and wait for the worker's result."""
-    result = app.send_task(TASK, args=[name], kwargs={"snapshot": snapshot}, queue=fleet.settings.queue)
+def send(fleet: Fleet, name: str, hint: dict[str, Any], argument: str = "hint") -> dict[str, Any]:
+    """Publish a crafted reconcile message and wait for the worker's result (``argument="snapshot"``: the
+    name older fan-outs sent the hint under)."""
+    result = app.send_task(TASK, args=[name], kwargs={argument: hint}, queue=fleet.settings.queue)
     outcome: dict[str, Any] = result.get(timeout=60)
     return outcome
 
@@ -211,12 +213,12 @@ def test_a_replayed_old_message_applies_what_the_table_says_now(
     item = deploy_and_settle(fleet)
     captured: list[dict[str, Any]] = []
     fleet.store.update_spec("victim", lambda spec: spec.with_changes(image="nginx:1.28"))
-    fan_out(fleet, lambda name, snapshot: captured.append(json.loads(json.dumps(snapshot))))
+    fan_out(fleet, lambda name, hint: captured.append(json.loads(json.dumps(hint and hint.as_message()))))
     assert captured, "the spec change is sent"
     send(fleet, "victim", captured[0])
     assert live_deployment(cluster).spec.template.spec.containers[0].image == "nginx:1.28"
     old = {"taken_at": time.time() - 600, "item": item, "observed": []}  # from before the change
-    send(fleet, "victim", old)
+    send(fleet, "victim", old, argument="snapshot")  # as an older fan-out sent it
     assert live_deployment(cluster).spec.template.spec.containers[0].image == "nginx:1.28"
 
 
@@ -224,7 +226,7 @@ def test_the_fan_outs_messages_carry_no_record_and_no_env_value(fleet: Fleet) ->
     spec = {"image": "nginx:1.27", "gpu_count": 0, "env": {"TOKEN": SECRET}}
     fleet.store.create(Endpoint.new("victim", parse_spec(spec), [REGION]))
     messages: list[tuple[str, dict[str, Any]]] = []
-    fan_out(fleet, lambda name, snapshot: messages.append((name, snapshot)))
+    fan_out(fleet, lambda name, hint: messages.append((name, hint.as_message() if hint else {})))
     assert [name for name, _ in messages] == ["victim"]
     body = json.dumps(messages)
     assert SECRET not in body and "TOKEN" not in body and '"spec"' not in body and '"item"' not in body

@@ -10,7 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gco_tasks.core.conventions import FIELD_MANAGER, HANDOVER_MANAGER
-from gco_tasks.core.handover import handover_candidates, hpa_deletions_first, owns_replicas, replicas_handover
+from gco_tasks.core.hpa_handover import (
+    handover_candidates,
+    hpa_deletions_first,
+    owns_replicas,
+    replicas_handover,
+)
 from gco_tasks.core.intake import bounded, name_problem, travels_as_json
 from gco_tasks.core.ownership import claim_problem, creations
 from gco_tasks.core.paths import collide, segments, shadowed_paths, shadowing_message
