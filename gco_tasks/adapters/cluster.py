@@ -1,20 +1,7 @@
 """The Kubernetes gateway: the only module that talks to a cluster's API server.
 
-Where it stands in the flow: step 3 (observe) and step 5 (apply) of ``reconcile_endpoint``, and the
-LISTs of ``fan_out`` and ``watchdog``. Reads are label-selected LISTs (a handful per cycle, never a GET per
-endpoint), paginated (``LIST_PAGE_SIZE``); writes are server-side apply (field manager ``gco-tasks``,
-force) and deletes, each first granted a slot by the region's ``WritePacer`` (``ratelimit``: a
-fleet-wide token bucket in Redis), and a 429 tells the pacer to hold every writer of the region off for
-the Retry-After the server named. Objects travel as plain dicts (the raw JSON of the API), so the pure
-core never sees client models.
-
-The client's exceptions (``ApiException``, urllib3's, socket errors, a missing configuration) stop
-here, translated into ``gco_tasks.core.errors``: ``TransientClusterError`` (409 and 429, 5xx, timeouts,
-connection failures: retried with backoff), ``PermanentClusterError`` (a write refused with another
-4xx, e.g. 422 Invalid: reported as the endpoint's ``error`` status, never retried) and
-``ClusterUnavailableError`` (a LIST refused, or no configuration: the region's setup is wrong, the
-cycle is skipped). Every request is counted in ``gco_kube_requests_total{verb,resource,code}``
-(``_call``).
+Where it stands in the flow: step 3 (observe) and step 5 (apply) of ``reconcile_endpoint``, and the LISTs of
+``fan_out`` and ``watchdog``. More in docs/architecture.md.
 """
 
 from __future__ import annotations

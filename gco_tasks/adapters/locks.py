@@ -1,27 +1,8 @@
-"""Redis state of the fleet: locks, the queue's dedup marks and the watchdog's clocks.
+"""Redis state of a region: ``RegionState`` is its locks (leases renewed while held), pending marks, cycle
+claims, the watchdog's memory and the paths' first sightings, over one client that follows the broker.
 
-Where it stands in the flow: around the tasks. ``fan_out`` takes the region's fan-out lock and marks each
-endpoint it enqueues as pending (so a slow or stopped worker pool does not pile up work);
-``reconcile_endpoint`` clears the mark and takes the endpoint's lock (step 1); ``watchdog`` keeps its
-unready-since clocks and the set of endpoints whose Ingress it withholds here, shared by every worker
-and surviving restarts.
-
-Locks are an optimisation, not the guarantee: they are redis-py ``Lock`` objects (token + TTL) and may
-expire mid-task; idempotent writes keep the cluster right when they do. Their TTL is short (a lease,
-``LOCK_LEASE_SECONDS``, 10 s by default) and a thread renews it (``Lock.reacquire``) every third of it
-while the task runs, up to the task's time limit: a worker killed with ``kill -9`` stops renewing, and
-its endpoint is free again one lease later instead of one time limit later.
-
-``redis_client`` builds the fleet's own client from ``REDIS_URL`` as Celery reads it (plain, TLS with
-certificate verification, or the primary Sentinel names), so locks, marks and clocks follow the same
-primary as the broker after a failover. Every key is named in
-``gco_tasks.core.conventions.RegionKeys`` (under ``gco:<region>:``, so regions sharing one Redis never
-collide). Junk written there by someone with Redis access never stops a cycle: an unreadable clock or
-withheld member is absent (and logged), a lock or mark without TTL gets one. Redis's exceptions do not
-leave this module: a lost connection or a timeout is a
-``TransientError`` (retried), any other Redis error an ``InfrastructureError``. Each lock counts, in
-``adapters.metrics``, the acquisitions that found it held, how long it was held, and whether its lease
-had been lost (expired) by its release.
+Where it stands in the flow: around the tasks (fan-out marks, reconcile locks, watchdog clocks). Junk
+written there never stops a cycle: it reads as absent, and is logged. More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,29 +1,7 @@
-"""Log lines of the fleet: readable text by default, one JSON object per line with ``LOG_FORMAT=json``,
-each carrying the endpoint, region and task it belongs to.
+"""Log lines of the fleet: readable text by default, one JSON object per line with ``LOG_FORMAT=json``, each
+carrying the endpoint, region and task it belongs to.
 
-Where it stands in the flow: around every process. ``exporter.install`` connects Celery's
-``after_setup_logger`` / ``after_setup_task_logger`` signals to ``celery_logger_ready`` (Celery sets up
-its handlers, we then give them our filters and, in JSON mode, our formatter) and ``task_prerun`` /
-``task_postrun`` to ``bind`` / ``restore`` of the task id. ``worker.telemetry`` runs each reconcile in
-``log_context(endpoint=...)`` and logs its outcome with ``extra={"result": ..., "duration_ms": ...}``.
-Other processes (the CLI) call ``configure``.
-
-JSON fields: ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, then ``endpoint``,
-``region``, ``task_id``, ``result``, ``duration_ms`` when known, then any other ``extra``; ``exc_info``
-holds a traceback.
-
-Why python-json-logger and not structlog: the fleet's log lines come mostly from libraries that log
-through the standard ``logging`` module (Celery, kombu, redis, botocore, urllib3) and from our own
-``logging.getLogger(__name__)`` calls. python-json-logger is only a ``logging.Formatter``: swapping the
-formatter of the handlers Celery already set up turns *all* of them into JSON without touching a call
-site, and text mode stays exactly Celery's own format. structlog would need its ``ProcessorFormatter``
-bridge for the same result plus a second logging API beside the standard one.
-
-No secret in a log line: a password in a URL (``redis://:secret@host``) in any message is replaced by
-``***`` before any handler writes it, botocore's, urllib3's and the Kubernetes client's DEBUG lines
-(credentials, table and object bodies) are never written, and a task's arguments, which Celery
-attaches to its task lines for structured formatters (``extra={"data": ...}``), are dropped before the
-JSON formatter sees them.
+Where it stands in the flow: around every process. More in docs/architecture.md.
 """
 
 from __future__ import annotations

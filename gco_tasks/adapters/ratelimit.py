@@ -2,23 +2,7 @@
 
 Where it stands in the flow: under the cluster gateway (``cluster.ClusterGateway``), which asks its
 ``WritePacer`` for a slot before every server-side apply and delete, and tells it when the API server
-answered 429. A mass change (a cold start, 10,000 images at once) then reaches the region's API server at
-``KUBE_WRITE_RATE`` writes per second with bursts of at most ``KUBE_WRITE_BURST``, however many worker
-processes share the work, instead of as fast as the workers can send.
-
-How: a token bucket kept in one Redis hash per region (``RegionKeys.kube_write_bucket``), updated by an
-atomic Lua script (redis-py ``register_script``) on Redis's own clock (``TIME``), so workers on different
-machines agree. A caller *reserves* the next slot and sleeps until it (``golang.org/x/time/rate``'s
-Reserve): one round trip per write, fair in arrival order, and the bucket may go below zero by at most
-``MAX_WAIT_SECONDS`` of writes. A slot further away than that is not reserved: ``acquire`` raises
-``WriteThrottled`` (a ``TransientError`` carrying ``retry_after``), so the task retries later rather than
-holding a worker. A 429 (``hold_off``) empties the bucket for the Retry-After the API server named, so
-every worker of the region waits, not only the one that was refused.
-
-Fail safe: when Redis does not answer (or refuses the script: a read-only replica mid-failover) each
-process falls back to a local bucket of its own with the same rate and burst, and tries Redis again after
-``REDIS_RETRY_SECONDS``. While that lasts the region's bound is the rate times the number of writing
-processes; with Redis (the broker) away no new task arrives, so only tasks already running write.
+answered 429. More in docs/architecture.md.
 """
 
 from __future__ import annotations

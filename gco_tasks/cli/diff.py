@@ -1,23 +1,8 @@
-"""`gco-tasks diff NAME --region R`: what the next reconcile of NAME would change in a region, computed
-by the API server, as a unified diff.
+"""`gco-tasks diff NAME --region R`: what the next reconcile of NAME would change in a region, computed by the
+API server, as a unified diff.
 
-Where it stands in the flow: beside the fleet, never in it (the runbook's first step before a cut-over
-from GCO's monitor, or before any change). It reads the record from the table, renders it as a worker
-would (``rendering.desired_objects``), reads the endpoint's live objects by name from the cluster that
-``KUBECONFIG`` (or the in-cluster configuration) names, and asks the API server what each apply would
-store: a server-side apply with ``dryRun=All`` (defaulting, admission and validation included, nothing
-stored). For an object GCO's monitor still co-owns, the reconcile first hands its fields over and the
-apply then removes what only GCO set (``core.adoption``); the diff shows that too: those fields are taken out
-of the dry-run result (``core.adoption.handover_removals``) and the result is defaulted by a dry-run
-``replace``. Objects to create and to delete are listed (not those already being deleted); a Deployment
-whose pod template would change is marked, since its pods restart. The Ingress is shown as the record
-wants it: the watchdog's withholding (in Redis) is not consulted.
-
-Bookkeeping is left out of both sides (``managedFields``, ``resourceVersion``, ``generation``, ``uid``,
-timestamps, ``status``, the Deployment controller's revision annotation), and env var values are
-shown as ``***`` (``*** (changed)`` on the new side of a value that changes). Exit codes, as diff(1): 0 no
-difference, 1 differences, 2 trouble (usage, a record that is missing or invalid, an unreachable table
-or cluster).
+Where it stands in the flow: beside the fleet, never in it (the runbook's first step before a cut-over from
+GCO's monitor, or before any change). More in docs/architecture.md.
 """
 
 from __future__ import annotations

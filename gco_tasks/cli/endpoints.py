@@ -1,12 +1,7 @@
 """`gco-tasks endpoints ...`: edit and inspect the desired state in DynamoDB, like GCO's `gco inference`.
 
-Where it stands in the flow: outside the fleet, before it. Every verb here writes (or reads) the
-``gco-inference-endpoints`` table through ``EndpointStore``; the fleet in each target region then
-converges its cluster to the record and reports ``region_status`` back, which ``status`` shows.
-
-Exit codes: 0 success; 1 not found, invalid input or wrong state (the message names what and why);
-2 usage error (unknown flag, missing argument, a ``K=V`` without ``=``). Spec edits are optimistic
-read-modify-writes (``EndpointStore.update_spec``), so two operators editing at once both land.
+Where it stands in the flow: outside the fleet, before it. Every write is conditional; one that loses to
+the fleet's own writes is re-read and re-applied (``cli.conflicts``). More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -24,6 +19,7 @@ import yaml
 
 from gco_tasks.adapters.store import EndpointExistsError, EndpointStore
 from gco_tasks.cli.admission import admit
+from gco_tasks.cli.conflicts import STATE_ATTEMPTS, spec_overlap, state_conflict_message, state_decision
 from gco_tasks.cli.nudge import RegionUrlsError, nudge, parse_region_urls
 from gco_tasks.cli.repair import force_delete, repair_command
 from gco_tasks.cli.status import status_command
@@ -211,9 +207,8 @@ def scale(
 ) -> None:
     """Set the replica count (keeps the desired state)."""
     with _store() as store:
-        endpoint = store.update_spec(
-            name, lambda spec: admit(spec.with_changes(replicas=replicas), name, spec), desired_state=None
-        )
+        change = _guarded(name, lambda spec: admit(spec.with_changes(replicas=replicas), name, spec))
+        endpoint = store.update_spec(name, change, desired_state=None)
     typer.echo(f"Endpoint {name} scaled to {endpoint.spec.replicas} replicas.")
     _nudge(name, endpoint.target_regions)
 
@@ -380,23 +375,59 @@ def _set_state(
     keep_if: tuple[str, ...] = (),
 ) -> list[str]:
     """Move ``desired_state`` to ``state``, conditional on the state read (no lost transitions); returns
-    the regions that changed (none when the state already was ``state``)."""
+    the regions that changed (none when the state already was ``state``). A write that loses to the
+    fleet's promotion (``deploying`` -> ``running``) is re-read and re-applied (bounded); one that loses to
+    another user's change of the desired state fails, saying what it became."""
     with _store() as store:
         endpoint = store.get(name)
-        current = endpoint.desired_state
-        if current not in allowed_from:
-            _fail(f"endpoint {name!r} is {current}; cannot make it {state}")
-        if current == state or current in keep_if:
-            return []
-        if not store.update_desired_state(name, state, expected_state=current):
-            _fail(f"endpoint {name!r} changed meanwhile (or was removed); check `status {name}` and retry")
-        return list(endpoint.target_regions)
+        for _ in range(STATE_ATTEMPTS):
+            current = endpoint.desired_state
+            if current not in allowed_from:
+                _fail(f"endpoint {name!r} is {current}; cannot make it {state}")
+            if current == state or current in keep_if:
+                return []
+            if store.update_desired_state(name, state, expected_state=current):
+                return list(endpoint.target_regions)
+            item = store.get_item(name)
+            now = item.get("desired_state") if item else None
+            decision = state_decision(state, current, None if now is None else str(now))
+            if decision == "done" or now in keep_if:
+                return []
+            if decision is None:
+                _fail(state_conflict_message(name, state, current, item))
+            endpoint = store.get(name)
+        _fail(f"endpoint {name!r} kept changing ({STATE_ATTEMPTS} attempts); check `status {name}` and retry")
     raise AssertionError("unreachable")  # _store exits on every error
+
+
+def _guarded(
+    name: str, mutate: Callable[[EndpointSpec], EndpointSpec]
+) -> Callable[[EndpointSpec], EndpointSpec]:
+    """``mutate`` for ``update_spec``'s optimistic loop: re-applied on the record as it is now after the
+    fleet's writes (a promotion moves ``updated_at``), refused when another writer changed a spec field
+    this edit changes too (saying which, and from what to what)."""
+    first: list[EndpointSpec] = []
+
+    def apply(spec: EndpointSpec) -> EndpointSpec:
+        if not first:
+            first.append(spec)
+            return mutate(spec)
+        before = first[0].to_dict()
+        overlap = spec_overlap(before, spec.to_dict(), mutate(first[0]).to_dict())
+        if overlap:
+            _fail(
+                f"endpoint {name!r} was changed by someone else meanwhile ({'; '.join(overlap)}); "
+                f"nothing written. Check `gco-tasks endpoints status {name}` and run the command again "
+                "if it still applies"
+            )
+        return mutate(spec)
+
+    return apply
 
 
 def _edit(name: str, mutate: Callable[[EndpointSpec], EndpointSpec]) -> Endpoint:
     with _store() as store:
-        endpoint = store.update_spec(name, lambda spec: admit(mutate(spec), name, spec))
+        endpoint = store.update_spec(name, _guarded(name, lambda spec: admit(mutate(spec), name, spec)))
     _nudge(name, endpoint.target_regions)
     return endpoint
 

@@ -1,11 +1,8 @@
 """Right after the CLI changes an endpoint's record, ask each target region's fleet to reconcile it now
 instead of at its next cycle (optional: ``REGION_REDIS_URLS``; off when empty).
 
-Where it stands in the flow: outside the fleet, after ``gco-tasks endpoints ...`` wrote the table. For
-each target region whose Redis (the region's broker) is named in ``REGION_REDIS_URLS`` and answers, one
-``reconcile_endpoint(name)`` message goes to that region's queue ``gco.<region>``, exactly as an operator's
-``celery call`` would send it; a region it cannot reach is simply left to its next cycle (the periodic
-fan-out stays the guarantee). The URLs hold passwords: no message, error or log line here shows one.
+Where it stands in the flow: outside the fleet, after ``gco-tasks endpoints ...`` wrote the table. More
+in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """Settings: the one typed object every other module reads its configuration from.
 
-Where it stands in the flow: at the very start. Workers, beat, the CLI and the sandbox build a
-``Settings`` from the environment once (``load_settings()``); nothing else reads ``os.environ``.
-The variable names are GCO's own (``CLUSTER_NAME``, ``REGION``, ``INFERENCE_ENDPOINTS_TABLE_NAME`` ...)
-so a region can swap GCO's monitor for this fleet without touching its configuration. A bad value
-fails at start with a message naming the variable and what it accepts.
-
-DynamoDB endpoint overrides (moto, DynamoDB Local) use boto3's own ``AWS_ENDPOINT_URL_DYNAMODB``;
-there is deliberately no variable of ours for that.
+Where it stands in the flow: at the very start. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -382,8 +375,8 @@ class Settings(BaseSettings):
         before Redis hands it to another worker. Messages are acknowledged late (after the task), and a
         worker holds a retry's message unacknowledged until its countdown is due, so the longest honest
         wait is the longest retry countdown plus the hard time limit; a margin covers clock skew and a
-        busy pool. Longer only delays the redelivery of a dead worker's task (the issue's hour), shorter
-        runs a live task twice (harmless, idempotent, but wasted)."""
+        busy pool. Longer only delays the redelivery of a dead worker's task (Celery's default: an hour);
+        shorter runs a live task twice (harmless, idempotent, but wasted)."""
         return RETRY_DELAY_MAX_SECONDS + self.task_time_limit_seconds + VISIBILITY_MARGIN_SECONDS
 
     @property

@@ -1,12 +1,7 @@
 """The fields of an endpoint record: what each accepts, and how DynamoDB's numbers become Python's.
 
-Where it stands in the flow: under ``records``, whose models are built from the annotated types here.
-Every check is a pure function that raises ``ValueError`` with a message saying what is accepted;
-``problems`` turns pydantic's errors into ``(field path, message)`` pairs a person can act on. Numbers
-come from DynamoDB as ``Decimal`` and GCO writes floats as strings: ``from_dynamo`` and ``to_dynamo``
-convert both ways, as GCO's store does.
-
-Pure module: no I/O.
+Where it stands in the flow: under ``records``, whose models are built from the annotated types here. More
+in docs/architecture.md.
 """
 
 from __future__ import annotations

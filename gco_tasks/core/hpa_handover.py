@@ -1,17 +1,6 @@
 """Autoscaling on and off without moving the replica count: ``spec.replicas`` handed to the HPA and back.
 
-Where it stands in the flow: step 5 (apply) of reconciling one endpoint. With autoscaling on, the
-rendered Deployment leaves ``spec.replicas`` out so that the HPA owns it. Applying that alone would be an
-outage: the field would lose its only manager and the API server would reset it to its default, 1
-(Kubernetes' server-side-apply documentation, "Transferring ownership"). So, just before the first
-apply without it, a private manager (``gco-tasks-handover``) applies ``spec.replicas`` at its current
-value, conditional on the ``resourceVersion`` just read; the value then keeps an owner, and when the HPA
-next writes it the private manager owns nothing and disappears. Turning autoscaling off needs no
-handover (our forced apply takes the field back and sets the record's count), but the HPA goes first,
-so it cannot rescale the Deployment between the apply and its own deletion.
-
-``handover_candidates``, ``owns_replicas``, ``replicas_handover`` and ``hpa_deletions_first`` decide
-(pure); ``flows.reconcile_io.hand_over`` does the reads and writes.
+Where it stands in the flow: step 5 (apply) of reconciling one endpoint. More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
 """Container image references: well-formed, and whether they are pinned by digest.
 
-Where it stands in the flow: at start, beside the settings. ``config.py`` checks ``MODEL_SYNC_IMAGE``
-with these functions (and, with ``REQUIRE_IMAGE_DIGESTS=true``, refuses one without a digest), so a
-region never renders a model-sync init container whose image a registry could change under it. A tag
-names what a person reads (``aws-cli:2.22.35``); the digest (``@sha256:<64 hex>``) is what the
-kubelet pulls, and it cannot move. Resolve one with ``k8s/pin-image.sh --print IMAGE:TAG`` (``crane``,
-``skopeo`` or ``docker buildx imagetools`` on your machine).
-
-``image_repository`` and ``registry_allowed`` decide whether a record's image comes from a registry the
-operator allows (``ALLOWED_IMAGE_REGISTRIES``). Pure module: no I/O.
+Where it stands in the flow: at start, beside the settings, and at render (``registry_allowed``:
+``ALLOWED_IMAGE_REGISTRIES``). More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
 """A record cannot take what is not its own: an object with our name that exists without our labels.
 
-Where it stands in the flow: between step 4 (plan) and step 5 (apply) of reconciling one endpoint. The
-cycle's LISTs select by our labels, so an object of the same kind and name created by someone else
-(``kubectl create``, another tool, another team) is invisible to them and the plan would create ours
-over it; server-side apply with force would then silently take it over, fields and all. So every object
-the plan would create (absent from the observed digests) is first read by name; one that exists
-without being this endpoint's is refused: the endpoint's status says which object and what to do, and
-nothing of the endpoint is applied or deleted. A creation is rare (steady state creates nothing), so
-this costs a GET per new object only.
-
-Pure: ``claim_problem`` decides on an object ``flows.reconcile_io.foreign_objects`` read.
+Where it stands in the flow: between step 4 (plan) and step 5 (apply) of reconciling one endpoint. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
 """Paths on the shared load balancer: a record cannot equal or shadow the path another already holds.
 
-Where it stands in the flow: the fan-out (which holds every record of the region from its Scan) and the
-reconciler's consistent-read path both call ``shadowed_paths``; a reconcile whose record it names is
-refused with an ``error`` status naming the other endpoint, and nothing of it is applied or deleted.
-Pure.
-
-Every endpoint of a region gets an Ingress on one shared ALB. Kubernetes' ``Prefix`` path type matches
-by path segments, so ``/inference/a`` also serves ``/inference/a/b`` but not ``/inference/ab``: two
-endpoints whose paths are equal, or one a segment-wise prefix of the other, fight over requests. The
-rule is deterministic whatever the order of edits: records are taken in the order the fleet first saw
-each ask for its current path (``FirstSeen``: kept by the fan-out in the region's Redis, on its own
-clock; a record's ``created_at`` is written by the record's author and could be backdated), then by name;
-a record the fleet has not seen with its path counts as the youngest. Each keeps its path unless it
-collides with a path already kept, in which case it is shadowed by that record. A record that moves to
-another path is first seen there when it moves. Records marked ``deleted`` hold no path; stopped ones
-keep theirs (their Ingress comes back on ``start``).
+Where it stands in the flow: the fan-out (from its Scan) and the reconciler's consistent-read path both
+call ``shadowed_paths``; a record it names is refused with an ``error`` status naming the other endpoint,
+and nothing of it is applied or deleted. More in docs/architecture.md.
 """
 
 from __future__ import annotations

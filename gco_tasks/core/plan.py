@@ -1,16 +1,7 @@
 """The pure core of reconciliation: what is observed and what to change.
 
-Where it stands in the flow: steps 3 and 4 of reconciling one endpoint (``reconciler``), and the rules
-of ``fanout`` and ``watchdog``. Everything here is a function of its arguments: no
-Kubernetes, DynamoDB or Redis. The flows feed it what the adapters read and carry out what it decides.
-
-- ``ObservedObject`` is the small digest of a live object that ``fan_out`` carries in each message
-  (kind, name, the desired-content hash we stamped on it, and a Deployment's replica counts), so an
-  endpoint that is already in sync costs no further API call.
-- ``plan_changes`` compares rendered objects with the digests by that hash: apply what is missing or
-  differs, delete what exists but is no longer wanted.
-- ``apply_withholding`` is the watchdog's rule in a reconcile (what a withheld endpoint may have); who is
-  unready for too long is ``health.judge_health``. The status, promotion and purge rules are in ``status``.
+Where it stands in the flow: steps 3 and 4 of reconciling one endpoint (``reconciler``), and the rules of
+``fanout`` and ``watchdog``. More in docs/architecture.md.
 """
 
 from __future__ import annotations

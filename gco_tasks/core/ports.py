@@ -1,11 +1,7 @@
-"""The narrow ports through which the flows (``reconciler``, ``fanout``, ``watchdog``, ``purge``) do
-their I/O: one small protocol per capability, each satisfied by an adapter.
+"""The narrow ports through which the flows (``reconciler``, ``fanout``, ``watchdog``, ``purge``) do their
+I/O: one small protocol per capability, each satisfied by an adapter.
 
-Where it stands in the flow: between the flows and the adapters. A flow names the capabilities it
-needs (its own ``...Ports`` protocol, built from these); ``fleet.Fleet`` wires the real adapters
-(``store.EndpointStore``, ``cluster.ClusterGateway``, ``locks.RegionState``), and a unit test may hand
-in anything with the same methods. The flows never import an adapter, so they never see a library
-exception either: adapters raise ``gco_tasks.core.errors`` only.
+Where it stands in the flow: between the flows and the adapters. More in docs/architecture.md.
 """
 
 from __future__ import annotations

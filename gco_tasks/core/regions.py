@@ -1,18 +1,6 @@
 """Region names: which regions exist, and the one sentence that tells a user about a typo.
 
-Where it stands in the flow: at the door, before anything is written. ``gco-tasks endpoints deploy -r``,
-``list --region``, ``render --region``, ``repair`` and ``gco-tasks sandbox --region`` check the regions
-they are given here. A record that targets a region no fleet serves is never reported ``deleted`` by
-that region, so it could never be purged and its name would stay taken: a typo must be caught before
-the write, not discovered later.
-
-The known regions come from ``KNOWN_REGIONS`` (comma-separated; empty means the AWS commercial
-regions below). A new region that is not in the list yet is accepted with an explicit override
-(``--allow-unknown-region``) or by adding it to ``KNOWN_REGIONS``. Whatever the list, a region name must
-have the shape of one (lower-case letters, digits and '-'), because it becomes a queue name
-(``gco.<region>``) and a Redis key prefix.
-
-Pure module: no I/O.
+Where it stands in the flow: at the door, before anything is written. More in docs/architecture.md.
 """
 
 from __future__ import annotations

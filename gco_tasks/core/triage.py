@@ -1,24 +1,8 @@
-"""Which endpoints need a reconcile this cycle: the fan-out's decision, made with the reconciler's own
-pure rules, so that a steady cycle sends nothing.
+"""Which endpoints need a reconcile this cycle: the fan-out's decision, made with the reconciler's own pure
+rules, so that a steady cycle sends nothing.
 
 Where it stands in the flow: inside ``fan_out``, between its reads (one Scan, one LIST per kind) and its
-messages. For each endpoint it renders the record (``rendering.desired_objects``), digests the live
-objects against it (``drift.digests``), applies the watchdog's rule and plans (``plan``), and predicts
-the status report (``status``), exactly as a reconcile would, and sends a message only when:
-
-- the plan is not empty: an object is missing, changed (the record changed), drifted (a hand edit), still
-  co-owned by GCO's monitor, or not wanted any more (a canary after promote, a removed region);
-- the watchdog's withholding ends (the primary is ready again);
-- the status the region would report differs from the one the record holds, or its entry must go;
-- a rollout is in progress (``creating``/``updating``): only a reconcile can tell a rollout that
-  progresses from one that is stuck (it may read the pods);
-- the record is invalid and its ``error`` status is not written yet;
-- the endpoint's resync slot comes round (``resync_due``): every endpoint once every ``resync_cycles``
-  cycles, spread over the fleet by a stable hash of its name (sent by the first fan-out of the
-  interval only: ``Cycle.resyncs``). That reconcile also writes the status
-  heartbeat, so heartbeats are spread too; a status older than twice that period is sent at once.
-
-Pure: the clock comes in as ``now``; the result is a ``TriageReason`` (for the hint and the logs) or None.
+messages. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -31,6 +15,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from gco_tasks.core.diagnosis import judge_rollouts
 from gco_tasks.core.drift import digests
 from gco_tasks.core.intake import name_problem
 from gco_tasks.core.paths import shadowing_message
@@ -38,7 +23,6 @@ from gco_tasks.core.plan import ObservedObject, Plan, apply_withholding, desired
 from gco_tasks.core.records import DELETED, STOPPED, Endpoint, RecordHeader
 from gco_tasks.core.rendering import RenderOptions, object_key
 from gco_tasks.core.results import TriageReason
-from gco_tasks.core.rollout import Assessment, assess
 from gco_tasks.core.status import (
     StatusAction,
     StatusReport,
@@ -189,18 +173,8 @@ def _work_reason(
     if not plan.is_empty:
         return None if _failed_this_version(cycle, header) else plan_reason(plan, observed)
     notes = withholding.notes + waiting_note(waiting)
-    outcome = outcome_of(endpoint, cycle.region, observed, plan, None, notes, digest_rollouts(observed))
+    outcome = outcome_of(endpoint, cycle.region, observed, plan, None, notes, judge_rollouts(observed))
     return _status_reason(cycle, header, status_report(outcome))
-
-
-def digest_rollouts(observed: Sequence[ObservedObject]) -> dict[str, Assessment]:
-    """Each Deployment's rollout judged from its digest alone (the reconcile also reads the new pods of
-    an unfinished one, to say why it is stuck; the fan-out reads no pods)."""
-    return {
-        o.name: assess(o.rollout)
-        for o in observed
-        if o.kind == "Deployment" and not o.deleting and o.rollout is not None
-    }
 
 
 def _failed_this_version(cycle: Cycle, header: RecordHeader) -> bool:

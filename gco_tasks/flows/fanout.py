@@ -1,16 +1,8 @@
 """One reconcile cycle of a region: read the table and the cluster once, send a reconcile message only
-for the endpoints that need work.
+for the endpoints that need work (``triage``), each with a hint, never the record.
 
-Where it stands in the flow: beat sends the ``fan_out`` task every ``RECONCILE_INTERVAL_SECONDS``; it
-calls ``fan_out`` here, which sends ``reconcile_endpoint`` messages to the region's queue. The cost
-model that matters: a fan-out is one paginated Scan plus one label-selected LIST per kind, and an endpoint
-in sync costs nothing more: no message, no Kubernetes call, no DynamoDB write. ``triage`` decides, per
-endpoint, with the reconciler's own pure rules (render, drift, plan, status), whether anything needs
-doing; a message carries only the name and a hint (``core.hint.Hint``: when, the record's ``updated_at``,
-why, the digests of the live objects and, from the Scan, an older endpoint whose path this one's
-shadows), never the record: the worker reads that from the table.
-
-An endpoint whose message is still waiting in the queue (a pending mark in Redis) is not sent again.
+Where it stands in the flow: beat sends ``fan_out`` every ``RECONCILE_INTERVAL_SECONDS``; the messages
+go to the region's queue. The cost model: docs/architecture.md.
 """
 
 from __future__ import annotations

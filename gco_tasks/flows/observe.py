@@ -1,24 +1,8 @@
-"""What one reconcile observes: the fan-out's hint, checked wherever it could mislead, or the endpoint's
-own objects read by name.
+"""What one reconcile observes: the fan-out's hint, checked wherever it could mislead, or the endpoint's own
+objects read by name.
 
-Where it stands in the flow: step 3 of ``reconciler`` (after the record's consistent read and the
-render). A reconcile message carries a hint, never a decision (``Hint``: when the fan-out looked, the
-record's ``updated_at`` it saw, and the digests of the endpoint's live objects with what drifted). The
-desired state always comes from the table; the hint only says which objects look in sync and which
-do not:
-
-- an object the hint calls missing, changed or drifted is applied (from the record just read; applying
-  what the table says when it was not needed costs a write, never a wrong state);
-- an object the hint calls in sync is skipped while the hint is fresh (taken at most one interval ago,
-  and not in the future); when it is stale it is read by name first (it may have drifted since);
-- what the hint cannot be trusted for is always read by name: every object the plan would delete (so a
-  forged digest cannot delete anything: only objects with our name and labels are deleted) and the
-  Deployments (their replica counts and rollouts are what the region reports: a forged digest must not
-  make a region look ready). That GET (two with a canary) is the whole cost of a message for an
-  endpoint already in sync.
-
-Without a hint (an ad hoc reconcile, or a hint that does not parse) every object the endpoint can have
-is read by name: at most six GETs, never a LIST. I/O through the ``ClusterGets`` port only.
+Where it stands in the flow: step 3 of ``reconciler`` (after the record's consistent read and the render).
+More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -95,7 +79,7 @@ def observe(
     fresh: bool,
     planner: Planner,
 ) -> list[ObservedObject]:
-    """The endpoint's live objects as this reconcile may rely on them (see the module docstring).
+    """The endpoint's live objects as this reconcile may rely on them (docs/architecture.md).
     ``planner`` is the reconcile's own pure plan, used to tell which hinted objects matter."""
     candidates = candidate_keys(name)
     if hint is None:

@@ -1,9 +1,8 @@
-"""Purge: remove the records of deleted endpoints once every target region reports ``deleted`` (and none
-still reports ``deleting``).
+"""Purge: remove the records of deleted endpoints once every target region reports ``deleted`` (and none still
+reports ``deleting``).
 
-Where it stands in the flow: beat sends the ``purge`` task on its own schedule. One Scan; each record
-that ``purgeable`` (pure) accepts is removed by the store's conditional delete, so a record re-created
-or changed since it was read is never purged (GCO's unconditional delete on a stale snapshot could).
+Where it stands in the flow: beat sends the ``purge`` task on its own schedule. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,29 +1,8 @@
 """Reconcile one endpoint in this region: lock -> observe -> plan (pure) -> apply -> report.
 
 Where it stands in the flow: the heart of it. The ``reconcile_endpoint`` task calls ``reconcile`` for a
-name (with the fan-out's hint, or without one when called ad hoc); it returns a ``ReconcileResult``,
-the one account of what happened that the task, logs and metrics read. The steps:
-
-1. lock ``gco:<region>:endpoint:<name>`` (skip if another worker holds it); a name that cannot be a
-   Kubernetes name is reported on its record and never reaches the API server (``intake``);
-2. desired = ``rendering.render_endpoint`` (pure), after the namespace check; a record whose path
-   equals or shadows an older record's on the shared ALB is refused (``paths``);
-3. the record, always by one consistent read (a message only hints: ``core.hint.Hint``), and the live
-   objects: the fan-out's digests where they can be trusted, else read by name (``observe``);
-4. plan = ``plan.plan_changes`` (pure: missing, changed or drifted objects) over the objects not being
-   deleted (``teardown``), less the Ingress while the watchdog withholds it; an object it would create
-   that exists without our labels is refused, not taken over (``ownership``: a GET per object to
-   create);
-5. apply, then delete, object by object (an HPA no longer wanted first, ``spec.replicas`` handed to the
-   HPA's side before a Deployment stops setting it: ``hpa_handover``; an object GCO's monitor made has its
-   field ownership handed over first: ``adoption``): a permanent refusal of one object is collected and
-   the others still go ahead; a transient failure propagates (the task retries the whole, idempotent,
-   reconcile);
-6. report ``region_status`` through ``status`` (pure rules; an unfinished rollout's newest pods are
-   read to say why: ``diagnosis``), and promote ``deploying`` -> ``running``.
-
-Idempotent: safe to run any number of times, concurrently, late or after a crash. I/O goes through the
-narrow ports of ``ReconcilePorts`` only.
+name (and the fan-out's hint); it returns the ``ReconcileResult`` the task, logs and metrics read. The six
+steps and why each is as it is: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""React to the table's changes without waiting for the next cycle: the endpoints whose desired state
-changed in the DynamoDB Stream get a reconcile now (optional, ``STREAM_POLL_SECONDS``; off at 0).
+"""React to the table's changes without waiting for the next cycle: the endpoints whose desired state changed
+in the DynamoDB Stream get a reconcile now (optional, ``STREAM_POLL_SECONDS``; off at 0).
 
-Where it stands in the flow: beside ``fan_out``. Beat sends ``stream_poll`` every ``STREAM_POLL_SECONDS``;
-it reads the new stream records (``streams.StreamReader``), keeps those that matter to this region
-(``changed_endpoints``, pure) and sends each a ``reconcile_endpoint`` without a hint (the worker reads the
-record and its objects itself), through the same pending marks as the fan-out, so a message already
-waiting is not doubled. The periodic fan-out stays the safety net: whatever the stream misses, the next
-cycle finds.
+Where it stands in the flow: beside ``fan_out``. More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The watchdog: an endpoint at 0 ready replicas for longer than the threshold loses its Ingress (so the
 shared ALB stops sending it traffic); it gets it back within the cycle that sees it ready again.
 
-Where it stands in the flow: beat sends the ``watchdog`` task on its own schedule. One LIST of
-Deployments; the unready-since clocks and the set of withheld endpoints live in Redis (shared by every
-worker, surviving restarts). ``health.judge_health`` decides; ``watchdog`` carries it out. While an
-endpoint is withheld, ``reconciler`` plans it without its Ingress (``plan.apply_withholding``).
+Where it stands in the flow: beat sends the ``watchdog`` task on its own schedule. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations

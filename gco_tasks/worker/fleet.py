@@ -1,13 +1,6 @@
 """The adapters of one worker process, wired from the settings: the composition root.
 
-Where it stands in the flow: under the tasks, beside the flows. ``Fleet.from_settings`` builds the real
-adapters (``store.EndpointStore`` over boto3, its client counted in ``gco_dynamodb_*``;
-``cluster.ClusterGateway`` over the Kubernetes client, pacing its writes with
-``ratelimit.RedisWritePacer``; ``locks.RegionState`` over redis-py; ``events.EventRecorder`` on the same
-Kubernetes client) once per process, after the prefork; a ``Fleet`` then satisfies every flow's ports
-(``reconciler.ReconcilePorts``, ``fanout.FanOutPorts``, ``watchdog.WatchdogPorts``,
-``purge.PurgePorts``). No decision is made here. Tests and benchmarks build one pointed at their own
-services.
+Where it stands in the flow: under the tasks, beside the flows. More in docs/architecture.md.
 """
 
 from __future__ import annotations

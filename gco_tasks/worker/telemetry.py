@@ -1,24 +1,6 @@
 """What the tasks did, made visible: Prometheus metrics, Kubernetes Events and one log line per reconcile.
 
-Where it stands in the flow: between the Celery tasks and the flows. ``tasks.reconcile_endpoint`` runs
-``reconciler.reconcile`` through ``run_reconcile``, ``fan_out`` and ``watchdog`` run their flows
-through ``run_fan_out`` and ``run_watchdog``. The flows know nothing of metrics or Events; the
-recording happens here, once per task, from what the flow returned (``ReconcileResult``, the fan-out's
-and the watchdog's summaries).
-
-What a result does not say, a ``Witness`` learns from the ports the flow uses: the flow is handed the
-fleet's adapters behind thin decorators (``_WatchedStore``, ``_WatchedCluster``, ``_WatchedState``) that
-note the uid of the endpoint's Deployment (from a LIST or an apply's answer; the fan-out's hint
-carries it in the object digests), the HTTP status of a refused write, the status the flow reported,
-whether it promoted the record or ended the watchdog's withholding, and the records a fan-out scanned.
-Everything else passes through untouched.
-
-What is recorded, per reconcile: ``gco_reconcile_total{result}``, ``gco_reconcile_duration_seconds``,
-``gco_reconcile_errors_total{reason}`` (a refusal by its HTTP status, an invalid record, or the
-exception that failed the attempt: a retried transient failure counts as an ``error`` attempt); an Event
-on the endpoint's Deployment for each thing that happened (``reconcile_events``, pure); a log line with
-``endpoint``, ``result`` and ``duration_ms`` (the task id and region come from the log context). Lock
-contention, kube requests and DynamoDB calls are counted by the adapters themselves.
+Where it stands in the flow: between the Celery tasks and the flows. More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The AWS Load Balancer Controller's limits on what we render for the shared ALB.
 
-Where it stands in the flow: the last check of step 2 (render), on the objects as rendered. One Ingress
-the controller cannot build stops the whole IngressGroup (no new routes, deleted ones kept), so every
-ALB path and annotation value is held to the controller's and AWS's rules here, and a record that breaks
-one is refused with the field to fix. Pure module: no I/O.
+Where it stands in the flow: the last check of step 2 (render), on the objects as rendered; a record
+that breaks a rule is refused with the field to fix. Pure. Why: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
-"""The Deployment of a workload (primary or canary): pod spec, inference container, server arguments,
-probes, tolerations, node selection and the S3 model sync.
+"""The Deployment of a workload (primary or canary): pod spec, inference container, server arguments, probes,
+tolerations, node selection and the S3 model sync.
 
-Where it stands in the flow: inside step 2 (render), called by ``rendering.render``. Pure.
-
-The pod template has GCO's monitor's shape wherever the meaning is the same, because any byte of
-difference in a template starts a new ReplicaSet and restarts every pod (on a GPU model server, minutes
-of lost capacity) when a region is adopted from GCO: its labels are GCO's three (``pod_labels``), the
-container port carries no name, and env vars keep the record's order (GCO wrote them in that order;
-server-side apply reorders a list to the applied order, so sorting them would roll the pods). The
-template differs from GCO's only where GCO had a defect (the model sync, the canary's root path, the
-spec's tolerations, the model volume's mounts); docs/gco-monitor.md lists what that restarts.
+Where it stands in the flow: inside step 2 (render), called by ``rendering.render``. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations

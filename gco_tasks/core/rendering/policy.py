@@ -1,15 +1,7 @@
-"""What a record may ask of a region: caps on replicas, GPUs and container resources, and tolerations
-that name the taint they tolerate.
+"""What a record may ask of a region: caps on replicas, GPUs and container resources, and tolerations that
+name the taint they tolerate.
 
-Where it stands in the flow: at the start of step 2 (render). ``render_endpoint`` checks every record it
-renders for a region against the region's ``EndpointPolicy`` (``RenderOptions.policy``, built from the
-settings), before any object exists; the CLI checks new input against the same rules at the door
-(``policy_problems``). A record over a cap is bad input: ``InvalidEndpointError`` names each field, the
-cap and the setting that sets it, the region reports ``error``, and nothing is applied or deleted
-because of it. Valid Kubernetes is not enough here: the table's writers choose images, so these caps
-bound what one record can take from the region (the namespace's ResourceQuota bounds them all together).
-
-Pure module: no I/O.
+Where it stands in the flow: at the start of step 2 (render). More in docs/architecture.md.
 """
 
 from __future__ import annotations

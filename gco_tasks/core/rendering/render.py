@@ -1,23 +1,8 @@
 """Rendering: one endpoint record and one region in, the exact Kubernetes objects that should exist out.
 
-Where it stands in the flow: step 2 of reconciling one endpoint (``desired = render(endpoint, region)``
-in ``reconciler``), between reading the record (``records.Endpoint``) and planning (``plan``). It is
-also what ``gco-tasks render`` prints. Each kind has its module (``deployment``, ``traffic`` for Service
-and Ingress, ``autoscaling``, ``resources``); this one assembles the set. Pure: no I/O, no clock, no
-randomness; the same record, region and options always give the same objects, byte for byte, so the
-fleet can tell "in sync" by comparing the ``gco.io/desired-hash`` annotation each object carries with
-the one observed.
-
-Parity with GCO's monitor, object by object (names ``{name}``, ``{name}-canary``, ``inference-{name}``;
-labels ``app``, ``project=gco``, ``gco.io/type=inference``), with its defects fixed:
-
-- the canary runs its own image (never the primary's regional image) and is served under the public
-  path ``/inference/{name}`` (``--root-path`` and probes), because that is where the ALB sends traffic;
-- without a canary the Ingress routes to the primary only, with no weighted-routing annotation left;
-- with autoscaling on, the Deployment leaves ``spec.replicas`` to the HPA;
-- ``stopped`` is the Deployment at 0 and its Service, nothing behind the shared ALB, no canary, no HPA;
-- the model sync runs ``aws s3 sync`` as an argv list (no shell), from a pinned, configurable image;
-- the spec's own tolerations are honoured.
+Where it stands in the flow: step 2 of reconciling one endpoint (``desired = render(endpoint, region)`` in
+``reconciler``), between reading the record (``records.Endpoint``) and planning (``plan``). More in
+docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from gco_tasks.core.conventions import HASH_ANNOTATION
-from gco_tasks.core.health import judge_health
 from gco_tasks.core.plan import (
     ObservedObject,
     endpoint_name_of,
@@ -160,25 +159,6 @@ def test_purge_needs_every_target_region_deleted() -> None:
     assert is_purgeable("deleted", ["a", "b"], {"a": "deleted", "b": "deleted"})
     assert not is_purgeable("deleted", ["a", "b"], {"a": "deleted"})
     assert not is_purgeable("running", ["a"], {"a": "deleted"})
-
-
-def test_watchdog_starts_clocks_then_withholds_then_clears() -> None:
-    sick = deployment(0)
-    first = judge_health([sick], {}, [], now=100.0, threshold_seconds=300)
-    assert first.start_clocks == ("demo",) and not first.withhold
-    early = judge_health([sick], {"demo": 100.0}, [], now=350.0, threshold_seconds=300)
-    assert not early.withhold
-    late = judge_health([sick], {"demo": 100.0}, [], now=401.0, threshold_seconds=300)
-    assert late.withhold == ("demo",)
-    healed = judge_health([deployment(1)], {"demo": 100.0}, ["demo"], now=500.0, threshold_seconds=300)
-    assert healed.clear == ("demo",)
-
-
-def test_watchdog_ignores_stopped_and_canary_deployments() -> None:
-    stopped = deployment(0, replicas=0)
-    canary = ObservedObject(kind="Deployment", name="demo-canary", canary=True, replicas=1)
-    verdict = judge_health([stopped, canary], {}, [], now=1000.0, threshold_seconds=0)
-    assert verdict.start_clocks == () and verdict.withhold == ()
 
 
 def test_without_ingress() -> None:
