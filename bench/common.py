@@ -25,12 +25,14 @@ from gco_sandbox.services import (
 )
 from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.core.config import load_settings
-from gco_tasks.core.conventions import queue_for_region
+from gco_tasks.core.conventions import cycle_queue_for_region, queue_for_region
 from gco_tasks.core.records import Endpoint, parse_spec
 from gco_tasks.worker.fleet import Fleet
 
 REGION = "us-east-1"
 QUEUE = queue_for_region(REGION)
+#: Where beat sends the fan-out (consumed before ``QUEUE``).
+CYCLE_QUEUE = cycle_queue_for_region(REGION)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 IMAGE = "vllm/vllm-openai:v0.6.3"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
@@ -91,14 +92,20 @@ class Events(EventReceiver):
         self.names: dict[str, str] = {}
         self.finished: list[Finished] = []
         self.running: set[str] = set()  # received by a worker, not finished yet
+        self.sent: list[str] = []  # the name of every task a worker sent (task-sent), in order
+        self.revoked: list[tuple[int, str]] = []  # (len(sent) then, name) of every task revoked unrun
 
     def _on(self, kind: str, event: dict[str, Any]) -> None:
         if kind in ("task-received", "task-sent") and event.get("name"):
             self.names[event["uuid"]] = event["name"]
             if kind == "task-received":
                 self.running.add(event["uuid"])
+            else:
+                self.sent.append(event["name"])
         elif kind in ("task-succeeded", "task-failed", "task-revoked"):
             self.running.discard(event["uuid"])
+        if kind == "task-revoked":  # an expired message is revoked by the worker that received it
+            self.revoked.append((len(self.sent), self.names.get(event["uuid"], "")))
         if kind in ("task-succeeded", "task-failed"):
             name = self.names.get(event["uuid"], "")
             result = _parse(event.get("result")) if kind == "task-succeeded" else None
@@ -121,6 +128,20 @@ class Events(EventReceiver):
     def mark(self) -> int:
         with self.cond:
             return len(self.finished)
+
+    def sent_mark(self) -> int:
+        with self.cond:
+            return len(self.sent)
+
+    def sent_since(self, mark: int) -> Counter[str]:
+        """Tasks sent by workers (a fan-out's reconciles, a requeue) since ``sent_mark``, by name."""
+        with self.cond:
+            return Counter(self.sent[mark:])
+
+    def revoked_since(self, mark: int) -> Counter[str]:
+        """Tasks revoked unrun (expired in the queue) since ``sent_mark``, by name."""
+        with self.cond:
+            return Counter(name for at, name in self.revoked if at >= mark)
 
     def since(self, index: int, name: str | None = None) -> list[Finished]:
         with self.cond:

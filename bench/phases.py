@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import NEW_IMAGE, QUEUE, BenchEndpoint, percentile
+from bench.common import CYCLE_QUEUE, NEW_IMAGE, QUEUE, BenchEndpoint, percentile
 from bench.observe import FAN_OUT, RECONCILE, Events, RequestPoller, Ticker, write_rates
 from bench.procs import ProcServices, cpu_seconds, pool_pids
 from gco_tasks.adapters.store import EndpointStore
@@ -38,7 +38,7 @@ class Bench:
     notes: list[str] = field(default_factory=list)
 
     def fan_out(self, expires: float) -> None:
-        self.tasks.fan_out.apply_async(queue=QUEUE, expires=expires)
+        self.tasks.fan_out.apply_async(queue=CYCLE_QUEUE, expires=expires)  # as beat sends it
 
 
 def cpu_now(bench: Bench) -> dict[str, float]:
@@ -91,7 +91,7 @@ def wait_quiet(bench: Bench, quiet: float = 3.0, timeout: float = 1800.0) -> Non
         mark = bench.events.mark()
         time.sleep(quiet)
         idle = bench.events.mark() == mark and bench.events.in_flight() == 0
-        if idle and int(bench.broker.llen(QUEUE)) == 0:
+        if idle and int(bench.broker.llen(QUEUE)) + int(bench.broker.llen(CYCLE_QUEUE)) == 0:
             return
     raise RuntimeError(f"the workers did not go quiet in {timeout:.0f}s")
 

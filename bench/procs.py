@@ -56,12 +56,13 @@ class StandinCluster:
 
 class RealCluster:
     """The real control plane (kube-apiserver 1.36, controllers, scheduler, kwok). Requests counted from
-    kube-apiserver's ``apiserver_request_total``: the verbs the fleet uses (LIST, GET, APPLY, PATCH,
-    DELETE) on the four kinds it manages, main resource only (the controllers write status, and UPDATE
-    the Deployment's revision annotation: left out)."""
+    kube-apiserver's ``apiserver_request_total``: the verbs the fleet and GCO's monitor use (LIST, GET,
+    CREATE, APPLY, PATCH, DELETE) on the four kinds they manage, main resource only (the controllers
+    write status, and UPDATE the Deployment's revision annotation: left out). Events and Leases are not
+    counted here: the control plane's own controllers and kwok's nodes write both all the time."""
 
     KINDS = ("deployments", "services", "ingresses", "horizontalpodautoscalers")
-    VERBS = ("LIST", "GET", "APPLY", "PATCH", "DELETE")
+    VERBS = ("LIST", "GET", "CREATE", "APPLY", "PATCH", "DELETE")
 
     def __init__(self, plane: Any) -> None:
         self.plane, self.kubeconfig = plane, plane.kubeconfig

@@ -244,6 +244,8 @@ class Store:
             self.settle()
             self._check_namespace(resource, namespace)
             record = self._collections[resource.store_key].records.get((namespace, name))
+            if record is not None:  # as kube-apiserver: a resourceVersion is checked against a live
+                check_precondition(resource, record.obj, config)  # object only, never on creation
             live = without_server_fields(record.obj) if record else None
             try:
                 obj, entries = ssa.apply(

@@ -29,6 +29,8 @@ APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 #: 10,000 Deployments (bench/results/lists-real-1.36.txt): 10 pages of 1,000 took 1.0 s against 1.6 s
 #: for 20 of 500, both served from the watch cache (no etcd LIST).
 LIST_PAGE_SIZE = 1000
+#: The resourceVersion that makes an apply create-only (``ClusterGateway.create``): no object has it.
+CREATE_ONLY_VERSION = "1"
 #: How long every writer holds off after a 429 that named no Retry-After.
 DEFAULT_HOLD_OFF_SECONDS = 1.0
 #: libyaml's emitter when PyYAML has it (it does in our wheels), else the pure-Python one; a subclass
@@ -229,6 +231,39 @@ class ClusterGateway:
             query,
         )
         return result
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create ``obj`` only if no object of its kind and name exists: the created object, or None when
+        one exists (whoever made it: the caller reads it by name to see whose it is). A success proves
+        the object was absent, which no LIST can (an object without our labels is invisible to ours).
+
+        A server-side apply made conditional on ``metadata.resourceVersion`` = ``CREATE_ONLY_VERSION``,
+        which no object ever has (etcd's first write is revision 2): the API server creates the object
+        when absent (the version of an object to be created is not checked) and answers 409 Conflict
+        when one exists. Not a POST: an object created by POST keeps an ``Update`` entry of our field
+        manager that owns every field it was created with, and a later apply that drops one of them
+        (a canary's routing annotation after a rollback, an env var) would leave it in place; created by
+        apply, the fields are owned by our ``Apply`` entry alone. One write, paced like any other."""
+        spec = KINDS[obj["kind"]]
+        name = obj["metadata"]["name"]
+        body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": CREATE_ONLY_VERSION}}
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        self._paced()
+        try:
+            created: dict[str, Any] = self._call(
+                f"create {spec.kind}/{name}",
+                PermanentClusterError,
+                self._patch,
+                spec,
+                name,
+                apply_body(body),
+                query,
+            )
+        except TransientClusterError as exc:
+            if exc.status == 409:
+                return None
+            raise
+        return created
 
     def _patch(
         self, spec: KindApi, name: str, body: bytes, query: list[tuple[str, str]], **options: Any

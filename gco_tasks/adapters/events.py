@@ -158,6 +158,32 @@ class _Seen:
     last_seen: float
 
 
+#: KEYS[1]: one occurrence's counter. ARGV[1]: its lifetime (s), set by the first occurrence.
+OCCURRENCE_LUA = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+#: How long the fleet counts one occurrence in Redis: the API server's default Event TTL (``--event-ttl``,
+#: one hour), so the count lives about as long as the Event it counts.
+SHARED_WINDOW_SECONDS: Final = 3600
+
+
+class SharedOccurrences:
+    """How many times each Event occurrence (``event_key``) was recorded by any process of the region
+    within ``SHARED_WINDOW_SECONDS``, counted in the region's Redis (``gco:<region>:event:<key>``): the
+    first occurrence creates the Event, every later one patches its series with the count, across
+    workers and restarts, one request each, never a CREATE answered 409 nor a read."""
+
+    def __init__(self, redis_client: Any, prefix: str, window_seconds: int = SHARED_WINDOW_SECONDS) -> None:
+        self.prefix = prefix
+        self.window = window_seconds
+        self._count = redis_client.register_script(OCCURRENCE_LUA)
+
+    def __call__(self, key: str) -> int:
+        return int(self._count(keys=[f"{self.prefix}event:{key[:32]}"], args=[self.window]))
+
+
 class EventRecorder:
     """Records Events for one region's fleet process; thread-safe; never raises from ``record``."""
 
@@ -171,6 +197,7 @@ class EventRecorder:
         timeout_seconds: float = 10.0,
         clock: Callable[[], float] = time.time,
         pacer: WritePacer | None = None,
+        occurrences: Callable[[str], int] | None = None,
     ) -> None:
         self.api = client.EventsV1Api(api_client)
         self.pacer = pacer  # None: Events are not paced (tests, one-off tools)
@@ -180,6 +207,7 @@ class EventRecorder:
         self.cache_size = cache_size
         self.timeout = timeout_seconds
         self.clock = clock
+        self.occurrences = occurrences  # None: this process's cache alone (``_recent``)
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -188,7 +216,8 @@ class EventRecorder:
         note = truncate_note(note)
         key = event_key(regarding, reason, note)
         now = self.clock()
-        seen = self._recent(key, now)
+        seen = self._shared(key, regarding, now) if self.occurrences is not None else None
+        seen = seen or self._recent(key, now)
         try:
             if seen is None:
                 outcome, count = self._create_or_join(
@@ -207,6 +236,16 @@ class EventRecorder:
             self._remember(key, _Seen(event_name(regarding, key), count, now))
         metrics.record_event(self.region, outcome)
         return outcome
+
+    def _shared(self, key: str, regarding: Regarding, now: float) -> _Seen | None:
+        """A repeat by the region's count (any process): its ``_Seen``, so ``_repeat`` patches the series
+        at once; None for a first occurrence, or when Redis cannot say (this process's cache decides)."""
+        try:
+            count = self.occurrences(key) if self.occurrences is not None else 1
+        except Exception as exc:
+            log.debug("cannot count event occurrences in Redis: %s", exc)
+            return None
+        return _Seen(event_name(regarding, key), count - 1, now) if count > 1 else None
 
     def _recent(self, key: str, now: float) -> _Seen | None:
         with self._lock:

@@ -280,6 +280,70 @@ class WatchdogMemory(_RegionRedis):
                 pipe.execute()
 
 
+#: KEYS[1]: an endpoint's rollout backoff (hash: attempt, due, eta). ARGV: now, first delay, cap,
+#: interval (s). The next attempt's delay doubles from ``first`` up to ``cap``; when it is shorter than
+#: the interval and no requeued message is outstanding (``eta`` in the future), one is to be sent:
+#: returns {1, delay} (send one, due in ``delay``), else {0, delay} (the fan-out sends it when due).
+REQUEUE_LUA = """
+local now, first = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cap, interval = tonumber(ARGV[3]), tonumber(ARGV[4])
+local state = redis.call('HMGET', KEYS[1], 'attempt', 'eta')
+local attempt = tonumber(state[1])
+local eta = tonumber(state[2]) or 0
+if attempt == nil then attempt = 0 else attempt = math.min(attempt + 1, 30) end
+local delay = math.min(cap, first * math.pow(2, attempt))
+local send = 0
+if delay < interval and eta <= now then
+  send = 1
+  eta = now + delay
+end
+redis.call('HSET', KEYS[1], 'attempt', attempt, 'due', tostring(now + delay), 'eta', tostring(eta))
+redis.call('EXPIRE', KEYS[1], math.ceil(delay + 2 * interval + 60))
+return {send, tostring(delay)}
+"""
+
+
+class RolloutBackoffs(_RegionRedis):
+    """Each endpoint's rollout backoff while a rollout lasts: when its reconcile looks again."""
+
+    def schedule_requeue(
+        self, name: str, now: float, first: float, cap: float, interval: float
+    ) -> float | None:
+        """Note that ``name``'s rollout is still in progress (``REQUEUE_LUA``): the seconds after which
+        a requeued reconcile is to be sent (one at a time per endpoint, however many reconciles ran
+        meanwhile), or None when none is (one is outstanding, or the next look is an interval or more
+        away: the fan-out sends it when it is due)."""
+        with _translated("schedule requeue"):
+            script = self.client.register_script(REQUEUE_LUA)
+            send, delay = script(keys=[self.keys.requeue(name)], args=[repr(now), first, cap, interval])
+        return float(delay) if int(send) else None
+
+    def clear_requeue(self, name: str) -> None:
+        """The rollout is over: the next one starts its backoff afresh."""
+        with _translated("clear requeue"):
+            self.client.delete(self.keys.requeue(name))
+
+    def requeue_marks(self, names: Iterable[str]) -> dict[str, tuple[float, float]]:
+        """name -> (due, eta) of each endpoint whose rollout backoff is running: when it is next to be
+        looked at, and when its requeued message is (0: none outstanding). One round trip."""
+        names = list(names)
+        if not names:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hmget(self.keys.requeue(name), "due", "eta")
+        with _translated("read requeues"):
+            answers = pipe.execute()
+        marks: dict[str, tuple[float, float]] = {}
+        for name, (due, eta) in zip(names, answers, strict=True):
+            try:
+                if due is not None:
+                    marks[name] = (float(due), float(eta or 0))
+            except ValueError:  # unreadable: as if absent (the fan-out sends it)
+                log.warning("ignoring an unreadable rollout backoff of %s", name)
+        return marks
+
+
 class PathSeniority(_RegionRedis):
     """When the fleet first saw each record ask for its ingress path (``paths.FirstSeen``): the
     seniority on the shared load balancer, kept by the fan-out on its own clock. An unreadable entry is
@@ -324,7 +388,7 @@ class PathSeniority(_RegionRedis):
         return {**{name: known[name] for name in known if name not in gone}, **new}
 
 
-class RegionState(RegionLocks, PendingMarks, CycleClaims, WatchdogMemory, PathSeniority):
+class RegionState(RegionLocks, PendingMarks, CycleClaims, WatchdogMemory, PathSeniority, RolloutBackoffs):
     """The region's Redis state, over one client: locks, pending marks, cycle claims, watchdog memory."""
 
     def __init__(self, client: redis.Redis, region: str, lease_seconds: float = 10.0) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NoReturn
@@ -20,10 +20,16 @@ import yaml
 from gco_tasks.adapters.store import EndpointExistsError, EndpointStore
 from gco_tasks.cli.admission import admit
 from gco_tasks.cli.conflicts import STATE_ATTEMPTS, spec_overlap, state_conflict_message, state_decision
-from gco_tasks.cli.nudge import RegionUrlsError, nudge, parse_region_urls
+from gco_tasks.cli.nudge import RegionUrlsError, nudge, outcome, parse_region_urls, region_client, request
 from gco_tasks.cli.repair import force_delete, repair_command
 from gco_tasks.cli.status import status_command
-from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions, open_store, settings_or_fail
+from gco_tasks.cli.support import (
+    AllowUnknownRegionOption,
+    check_regions,
+    complete_region,
+    open_store,
+    settings_or_fail,
+)
 from gco_tasks.cli.views import STATES, columns, list_json, list_rows, list_views
 from gco_tasks.core.config import ConfigError, load_settings
 from gco_tasks.core.fields import json_fallback, validate_endpoint_name
@@ -36,6 +42,7 @@ from gco_tasks.core.records import (
     Endpoint,
     EndpointSpec,
     InvalidEndpointError,
+    RecordHeader,
     parse_spec,
 )
 
@@ -322,12 +329,17 @@ class ListOutput(StrEnum):
 @endpoints_app.command("list")
 def list_endpoints(
     region: str | None = typer.Option(
-        None, "-r", "--region", help="Only endpoints targeting REGION, with what REGION reports."
+        None,
+        "-r",
+        "--region",
+        help="Only endpoints targeting REGION, with what REGION reports.",
+        autocompletion=complete_region,
     ),
     state: str | None = typer.Option(
         None,
         "--state",
         metavar="STATE",
+        autocompletion=lambda incomplete: [s for s in STATES if s.startswith(incomplete)],
         help=f"Only endpoints whose region (or, without --region, any target region) reports STATE: "
         f"{', '.join(STATES)}.",
     ),
@@ -358,6 +370,68 @@ def list_endpoints(
         typer.echo("No endpoints." if state is None else f"No endpoints in state {state}.")
         return
     typer.echo(columns(list_rows(views, region, wide=chosen == "wide")))
+
+
+@endpoints_app.command("reconcile")
+def reconcile_now(
+    name: str = typer.Argument(..., help="Endpoint name."),
+    regions: list[str] | None = typer.Option(
+        None,
+        "-r",
+        "--region",
+        help="Only this region (repeatable); default: every target region.",
+        autocompletion=complete_region,
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="Wait for each region's reconcile and print what it did; exit 1 if one failed."
+    ),
+    timeout: float = typer.Option(120.0, "--timeout", min=1, help="With --wait: seconds to wait per region."),
+    allow_unknown_region: bool = AllowUnknownRegionOption,
+) -> None:
+    """Ask each target region's fleet to reconcile NAME now (one reconcile_endpoint message on the
+    region's queue, through REGION_REDIS_URLS) instead of at its next cycle; as `flux reconcile`. Exit 1
+    when a region cannot be reached (or, with --wait, its reconcile failed or did not finish in time)."""
+    settings = settings_or_fail()
+    if regions:
+        check_regions(regions, allow_unknown_region, settings)
+    with _store() as store:
+        item = store.get_item(_checked_name(name))
+    if item is None:
+        _fail(f"endpoint {name!r} not found")
+    try:
+        urls = parse_region_urls(settings.region_redis_urls.get_secret_value())
+    except RegionUrlsError as exc:
+        _fail(str(exc))
+    if not urls:
+        _fail(
+            "REGION_REDIS_URLS is empty: set it to region=rediss://... pairs for the regions to reach "
+            "(docs/configuration.md); without it each region reconciles at its next cycle"
+        )
+    failed = False
+    with ExitStack() as clients:
+        sent = {}
+        for region in regions or RecordHeader.from_item(item).target_regions:
+            url = urls.get(region)
+            if url is None:
+                typer.echo(
+                    f"{region}: not reached (REGION_REDIS_URLS has no URL for it); its next cycle does it."
+                )
+                failed = True
+                continue
+            try:
+                sent[region] = request(
+                    clients.enter_context(region_client(url)), name, region, keep_result=wait
+                )
+            except Exception as exc:  # the broker's client: its text could hold the URL, its type cannot
+                typer.echo(f"{region}: reconcile not reached ({type(exc).__name__}); its next cycle does it.")
+                failed = True
+                continue
+            typer.echo(f"{region}: reconcile requested.")
+        for region, result in sent.items() if wait else ():
+            succeeded, line = outcome(result, timeout)
+            typer.echo(f"{region}: {line}")
+            failed = failed or not succeeded
+    raise typer.Exit(1 if failed else 0)
 
 
 endpoints_app.command("status")(status_command)
@@ -439,5 +513,5 @@ def _nudge(name: str, regions: list[str]) -> None:
     except (ConfigError, RegionUrlsError) as exc:
         typer.echo(f"Note: not asking the regions to reconcile now: {exc}", err=True)
         return
-    for region, outcome in nudge(name, regions, urls).items():
-        typer.echo(f"{region}: reconcile {outcome}.")
+    for region, said in nudge(name, regions, urls).items():
+        typer.echo(f"{region}: reconcile {said}.")

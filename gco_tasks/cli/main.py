@@ -33,7 +33,7 @@ def build_app(plugins: Iterable[EntryPoint]) -> typer.Typer:
         name="gco-tasks",
         help="GCO's inference-endpoint reconciler as a Celery worker fleet.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,
         pretty_exceptions_enable=False,
         cls=TidyGroup,
     )

@@ -50,6 +50,16 @@ def check_regions(regions: Iterable[str], allow_unknown: bool, settings: Setting
         fail(problems[-1])
 
 
+def complete_region(incomplete: str) -> list[str]:
+    """Shell completion of a region option: the known regions (``KNOWN_REGIONS``, or AWS's) that start
+    with what was typed."""
+    try:
+        setting = load_settings().known_regions
+    except ConfigError:
+        setting = ""
+    return [region for region in known_regions(setting) if region.startswith(incomplete)]
+
+
 def malformed_message(exc: MalformedRecordError) -> str:
     """What a malformed record is, and the two ways out."""
     name = exc.name or "NAME"

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gco_tasks.core import regions
-from gco_tasks.core.conventions import queue_for_region
+from gco_tasks.core.conventions import cycle_queue_for_region, queue_for_region
 from gco_tasks.core.fields import check_toleration_key
 from gco_tasks.core.images import check_image_reference, is_pinned
 from gco_tasks.core.redis_target import RedisTarget, RedisUrlError, mask_url, parse_redis_url
@@ -179,6 +179,19 @@ class Settings(BaseSettings):
     )
     status_heartbeat_seconds: int = Field(
         300, ge=1, description="Rewrite an unchanged region status after this many seconds (liveness)."
+    )
+    rollout_requeue_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="A reconcile that leaves a rollout in progress looks again this long after, then "
+        "after twice as long each time while the rollout lasts (up to ROLLOUT_REQUEUE_MAX_SECONDS).",
+    )
+    rollout_requeue_max_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="The longest wait between two looks at a rollout in progress (its backoff's cap).",
     )
     watchdog_interval_seconds: int = Field(30, ge=1, description="Seconds between watchdog runs.")
     purge_interval_seconds: int = Field(300, ge=1, description="Seconds between purge runs.")
@@ -366,8 +379,13 @@ class Settings(BaseSettings):
 
     @property
     def queue(self) -> str:
-        """The Celery queue of this region's work."""
+        """The Celery queue of this region's reconciles."""
         return queue_for_region(self.region)
+
+    @property
+    def cycle_queue(self) -> str:
+        """The Celery queue of this region's periodic tasks, consumed before ``queue``."""
+        return cycle_queue_for_region(self.region)
 
     @property
     def visibility_timeout_seconds(self) -> int:

@@ -96,8 +96,27 @@ def delete_rank(kind: str) -> int:
 
 
 def queue_for_region(region: str) -> str:
-    """``gco.<region>``: the one queue per region that its workers serve."""
+    """``gco.<region>``: the queue of the region's reconciles."""
     return f"gco.{region}"
+
+
+def cycle_queue_for_region(region: str) -> str:
+    """``gco.<region>.cycle``: the queue of the region's periodic tasks (fan-out, watchdog, purge,
+    stream poll), which every worker of the region consumes first, so a cycle never waits behind the
+    reconciles it sent."""
+    return f"{queue_for_region(region)}{CYCLE_QUEUE_SUFFIX}"
+
+
+#: What a region's cycle queue adds to the name of its reconcile queue.
+CYCLE_QUEUE_SUFFIX = ".cycle"
+
+
+def cycle_queue_of(queue: str) -> str | None:
+    """The cycle queue that goes with a region's reconcile queue ``gco.<region>``; None for any other
+    name (a cycle queue itself, or a queue that is not a region's)."""
+    if not queue.startswith("gco.") or queue.endswith(CYCLE_QUEUE_SUFFIX):
+        return None
+    return f"{queue}{CYCLE_QUEUE_SUFFIX}"
 
 
 class RegionKeys:
@@ -116,6 +135,10 @@ class RegionKeys:
 
     def pending(self, name: str) -> str:
         return f"{self.prefix}pending:{name}"
+
+    def requeue(self, name: str) -> str:
+        """An endpoint's rollout backoff (a hash: attempt, due, eta), while a rollout lasts."""
+        return f"{self.prefix}requeue:{name}"
 
     def cycle(self, number: int) -> str:
         """Claimed by the first fan-out of a cycle (its resync slots are sent once)."""

@@ -10,6 +10,7 @@ backoff; report the endpoint's ``error`` and end FAILED; skip the cycle). Pure. 
         - ``adapters.locks.RegionStateUnavailableError`` (Redis does not answer)
         - ``adapters.ratelimit.WriteThrottled`` (the region's write budget: ``retry_after``)
         - ``adapters.streams.StreamStateError``
+        - ``flows.reconciler.ObjectChanged`` (an object changed between two requests of a reconcile)
     - ``PermanentError``: refused for what this record asks; its status says why, no retry, FAILED
         - ``ReconcileFailed`` (the task's end for a failed ``ReconcileResult``)
         - ``core.records.InvalidEndpointError`` (also a ``ValueError``)

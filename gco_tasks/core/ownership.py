@@ -35,7 +35,7 @@ def claim_problem(live: Mapping[str, Any] | None, endpoint: str) -> str | None:
     wanted = f"{names.TYPE_LABEL}={names.INFERENCE_TYPE}, {names.ENDPOINT_LABEL}={endpoint}"
     return (
         f"{live.get('kind')}/{metadata.get('name')} already exists in namespace {metadata.get('namespace')} "
-        f"and is not this endpoint's (it lacks the labels {wanted}{made_by}): nothing was changed; "
+        f"and is not this endpoint's (it lacks the labels {wanted}{made_by}): it was left as it is; "
         "delete or rename that object, rename the endpoint, or add those labels to hand it over"
     )
 

@@ -34,6 +34,8 @@ class ClusterWrites(Protocol):
         self, obj: dict[str, Any], dry_run: bool = ..., field_manager: str = ..., force: bool = ...
     ) -> dict[str, Any]: ...
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None: ...
+
     def delete(self, kind: str, name: str) -> bool: ...
 
 
@@ -100,6 +102,16 @@ class EndpointLocks(Protocol):
     def clear_pending(self, name: str) -> None: ...
 
 
+class RolloutRequeues(Protocol):
+    """An endpoint's rollout backoff (``locks.RegionState``): when to look again while it lasts."""
+
+    def schedule_requeue(
+        self, name: str, now: float, first: float, cap: float, interval: float
+    ) -> float | None: ...
+
+    def clear_requeue(self, name: str) -> None: ...
+
+
 class PathFirstSeen(Protocol):
     """When the fleet first saw each record ask for its ingress path (``paths.FirstSeen``)."""
 
@@ -118,6 +130,8 @@ class FanOutMarks(PathFirstSeen, Protocol):
     def withheld(self) -> set[str]: ...
 
     def claim_cycle(self, cycle: int, ttl_seconds: int) -> bool: ...
+
+    def requeue_marks(self, names: Iterable[str]) -> dict[str, tuple[float, float]]: ...
 
 
 class Withheld(Protocol):

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:  # hint -> plan -> results: the type only
+    from gco_tasks.core.hint import Hint
 
 
 class ResultKind(StrEnum):
@@ -52,6 +55,15 @@ def result_kind(applied: Sequence[str], deleted: Sequence[str], error: str | Non
 
 
 @dataclass(frozen=True)
+class Requeue:
+    """Run this endpoint's reconcile again after ``countdown`` seconds (a rollout is in progress), with
+    ``hint`` as its hint (what this reconcile left, in sync)."""
+
+    countdown: float
+    hint: Hint
+
+
+@dataclass(frozen=True)
 class ReconcileResult:
     """What one reconcile did: the one object the task, logs, metrics and Events read."""
 
@@ -62,6 +74,7 @@ class ReconcileResult:
     state: str | None = None  # the region state reported ("orphan-removed" for an orphan cleanup)
     error: str | None = None
     skipped: str | None = None  # why nothing was attempted
+    requeue: Requeue | None = None  # a rollout in progress: look again soon (the task sends it)
 
     @property
     def actions(self) -> list[str]:
@@ -98,6 +111,8 @@ class ReconcileResult:
             result["error"] = self.error
         if self.skipped:
             result["skipped"] = self.skipped
+        if self.requeue is not None:
+            result["requeue_in"] = round(self.requeue.countdown, 3)
         return result
 
 
@@ -130,6 +145,7 @@ class FanOutResult:
     reasons: dict[str, int] = field(default_factory=dict)
     orphans: list[str] = field(default_factory=list)
     skipped: str | None = None
+    held_by_backoff: int = 0  # rollouts not yet due for another look (their backoff says when)
 
     def as_dict(self) -> dict[str, Any]:
         if self.skipped is not None:
@@ -141,7 +157,7 @@ class FanOutResult:
             "in_sync": self.in_sync,
             "reasons": dict(self.reasons),
             "orphans": list(self.orphans),
-        }
+        } | ({"held_by_backoff": self.held_by_backoff} if self.held_by_backoff else {})
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,11 @@ from gco_tasks.core.plan import ObservedObject, Plan, primary_deployment
 from gco_tasks.core.records import Endpoint, RecordHeader, RegionStatus
 from gco_tasks.core.rollout import Assessment, Phase, assess
 
+#: Region states of a rollout that has not finished: a reconcile looks again soon (``reconciler``'s
+#: requeue, backing off while it lasts), since only a reconcile can tell a rollout that progresses from
+#: one that is stuck (it may read the pods).
+ROLLING: frozenset[str] = frozenset({"creating", "updating"})
+
 
 @dataclass(frozen=True)
 class StatusReport:

@@ -24,6 +24,7 @@ from gco_tasks.core.records import DELETED, STOPPED, Endpoint, RecordHeader
 from gco_tasks.core.rendering import RenderOptions, object_key
 from gco_tasks.core.results import TriageReason
 from gco_tasks.core.status import (
+    ROLLING,
     StatusAction,
     StatusReport,
     outcome_of,
@@ -35,8 +36,6 @@ from gco_tasks.core.status import (
 from gco_tasks.core.teardown import plan_around_terminating, waiting_note
 from gco_tasks.core.triage_cache import digest, full_objects, rendering
 
-#: Region states of a rollout that has not finished: a reconcile looks again every cycle.
-ROLLING: frozenset[str] = frozenset({"creating", "updating"})
 #: States a stuck or refused endpoint is predicted in (its error says more than the fan-out can see).
 UNSETTLED: frozenset[str] = ROLLING | {"error"}
 #: "Never" for ``status_needs_write``'s heartbeat: asks whether the report itself changed.

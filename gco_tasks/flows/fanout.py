@@ -74,6 +74,21 @@ def verdicts(
     }
 
 
+#: Reasons that only say "look again at how the rollout goes": a rollout backoff answers them.
+WAITING_REASONS: frozenset[str] = frozenset({"rollout"})
+
+
+def held_by_backoff(reason: str, mark: tuple[float, float] | None, now: float) -> bool:
+    """Whether a rollout backoff (``mark``: when the endpoint is next due, and when its requeued
+    reconcile is) answers ``reason``: a rollout that is not due for another look yet. Anything else the
+    fan-out finds (a status to report, a change) is sent; a requeued reconcile still waiting is pending
+    like any message (``mark_pending_many`` skips it)."""
+    if mark is None or reason not in WAITING_REASONS:
+        return False
+    due, _ = mark
+    return due > now
+
+
 def make_hint(
     item: Mapping[str, Any] | None, verdict: Verdict, now: float, shadowed_by: str | None = None
 ) -> Hint:
@@ -108,6 +123,9 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> FanOu
         cycle = _cycle(ports, now, shadowed)
         found = verdicts(cycle, items, grouped)
         wanted = [name for name, verdict in found.items() if verdict.reason is not None]
+        backoffs = ports.state.requeue_marks(n for n in wanted if found[n].reason in WAITING_REASONS)
+        held = {n for n in wanted if held_by_backoff(str(found[n].reason), backoffs.get(n), now)}
+        wanted = [n for n in wanted if n not in held]
         marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
         sent = [name for name in wanted if marks[name]]
         for name in sent:
@@ -123,7 +141,8 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> FanOu
             records=len(items),
             sent=len(sent),
             already_pending=pending,
-            in_sync=len(found) - len(wanted),
+            held_by_backoff=len(held),
+            in_sync=len(found) - len(wanted) - len(held),
             reasons=dict(reasons),
             orphans=orphans,
         )

@@ -88,10 +88,10 @@ def observe(
     hinted = list({o.key: o for o in hint.observed if o.key in allowed}.values())
     plan = planner(hinted)
     applied = {object_key(obj) for obj in plan.apply}
-    # The status reports the Deployments' replicas and rollouts: never taken on trust.
-    deployments = {o.key for o in hinted if o.kind == "Deployment"} | {("Deployment", name)}
-    verify = {*plan.delete, *deployments}
-    if not fresh:
-        verify |= {o.key for o in hinted} - applied
+    named = {o.key for o in hinted}
+    # Written over, deleted, or reported (the Deployments): never taken on trust.
+    verify = {*plan.delete, *(named & applied), *(key for key in named if key[0] == "Deployment")}
+    if not fresh:  # what it calls in sync may have changed since; what it calls missing, create proves
+        verify |= named
     kept = [o for o in hinted if o.key not in verify]
     return kept + read_digests(cluster, [key for key in candidates if key in verify], name, desired)

@@ -1,6 +1,6 @@
-"""The reconcile's reads and writes beside apply and delete, each behind a port: the GET of every object
-it would create (``ownership``), the hand-over of ``spec.replicas`` to an HPA (``hpa_handover``), and the
-pods that explain an unfinished rollout (``diagnosis``).
+"""The reconcile's reads and writes beside apply and delete, each behind a port: the hand-over of
+``spec.replicas`` to an HPA (``hpa_handover``), and the pods that explain an unfinished rollout
+(``diagnosis``). (An object to create is created create-only, then read if it exists: ``reconciler``.)
 
 Where it stands in the flow: inside steps 4 to 6 of ``reconciler``; the decisions are the core's.
 """
@@ -15,7 +15,6 @@ from gco_tasks.core import conventions as names
 from gco_tasks.core.diagnosis import judge_rollouts, pods_wanted, with_new_pods
 from gco_tasks.core.errors import InfrastructureError
 from gco_tasks.core.hpa_handover import replicas_handover
-from gco_tasks.core.ownership import claim_problem
 from gco_tasks.core.plan import ObservedObject
 from gco_tasks.core.ports import ClusterGets, ClusterReads, ClusterWrites
 from gco_tasks.core.rollout import Assessment, newest_replica_set, replica_set_ready, template_hash
@@ -24,12 +23,6 @@ log = logging.getLogger(__name__)
 
 
 class HandoverCluster(ClusterGets, ClusterWrites, Protocol): ...
-
-
-def foreign_objects(reads: ClusterGets, endpoint: str, keys: Iterable[tuple[str, str]]) -> list[str]:
-    """The refusal of each object we would create that exists and is not this endpoint's (a GET each)."""
-    found = (claim_problem(reads.get_object(kind, name), endpoint) for kind, name in keys)
-    return [problem for problem in found if problem is not None]
 
 
 def hand_over(cluster: HandoverCluster, deployments: Iterable[str]) -> list[str]:

@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
 from gco_tasks.core.config import Settings
 from gco_tasks.core.conventions import ingress_name
-from gco_tasks.core.errors import PermanentError
+from gco_tasks.core.drift import digest
+from gco_tasks.core.errors import PermanentError, TransientError
 from gco_tasks.core.hint import Hint
 from gco_tasks.core.hpa_handover import handover_candidates, hpa_deletions_first
 from gco_tasks.core.intake import name_problem
-from gco_tasks.core.ownership import creations, is_ours
+from gco_tasks.core.ownership import claim_problem, creations, is_ours
 from gco_tasks.core.paths import already_serves_its_path, shadowed_paths, shadowing_message
 from gco_tasks.core.plan import ObservedObject, Plan, Withholding, apply_withholding
 from gco_tasks.core.ports import (
@@ -30,18 +32,21 @@ from gco_tasks.core.ports import (
     PathFirstSeen,
     RecordRead,
     RecordScan,
+    RolloutRequeues,
     StatusReports,
     Withheld,
 )
 from gco_tasks.core.records import DELETED, STOPPED, Endpoint, InvalidEndpointError, RecordHeader
 from gco_tasks.core.rendering import RenderOptions, desired_objects, object_key
-from gco_tasks.core.results import ReconcileResult, ResultKind, result_kind
+from gco_tasks.core.results import ReconcileResult, Requeue, ResultKind, result_kind
 from gco_tasks.core.rollout import Assessment
 from gco_tasks.core.status import (
+    ROLLING,
     StatusAction,
     StatusReport,
     outcome_of,
     promotion_due,
+    region_state,
     region_status_of,
     status_action,
     status_report,
@@ -49,15 +54,19 @@ from gco_tasks.core.status import (
 from gco_tasks.core.teardown import plan_around_terminating, waiting_note
 from gco_tasks.flows.adoption import adopt
 from gco_tasks.flows.observe import ReadsOnce, candidate_keys, observe, read_digests
-from gco_tasks.flows.reconcile_io import assess_rollouts, foreign_objects, hand_over
+from gco_tasks.flows.reconcile_io import assess_rollouts, hand_over
 
 log = logging.getLogger(__name__)
+
+
+class ObjectChanged(TransientError):
+    """An object changed between two requests of one reconcile: the task retries the reconcile."""
 
 
 class ReconcileStore(RecordRead, RecordScan, StatusReports, Protocol): ...
 
 
-class ReconcileState(EndpointLocks, Withheld, PathFirstSeen, Protocol): ...
+class ReconcileState(EndpointLocks, RolloutRequeues, Withheld, PathFirstSeen, Protocol): ...
 
 
 class ReconcilePorts(Protocol):
@@ -140,7 +149,8 @@ def _shadowed_by(
 def _remove_orphan(ports: ReconcilePorts, name: str, observed: list[ObservedObject]) -> ReconcileResult:
     """Objects labelled as ours whose endpoint has no record at all (checked with a consistent read)."""
     plan, _ = plan_around_terminating([], observed)
-    applied, deleted, errors = _carry_out(ports.cluster, plan)
+    carried = _carry_out(ports.cluster, plan)
+    applied, deleted, errors = carried.applied, carried.deleted, carried.errors
     if deleted:
         log.info("removed orphaned objects of %s: %s", name, ", ".join(deleted))
     error = "; ".join(errors) or None
@@ -176,10 +186,12 @@ def _reconcile_record(
     observed, withholding, plan, waiting = _observe_and_plan(ports, reads, name, desired, hint, now)
     if withholding.release:
         ports.state.release([name])
-    foreign = foreign_objects(reads, name, creations(plan, observed))
-    if foreign:  # never take over an object that is not this endpoint's
-        return _refuse(ports, header, ResultKind.ERROR, "; ".join(foreign), now)
-    applied, deleted, errors = _carry_out(ports.cluster, plan, observed)
+    carried = _carry_out(ports.cluster, plan, observed, name)
+    applied, deleted, errors = carried.applied, carried.deleted, carried.errors
+    if carried.refusal is not None:  # never take over an object that is not this endpoint's
+        return _refuse(ports, header, ResultKind.ERROR, carried.refusal, now, applied)
+    wanted = {object_key(obj): obj for obj in plan.apply}
+    observed = observed + [digest(live, wanted.get(object_key(live))) for live in carried.found]
     error = "; ".join(errors) or None
     rollouts = _rollouts(ports, endpoint, observed, plan, error, now)
     notes = withholding.notes + waiting_note(waiting)
@@ -189,7 +201,40 @@ def _reconcile_record(
     if due and ports.store.promote_if_deploying(name, updated_at=header.updated_at, region=region):
         log.info("%s: every target region is running; desired state deploying -> running", name)
     state = report.state if report else None
-    return ReconcileResult(name, result_kind(applied, deleted, error), applied, deleted, state, error)
+    requeue = _requeue(ports, header, withholding.desired, state, now)
+    kind = result_kind(applied, deleted, error)
+    return ReconcileResult(name, kind, applied, deleted, state, error, requeue=requeue)
+
+
+def _requeue(
+    ports: ReconcilePorts,
+    header: RecordHeader,
+    desired: Sequence[dict[str, Any]],
+    state: str | None,
+    now: float,
+) -> Requeue | None:
+    """A rollout left in progress asks to be looked at again soon, as controller-runtime's
+    ``RequeueAfter``: ``ROLLOUT_REQUEUE_SECONDS``, doubling while it lasts up to
+    ``ROLLOUT_REQUEUE_MAX_SECONDS`` (``RegionState.schedule_requeue``, one outstanding per endpoint
+    across every worker); a look an interval or more away is the fan-out's to send. A rollout that
+    ended starts the next one's backoff afresh."""
+    settings = ports.settings
+    name = header.endpoint_name
+    if state not in ROLLING:
+        if region_state(header, settings.region) in ROLLING:
+            ports.state.clear_requeue(name)
+        return None
+    countdown = ports.state.schedule_requeue(
+        name,
+        now,
+        settings.rollout_requeue_seconds,
+        settings.rollout_requeue_max_seconds,
+        settings.reconcile_interval_seconds,
+    )
+    if countdown is None:
+        return None
+    left = tuple(digest(obj, obj) for obj in desired)  # as applied: in sync
+    return Requeue(countdown, Hint(now, left, header.updated_at, "requeue"))
 
 
 def _observe_and_plan(
@@ -222,7 +267,8 @@ def _tear_down_invalid(
     unambiguous, so its objects go and the region reports ``deleting``, then ``deleted`` once they are
     gone (then the record can be purged)."""
     plan, _ = plan_around_terminating([], observed)
-    applied, deleted, errors = _carry_out(ports.cluster, plan)
+    carried = _carry_out(ports.cluster, plan)
+    applied, deleted, errors = carried.applied, carried.deleted, carried.errors
     error = "; ".join(errors) or None
     gone = StatusReport("deleting" if observed else "deleted")  # "deleted" once a LIST finds nothing
     report = StatusReport("error", error=error) if error else gone
@@ -232,11 +278,17 @@ def _tear_down_invalid(
 
 
 def _refuse(
-    ports: ReconcilePorts, header: RecordHeader, kind: ResultKind, message: str, now: float
+    ports: ReconcilePorts,
+    header: RecordHeader,
+    kind: ResultKind,
+    message: str,
+    now: float,
+    applied: tuple[str, ...] = (),
 ) -> ReconcileResult:
-    """Report ``message`` as the region's error and touch nothing in the cluster."""
+    """Report ``message`` as the region's error; nothing (more) is changed in the cluster. ``applied``:
+    what the reconcile had updated before it found the reason to stop."""
     _report_status(ports, header, StatusReport("error", error=message), now)
-    return ReconcileResult(header.endpoint_name, kind, state="error", error=message)
+    return ReconcileResult(header.endpoint_name, kind, applied, state="error", error=message)
 
 
 def _rollouts(
@@ -257,42 +309,110 @@ def _rollouts(
     return assess_rollouts(ports.cluster, judged, now, ports.settings.unschedulable_grace_seconds)
 
 
+@dataclass(frozen=True)
+class Carried:
+    """What ``_carry_out`` did: ``applied`` and ``deleted`` ("Kind/name", in order), the permanent
+    refusals (``errors``), the ownership refusal that stopped it (``refusal``), and the live objects
+    the plan meant to create that existed already and are the endpoint's own (``found``)."""
+
+    applied: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    errors: list[str] = field(default_factory=list)
+    refusal: str | None = None
+    found: tuple[dict[str, Any], ...] = ()
+
+
+class _NotOurs(Exception):
+    """An object the plan would create exists and is not the endpoint's (``ownership.claim_problem``)."""
+
+
 def _carry_out(
-    cluster: Cluster, plan: Plan, observed: Sequence[ObservedObject] = ()
-) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
+    cluster: Cluster, plan: Plan, observed: Sequence[ObservedObject] = (), endpoint: str = ""
+) -> Carried:
     """Apply, then delete, object by object. A permanent failure (e.g. 422) of one object is collected
-    and the others still go ahead; a transient one propagates. Returns (applied, deleted, errors).
+    and the others still go ahead; a transient one propagates. An object the plan creates (absent from
+    ``observed``) is created with a create-only request (``ownership``): one that exists is read, and
+    if it is not ``endpoint``'s the reconcile stops there, deleting again what it created before.
     ``hpa_handover``'s rules around autoscaling: an HPA no longer wanted is deleted first, and a
     Deployment about to lose ``spec.replicas`` hands it to the HPA's side first; an object GCO's monitor
     still co-owns (its digest says ``legacy``) has that ownership handed to us first (``adoption``)."""
     first, rest = hpa_deletions_first(plan)
     legacy = {item.key for item in observed if item.legacy}
-    steps = _steps(cluster, first, legacy)
+    new = set(creations(plan, observed)) if endpoint else set()
+    found: list[dict[str, Any]] = []
+    steps = _steps(cluster, first, legacy, new, endpoint, found)
     handed = hand_over(cluster, handover_candidates(rest, observed))
     if handed:
         log.info("spec.replicas handed over to the HPA (value kept): %s", ", ".join(handed))
-    steps += _steps(cluster, rest, legacy)
+    steps += _steps(cluster, rest, legacy, new, endpoint, found)
     done: dict[str, list[str]] = {"apply": [], "delete": []}
+    created: list[tuple[str, str]] = []
     errors: list[str] = []
     for verb, key, step in steps:
         try:
-            step()
+            outcome = step()
         except PermanentError as exc:
             errors.append(str(exc))
+        except _NotOurs as exc:
+            _undo(cluster, created)
+            kept = tuple(k for k in done["apply"] if tuple(k.split("/", 1)) not in set(created))
+            return Carried(kept, tuple(done["delete"]), errors, str(exc), tuple(found))
         else:
             done[verb].append(key)
-    return tuple(done["apply"]), tuple(done["delete"]), errors
+            if outcome is _CREATED:
+                kind, _, name = key.partition("/")
+                created.append((kind, name))
+    return Carried(tuple(done["apply"]), tuple(done["delete"]), errors, None, tuple(found))
+
+
+#: What a create step returns when it made the object (``_undo`` deletes those on a refusal).
+_CREATED = object()
+
+
+def _undo(cluster: Cluster, created: Sequence[tuple[str, str]]) -> None:
+    """Delete, newest first, the objects this reconcile created before a refusal stopped it."""
+    for kind, name in reversed(created):
+        try:
+            cluster.delete(kind, name)
+        except PermanentError as exc:
+            log.warning("could not delete %s/%s, created before the refusal: %s", kind, name, exc)
+    if created:
+        log.info("deleted again what this reconcile created: %s", ", ".join(f"{k}/{n}" for k, n in created))
 
 
 def _steps(
-    cluster: Cluster, plan: Plan, legacy: Collection[tuple[str, str]] = ()
+    cluster: Cluster,
+    plan: Plan,
+    legacy: Collection[tuple[str, str]] = (),
+    new: Collection[tuple[str, str]] = (),
+    endpoint: str = "",
+    found: list[dict[str, Any]] | None = None,
 ) -> list[tuple[str, str, Callable[[], object]]]:
-    steps: list[tuple[str, str, Callable[[], object]]] = [
-        ("apply", f"{kind}/{name}", partial(_apply, cluster, obj, (kind, name) in legacy))
-        for (kind, name), obj in zip(map(object_key, plan.apply), plan.apply, strict=True)
-    ]
+    steps: list[tuple[str, str, Callable[[], object]]] = []
+    for (kind, name), obj in zip(map(object_key, plan.apply), plan.apply, strict=True):
+        if (kind, name) in new:
+            step = partial(_create, cluster, obj, endpoint, found if found is not None else [])
+        else:
+            step = partial(_apply, cluster, obj, (kind, name) in legacy)
+        steps.append(("apply", f"{kind}/{name}", step))
     steps += [("delete", f"{kind}/{name}", partial(cluster.delete, kind, name)) for kind, name in plan.delete]
     return steps
+
+
+def _create(cluster: Cluster, obj: dict[str, Any], endpoint: str, found: list[dict[str, Any]]) -> object:
+    """Create ``obj`` (create-only); when one of its name exists, read it: the endpoint's own is applied
+    over (and kept in ``found`` for the status), anyone else's stops the reconcile (``_NotOurs``)."""
+    if cluster.create(obj) is not None:
+        return _CREATED
+    kind, name = object_key(obj)
+    live = cluster.get_object(kind, name)
+    if live is None:  # deleted between the two requests: the whole reconcile is retried
+        raise ObjectChanged(f"{kind}/{name} existed a moment ago and is gone; reconciling again")
+    problem = claim_problem(live, endpoint)
+    if problem is not None:
+        raise _NotOurs(problem)
+    found.append(live)
+    return _apply(cluster, obj, digest(live, obj).legacy)
 
 
 def _apply(cluster: Cluster, obj: dict[str, Any], legacy: bool) -> object:

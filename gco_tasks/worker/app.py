@@ -2,7 +2,7 @@
 
 Where it stands in the flow: the frame around everything. ``celery -A gco_tasks worker|beat|flower|call``
 finds ``app`` here (through ``gco_tasks.app``); it names its tasks module (``include``) and never imports
-it. Why each setting is what it is: docs/architecture.md ("The worker").
+it. Cycle tasks: ``gco.<REGION>.cycle``, consumed first. The why: docs/architecture.md ("The worker").
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 
 from gco_tasks.core.config import ConfigError, Settings
-from gco_tasks.core.conventions import RegionKeys
+from gco_tasks.core.conventions import CYCLE_QUEUE_SUFFIX, RegionKeys, cycle_queue_of
 from gco_tasks.worker import exporter
 from gco_tasks.worker.broker import guard_detached_redis_channels, redis_config
 from gco_tasks.worker.liveness import HeartbeatFile
@@ -24,12 +24,38 @@ from gco_tasks.worker.taskbase import FleetTask
 log = logging.getLogger(__name__)
 
 
+#: The periodic tasks, routed to the region's cycle queue (``Settings.cycle_queue``).
+CYCLE_TASKS = ("gco_tasks.fan_out", "gco_tasks.watchdog", "gco_tasks.purge", "gco_tasks.stream_poll")
+
+
+class CycleQueueFirst(bootsteps.Step):  # type: ignore[misc]
+    """A worker that consumes a region's queue consumes its cycle queue too, and first: whatever ``-Q``
+    names (a manifest or a test written before the cycle queue existed keeps working), the periodic
+    tasks are taken before any reconcile waiting in ``gco.<REGION>``. kombu's ``priority`` queue order
+    (``broker_transport_options``) keeps that order on every fetch, where the default would rotate."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        queues = worker.app.amqp.queues
+        names = list(queues.consume_from or ())
+        cycles = [n for n in names if n.startswith("gco.") and n.endswith(CYCLE_QUEUE_SUFFIX)]
+        cycles += [c for c in map(cycle_queue_of, names) if c is not None and c not in cycles]
+        order = [*cycles, *(n for n in names if n not in cycles)]
+        if order != names:
+            queues.select(order)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Every Celery and RedBeat setting, derived from ours."""
     queue = settings.queue
     prefix = RegionKeys(settings.region).redbeat_prefix
+    broker = redis_config(settings)
+    broker["broker_transport_options"] = {
+        **broker["broker_transport_options"],
+        "queue_order_strategy": "priority",  # the cycle queue first, every fetch (``CycleQueueFirst``)
+    }
     return {
-        **redis_config(settings),
+        **broker,
         "broker_connection_retry_on_startup": True,
         "result_expires": 3600,
         "task_ignore_result": True,
@@ -37,6 +63,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "accept_content": ["json"],
         "task_default_queue": queue,
+        "task_routes": {task: {"queue": settings.cycle_queue} for task in CYCLE_TASKS},
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_time_limit": settings.task_time_limit_seconds,
@@ -60,14 +87,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """fan_out every RECONCILE_INTERVAL_SECONDS, watchdog and purge on their own schedules; each entry
-    expires after its own interval so a missed run is dropped rather than piled up."""
+    """fan_out every RECONCILE_INTERVAL_SECONDS, watchdog and purge on their own schedules, all to the
+    region's cycle queue; each entry expires after its own interval so a missed run is dropped rather
+    than piled up (consumed first, a fan-out is not missed behind reconciles)."""
 
     def entry(task: str, every: int) -> dict[str, Any]:
         return {
             "task": task,
             "schedule": float(every),
-            "options": {"queue": settings.queue, "expires": every},
+            "options": {"queue": settings.cycle_queue, "expires": every},
         }
 
     schedule = {
@@ -100,6 +128,7 @@ def create_app() -> Celery:
     celery_app = Celery("gco_tasks", include=["gco_tasks.worker.tasks"], task_cls=FleetTask)
     celery_app.add_defaults(_configuration)
     celery_app.steps["worker"].add(HeartbeatFile)
+    celery_app.steps["worker"].add(CycleQueueFirst)
     return celery_app
 
 

@@ -127,7 +127,7 @@ class QueueDepthCollector:
             return
         family = GaugeMetricFamily(
             "gco_queue_depth",
-            "Messages waiting in the region's queue (all priorities).",
+            "Messages waiting in each of the region's queues (reconciles, cycle tasks; all priorities).",
             labels=["region", "queue"],
         )
         for queue, depth in depths.items():
@@ -194,7 +194,9 @@ def scrape_collectors(settings: Settings, transport_options: Mapping[str, Any]) 
         return redis_client(target, socket_timeout=2, socket_connect_timeout=2)
 
     return [
-        QueueDepthCollector(connect, settings.region, [settings.queue], sep, steps, prefix),
+        QueueDepthCollector(
+            connect, settings.region, [settings.cycle_queue, settings.queue], sep, steps, prefix
+        ),
         SettingsCollector(settings.region, float(settings.reconcile_interval_seconds)),
     ]
 

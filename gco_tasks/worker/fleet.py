@@ -12,7 +12,7 @@ from kubernetes.client import ApiClient
 
 from gco_tasks.adapters import dynamo_metrics
 from gco_tasks.adapters.cluster import ClusterGateway, load_api_client
-from gco_tasks.adapters.events import EventRecorder
+from gco_tasks.adapters.events import EventRecorder, SharedOccurrences
 from gco_tasks.adapters.locks import RegionState
 from gco_tasks.adapters.ratelimit import RedisWritePacer
 from gco_tasks.adapters.store import EndpointStore
@@ -52,7 +52,12 @@ class Fleet:
             cluster=ClusterGateway(api_client, settings.inference_namespace, timeout, pacer=pacer),
             state=state,
             render_options=RenderOptions.from_settings(settings),
-            events=EventRecorder(api_client, settings.region, pacer=pacer),
+            events=EventRecorder(
+                api_client,
+                settings.region,
+                pacer=pacer,
+                occurrences=SharedOccurrences(state.client, state.keys.prefix),
+            ),
         )
 
     @cached_property

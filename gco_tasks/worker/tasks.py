@@ -1,13 +1,15 @@
 """The Celery tasks: a few lines each, handing a flow (``fanout``, ``reconciler``, ``watchdog``, ``purge``,
 ``streamwatch``) this process's adapters, through ``telemetry``, which records what it did.
 
-Where it stands in the flow: beat sends the cycle tasks to ``gco.<REGION>``; ``fan_out`` sends a
+Where it stands in the flow: beat sends the cycle tasks to ``gco.<REGION>.cycle``; ``fan_out`` sends a
 ``reconcile_endpoint`` per endpoint that needs work. Retries and FAILED: ``taskbase``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,8 @@ from gco_tasks.worker import telemetry
 from gco_tasks.worker.app import app
 from gco_tasks.worker.fleet import Fleet
 from gco_tasks.worker.taskbase import CycleTask, FleetTask
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -40,9 +44,49 @@ def _reconcile_sender(fleet: Fleet) -> Iterator[Sender]:
         yield send
 
 
+#: A fan-out finding at least this many messages outstanding (waiting in the region's queue, or taken
+#: by a worker and not yet done: a requeued reconcile waits for its countdown in a worker) defers (see
+#: ``deferred``): whatever it would send would wait behind them, or be skipped as already pending.
+BACKLOG_DEFER = 50
+#: ... but never more than this many cycles in a row: every such cycle's fan-out runs whatever the queue.
+BACKLOG_DEFER_MAX_CYCLES = 4
+
+
+def deferred(backlog: int, now: float, interval: float) -> bool:
+    """Whether a fan-out defers to the messages still outstanding (``backlog``): it would spend a Scan
+    and the LISTs (seconds at ten thousand endpoints, a pool process the reconciles need meanwhile, and
+    the table's read capacity) to send what those messages already carry. Every
+    ``BACKLOG_DEFER_MAX_CYCLES``-th cycle runs anyway, so a queue that never drains cannot hide a change
+    in the table for long."""
+    return backlog >= BACKLOG_DEFER and int(now // max(interval, 1e-3)) % BACKLOG_DEFER_MAX_CYCLES != 0
+
+
+def _backlog(queue: str) -> int:
+    """Messages outstanding: waiting in ``queue`` (every priority; kombu's own count) plus those workers
+    have taken and not yet acknowledged (kombu's ``unacked`` hash: running, or waiting for a countdown;
+    this fan-out among them); 0 when Redis cannot tell."""
+    try:
+        with app.pool.acquire(block=True) as connection:
+            channel = connection.default_channel
+            waiting = int(channel.queue_declare(queue=queue, passive=True).message_count)
+            with channel.conn_or_acquire() as client:
+                taken = int(client.hlen(channel.unacked_key))
+    except Exception as exc:
+        log.debug("cannot count the messages outstanding in %s: %s", queue, exc)
+        return 0
+    return waiting + taken
+
+
 @app.task(name="gco_tasks.fan_out", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]
 def fan_out(self: FleetTask) -> dict[str, Any]:
-    """One reconcile cycle of the region: one message per endpoint that needs looking at."""
+    """One reconcile cycle of the region: one message per endpoint that needs looking at; deferred
+    while the messages a previous one sent are still outstanding (``deferred``)."""
+    settings = self.fleet.settings
+    now = time.time()
+    backlog = _backlog(settings.queue)
+    if deferred(backlog, now, settings.reconcile_interval_seconds):
+        telemetry.record_deferred_fan_out(self.fleet, now)
+        return {"skipped": f"{backlog} messages outstanding in {settings.queue}", "backlog": backlog}
     with _reconcile_sender(self.fleet) as send:
         return telemetry.run_fan_out(self.fleet, fanout.fan_out, send).as_dict()
 
@@ -54,9 +98,26 @@ def reconcile_endpoint(
     """Converge one endpoint in this region; returns ``{"endpoint", "actions", "state", "result"}``.
     ``hint`` is the fan-out's (``core.hint.Hint``), parsed here once, never the record: the record is
     always read from the table. Without one (an ad hoc call) the endpoint's objects are read by name.
-    ``snapshot``: the name older fan-outs sent the hint under (their messages, during a rolling upgrade)."""
+    ``snapshot``: the name older fan-outs sent the hint under (their messages, during a rolling upgrade).
+    A reconcile that leaves a rollout in progress sends itself again after the countdown its backoff
+    says (``ReconcileResult.requeue``), marked pending as a fan-out's message is."""
     parsed = parse_hint(hint if hint is not None else snapshot)
-    return self.finish(telemetry.run_reconcile(self.fleet, reconciler.reconcile, name, parsed))
+    result = telemetry.run_reconcile(self.fleet, reconciler.reconcile, name, parsed)
+    if result.requeue is not None:
+        settings = self.fleet.settings
+        ttl = int(result.requeue.countdown) + settings.message_ttl_seconds
+        # Pending like a fan-out's message (the reconcile clears it when it runs): no fan-out sends the
+        # endpoint again meanwhile, and none is requeued while a fan-out's message is still waiting.
+        if self.fleet.state.mark_pending_many([name], ttl)[name]:
+            reconcile_endpoint.apply_async(
+                args=[name],
+                kwargs={"hint": result.requeue.hint.as_message()},
+                queue=settings.queue,
+                countdown=result.requeue.countdown,
+                expires=ttl,
+                ignore_result=True,
+            )
+    return self.finish(result)
 
 
 @app.task(name="gco_tasks.watchdog", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]

@@ -209,6 +209,16 @@ class _WatchedCluster(_Passthrough):
         self._seen.answered[_key(obj)] = _uid(answer)
         return answer
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            answer: dict[str, Any] | None = self._inner.create(obj)
+        except PermanentError as exc:
+            self._seen.refused.append(("apply", getattr(exc, "status", None)))
+            raise
+        if answer is not None:
+            self._seen.answered[_key(obj)] = _uid(answer)
+        return answer
+
     def delete(self, *args: Any, **kwargs: Any) -> bool:
         try:
             return bool(self._inner.delete(*args, **kwargs))
@@ -365,6 +375,12 @@ def run_fan_out(
         finished_at=time.time(),
     )
     return summary
+
+
+def record_deferred_fan_out(fleet: Fleet, now: float) -> None:
+    """A fan-out that deferred to the messages still outstanding: the region is being reconciled (the
+    fan-out's age, which ``GcoFanOutStalled`` watches, is reset), nothing was sent."""
+    metrics.record_fanout(fleet.settings.region, 0.0, sent=0, finished_at=now)
 
 
 def run_watchdog(

@@ -268,3 +268,39 @@ def test_every_event_request_takes_a_slot_of_the_write_budget(
         for verb, code in (("create", "201"), ("patch", "200"))
     )
     assert requests == pacer.slots, "one slot per request to the API server"
+
+
+def test_workers_sharing_a_count_in_redis_send_one_request_per_occurrence(
+    deployment: Regarding,
+    events_client: client.ApiClient,
+    clock: Clock,
+    fresh_metrics: FleetMetrics,
+    redis_url: str,
+) -> None:
+    """Issue 26: a change reported by several workers (and a restarted one) costs one request per
+    occurrence: the first creates the Event, each repeat patches its series with the count kept in the
+    region's Redis. Fails without ``SharedOccurrences``: each worker new to the occurrence sent a CREATE
+    answered 409, then a no-op PATCH to read the count, then the PATCH (three requests for one)."""
+    import redis
+
+    from gco_tasks.adapters.events import SharedOccurrences
+
+    shared = SharedOccurrences(redis.Redis.from_url(redis_url), "gco:us-east-1:")
+    workers = [
+        EventRecorder(events_client, REGION, reporting_instance=f"w{i}", clock=clock, occurrences=shared)
+        for i in range(3)
+    ]
+    note = "applied Deployment/my-llm (image nginx:1.27 -> nginx:1.28)"
+    for recorder in [*workers, workers[0]]:
+        recorder.record(deployment, EventReason.APPLIED, note)
+        clock.now += 5
+    (event,) = events(events_client)
+    assert event["series"]["count"] == 4
+    requests = {
+        (s.labels["verb"], s.labels["code"]): s.value
+        for family in fresh_metrics.registry.collect()
+        if family.name == "gco_kube_requests"
+        for s in family.samples
+        if s.name == "gco_kube_requests_total"
+    }
+    assert requests == {("create", "201"): 1, ("patch", "200"): 3}

@@ -37,6 +37,7 @@ from gco_tasks.worker.exporter import (
 
 REGION = "us-east-1"
 QUEUE = f"gco.{REGION}"
+CYCLE_QUEUE = f"{QUEUE}.cycle"
 
 
 def depth_of(collector: Any) -> dict[str, float]:
@@ -68,7 +69,7 @@ def test_queue_depth_counts_every_priority(redis_url: str, producer: Celery) -> 
     assert {key.decode() for key in client.keys(f"{QUEUE}*")} > {QUEUE}, "priority sub-queues exist"
     settings = load_settings({"REGION": REGION, "REDIS_URL": redis_url})
     queue_depth, interval = scrape_collectors(settings, {})
-    assert depth_of(queue_depth) == {QUEUE: 7}
+    assert depth_of(queue_depth) == {CYCLE_QUEUE: 0, QUEUE: 7}
     assert [s.value for f in interval.collect() for s in f.samples] == [15.0]
     client.close()
 
@@ -76,11 +77,11 @@ def test_queue_depth_counts_every_priority(redis_url: str, producer: Celery) -> 
 def test_queue_depth_under_a_global_key_prefix(redis_url: str, producer: Celery) -> None:
     options = {"global_keyprefix": "fleet:"}
     producer.conf.broker_transport_options = options
-    producer.send_task("gco_tasks.fan_out", queue=QUEUE)
-    producer.send_task("gco_tasks.fan_out", queue=QUEUE, priority=6)
+    producer.send_task("gco_tasks.fan_out", queue=CYCLE_QUEUE)
+    producer.send_task("gco_tasks.reconcile_endpoint", args=["x"], queue=QUEUE, priority=6)
     settings = load_settings({"REGION": REGION, "REDIS_URL": redis_url})
-    assert depth_of(scrape_collectors(settings, options)[0]) == {QUEUE: 2}
-    assert depth_of(scrape_collectors(settings, {})[0]) == {QUEUE: 0}, "the prefix matters"
+    assert depth_of(scrape_collectors(settings, options)[0]) == {CYCLE_QUEUE: 1, QUEUE: 1}
+    assert depth_of(scrape_collectors(settings, {})[0]) == {CYCLE_QUEUE: 0, QUEUE: 0}, "the prefix matters"
 
 
 def test_unreachable_redis_yields_no_series_and_shows_no_password(caplog: pytest.LogCaptureFixture) -> None:

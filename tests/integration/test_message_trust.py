@@ -64,6 +64,11 @@ def state(fleet: Fleet) -> str | None:
     return (item.get("region_status", {}).get(REGION) or {}).get("state")
 
 
+def as_json(hint: Any) -> dict[str, Any]:
+    """A fan-out's hint as its message carries it (through JSON)."""
+    return dict(json.loads(json.dumps(hint and hint.as_message())))
+
+
 def send(fleet: Fleet, name: str, hint: dict[str, Any], argument: str = "hint") -> dict[str, Any]:
     """Publish a crafted reconcile message and wait for the worker's result (``argument="snapshot"``: the
     name older fan-outs sent the hint under)."""
@@ -123,8 +128,25 @@ def test_a_forged_future_dated_message_changes_nothing(fleet: Fleet, cluster: Cl
     assert fleet.store.get("victim").spec.image == "nginx:1.27"
 
 
+@pytest.fixture()
+def foreign(cluster: Cluster) -> Iterator[None]:
+    """Objects another team made (no labels of ours) are deleted after the test: the real cluster's reset
+    goes by our labels and would leave them to the next test."""
+    yield
+    core, apps = client.CoreV1Api(cluster.api_client), client.AppsV1Api(cluster.api_client)
+    for delete, name in (
+        (core.delete_namespaced_service, "victim-canary"),
+        (apps.delete_namespaced_deployment, "coredns"),
+    ):
+        try:
+            delete(name, NAMESPACE)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
 def test_forged_digests_can_neither_delete_nor_report_readiness(
-    fleet: Fleet, cluster: Cluster, worker: Any
+    fleet: Fleet, cluster: Cluster, worker: Any, foreign: None
 ) -> None:
     """Digests naming objects that exist but are not ours (someone else's Service with our canary's name,
     a Deployment of no endpoint) delete nothing and cause no action; a digest claiming readiness does not
@@ -231,3 +253,37 @@ def test_the_fan_outs_messages_carry_no_record_and_no_env_value(fleet: Fleet) ->
     body = json.dumps(messages)
     assert SECRET not in body and "TOKEN" not in body and '"spec"' not in body and '"item"' not in body
     assert set(messages[0][1]) <= {"taken_at", "observed", "updated_at", "reason"}
+
+
+def test_a_forged_digest_cannot_have_someone_elses_object_written_over(
+    fleet: Fleet, cluster: Cluster, worker: Any, foreign: None
+) -> None:
+    """Issue 22, item 3: a hint naming another team's Service (our canary's name, a wrong hash) once
+    had it applied over, selector and all, without the read that shows it is not ours. Every object a
+    reconcile writes is proven ours (a read by name) or absent (a create-only request): nothing is
+    written, and the reconcile reports whose the object is."""
+    spec = {"image": "nginx:1.27", "gpu_count": 0, "canary": {"image": "nginx:1.28", "weight": 10}}
+    fleet.store.create(Endpoint.new("victim", parse_spec(spec), [REGION]))
+    converge(fleet, lambda: state(fleet) == "running")
+    core = client.CoreV1Api(cluster.api_client)
+    core.delete_namespaced_service("victim-canary", NAMESPACE)  # ours gone; another team takes the name
+    theirs = {
+        "metadata": {"name": "victim-canary", "labels": {"team": "other"}},
+        "spec": {"selector": {"app": "their-app"}, "ports": [{"port": 80, "targetPort": 9000}]},
+    }
+    core.create_namespaced_service(NAMESPACE, theirs)
+    captured: list[tuple[str, dict[str, Any]]] = []
+    fan_out(fleet, lambda name, hint: captured.append((name, as_json(hint))))
+    snapshot = dict(next(hint for name, hint in captured if name == "victim"))
+    observed = [o for o in snapshot["observed"] if o["name"] != "victim-canary" or o["kind"] != "Service"]
+    forged = {"kind": "Service", "name": "victim-canary", "desired_hash": "0" * 64, "drift": ["spec"]}
+    snapshot["observed"] = [*observed, forged]
+    with pytest.raises(Exception, match="not this endpoint's") as refused:
+        send(fleet, "victim", snapshot)
+    outcome = refused.value.args[1] if len(refused.value.args) > 1 else {}
+    assert outcome.get("actions") == [], outcome
+    after = core.read_namespaced_service("victim-canary", NAMESPACE)
+    assert after.metadata.labels == {"team": "other"} and after.spec.selector == {"app": "their-app"}
+    assert "gco-tasks" not in {entry.manager for entry in after.metadata.managed_fields or []}
+    report = (fleet.store.get_item("victim") or {})["region_status"][REGION]
+    assert report["state"] == "error" and "Service/victim-canary already exists" in report["error"]

@@ -74,8 +74,8 @@ def test_a_reconcile_its_locked_skip_and_an_invalid_record(
     assert value(recorded, "gco_reconcile_total", result="applied") == 1
     assert value(recorded, "gco_reconcile_duration_seconds_count", result="applied") == 1
     for resource, candidates in (("deployments", 2), ("services", 2), ("ingresses", 1)):
-        created = value(recorded, "gco_kube_requests_total", verb="apply", resource=resource, code="201")
-        assert created == 1, "server-side apply answers 201 Created for a new object"
+        created = value(recorded, "gco_kube_requests_total", verb="create", resource=resource, code="201")
+        assert created == 1, "a create-only server-side apply answers 201 Created for a new object"
         # An ad hoc reconcile reads the objects an endpoint can have by name (primary, canary), no LIST.
         assert (
             value(recorded, "gco_kube_requests_total", verb="get", resource=resource, code="404")
@@ -180,7 +180,7 @@ def test_a_transient_failure_is_an_error_attempt_with_its_reason(
         telemetry.run_reconcile(fleet, reconcile, "tele-d")
     assert value(recorded, "gco_reconcile_total", result="error") == 1
     assert value(recorded, "gco_reconcile_errors_total", reason="kube_unavailable") == 1
-    assert value(recorded, "gco_kube_requests_total", verb="apply", resource="deployments", code="503") == 1
+    assert value(recorded, "gco_kube_requests_total", verb="create", resource="deployments", code="503") == 1
     assert our_events(cluster.api_client, "tele-d") == [], "a retried attempt records no Event"
 
 

@@ -101,6 +101,16 @@ class FakeCluster:
             self.objects[key] = stored
         return copy.deepcopy(stored)
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create-only: the created object, or None when one of its kind and name exists (counted as one
+        ``create`` request either way, as the API server's 201 or 409)."""
+        self._count("create")
+        if (obj["kind"], obj["metadata"]["name"]) in self.objects:
+            return None
+        created = self.apply(obj)
+        self.calls["apply"] -= 1
+        return created
+
     @staticmethod
     def rolled_out(deployment: Mapping[str, Any]) -> dict[str, Any]:
         """The status the Deployment controller reports once every replica of the new template is ready."""
@@ -228,6 +238,18 @@ class FakeState:
         first = cycle not in self.claimed
         self.claimed.add(cycle)
         return first
+
+    def schedule_requeue(
+        self, name: str, now: float, first: float, cap: float, interval: float
+    ) -> float | None:
+        """No requeue here: the fakes' Deployments roll out at once (``FakeCluster.rolled_out``)."""
+        return None
+
+    def clear_requeue(self, name: str) -> None:
+        return None
+
+    def requeue_marks(self, names: Iterable[str]) -> dict[str, tuple[float, float]]:
+        return {}
 
     def withheld(self) -> set[str]:
         return set(self.withheld_names)

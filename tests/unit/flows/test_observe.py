@@ -77,12 +77,39 @@ def test_a_fresh_hint_of_objects_in_sync_costs_one_get_for_the_primary() -> None
     assert cluster.gets == [("Deployment", "demo")]
 
 
-def test_a_stale_hint_rereads_what_it_calls_in_sync_and_applies_the_rest_without_a_read() -> None:
+def test_a_stale_hint_rereads_what_it_names_and_leaves_what_it_calls_missing_to_the_create() -> None:
+    """A message that waited in the queue (a cold start's backlog) still reads nothing its fan-out found
+    absent: the create-only request proves it (fails if a stale hint read every object, as it did)."""
     desired = rendered()
     cluster = FakeCluster(desired)
-    in_sync = digests(desired[:2], desired)  # the Ingress: "missing", applied anyway
+    in_sync = digests(desired[:2], desired)  # the Ingress: "missing"
     observe(cluster, "demo", desired, Hint(taken_at=1.0, observed=tuple(in_sync)), False, planner(desired))
     assert sorted(cluster.gets) == [("Deployment", "demo"), ("Service", "demo")]
+
+
+def test_a_fresh_hint_of_a_new_endpoint_costs_no_get() -> None:
+    """The plan creates every object, and the create-only request proves each was absent."""
+    desired = rendered()
+    cluster = FakeCluster([])
+    observed = observe(cluster, "demo", desired, Hint(taken_at=1.0), True, planner(desired))
+    assert observed == [] and cluster.gets == []
+    assert [o["kind"] for o in plan_changes(desired, observed).apply] == ["Deployment", "Service", "Ingress"]
+
+
+def test_an_object_the_hint_says_changed_is_read_before_it_is_written_over() -> None:
+    """Issue 22, item 3: a digest naming someone else's Service with a wrong hash would have had it
+    applied over without a read; it is read by name, is not the endpoint's, so it is not observed (the
+    plan creates ours, and the create finds it and refuses)."""
+    desired = rendered()
+    theirs = {"kind": "Service", "metadata": {"name": "demo", "labels": {"team": "other"}}}
+    cluster = FakeCluster([desired[0], desired[2], theirs])
+    forged = (
+        *digests([desired[0], desired[2]], desired),
+        ObservedObject(kind="Service", name="demo", desired_hash="wrong"),
+    )
+    observed = observe(cluster, "demo", desired, Hint(taken_at=1.0, observed=forged), True, planner(desired))
+    assert ("Service", "demo") in cluster.gets
+    assert ("Service", "demo") not in [o.key for o in observed]
 
 
 def test_forged_digests_cannot_delete_what_is_not_the_endpoints() -> None:
