@@ -1,5 +1,5 @@
 """Redis state of a region: ``RegionState`` is its locks (leases renewed while held), pending marks, cycle
-claims and the watchdog's memory, over one client that follows the broker's primary.
+claims, the watchdog's memory and the paths' first sightings, over one client that follows the broker.
 
 Where it stands in the flow: around the tasks (fan-out marks, reconcile locks, watchdog clocks). Junk
 written there never stops a cycle: it reads as absent, and is logged. More in docs/architecture.md.
@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import redis
@@ -27,6 +27,7 @@ from gco_tasks.adapters.metric_labels import LockName
 from gco_tasks.core.config import Settings
 from gco_tasks.core.conventions import RegionKeys
 from gco_tasks.core.errors import InfrastructureError, TransientError
+from gco_tasks.core.paths import first_seen_changes
 from gco_tasks.core.redis_target import RedisTarget
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,51 @@ class WatchdogMemory(_RegionRedis):
                 pipe.execute()
 
 
-class RegionState(RegionLocks, PendingMarks, CycleClaims, WatchdogMemory):
+class PathSeniority(_RegionRedis):
+    """When the fleet first saw each record ask for its ingress path (``paths.FirstSeen``): the
+    seniority on the shared load balancer, kept by the fan-out on its own clock. An unreadable entry is
+    absent (the record is then first seen again)."""
+
+    def paths_first_seen(self, names: Iterable[str] | None = None) -> dict[str, tuple[str, float]]:
+        """The entries of ``names`` (all of them with None)."""
+        key = self.keys.path_first_seen
+        raw: dict[bytes | str, bytes | str | None]
+        with _translated("read path seniority"):
+            if names is None:
+                raw = dict(self.client.hgetall(key))
+            else:
+                wanted: list[bytes | str] = list(names)
+                raw = dict(zip(wanted, self.client.hmget(key, wanted), strict=True)) if wanted else {}
+        entries = {}
+        for name, value in raw.items():
+            text, entry = _text(name), _first_seen(value) if value is not None else None
+            if text is not None and entry is not None:
+                entries[text] = entry
+        return entries
+
+    def note_paths(
+        self, paths: Mapping[str, str], now: float, serving: Mapping[str, float] | None = None
+    ) -> dict[str, tuple[str, float]]:
+        """Record what the fan-out saw (name -> path) and return every entry: a record asking for a
+        path it was not known to ask for is first seen ``now`` (or when its live Ingress serving that
+        path was created, ``serving``); names without a path are forgotten."""
+        known = self.paths_first_seen()
+        new, gone = first_seen_changes(paths, known, now, serving)
+        if new or gone:
+            pipe = self.client.pipeline()
+            if new:
+                pipe.hset(
+                    self.keys.path_first_seen,
+                    mapping={name: f"{at!r} {path}" for name, (path, at) in new.items()},
+                )
+            if gone:
+                pipe.hdel(self.keys.path_first_seen, *gone)
+            with _translated("write path seniority"):
+                pipe.execute()
+        return {**{name: known[name] for name in known if name not in gone}, **new}
+
+
+class RegionState(RegionLocks, PendingMarks, CycleClaims, WatchdogMemory, PathSeniority):
     """The region's Redis state, over one client: locks, pending marks, cycle claims, watchdog memory."""
 
     def __init__(self, client: redis.Redis, region: str, lease_seconds: float = 10.0) -> None:
@@ -302,6 +347,14 @@ def _text(value: bytes | str) -> str | None:
         return value.decode()
     except UnicodeDecodeError:
         return None
+
+
+def _first_seen(value: bytes | str) -> tuple[str, float] | None:
+    """``"<seconds> <path>"`` as ``(path, seconds)``; None when unreadable."""
+    text = _text(value)
+    seconds, _, path = (text or "").partition(" ")
+    when = _seconds(seconds)
+    return (path, when) if when is not None and path else None
 
 
 def _seconds(value: bytes | str) -> float | None:

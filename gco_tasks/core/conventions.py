@@ -145,6 +145,12 @@ class RegionKeys:
         return f"{self.prefix}watchdog:ingress-withheld"
 
     @property
+    def path_first_seen(self) -> str:
+        """Per endpoint, its ingress path and when the fan-out first saw the record ask for it (a hash):
+        the seniority on the shared load balancer, which a record cannot backdate (``paths``)."""
+        return f"{self.prefix}paths:first-seen"
+
+    @property
     def redbeat_prefix(self) -> str:
         """RedBeat's ``redbeat_key_prefix`` (its schedule is ``<prefix>:schedule``, its lock
         ``<prefix>:lock``)."""

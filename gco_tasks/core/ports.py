@@ -100,7 +100,17 @@ class EndpointLocks(Protocol):
     def clear_pending(self, name: str) -> None: ...
 
 
-class FanOutMarks(Protocol):
+class PathFirstSeen(Protocol):
+    """When the fleet first saw each record ask for its ingress path (``paths.FirstSeen``)."""
+
+    def paths_first_seen(self, names: Iterable[str] | None = None) -> dict[str, tuple[str, float]]: ...
+
+    def note_paths(
+        self, paths: Mapping[str, str], now: float, serving: Mapping[str, float] | None = None
+    ) -> dict[str, tuple[str, float]]: ...
+
+
+class FanOutMarks(PathFirstSeen, Protocol):
     def fan_out_lock(self, ttl_seconds: float) -> AbstractContextManager[bool]: ...
 
     def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]: ...

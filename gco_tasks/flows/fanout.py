@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from gco_tasks.core import conventions as names
 from gco_tasks.core.config import Settings
 from gco_tasks.core.hint import Hint
-from gco_tasks.core.paths import shadowed_paths
+from gco_tasks.core.paths import record_paths, serving_since, shadowed_paths
 from gco_tasks.core.plan import objects_by_endpoint
 from gco_tasks.core.ports import ClusterReads, FanOutMarks, RecordScan, Sender
 from gco_tasks.core.records import RecordHeader
@@ -99,10 +99,12 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> FanOu
         for keys in skipped:
             log.warning("skipping a table item without a string endpoint_name: keys %s", keys)
         grouped = objects_by_endpoint(ports.cluster.list_objects(names.MANAGED_SELECTOR), set(items))
-        region_items = (
+        region_items = [
             item for item in items.values() if RecordHeader.from_item(item).targets(settings.region)
-        )
-        shadowed = shadowed_paths(region_items)
+        ]
+        paths = record_paths(region_items)  # seniority: the fleet's first sighting, never created_at
+        first_seen = ports.state.note_paths(paths, now, serving_since(paths, grouped))
+        shadowed = shadowed_paths(region_items, first_seen)
         cycle = _cycle(ports, now, shadowed)
         found = verdicts(cycle, items, grouped)
         wanted = [name for name, verdict in found.items() if verdict.reason is not None]

@@ -27,6 +27,7 @@ from gco_tasks.core.ports import (
     Cluster,
     ClusterGets,
     EndpointLocks,
+    PathFirstSeen,
     RecordRead,
     RecordScan,
     StatusReports,
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 class ReconcileStore(RecordRead, RecordScan, StatusReports, Protocol): ...
 
 
-class ReconcileState(EndpointLocks, Withheld, Protocol): ...
+class ReconcileState(EndpointLocks, Withheld, PathFirstSeen, Protocol): ...
 
 
 class ReconcilePorts(Protocol):
@@ -122,7 +123,10 @@ def _shadowed_by(
         return None
     if hint is not None:
         other = ports.store.get_item(hint.shadowed_by) if hint.shadowed_by else None
-        return shadowed_paths([dict(item), other]).get(name) if other else None
+        if other is None:
+            return None
+        seen = ports.state.paths_first_seen([name, str(other.get("endpoint_name"))])
+        return shadowed_paths([dict(item), other], seen).get(name)
     own_ingress = reads.get_object("Ingress", ingress_name(name))
     if already_serves_its_path(
         item, region, own_ingress if own_ingress and is_ours(own_ingress, name) else None
@@ -130,7 +134,7 @@ def _shadowed_by(
         return None  # a path already held: no Scan (a mass change through the stream reader costs none)
     records = {str(other["endpoint_name"]): other for other in ports.store.scan_items(region)}
     records[name] = dict(item)
-    return shadowed_paths(records.values()).get(name)
+    return shadowed_paths(records.values(), ports.state.paths_first_seen()).get(name)
 
 
 def _remove_orphan(ports: ReconcilePorts, name: str, observed: list[ObservedObject]) -> ReconcileResult:

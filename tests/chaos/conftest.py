@@ -3,11 +3,13 @@ moto's DynamoDB over HTTP and the sandbox Kubernetes API server, with short inte
 that every scenario takes seconds.
 
 Every scenario is marked ``chaos`` (registered in pyproject.toml, part of the default run) and reports
-the recovery times it measured; they are printed at the end of the run under "chaos: measured recovery".
+the recovery times it measured; they are printed at the end of the run under "chaos: measured recovery"
+and, when ``GCO_CHAOS_RECORD`` names a file, appended to it as JSON lines (``bench/recovery.py``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import time
@@ -102,7 +104,7 @@ class Chaos:
     def break_record(self, name: str) -> None:
         """Write ``name`` as another tool might, malformed (a port that is not a number): the one kind of
         record allowed to end in ``error`` (with a reason)."""
-        item = {"endpoint_name": name, "desired_state": "running", "target_regions": [REGION]}
+        item: dict[str, Any] = {"endpoint_name": name, "desired_state": "running", "target_regions": [REGION]}
         item["spec"] = {"image": "nginx:1.27", "port": "eighty"}
         self.store.client.put_item(TableName=self.store.table_name, Item=_typed(item))
         self.intents[name] = "running"
@@ -112,11 +114,13 @@ class Chaos:
         self.store.scale(name, replicas)
 
     def stop(self, name: str) -> None:
-        self.store.update_desired_state(name, "stopped")
+        """``gco-tasks endpoints stop``: the desired state only (the CLI's conditional write)."""
+        assert self.store.update_desired_state(name, "stopped"), f"{name}: stop not written"
         self.intents[name] = "stopped"
 
     def delete(self, name: str) -> None:
-        self.store.update_desired_state(name, "deleted")
+        """``gco-tasks endpoints delete``: marked deleted; the fleet removes the objects, then purges."""
+        assert self.store.update_desired_state(name, "deleted"), f"{name}: delete not written"
         self.intents[name] = "deleted"
 
     def state(self, name: str) -> str | None:
@@ -130,8 +134,15 @@ class Chaos:
     def converged(self, *names: str) -> bool:
         return all(self.state(name) == "running" for name in names)
 
-    def record(self, what: str, seconds: float) -> float:
+    def record(self, what: str, seconds: float, claim: float | None = None) -> float:
+        """Note a recovery time; ``claim``: the product's tight figure for it (what bench/recovery.py
+        compares the measurements with; the test itself asserts only a generous bound)."""
         MEASURED.append((self.test, what, seconds))
+        target = os.environ.get("GCO_CHAOS_RECORD")
+        if target:
+            line = {"test": self.test, "what": what, "seconds": round(seconds, 3), "claim": claim}
+            with open(target, "a", encoding="utf-8") as out:
+                out.write(json.dumps(line) + "\n")
         return seconds
 
     def nothing_lost(self, timeout: float = 30.0) -> float:

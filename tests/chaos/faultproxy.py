@@ -131,7 +131,7 @@ class FaultProxy(_Proxy):
         return None
 
     def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
-        connection = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        connection = http.client.HTTPConnection(self.upstream.hostname or "", self.upstream.port, timeout=30)
         try:
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
@@ -269,7 +269,7 @@ class KubernetesFaultProxy(_Proxy):
         connection: http.client.HTTPSConnection | None = getattr(self._local, "connection", None)
         if connection is None or fresh:
             connection = http.client.HTTPSConnection(
-                self.upstream.hostname, self.upstream.port, timeout=60, context=self.context
+                self.upstream.hostname or "", self.upstream.port, timeout=60, context=self.context
             )
             self._local.connection = connection
         return connection

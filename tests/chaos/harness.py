@@ -20,11 +20,13 @@ from pathlib import Path
 import redis
 
 from gco_sandbox.services import ServiceError, free_port, wait_for_port
-from tests.support.waits import timed_wait as wait_until
+from tests.support.waits import timed_wait
 
 CELERY = [sys.executable, "-m", "celery", "-A", "gco_tasks"]
 REGION = "us-east-1"
 QUEUE = f"gco.{REGION}"
+#: Every wait of the chaos suite: a condition with a deadline; the seconds it took.
+wait_until = timed_wait
 
 
 # --------------------------------------------------------------------------- fleet processes

@@ -228,9 +228,15 @@ def _resource_problems(live: Mapping[str, Any], wanted: Mapping[str, Any]) -> li
     for side in ("requests", "limits"):
         for resource, quantity in (wanted.get(side) or {}).items():
             have = (live.get(side) or {}).get(resource)
-            if have is None or parse_quantity(str(have)) != parse_quantity(str(quantity)):
+            if have is None or _quantity(have) != _quantity(quantity):
                 found.append(f"resources.{side}.{resource} {have!r}, the record says {quantity!r}")
     return found
+
+
+def _quantity(value: object) -> Decimal:
+    """A Kubernetes quantity as a number (``500m`` == ``0.5``), by the official client's parser."""
+    parsed: Decimal = parse_quantity(str(value))  # type: ignore[no-untyped-call]
+    return parsed
 
 
 def service_problems(obj: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:

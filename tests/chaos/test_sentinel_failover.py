@@ -41,6 +41,8 @@ def test_primary_killed_fleet_follows_the_new_primary(
         primary.kill()
         killed = time.monotonic()
         chaos.deploy("gamma")
+        chaos.stop("alpha")  # stopped and deleted during the failover: converged on the new primary
+        chaos.delete("beta")
         promoted = wait_until(
             lambda: sentinels[0].primary() == ("127.0.0.1", replica.port), 30, "the replica promoted"
         )

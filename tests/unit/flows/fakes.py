@@ -15,6 +15,7 @@ from typing import Any
 from gco_tasks.core.config import Settings, load_settings
 from gco_tasks.core.conventions import MANAGED_KINDS
 from gco_tasks.core.fields import iso_now
+from gco_tasks.core.paths import first_seen_changes
 from gco_tasks.core.records import RegionStatus
 from gco_tasks.core.rendering import RenderOptions
 from gco_tasks.core.status import status_needs_write
@@ -186,13 +187,15 @@ class FakeStore:
 
 @dataclass
 class FakeState:
-    """The region's Redis state: locks, pending marks, cycle claims and the watchdog's memory."""
+    """The region's Redis state: locks, pending marks, cycle claims, the watchdog's memory and the paths'
+    first sightings."""
 
     held: set[str] = field(default_factory=set)
     pending: set[str] = field(default_factory=set)
     claimed: set[int] = field(default_factory=set)
     clocks: dict[str, float] = field(default_factory=dict)
     withheld_names: set[str] = field(default_factory=set)
+    first_seen: dict[str, tuple[str, float]] = field(default_factory=dict)  # paths' seniority
 
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[bool]:
@@ -246,6 +249,19 @@ class FakeState:
 
     def withhold(self, names: Iterable[str]) -> None:
         self.withheld_names.update(names)
+
+    def paths_first_seen(self, names: Iterable[str] | None = None) -> dict[str, tuple[str, float]]:
+        wanted = self.first_seen if names is None else set(names)
+        return {name: self.first_seen[name] for name in wanted if name in self.first_seen}
+
+    def note_paths(
+        self, paths: Mapping[str, str], now: float, serving: Mapping[str, float] | None = None
+    ) -> dict[str, tuple[str, float]]:
+        new, gone = first_seen_changes(paths, self.first_seen, now, serving)
+        for name in gone:
+            del self.first_seen[name]
+        self.first_seen.update(new)
+        return dict(self.first_seen)
 
 
 @dataclass
