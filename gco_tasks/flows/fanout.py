@@ -8,7 +8,10 @@ in sync costs nothing more: no message, no Kubernetes call, no DynamoDB write. `
 endpoint, with the reconciler's own pure rules (render, drift, plan, status), whether anything needs
 doing; a message carries only the name and a hint (``observe.Hint``: when, the record's ``updated_at``,
 why, the digests of the live objects and, from the Scan, an older endpoint whose path this one's
-shadows), never the record: the worker reads that from the table.
+shadows), never the record: the worker reads that from the table. The LIST pages stream through the
+triage (each page digested, then let go: the records and the digests are held, never every object of
+the region), and the periodic messages (resyncs, overdue heartbeats) are at most N x interval /
+heartbeat period a cycle (``triage.due``). The result says where the time went (``seconds``).
 
 An endpoint whose message is still waiting in the queue (a pending mark in Redis) is not sent again.
 """
@@ -18,20 +21,22 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Protocol, TypeVar
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.config import Settings
 from gco_tasks.core.paths import shadowed_paths
-from gco_tasks.core.plan import endpoint_name_of
-from gco_tasks.core.ports import ClusterReads, FanOutMarks, RecordScan, Sender
+from gco_tasks.core.plan import ObservedObject, endpoint_name_of
+from gco_tasks.core.ports import ClusterPages, FanOutMarks, RecordScan, Sender
 from gco_tasks.core.records import RecordHeader
 from gco_tasks.core.rendering import RenderOptions
-from gco_tasks.core.triage import Cycle, Verdict, triage
+from gco_tasks.core.triage import Cycle, Verdict, due, judge, observe, periodic_budget, triage
 from gco_tasks.flows.observe import Hint
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class FanOutPorts(Protocol):
@@ -42,7 +47,7 @@ class FanOutPorts(Protocol):
     @property
     def store(self) -> RecordScan: ...
     @property
-    def cluster(self) -> ClusterReads: ...
+    def cluster(self) -> ClusterPages: ...
     @property
     def state(self) -> FanOutMarks: ...
     @property
@@ -109,28 +114,36 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
     with ports.state.fan_out_lock(ttl_seconds=settings.task_time_limit_seconds) as acquired:
         if not acquired:
             return {"skipped": "another fan-out of this region is running"}
-        items, skipped = items_by_name(ports.store.scan_items())
+        began = time.perf_counter()
+        waited = {"scan": 0.0, "list": 0.0, "publish": 0.0}
+        items, skipped = items_by_name(timed(ports.store.scan_items(), waited, "scan"))
         for keys in skipped:
             log.warning("skipping a table item without a string endpoint_name: keys %s", keys)
-        grouped = objects_by_endpoint(ports.cluster.list_objects(names.MANAGED_SELECTOR), set(items))
         region_items = (
             item for item in items.values() if RecordHeader.from_item(item).targets(settings.region)
         )
         shadowed = shadowed_paths(region_items)
         cycle = _cycle(ports, now, shadowed)
-        found = verdicts(cycle, items, grouped)
-        wanted = [name for name, verdict in found.items() if verdict.reason is not None]
+        pages = timed(ports.cluster.list_pages(names.MANAGED_SELECTOR), waited, "list")
+        observed = observe_pages(cycle, items, pages)
+        cycle = replace(cycle, resyncs=_first_of_interval(ports, now))  # claimed once the reads succeeded
+        found = judged(cycle, items, observed)
+        budget = periodic_budget(len(items), cycle.interval_seconds, cycle.heartbeat_seconds)
+        wanted = due(found, budget if cycle.resyncs else 0)
+        published = time.perf_counter()
         marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
         sent = [name for name in wanted if marks[name]]
         for name in sent:
             send(name, make_snapshot(items.get(name), found[name], now, shadowed.get(name)))
+        waited["publish"] = time.perf_counter() - published
+        total = time.perf_counter() - began
         _CONFIGURATIONS_RUN.add(_configuration(ports))
         pending = len(wanted) - len(sent)
         reasons = Counter(str(found[name].reason) for name in sent)
         log.info(
             "fan-out %s: %d sent %s, %d already pending", settings.region, len(sent), dict(reasons), pending
         )
-        orphans = sorted(set(grouped) - set(items))
+        orphans = sorted(set(observed) - set(items))
         return {
             "records": len(items),
             "sent": len(sent),
@@ -138,7 +151,54 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
             "in_sync": len(found) - len(wanted),
             "reasons": dict(reasons),
             "orphans": orphans,
+            "seconds": {
+                "scan": round(waited["scan"], 3),
+                "list": round(waited["list"], 3),
+                "triage": round(total - sum(waited.values()), 3),
+                "publish": round(waited["publish"], 3),
+            },
         }
+
+
+def timed(source: Iterable[T], waited: dict[str, float], what: str) -> Iterator[T]:
+    """``source`` as it is consumed, the time spent waiting on it added to ``waited[what]``: the Scan
+    (its requests and decoding) and the LIST pages (requests and JSON parsing) apart from the fan-out's
+    own work, which the result reports as ``seconds`` (scan, list, triage, publish)."""
+    iterator = iter(source)
+    while True:
+        began = time.perf_counter()
+        try:
+            value = next(iterator)
+        except StopIteration:
+            waited[what] += time.perf_counter() - began
+            return
+        waited[what] += time.perf_counter() - began
+        yield value
+
+
+def observe_pages(
+    cycle: Cycle, items: Mapping[str, Mapping[str, Any]], pages: Iterable[Sequence[Mapping[str, Any]]]
+) -> dict[str, list[ObservedObject]]:
+    """The digests of every live object, by endpoint, one LIST page at a time: a page is digested and
+    let go before the next is requested, so the fan-out holds the records and the digests (small, and
+    remembered anyway: ``triage_cache``), never every object of the region at once."""
+    known = set(items)
+    observed: dict[str, list[ObservedObject]] = {}
+    for page in pages:
+        for name, live in objects_by_endpoint(page, known).items():
+            observed.setdefault(name, []).extend(observe(cycle, name, items.get(name), live))
+        del page
+    return observed
+
+
+def judged(
+    cycle: Cycle, items: Mapping[str, Mapping[str, Any]], observed: Mapping[str, Sequence[ObservedObject]]
+) -> dict[str, Verdict]:
+    """The triage of every endpoint with a record or with objects here, by name (sorted)."""
+    return {
+        name: judge(cycle, name, items.get(name), observed.get(name, []))
+        for name in sorted({*items, *observed})
+    }
 
 
 #: The configurations (region and render options) a fan-out of this process has run under. A reported
@@ -152,10 +212,13 @@ def _configuration(ports: FanOutPorts) -> tuple[str, str]:
     return (ports.settings.region, repr(ports.render_options))
 
 
+def _first_of_interval(ports: FanOutPorts, now: float) -> bool:
+    interval = ports.settings.reconcile_interval_seconds
+    return ports.state.claim_cycle(int(now // interval), ttl_seconds=max(60, 4 * interval))
+
+
 def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle:
     settings = ports.settings
-    interval = settings.reconcile_interval_seconds
-    first = ports.state.claim_cycle(int(now // interval), ttl_seconds=max(60, 4 * interval))
     return Cycle(
         region=settings.region,
         options=ports.render_options,
@@ -164,7 +227,7 @@ def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle
         heartbeat_seconds=settings.status_heartbeat_seconds,
         unhealthy_threshold_seconds=settings.inference_unhealthy_threshold_seconds,
         withheld=frozenset(ports.state.withheld()),
-        resyncs=first,
+        resyncs=False,
         shadowed=dict(shadowed),
         retry_errors=_configuration(ports) not in _CONFIGURATIONS_RUN,
     )
