@@ -14,7 +14,9 @@ call reaches DynamoDB and what its failure means. No botocore exception leaves i
 from __future__ import annotations
 
 import math
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -207,22 +209,49 @@ def page_bytes(page: Mapping[str, Any]) -> int:
 def scan_pages(table: Table, params: Mapping[str, Any], segments: int) -> Iterator[dict[str, Any]]:
     """Every page of a Scan (``LastEvaluatedKey`` followed to the end). With ``segments`` > 1 a parallel
     Scan: ``TotalSegments`` threads, each paginating its own segment on the shared client (boto3
-    clients are thread-safe), a segment's pages yielded once it is read to its end."""
+    clients are thread-safe), every page yielded as soon as it is read, and a thread waits while
+    ``segments`` pages are read and not yet taken: the caller holds a few pages, never the table."""
     if segments <= 1:
         yield from _segment_pages(table, dict(params))
         return
+    pages: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=segments)
+    stop = threading.Event()
+
+    def read(segment: int) -> None:
+        try:
+            for page in _segment_pages(table, {**params, "Segment": segment, "TotalSegments": segments}):
+                while not stop.is_set():
+                    try:
+                        pages.put((_PAGE, page), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            pages.put((_DONE, None))
+        except BaseException as exc:  # handed to the reader, raised there
+            pages.put((_FAILED, exc))
+
     with ThreadPoolExecutor(segments, thread_name_prefix="scan") as pool:
-        futures = [
-            pool.submit(
-                lambda segment: list(
-                    _segment_pages(table, {**params, "Segment": segment, "TotalSegments": segments})
-                ),
-                segment,
-            )
-            for segment in range(segments)
-        ]
-        for future in futures:
-            yield from future.result()
+        for segment in range(segments):
+            pool.submit(read, segment)
+        try:
+            done = 0
+            while done < segments:
+                what, value = pages.get()
+                if what == _FAILED:
+                    raise value
+                if what == _DONE:
+                    done += 1
+                else:
+                    yield value
+        finally:
+            stop.set()
+            while not pages.empty():  # unblock a thread still putting its last page
+                pages.get_nowait()
+
+
+_PAGE, _DONE, _FAILED = 0, 1, 2
 
 
 def _segment_pages(table: Table, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
