@@ -214,7 +214,7 @@ def scan_pages(table: Table, params: Mapping[str, Any], segments: int) -> Iterat
     if segments <= 1:
         yield from _segment_pages(table, dict(params))
         return
-    pages: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=segments)
+    pages: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=segments)  # room for every DONE
     stop = threading.Event()
 
     def read(segment: int) -> None:
