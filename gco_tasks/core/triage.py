@@ -42,6 +42,7 @@ from gco_tasks.core.rollout import Assessment, assess
 from gco_tasks.core.status import (
     StatusAction,
     StatusReport,
+    as_status,
     outcome_of,
     region_status_of,
     status_action,
@@ -49,7 +50,7 @@ from gco_tasks.core.status import (
     status_report,
 )
 from gco_tasks.core.teardown import plan_around_terminating, waiting_note
-from gco_tasks.core.triage_cache import digest, full_objects, rendering
+from gco_tasks.core.triage_cache import Rendering, digest, full_objects, rendering
 
 #: Region states of a rollout that has not finished: a reconcile looks again every cycle.
 ROLLING: frozenset[str] = frozenset({"creating", "updating"})
@@ -75,6 +76,10 @@ class Cycle:
     retry_errors: bool = False  # a configuration not run under before: reported errors are sent again
     #: Scratch of one fan-out: objects rendered in full, by endpoint, until their digests took them.
     rendered: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    #: Scratch of one fan-out: each endpoint's record and its rendering, looked up once (``_rendering``).
+    renderings: dict[str, tuple[Mapping[str, Any], Rendering]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -159,10 +164,10 @@ def observe(
         return tuple(digests(live, []))
     if name_problem(name) is not None:
         return ()
-    found = rendering(item, cycle.region, cycle.options, cycle.rendered)
+    found = _rendering(cycle, name, item)
     if found.endpoint is None:
         return tuple(digests(live, []))
-    return tuple(_digests(cycle, item, found.stubs, live))
+    return tuple(_digests(cycle, item, found.hashes, live))
 
 
 def judge(
@@ -175,7 +180,7 @@ def judge(
     problem = name_problem(name)
     if problem is not None:  # the reconcile reports it and touches nothing
         return Verdict(_status_reason(cycle, header, StatusReport("error", error=problem)))
-    found = rendering(item, cycle.region, cycle.options)
+    found = _rendering(cycle, name, item)
     if found.endpoint is None:
         return Verdict(_invalid_reason(cycle, header, found.error, observed), tuple(observed))
     refusal = _shadowing(cycle, found.endpoint, found.stubs)
@@ -186,6 +191,17 @@ def judge(
     if reason is None and cycle.resync_slot(name):
         reason = "resync"
     return Verdict(reason, tuple(observed))
+
+
+def _rendering(cycle: Cycle, name: str, item: Mapping[str, Any]) -> Rendering:
+    """``triage_cache.rendering``, looked up once per endpoint and fan-out (its LIST pages come kind by
+    kind: the memo's fingerprint of the record is not computed again for each)."""
+    seen = cycle.renderings.get(name)
+    if seen is not None and seen[0] is item:
+        return seen[1]
+    found = rendering(item, cycle.region, cycle.options, cycle.rendered)
+    cycle.renderings[name] = (item, found)
+    return found
 
 
 def _invalid_reason(
@@ -210,13 +226,12 @@ def _shadowing(cycle: Cycle, endpoint: Endpoint, stubs: Sequence[Mapping[str, An
 def _digests(
     cycle: Cycle,
     item: Mapping[str, Any],
-    stubs: Sequence[Mapping[str, Any]],
+    hashes: Mapping[tuple[str, str], str | None],
     live: Sequence[Mapping[str, Any]],
 ) -> list[ObservedObject]:
     """The live objects' digests against the rendering (remembered; the objects are rendered in full
     only when a live object's version has not been compared with its desired hash before, once per
     endpoint and cycle: ``Cycle.rendered``)."""
-    hashes = {object_key(stub): desired_hash(stub) for stub in stubs}
     name = str(item.get("endpoint_name"))
 
     def wanted(key: tuple[str, str]) -> Mapping[str, Any] | None:
@@ -297,7 +312,7 @@ def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | No
     if report.state in UNSETTLED and _failed_this_version(cycle, header):
         return None
     status = region_status_of(report, header.updated_at)
-    previous = header.region_status.get(region)
+    previous = as_status(header.region_status.get(region))  # read once for both questions
     moment = datetime.fromtimestamp(cycle.now, UTC)
     if status_needs_write(status, previous, moment, _NO_HEARTBEAT):
         return "status"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
 from gco_tasks.core import conventions as names
@@ -72,6 +72,8 @@ class Rendering:
     endpoint: Endpoint | None
     stubs: tuple[dict[str, Any], ...] = ()
     error: str | None = None
+    #: (kind, name) -> desired hash of each stub (what a warm cycle asks for every endpoint).
+    hashes: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
 
 
 _renderings: Lru[tuple[str, str], Rendering] = Lru(RENDERINGS_KEPT)
@@ -136,7 +138,8 @@ def _render(
         return Rendering(None, error=str(exc))
     if keep is not None:
         keep[endpoint.endpoint_name] = {object_key(obj): obj for obj in objects}
-    return Rendering(endpoint, tuple(stub_of(obj) for obj in objects))
+    stubs = tuple(stub_of(obj) for obj in objects)
+    return Rendering(endpoint, stubs, hashes={object_key(stub): desired_hash(stub) for stub in stubs})
 
 
 def _fingerprint(item: Mapping[str, Any], region: str, options: RenderOptions) -> bytes:
