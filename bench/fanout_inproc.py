@@ -24,21 +24,21 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from bench.common import REGION, endpoint_mix
 from bench.procs import rss_of_tree
-from gco_tasks.adapters.dynamo import decode_item, encode
+from gco_tasks.adapters.dynamo_client import decode_item, encode
 from gco_tasks.core.config import load_settings
 from gco_tasks.core.conventions import MANAGED_KINDS
+from gco_tasks.core.diagnosis import judge_rollouts as digest_rollouts
 from gco_tasks.core.fields import iso_now
 from gco_tasks.core.records import Endpoint, RecordHeader, parse_spec
 from gco_tasks.core.rendering import RenderOptions, desired_objects
 from gco_tasks.core.status import outcome_of, region_status_of, status_report
 from gco_tasks.core.teardown import plan_around_terminating
-from gco_tasks.core.triage import digest_rollouts
 from gco_tasks.core.triage_cache import digest
 from gco_tasks.flows import fanout
 
@@ -145,6 +145,11 @@ class State:
     def withheld(self) -> set[str]:
         return set()
 
+    def note_paths(
+        self, paths: Mapping[str, str], now: float, serving: Mapping[str, float] | None = None
+    ) -> dict[str, tuple[str, float]]:
+        return {name: (path, (serving or {}).get(name, now)) for name, path in paths.items()}
+
     def claim_cycle(self, cycle: int, ttl_seconds: int) -> bool:
         first = cycle not in self.cycles
         self.cycles.add(cycle)
@@ -158,6 +163,7 @@ class Ports:
         self.cluster = Cluster(world)
         self.state = State()
         self.render_options = options
+        self.configurations_run: set[tuple[str, str]] = set()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": round(seconds, 3),
                 "cpu_seconds": round(cpu, 3),
                 "sent": dict(sent),
-                "in_sync": result.get("in_sync"),
-                "split_seconds": result.get("seconds"),
+                "in_sync": result.in_sync,
+                "split_seconds": result.seconds,
             }
         )
     warm = [c["cpu_seconds"] for c in cycles[1:]] or [cycles[0]["cpu_seconds"]]

@@ -22,11 +22,13 @@ import os
 import pstats
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.procs import rss_of_tree
+from gco_tasks.core.hint import Hint
+from gco_tasks.core.ports import Sender
 
 
 class Timed:
@@ -72,12 +74,13 @@ class TimedPorts:
         self.cluster = Timed(fleet.cluster, "kubernetes", times)
         self.state = Timed(fleet.state, "redis", times)
         self.render_options = fleet.render_options
+        self.configurations_run = fleet.configurations_run
 
 
-def timed_sender(send: Callable[[str, dict[str, Any]], None], times: Counter[str]) -> Any:
-    def wrapped(name: str, snapshot: dict[str, Any]) -> None:
+def timed_sender(send: Sender, times: Counter[str]) -> Any:
+    def wrapped(name: str, hint: Hint | None) -> None:
         began = time.perf_counter()
-        send(name, snapshot)
+        send(name, hint)
         times["broker.send"] += time.perf_counter() - began
         times["broker.messages"] += 1
 
@@ -123,7 +126,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "seconds": round(total, 3),
         "calls_seconds": {key: round(value, 3) for key, value in sorted(times.items())},
-        "result": {k: v for k, v in result.items() if k != "orphans"},
+        "result": {k: v for k, v in result.as_dict().items() if k != "orphans"},
         "rss_mb_before": before,
         "rss_mb_after": after,
     }

@@ -58,6 +58,7 @@ from bench.common import (
 )
 from bench.report import render
 from bench.worker import celery_section
+from gco_tasks.core.hint import Hint, parse_hint
 from gco_tasks.flows.fanout import fan_out
 from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet
@@ -161,10 +162,11 @@ class Cycle:
 def run_cycle(fleet: Fleet, meter: Meter) -> Cycle:
     """As ``tests/integration/harness.run_cycle``, timed and metered: fan-out (its messages go through
     the JSON round trip Celery applies), then each message reconciled in turn."""
-    messages: list[tuple[str, dict[str, Any]]] = []
+    messages: list[tuple[str, Hint | None]] = []
 
-    def send(name: str, snapshot: dict[str, Any]) -> None:
-        messages.append((name, json.loads(json.dumps(snapshot))))
+    def send(name: str, hint: Hint | None) -> None:
+        wired = json.loads(json.dumps(hint.as_message())) if hint is not None else None
+        messages.append((name, parse_hint(wired)))
 
     meter.reset()
     start = time.perf_counter()
@@ -173,9 +175,9 @@ def run_cycle(fleet: Fleet, meter: Meter) -> Cycle:
     durations: list[float] = []
     actions: Counter[str] = Counter()
     states: Counter[str] = Counter()
-    for name, snapshot in messages:
+    for name, hint in messages:
         began = time.perf_counter()
-        result = reconcile(fleet, name, snapshot).as_dict()
+        result = reconcile(fleet, name, hint).as_dict()
         durations.append(time.perf_counter() - began)
         actions.update(action.split("/")[0] for action in result.get("actions", []))
         states[str(result.get("state"))] += 1

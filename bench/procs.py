@@ -28,7 +28,7 @@ from kubernetes import client
 
 from bench.common import PROJECT_ROOT, REGION, BenchEndpoint
 from gco_sandbox.services import SANDBOX_AWS_ENV, RedisServer, free_port, start_redis, wait_for_port
-from gco_tasks.adapters.dynamo import encode
+from gco_tasks.adapters.dynamo_client import encode
 from gco_tasks.core.records import Endpoint, parse_spec
 
 TABLE = "gco-inference-endpoints"

@@ -34,7 +34,7 @@ import kubernetes
 from bench.common import REGION, endpoint_mix
 from bench.procs import ProcServices, create_table, process_services, seed_records
 from gco_tasks.adapters import cluster, gcpause
-from gco_tasks.adapters.dynamo import scan_segments_for
+from gco_tasks.adapters.dynamo_client import scan_segments_for
 from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.core.config import load_settings
 from gco_tasks.core.conventions import MANAGED_SELECTOR

@@ -19,16 +19,17 @@ from typing import Any
 from bench.common import REGION, BenchEndpoint
 from bench.procs import TABLE
 from gco_tasks.adapters.cluster import ClusterGateway, load_api_client
-from gco_tasks.adapters.dynamo import encode
+from gco_tasks.adapters.dynamo_client import encode
 from gco_tasks.core.config import load_settings
 from gco_tasks.core.conventions import MANAGED_SELECTOR
+from gco_tasks.core.diagnosis import judge_rollouts as digest_rollouts
 from gco_tasks.core.drift import digest
 from gco_tasks.core.plan import endpoint_name_of
 from gco_tasks.core.records import Endpoint, RecordHeader, parse_spec
 from gco_tasks.core.rendering import RenderOptions, desired_objects, object_key
 from gco_tasks.core.status import outcome_of, region_status_of, status_report
 from gco_tasks.core.teardown import plan_around_terminating
-from gco_tasks.core.triage import digest_rollouts, resync_cycles, resync_due
+from gco_tasks.core.triage import resync_cycles, resync_due
 
 INTERVAL, HEARTBEAT = 15, 300
 

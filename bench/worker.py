@@ -114,7 +114,8 @@ def celery_section(services: Services, fleet: Fleet, endpoints: int, cycles: int
     # The app reads its settings (REDIS_URL, REGION ...) from os.environ on first use: running_services
     # set them.
     from gco_tasks.worker import tasks
-    from gco_tasks.worker.app import app, use_fleet
+    from gco_tasks.worker.app import app
+    from gco_tasks.worker.process import use_fleet
 
     broker = redis.Redis.from_url(services.redis.url)
     events = TaskEvents(app).start()

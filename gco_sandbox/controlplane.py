@@ -12,14 +12,18 @@ that kwok keeps alive, shaped like the GPU nodes endpoints target (``nvidia.com/
 Stages (``kwok/*.yaml`` beside this module) play the kubelet: a scheduled pod becomes Ready about 1 s
 later; an image containing ``unpullable`` stays Pending in ``ImagePullBackOff``; one containing
 ``crashloop`` runs in ``CrashLoopBackOff``, never Ready. No container runs and nothing serves traffic.
+A small resource metrics API (``metrics_api.py``, registered as the ``v1beta1.metrics.k8s.io``
+APIService) reports the CPU and memory use a test writes on a pod (kwok's ``kwok.x-k8s.io/usage-cpu``
+and ``-memory`` annotations), so the HPA controller scales on it; pods without them have no metrics.
 
 What start does, in order: a private work directory (or the one given), a CA and certificates
 (``pki.py``), etcd (loopback, ``--unsafe-no-fsync``), kube-apiserver (Node+RBAC authorization,
 ServiceAccount token issuer, the default admission plugins plus the two more EKS enables), then the
-controller-manager, scheduler and kwok, the fake nodes, the namespaces the fleet uses and the
-ServiceAccount its pods run as. Ready means ``/readyz`` answers ok, every fake node is Ready and
-schedulable, and the ``default`` ServiceAccount exists. ``stop()`` ends every process group it started.
-Each component's log stays in the work directory; ``logs_tail()`` shows the end of each.
+controller-manager, scheduler, kwok and the metrics API, the fake nodes, the namespaces the fleet uses
+and the ServiceAccount its pods run as. Ready means ``/readyz`` answers ok, every fake node is Ready and
+schedulable, the ``default`` ServiceAccount exists and the metrics APIService is Available. ``stop()``
+ends every process group it started. Each component's log stays in the work directory; ``logs_tail()``
+shows the end of each.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import ssl
 import tempfile
 import time
@@ -43,6 +48,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from gco_sandbox import metrics_api
 from gco_sandbox.children import Child, Children
 from gco_sandbox.pki import Pki, write_pki
 from gco_sandbox.services import free_port
@@ -246,10 +252,11 @@ class Ports:
     etcd_client: int
     etcd_peer: int
     apiserver: int
+    metrics_api: int
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port())
+        return cls(free_port(), free_port(), free_port(), free_port())
 
 
 def etcd_argv(binary: Path, data_dir: Path, ports: Ports) -> list[str]:
@@ -292,6 +299,9 @@ def apiserver_argv(binary: Path, pki: Pki, ports: Ports, cert_dir: Path) -> list
         # The `kubernetes` Service would point at 127.0.0.1, which Endpoints validation refuses.
         "--endpoint-reconciler-type=none",
         "--profiling=false",
+        # The aggregator's identity towards the metrics API (which accepts only certificates of our CA).
+        f"--proxy-client-cert-file={pki.client_cert('front-proxy')}",
+        f"--proxy-client-key-file={pki.client_key('front-proxy')}",
     ]
 
 
@@ -366,7 +376,7 @@ def kubeconfig_text(server: str, pki: Pki, user: str, namespace: str = "gco-infe
 # --------------------------------------------------------------------------------------------------
 
 #: Components in start order; stop goes the other way, clients before the API server, etcd last.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "metrics-api")
 
 
 @dataclass
@@ -481,7 +491,8 @@ class ControlPlane:
         if self._stopped:
             return
         self._stopped = True
-        for tier in (("kwok", "kube-scheduler", "kube-controller-manager"), ("kube-apiserver",), ("etcd",)):
+        clients = ("metrics-api", "kwok", "kube-scheduler", "kube-controller-manager")
+        for tier in (clients, ("kube-apiserver",), ("etcd",)):
             killed = self.children.stop(tier, timeout=10.0)
             if killed:
                 log.warning("control plane: %s did not stop within 10 s and were killed", ", ".join(killed))
@@ -501,7 +512,7 @@ class ControlPlane:
     def _boot(self, deadline: float) -> None:
         began = time.monotonic()
         with self._timed("pki"):
-            write_pki(self.pki.directory, SERVICE_IP)
+            write_pki(self.pki.directory, SERVICE_IP, metrics_api.service_dns_name())
             for who in ("admin", "controller-manager", "scheduler"):
                 text = kubeconfig_text(self.url, self.pki, who)
                 self._kubeconfig_path(who).write_text(text)
@@ -524,6 +535,9 @@ class ControlPlane:
                     "fake nodes Ready and schedulable", lambda: _nodes_ready(api, FAKE_NODES), deadline
                 )
                 self._wait("the default ServiceAccount", lambda: _default_account(api), deadline)
+                self._wait("the metrics API listening", lambda: _listening(self.ports.metrics_api), deadline)
+                self._register_metrics(api)
+                self._wait("the metrics APIService Available", lambda: _metrics_available(api), deadline)
         self.started_in = time.monotonic() - began
         log.info(
             "control plane ready in %.1fs at %s (%s)",
@@ -543,6 +557,14 @@ class ControlPlane:
         scheduler = scheduler_argv(self.binaries.kube_scheduler, self._kubeconfig_path("scheduler"))
         self._run("kube-scheduler", scheduler, env)
         self._run("kwok", kwok_argv(self.binaries.kwok, self.kubeconfig, stage_files()), env)
+        metrics = metrics_api.argv(
+            self.ports.metrics_api,
+            self.pki.metrics_cert,
+            self.pki.metrics_key,
+            self.pki.ca_cert,
+            self.kubeconfig,
+        )
+        self._run("metrics-api", metrics, env)
 
     def _run(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
         """Start one component in its own process group, killed with this process should it die first."""
@@ -556,6 +578,12 @@ class ControlPlane:
         raw(core.create_namespaced_service_account, namespace, {"metadata": {"name": account}})
         for node in FAKE_NODES:
             raw(core.create_node, node.manifest())
+
+    def _register_metrics(self, api: client.ApiClient) -> None:
+        """The metrics API's Service and APIService, once it listens (the aggregator then finds it up)."""
+        service, api_service = metrics_api.registration(self.ports.metrics_api, self.pki.ca_cert.read_bytes())
+        raw(client.CoreV1Api(api).create_namespaced_service, service["metadata"]["namespace"], service)
+        raw(client.ApiregistrationV1Api(api).create_api_service, api_service)
 
     def _kubeconfig_path(self, who: str) -> Path:
         return self.kubeconfig if who == "admin" else self.workdir / f"{who}.kubeconfig"
@@ -623,6 +651,18 @@ def _node_ready(node: Mapping[str, Any]) -> bool:
 def _default_account(api: client.ApiClient) -> bool:
     accounts = raw(client.CoreV1Api(api).list_namespaced_service_account, "default")
     return any(item["metadata"]["name"] == "default" for item in accounts["items"])
+
+
+def _listening(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
+def _metrics_available(api: client.ApiClient) -> bool:
+    name = f"{metrics_api.VERSION}.{metrics_api.GROUP}"
+    found = raw(client.ApiregistrationV1Api(api).read_api_service, name)
+    conditions = (found.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
 
 
 def _died(child: Child) -> str:

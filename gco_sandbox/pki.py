@@ -4,8 +4,9 @@ Where it stands in the flow: beside the fleet, in tests and the sandbox only. On
 serving certificate for kube-apiserver (SANs ``localhost``, ``127.0.0.1``, the in-cluster ``kubernetes``
 names and the Service IP) and one client certificate per identity: an admin (``O=system:masters``, for the
 tests, kwok and the user's kubectl), and the controller-manager and scheduler under the user names the
-bootstrap RBAC policy already binds (``system:kube-controller-manager``, ``system:kube-scheduler``). A
-separate key pair signs and verifies ServiceAccount tokens. ECDSA P-256 throughout: fast to generate, and
+bootstrap RBAC policy already binds (``system:kube-controller-manager``, ``system:kube-scheduler``), plus
+the aggregator's proxy client and the metrics API's serving certificate (``metrics_api.py``). A separate
+key pair signs and verifies ServiceAccount tokens. ECDSA P-256 throughout: fast to generate, and
 accepted by every component. Keys are written 0600 and never printed.
 """
 
@@ -27,6 +28,8 @@ CLIENTS: dict[str, tuple[str, str | None]] = {
     "admin": ("gco-admin", "system:masters"),
     "controller-manager": ("system:kube-controller-manager", None),
     "scheduler": ("system:kube-scheduler", None),
+    # kube-apiserver's client certificate towards aggregated API servers (--proxy-client-cert-file).
+    "front-proxy": ("front-proxy-client", None),
 }
 
 
@@ -49,6 +52,14 @@ class Pki:
         return self.directory / "apiserver.key"
 
     @property
+    def metrics_cert(self) -> Path:
+        return self.directory / "metrics-api.crt"
+
+    @property
+    def metrics_key(self) -> Path:
+        return self.directory / "metrics-api.key"
+
+    @property
     def service_account_key(self) -> Path:
         return self.directory / "sa.key"
 
@@ -63,8 +74,9 @@ class Pki:
         return self.directory / f"{who}.key"
 
 
-def write_pki(directory: Path, service_ip: str) -> Pki:
-    """A fresh CA, serving certificate, client certificates and ServiceAccount key pair in ``directory``."""
+def write_pki(directory: Path, service_ip: str, metrics_name: str = "gco-metrics.kube-system.svc") -> Pki:
+    """A fresh CA, serving certificates (kube-apiserver's; the metrics API's, for ``metrics_name``), client
+    certificates and ServiceAccount key pair in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
     ca_key = _new_key()
@@ -75,7 +87,12 @@ def write_pki(directory: Path, service_ip: str) -> Pki:
     ca_cert = ca_cert.add_extension(_key_usage(ca=True), critical=True)
     ca = ca_cert.sign(ca_key, hashes.SHA256())
     _write_cert(pki.ca_cert, ca)
-    _write_serving(pki, ca, ca_key, service_ip)
+    dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+    dns.append("kubernetes.default.svc.cluster.local")
+    ips = ("127.0.0.1", service_ip)
+    _write_serving((pki.serving_cert, pki.serving_key), "kube-apiserver", ca, ca_key, dns, ips)
+    metrics = (pki.metrics_cert, pki.metrics_key)
+    _write_serving(metrics, "gco-metrics", ca, ca_key, [metrics_name, "localhost"], ("127.0.0.1",))
     for who, (common_name, organisation) in CLIENTS.items():
         _write_client(pki, who, ca, ca_key, common_name, organisation)
     sa_key = _new_key()
@@ -88,19 +105,22 @@ def write_pki(directory: Path, service_ip: str) -> Pki:
 
 
 def _write_serving(
-    pki: Pki, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, service_ip: str
+    paths: tuple[Path, Path],
+    common_name: str,
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    dns: list[str],
+    ips: tuple[str, ...],
 ) -> None:
     key = _new_key()
-    dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
-    dns.append("kubernetes.default.svc.cluster.local")
     names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
-    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip)]
-    builder = _builder(_name("kube-apiserver"), ca.subject, key)
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    builder = _builder(_name(common_name), ca.subject, key)
     builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     builder = builder.add_extension(_key_usage(ca=False), critical=True)
-    _write_cert(pki.serving_cert, builder.sign(ca_key, hashes.SHA256()))
-    _write_key(pki.serving_key, key)
+    _write_cert(paths[0], builder.sign(ca_key, hashes.SHA256()))
+    _write_key(paths[1], key)
 
 
 def _write_client(

@@ -13,9 +13,9 @@ A pytest plugin (registered by ``tests/conftest.py``).
   only the stand-in has: request counters, fault injection, the simulated readiness delay);
   ``@pytest.mark.real_only`` keeps it on the real server (pods, nodes, controllers).
 
-Reset on the real server deletes every object labelled ``gco.io/type=inference`` in gco-inference
-(Deployments, ReplicaSets, pods, Services, Ingresses, HPAs) and waits until they are gone, so no test sees
-another's objects or pods, and the fake GPUs are free again.
+Reset on the real server deletes every Deployment, ReplicaSet, pod, Service, Ingress, HPA and Event in
+gco-inference, labelled or not (a test's hand-made ``Deployment/demo`` too), and waits until they are gone,
+so no test sees another's objects, pods or Events, and the fake GPUs are free again.
 """
 
 from __future__ import annotations
@@ -168,19 +168,21 @@ def _collections(api_client: client.ApiClient) -> list[tuple[Callable[..., Any],
 
 
 def reset_real(api_client: client.ApiClient, namespace: str = INFERENCE_NAMESPACE) -> None:
-    """Delete every inference object (and their ReplicaSets and pods) in ``namespace``; wait until gone.
-    Finalizers a test left on an Ingress (held as the AWS load balancer controller holds one) go first."""
+    """Delete every object of those kinds in ``namespace``, with or without our labels (what a test made
+    by hand too); wait until gone. Finalizers a test left on an Ingress (held as the AWS load balancer
+    controller holds one) go first."""
     _release_ingress_finalizers(api_client, namespace)
     collections = _collections(api_client)
     deadline = time.monotonic() + RESET_TIMEOUT_SECONDS
     while True:
         left = []
         for delete, listing in collections:
-            items = raw(listing, namespace, label_selector=INFERENCE_SELECTOR)["items"]
+            items = raw(listing, namespace)["items"]
             if items:
                 left += [item["metadata"]["name"] for item in items]
-                raw(delete, namespace, label_selector=INFERENCE_SELECTOR, grace_period_seconds=0)
-        if not left:
+                raw(delete, namespace, grace_period_seconds=0)
+        if not left:  # then the Events about them (once: a deletion may still be adding some)
+            raw(client.CoreV1Api(api_client).delete_collection_namespaced_event, namespace)
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"reset: still present after {RESET_TIMEOUT_SECONDS:.0f}s: {left}")
@@ -193,7 +195,7 @@ GC_FINALIZERS = frozenset({"foregroundDeletion", "orphan"})
 
 def _release_ingress_finalizers(api_client: client.ApiClient, namespace: str) -> None:
     networking = client.NetworkingV1Api(api_client)
-    listed = raw(networking.list_namespaced_ingress, namespace, label_selector=INFERENCE_SELECTOR)["items"]
+    listed = raw(networking.list_namespaced_ingress, namespace)["items"]
     for item in listed:
         if set(item["metadata"].get("finalizers") or ()) - GC_FINALIZERS:
             body = {"metadata": {"finalizers": None}}

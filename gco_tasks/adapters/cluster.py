@@ -1,20 +1,7 @@
 """The Kubernetes gateway: the only module that talks to a cluster's API server.
 
-Where it stands in the flow: step 3 (observe) and step 5 (apply) of ``reconcile_endpoint``, and the
-LISTs of ``fan_out`` and ``watchdog``. Reads are label-selected LISTs (a handful per cycle, never a GET per
-endpoint), paginated (``LIST_PAGE_SIZE``); writes are server-side apply (field manager ``gco-tasks``,
-force) and deletes, each first granted a slot by the region's ``WritePacer`` (``ratelimit``: a
-fleet-wide token bucket in Redis), and a 429 tells the pacer to hold every writer of the region off for
-the Retry-After the server named. Objects travel as plain dicts (the raw JSON of the API), so the pure
-core never sees client models.
-
-The client's exceptions (``ApiException``, urllib3's, socket errors, a missing configuration) stop
-here, translated into ``gco_tasks.core.errors``: ``TransientClusterError`` (409 and 429, 5xx, timeouts,
-connection failures: retried with backoff), ``PermanentClusterError`` (a write refused with another
-4xx, e.g. 422 Invalid: reported as the endpoint's ``error`` status, never retried) and
-``ClusterUnavailableError`` (a LIST refused, or no configuration: the region's setup is wrong, the
-cycle is skipped). Every request is counted in ``gco_kube_requests_total{verb,resource,code}``
-(``_call``).
+Where it stands in the flow: step 3 (observe) and step 5 (apply) of ``reconcile_endpoint``, and the LISTs of
+``fan_out`` and ``watchdog``. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -32,7 +19,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from gco_tasks.adapters import gcpause, metrics
+from gco_tasks.adapters import gcpause, metric_labels, metrics
 from gco_tasks.core.conventions import FIELD_MANAGER, MANAGED_KINDS
 from gco_tasks.core.errors import GcoError, InfrastructureError, PermanentError, TransientError
 from gco_tasks.core.ports import WritePacer
@@ -163,12 +150,12 @@ class ClusterGateway:
         """Call the client; a 4xx other than 429 raises ``refused``, the rest is translated as transient."""
         kwargs.setdefault("_request_timeout", self.timeout)
         kwargs["_preload_content"] = False
-        code = metrics.NO_RESPONSE
+        code = metric_labels.NO_RESPONSE
         try:
             response = fn(*args, **kwargs)
-            code = metrics.kube_code(status=response.status)
+            code = metric_labels.kube_code(status=response.status)
         except ApiException as exc:
-            code = metrics.kube_code(exc)
+            code = metric_labels.kube_code(exc)
             error = _classify(what, exc, refused)
             if isinstance(error, TransientError) and error.status == 429 and self.pacer is not None:
                 self.pacer.hold_off(error.retry_after or DEFAULT_HOLD_OFF_SECONDS)
@@ -291,7 +278,7 @@ class ClusterGateway:
 
     def patch_json(self, kind: str, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
         """A JSON patch (RFC 6902) of ``kind/name``: the hand-over of GCO's field ownership
-        (``cutover.migration_patch``). A 409 (the object changed since it was read: the patch's
+        (``core.adoption.migration_patch``). A 409 (the object changed since it was read: the patch's
         resourceVersion guard) is transient: the reconcile is retried on a fresh read."""
         spec, api = self._api(kind)
         method = getattr(api, f"patch_namespaced_{spec.suffix}")

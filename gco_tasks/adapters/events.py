@@ -1,32 +1,8 @@
-"""Kubernetes Events about what the fleet did to an endpoint, on the endpoint's Deployment, so that
-``kubectl describe deployment NAME`` says why gco-tasks did what it did.
+"""Kubernetes Events about what the fleet did to an endpoint, on its Deployment (``kubectl describe``).
 
 Where it stands in the flow: after each ``reconcile_endpoint`` and watchdog pass, ``worker.telemetry``
-builds a ``Regarding`` for the endpoint's Deployment and calls ``EventRecorder.record(regarding,
-EventReason.X, note)`` for each thing the task did (one recorder per process, on ``fleet.Fleet``).
-Recording is best effort and never fails the caller: an API error is logged at debug and counted
-(``gco_kube_events_total{outcome="failed"}``).
-
-The Events are ``events.k8s.io/v1`` objects (reporting controller ``gco-tasks``, reporting instance the
-pod's name), of type Normal or Warning by reason (``REASONS``), with a bounded CamelCase ``reason`` and a
-human ``note`` cut to the API's 1 kB limit.
-
-Aggregation, as client-go's EventRecorder does it, so a repeating error does not flood etcd: the Event's
-name is a function of (regarding object, reason, note) (``event_name``), so the same occurrence always
-maps to the same object, whichever worker records it. The first occurrence CREATEs it; a repeat PATCHes
-its ``series`` (count, lastObservedTime) instead of making a new object. A small LRU cache per process
-(key -> name, count, last seen) knows the count; an entry older than ``window_seconds`` is not trusted
-and the next occurrence starts again with a CREATE, which the API answers 409 when the Event still
-exists (another worker recorded it, or it has not reached the API server's event TTL yet): the recorder
-then reads the existing count through a no-op PATCH (the Role grants ``create`` and ``patch`` on events,
-and nothing else: no ``get``) and PATCHes its series. A PATCH answered 404 (the Event expired) becomes a
-CREATE. Counts from two workers racing on one Event may be off by a few, as client-go's are.
-
-``kubectl describe`` finds Events by the regarding object's uid: pass the Deployment's uid when known.
-
-Each request is a write to the API server, so it first takes a slot of the region's write budget
-(``KUBE_WRITE_RATE``, the same ``WritePacer`` the gateway's applies and deletes take): a mass change
-records one Event per endpoint, and those are paced with its applies.
+calls ``EventRecorder.record`` for each thing the task did; best effort, aggregated as client-go's
+recorder does, paced with the region's writes. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -47,8 +23,8 @@ from typing import Any, Final
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from gco_tasks.adapters import metrics
-from gco_tasks.adapters.metrics import EventOutcome
+from gco_tasks.adapters import metric_labels, metrics
+from gco_tasks.adapters.metric_labels import EventOutcome
 from gco_tasks.core.ports import WritePacer
 
 log = logging.getLogger(__name__)
@@ -293,7 +269,7 @@ class EventRecorder:
             error = exc
             raise
         finally:
-            metrics.observe_kube_request(verb, "events", metrics.kube_code(error, status), self.region)
+            metrics.observe_kube_request(verb, "events", metric_labels.kube_code(error, status), self.region)
 
 
 def _series_count(event: Mapping[str, Any]) -> int:

@@ -1,12 +1,7 @@
 """Python's cyclic garbage collector paused while a large response is decoded.
 
 Where it stands in the flow: under the adapters' reads that build many objects at once (the cluster
-gateway's LIST pages, the store's Scan pages). Decoding JSON makes no reference cycles, so the collector
-finds nothing there; but it runs anyway, every few hundred new containers, and its full passes walk
-every object the process holds: at 10,000 endpoints the fan-out's pages took several times longer to
-decode with it running (``bench/README.md``). Pausing it for the decode only changes when it runs, not
-what it frees. Re-entrant and thread-safe: collection resumes when the last pause ends, and only if it
-was enabled before the first.
+gateway's LIST pages, the store's Scan pages). More in docs/architecture.md.
 """
 
 from __future__ import annotations

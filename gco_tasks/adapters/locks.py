@@ -1,34 +1,18 @@
-"""Redis state of the fleet: locks, the queue's dedup marks and the watchdog's clocks.
+"""Redis state of a region: ``RegionState`` is its locks (leases renewed while held), pending marks, cycle
+claims, the watchdog's memory and the paths' first sightings, over one client that follows the broker.
 
-Where it stands in the flow: around the tasks. ``fan_out`` takes the region's fan-out lock and marks each
-endpoint it enqueues as pending (so a slow or stopped worker pool does not pile up work);
-``reconcile_endpoint`` clears the mark and takes the endpoint's lock (step 1); ``watchdog`` keeps its
-unready-since clocks and the set of endpoints whose Ingress it withholds here, shared by every worker
-and surviving restarts.
-
-Locks are an optimisation, not the guarantee: they are redis-py ``Lock`` objects (token + TTL) and may
-expire mid-task; idempotent writes keep the cluster right when they do. Their TTL is short (a lease,
-``LOCK_LEASE_SECONDS``, 10 s by default) and a thread renews it (``Lock.reacquire``) every third of it
-while the task runs, up to the task's time limit: a worker killed with ``kill -9`` stops renewing, and
-its endpoint is free again one lease later instead of one time limit later.
-
-``redis_client`` builds the fleet's own client from ``REDIS_URL`` as Celery reads it (plain, TLS with
-certificate verification, or the primary Sentinel names), so locks, marks and clocks follow the same
-primary as the broker after a failover. Every key is named in
-``gco_tasks.core.conventions.RegionKeys`` (under ``gco:<region>:``, so regions sharing one Redis never
-collide). Redis's exceptions do not leave this module: a lost connection or a timeout is a
-``TransientError`` (retried), any other Redis error an ``InfrastructureError``. Each lock counts, in
-``adapters.metrics``, the acquisitions that found it held, how long it was held, and whether its lease
-had been lost (expired) by its release.
+Where it stands in the flow: around the tasks (fan-out marks, reconcile locks, watchdog clocks). Junk
+written there never stops a cycle: it reads as absent, and is logged. More in docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import redis
@@ -39,10 +23,11 @@ from redis.lock import Lock
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from gco_tasks.adapters import metrics
-from gco_tasks.adapters.metrics import LockName
+from gco_tasks.adapters.metric_labels import LockName
 from gco_tasks.core.config import Settings
 from gco_tasks.core.conventions import RegionKeys
 from gco_tasks.core.errors import InfrastructureError, TransientError
+from gco_tasks.core.paths import first_seen_changes
 from gco_tasks.core.redis_target import RedisTarget
 
 log = logging.getLogger(__name__)
@@ -135,19 +120,28 @@ class _Renewal:
                 log.warning("cannot renew lock %s: %s", self.key, exc)
 
 
-class RegionState:
-    """Locks, pending marks and watchdog clocks of one region, over one Redis client."""
+class _RegionRedis:
+    """One region's keys (``RegionKeys``) over one Redis client: what each part below shares."""
 
-    def __init__(self, client: redis.Redis, region: str, lease_seconds: float = 10.0) -> None:
-        self.client = client
-        self.region = region
-        self.keys = RegionKeys(region)
-        self.lease_seconds = lease_seconds
+    client: redis.Redis
+    region: str
+    keys: RegionKeys
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RegionState:
-        """Over a client of ``REDIS_URL`` (``redis_client``), with ``LOCK_LEASE_SECONDS`` leases."""
-        return cls(redis_client(settings.redis_target), settings.region, settings.lock_lease_seconds)
+    def _bound(self, key: str, seconds: float) -> None:
+        """A lock or mark the fleet did not write (no TTL: someone with Redis access) would hold its
+        endpoint forever: give it ``seconds`` to live, as the fleet's own would have had."""
+        with _translated(f"check TTL of {key}"):
+            if self.client.ttl(key) == -1:
+                log.warning(
+                    "redis key %s had no TTL (not written by the fleet): expires in %ds", key, seconds
+                )
+                self.client.expire(key, max(1, math.ceil(seconds)))
+
+
+class RegionLocks(_RegionRedis):
+    """The endpoint and fan-out locks: leases renewed while held, counted in ``gco_lock_*``."""
+
+    lease_seconds: float
 
     @contextlib.contextmanager
     def _lock(self, key: str, ttl_seconds: float, kind: LockName) -> Iterator[bool]:
@@ -158,6 +152,7 @@ class RegionState:
         with _translated(f"acquire {key}"):
             acquired = bool(lock.acquire())
         if not acquired:
+            self._bound(key, lease)
             metrics.record_lock_contention(self.region, kind)
             yield False
             return
@@ -189,6 +184,10 @@ class RegionState:
         """Non-blocking: yields False while another fan-out of this region runs."""
         return self._lock(self.keys.fan_out_lock, ttl_seconds, LockName.FAN_OUT)
 
+
+class PendingMarks(_RegionRedis):
+    """Which endpoints have a reconcile message waiting in the queue (so none is sent twice)."""
+
     def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]:
         """Mark endpoints as having a message waiting, in one round trip: name -> True when it had none
         (send one), False when one is still waiting (skip). The TTL matches the message's expiry, so a
@@ -197,9 +196,22 @@ class RegionState:
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.set(self.keys.pending(name), "1", nx=True, ex=max(1, ttl_seconds))
+            pipe.ttl(self.keys.pending(name))
         with _translated("mark pending"):
-            marks = pipe.execute()
+            replies = pipe.execute()
+        marks, ttls = replies[0::2], replies[1::2]
+        for name, marked, ttl in zip(names, marks, ttls, strict=True):
+            if not marked and ttl == -1:  # a mark without TTL would skip this endpoint forever
+                self._bound(self.keys.pending(name), ttl_seconds)
         return {name: bool(marked) for name, marked in zip(names, marks, strict=True)}
+
+    def clear_pending(self, name: str) -> None:
+        with _translated("clear pending"):
+            self.client.delete(self.keys.pending(name))
+
+
+class CycleClaims(_RegionRedis):
+    """Which fan-out is the first of its cycle (resync slots are sent once per cycle)."""
 
     def claim_cycle(self, cycle: int, ttl_seconds: int) -> bool:
         """True for the first fan-out of cycle number ``cycle`` (``now`` in intervals), False for any
@@ -208,19 +220,35 @@ class RegionState:
         with _translated("claim cycle"):
             return bool(self.client.set(self.keys.cycle(cycle), "1", nx=True, ex=max(1, ttl_seconds)))
 
-    def clear_pending(self, name: str) -> None:
-        with _translated("clear pending"):
-            self.client.delete(self.keys.pending(name))
+
+class WatchdogMemory(_RegionRedis):
+    """The watchdog's unready-since clocks and the endpoints whose Ingress it withholds."""
 
     def unready_clocks(self) -> dict[str, float]:
+        """Each endpoint's unready-since time; an entry that is not a name and a finite time (written by
+        someone with Redis access) is absent, and logged."""
         with _translated("read watchdog clocks"):
             raw = self.client.hgetall(self.keys.unready_since)
-        return {_text(name): float(since) for name, since in raw.items()}
+        clocks = {}
+        for name, since in raw.items():
+            text, when = _text(name), _seconds(since)
+            if text is None or when is None:
+                log.warning(
+                    "watchdog clock %r=%r in %s is unreadable: ignored", name, since, self.keys.unready_since
+                )
+                continue
+            clocks[text] = when
+        return clocks
 
     def withheld(self) -> set[str]:
+        """Endpoints whose Ingress the watchdog withholds; a member that is not UTF-8 text is absent, and
+        logged."""
         with _translated("read withheld"):
             members = self.client.smembers(self.keys.ingress_withheld)
-        return {_text(name) for name in members}
+        names = {_text(member) for member in members}
+        if None in names:
+            log.warning("unreadable members of %s ignored (not UTF-8 text)", self.keys.ingress_withheld)
+        return {name for name in names if name is not None}
 
     def is_withheld(self, name: str) -> bool:
         with _translated("read withheld"):
@@ -252,5 +280,88 @@ class RegionState:
                 pipe.execute()
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+class PathSeniority(_RegionRedis):
+    """When the fleet first saw each record ask for its ingress path (``paths.FirstSeen``): the
+    seniority on the shared load balancer, kept by the fan-out on its own clock. An unreadable entry is
+    absent (the record is then first seen again)."""
+
+    def paths_first_seen(self, names: Iterable[str] | None = None) -> dict[str, tuple[str, float]]:
+        """The entries of ``names`` (all of them with None)."""
+        key = self.keys.path_first_seen
+        raw: dict[bytes | str, bytes | str | None]
+        with _translated("read path seniority"):
+            if names is None:
+                raw = dict(self.client.hgetall(key))
+            else:
+                wanted: list[bytes | str] = list(names)
+                raw = dict(zip(wanted, self.client.hmget(key, wanted), strict=True)) if wanted else {}
+        entries = {}
+        for name, value in raw.items():
+            text, entry = _text(name), _first_seen(value) if value is not None else None
+            if text is not None and entry is not None:
+                entries[text] = entry
+        return entries
+
+    def note_paths(
+        self, paths: Mapping[str, str], now: float, serving: Mapping[str, float] | None = None
+    ) -> dict[str, tuple[str, float]]:
+        """Record what the fan-out saw (name -> path) and return every entry: a record asking for a
+        path it was not known to ask for is first seen ``now`` (or when its live Ingress serving that
+        path was created, ``serving``); names without a path are forgotten."""
+        known = self.paths_first_seen()
+        new, gone = first_seen_changes(paths, known, now, serving)
+        if new or gone:
+            pipe = self.client.pipeline()
+            if new:
+                pipe.hset(
+                    self.keys.path_first_seen,
+                    mapping={name: f"{at!r} {path}" for name, (path, at) in new.items()},
+                )
+            if gone:
+                pipe.hdel(self.keys.path_first_seen, *gone)
+            with _translated("write path seniority"):
+                pipe.execute()
+        return {**{name: known[name] for name in known if name not in gone}, **new}
+
+
+class RegionState(RegionLocks, PendingMarks, CycleClaims, WatchdogMemory, PathSeniority):
+    """The region's Redis state, over one client: locks, pending marks, cycle claims, watchdog memory."""
+
+    def __init__(self, client: redis.Redis, region: str, lease_seconds: float = 10.0) -> None:
+        self.client = client
+        self.region = region
+        self.keys = RegionKeys(region)
+        self.lease_seconds = lease_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RegionState:
+        """Over a client of ``REDIS_URL`` (``redis_client``), with ``LOCK_LEASE_SECONDS`` leases."""
+        return cls(redis_client(settings.redis_target), settings.region, settings.lock_lease_seconds)
+
+
+def _text(value: bytes | str) -> str | None:
+    """A Redis value as text; None when it is not UTF-8 (junk written by someone else)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _first_seen(value: bytes | str) -> tuple[str, float] | None:
+    """``"<seconds> <path>"`` as ``(path, seconds)``; None when unreadable."""
+    text = _text(value)
+    seconds, _, path = (text or "").partition(" ")
+    when = _seconds(seconds)
+    return (path, when) if when is not None and path else None
+
+
+def _seconds(value: bytes | str) -> float | None:
+    """A stored time (``repr`` of a float) as seconds; None when it is not a finite number."""
+    text = _text(value)
+    try:
+        seconds = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) else None

@@ -1,27 +1,7 @@
-"""Log lines of the fleet: readable text by default, one JSON object per line with ``LOG_FORMAT=json``,
-each carrying the endpoint, region and task it belongs to.
+"""Log lines of the fleet: readable text by default, one JSON object per line with ``LOG_FORMAT=json``, each
+carrying the endpoint, region and task it belongs to.
 
-Where it stands in the flow: around every process. ``observability.install`` connects Celery's
-``after_setup_logger`` / ``after_setup_task_logger`` signals to ``celery_logger_ready`` (Celery sets up
-its handlers, we then give them our filters and, in JSON mode, our formatter) and ``task_prerun`` /
-``task_postrun`` to ``bind`` / ``restore`` of the task id. ``worker.telemetry`` runs each reconcile in
-``log_context(endpoint=...)`` and logs its outcome with ``extra={"result": ..., "duration_ms": ...}``.
-Other processes (the CLI) call ``configure``.
-
-JSON fields: ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, then ``endpoint``,
-``region``, ``task_id``, ``result``, ``duration_ms`` when known, then any other ``extra``; ``exc_info``
-holds a traceback.
-
-Why python-json-logger and not structlog: the fleet's log lines come mostly from libraries that log
-through the standard ``logging`` module (Celery, kombu, redis, botocore, urllib3) and from our own
-``logging.getLogger(__name__)`` calls. python-json-logger is only a ``logging.Formatter``: swapping the
-formatter of the handlers Celery already set up turns *all* of them into JSON without touching a call
-site, and text mode stays exactly Celery's own format. structlog would need its ``ProcessorFormatter``
-bridge for the same result plus a second logging API beside the standard one.
-
-No secret in a log line: a password in a URL (``redis://:secret@host``) in any message is replaced by
-``***`` before any handler writes it, and a task's arguments, which Celery attaches to its task lines
-for structured formatters (``extra={"data": ...}``), are dropped before the JSON formatter sees them.
+Where it stands in the flow: around every process. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -42,9 +22,16 @@ CONTEXT_FIELDS: Final = ("endpoint", "region", "task_id", "result", "duration_ms
 MULTIPROCESSING_LOGGER: Final = "multiprocessing"  # billiard's, configured by Celery
 TEXT_FORMAT: Final = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
 #: What Celery's task lines carry in ``extra={"data": ...}`` that no line of ours shows: a task's
-#: arguments (a reconcile message's snapshot holds the record, env values included) and the traceback
+#: arguments (an older or forged message may carry a record, env values included) and the traceback
 #: of an expected failure (an unexpected one has ``exc_info``).
 CELERY_DATA_DROPPED: Final = frozenset({"args", "kwargs", "traceback"})
+
+#: Libraries whose DEBUG lines carry credentials or table and object bodies: botocore logs each request's
+#: headers (the access key id in ``Authorization``, ``X-Amz-Security-Token``) and each response body
+#: (records, env values included); urllib3 and the Kubernetes client log requests and response bodies.
+#: They never log below INFO, whatever the process's level (``--loglevel DEBUG`` included).
+CLAMPED_LOGGERS: Final = ("botocore", "boto3", "s3transfer", "urllib3", "kubernetes")
+CLAMPED_LEVEL: Final = logging.INFO
 
 _context: ContextVar[Mapping[str, Any]] = ContextVar("gco_log_context", default=MappingProxyType({}))
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.I)
@@ -89,13 +76,16 @@ def redact(text: str) -> str:
 
 class ContextFilter(logging.Filter):
     """Puts the bound context (and ``defaults``, e.g. the process's region) on each record, without
-    overriding what a call passed as ``extra``; redacts passwords in URLs."""
+    overriding what a call passed as ``extra``; redacts passwords in URLs; drops the DEBUG lines of
+    ``CLAMPED_LOGGERS``."""
 
     def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.defaults = dict(defaults or {})
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < CLAMPED_LEVEL and record.name.partition(".")[0] in CLAMPED_LOGGERS:
+            return False
         for key, value in {**self.defaults, **_context.get()}.items():
             if key not in record.__dict__:
                 setattr(record, key, value)
@@ -148,6 +138,15 @@ def prepare_handler(handler: logging.Handler, log_format: str, defaults: Mapping
         handler.setFormatter(FleetJsonFormatter())
 
 
+def clamp_library_loggers() -> None:
+    """Raise ``CLAMPED_LOGGERS`` to at least INFO where the process's level would let DEBUG through, so
+    those lines are not even built (the handlers' filter drops any that a later setup lets through)."""
+    for name in CLAMPED_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < CLAMPED_LEVEL:
+            logger.setLevel(CLAMPED_LEVEL)
+
+
 def celery_logger_ready(logger: logging.Logger, log_format: str, defaults: Mapping[str, Any]) -> None:
     """After Celery set up ``logger`` (the root or the task logger): prepare each of its handlers, and,
     with the root, those of the pool's ``multiprocessing`` logger, which Celery sets up beside it and
@@ -158,6 +157,7 @@ def celery_logger_ready(logger: logging.Logger, log_format: str, defaults: Mappi
     for each in loggers:
         for handler in each.handlers:
             prepare_handler(handler, log_format, defaults)
+    clamp_library_loggers()
 
 
 def configure(log_format: str, level: int | str = logging.INFO, region: str | None = None) -> None:
@@ -168,3 +168,4 @@ def configure(log_format: str, level: int | str = logging.INFO, region: str | No
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    clamp_library_loggers()

@@ -1,35 +1,8 @@
-"""Prometheus metrics of the fleet: their names, their bounded label values, and the small typed functions
-that record them. Callers never touch a metric object.
+"""Prometheus metrics of the fleet: their names, the registry, and the small typed functions that record
+them (callers never touch a metric object); the label values are ``metric_labels``'.
 
-Where it stands in the flow: beside every step. ``gco_tasks.worker.telemetry`` calls ``record_reconcile`` once
-per ``reconcile_endpoint`` attempt and ``record_fanout`` once per fan-out, from what the room returned;
-``locks`` calls ``record_lock_contention`` when a lock is found held and ``record_lock_released`` when
-its holder lets go; the cluster gateway's single ``_call`` calls ``observe_kube_request`` for every API
-request (the Event recorder for its own); ``fleet.Fleet`` passes the store's boto3 client once to
-``instrument_dynamodb``. ``gco_tasks.worker.observability`` serves what is recorded here over HTTP and records
-the Celery-level series itself (expired messages, tasks in progress, beat's sends).
-
-Names follow controller-runtime's style (``<subsystem>_<what>_<unit|total>``), every series carries
-``region``, and every other label takes its values from a closed set defined below (``ResultKind``,
-``ErrorReason``, ``KUBE_VERBS`` ...): an endpoint name, a URL or an error message is never a label value,
-so the number of series does not grow with the number of endpoints and no secret can leak into one.
-
-Multiprocess (Celery's prefork pool): prometheus-client keeps each process's values in its own mmap
-file under ``PROMETHEUS_MULTIPROC_DIR`` when that variable is set *before prometheus_client is first
-imported* (it chooses its value class at import), so it must come from the process's environment
-(the worker Deployment sets it), not from our settings. The worker's parent process empties that
-directory at ``worker_init`` (before the pool forks: an emptyDir survives container restarts, and a
-previous incarnation's files would otherwise be added to this one's), and its exporter aggregates every
-child's file at scrape time. Files of dead children are kept, so counters and histograms never go
-backwards when a child is replaced; only the ``livesum`` gauge files of dead children are removed
-(``multiprocess.mark_process_dead``), by the exporter at each scrape for every pid that no longer exists
-(a child killed by the hard time limit runs no shutdown hook). See ``gco_tasks.worker.observability``.
-Gauges say how they aggregate across processes: ``mostrecent`` (the last value set by any process),
-``max`` (timestamps) or ``livesum`` (live processes only).
-
-Queue depth and the reconcile interval are not recorded here: the exporter computes them at scrape time
-(``observability.QueueDepthCollector``), so that a stuck worker pool, which stops running fan-outs, still
-reports a growing queue.
+Where it stands in the flow: beside every step; ``worker.exporter`` serves what is recorded here (one
+file per process under ``PROMETHEUS_MULTIPROC_DIR``, aggregated at scrape time: docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -37,205 +10,32 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Final, get_args
+from typing import Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from redis.exceptions import RedisError
 
-from gco_tasks.core.records import InvalidEndpointError, RegionState
+from gco_tasks.adapters.metric_labels import (
+    OTHER,
+    DynamoOutcome,
+    ErrorReason,
+    EventOutcome,
+    FanoutOutcome,
+    LockName,
+    kube_labels,
+    state_counts,
+    task_label,
+)
+from gco_tasks.core.results import RESULT_LABELS, ResultKind
 
 log = logging.getLogger(__name__)
 
-
-# --------------------------------------------------------------------------- bounded label values
-
-
-class ResultKind(StrEnum):
-    """``gco_reconcile_total{result}``: what one ``reconcile_endpoint`` ended with."""
-
-    APPLIED = "applied"  # at least one object applied
-    NOOP = "noop"  # already in sync: nothing written to the cluster
-    DELETED = "deleted"  # objects deleted (endpoint deleted, stopped parts, orphans), none applied
-    SKIPPED_LOCKED = "skipped_locked"  # another worker held the endpoint's lock
-    ERROR = "error"  # the endpoint ends in error (invalid spec, refused write, ...)
-
-
-class ErrorReason(StrEnum):
-    """``gco_reconcile_errors_total{reason}``: why a reconcile failed, from a closed set."""
-
-    INVALID_SPEC = "invalid_spec"  # the record fails validation (bad input is data: state error)
-    KUBE_INVALID = "kube_invalid"  # 400/422: the API server refused an object we rendered
-    KUBE_FORBIDDEN = "kube_forbidden"  # 401/403: credentials or RBAC
-    KUBE_NOT_FOUND = "kube_not_found"  # 404 where something was expected (e.g. the namespace)
-    KUBE_CONFLICT = "kube_conflict"  # 409
-    KUBE_REJECTED = "kube_rejected"  # any other 4xx
-    KUBE_UNAVAILABLE = "kube_unavailable"  # 429, 5xx, timeouts, connection failures (retried)
-    DYNAMODB_THROTTLED = "dynamodb_throttled"
-    DYNAMODB_ERROR = "dynamodb_error"
-    REDIS_ERROR = "redis_error"
-    TIME_LIMIT = "time_limit"  # the task's soft time limit
-    INTERNAL = "internal"  # anything else: a bug
-
-
-class LockName(StrEnum):
-    """``gco_lock_*{lock}``: which kind of lock (never the endpoint it protects)."""
-
-    ENDPOINT = "endpoint"
-    FAN_OUT = "fan_out"
-
-
-class FanoutOutcome(StrEnum):
-    """``gco_fanout_messages_total{outcome}``: a message sent, or not sent because one still waits."""
-
-    SENT = "sent"
-    ALREADY_PENDING = "already_pending"
-
-
-class DynamoOutcome(StrEnum):
-    """``gco_dynamodb_requests_total{outcome}``."""
-
-    OK = "ok"
-    THROTTLED = "throttled"
-    CONDITIONAL_FAILED = "conditional_failed"  # an expected answer to a conditional write
-    CLIENT_ERROR = "client_error"
-    SERVER_ERROR = "server_error"
-    CONNECTION_ERROR = "connection_error"
-
-
-class EventOutcome(StrEnum):
-    """``gco_kube_events_total{outcome}``: what recording one Kubernetes Event did."""
-
-    CREATED = "created"
-    PATCHED = "patched"  # a repeat: the existing Event's series was updated
-    FAILED = "failed"  # logged at debug; never fails the reconcile
-
-
-#: ``gco_endpoints{state}``: the region states of endpoints; ``unknown`` for none or an unrecognised one.
-ENDPOINT_STATES: Final[tuple[str, ...]] = (*get_args(RegionState), "unknown")
-KUBE_VERBS: Final = frozenset({"get", "list", "watch", "create", "apply", "patch", "update", "delete"})
-KUBE_RESOURCES: Final = frozenset(
-    {"deployments", "services", "ingresses", "horizontalpodautoscalers", "events", "namespaces"}
-)
-#: The code label of a request that got no HTTP answer (connection refused, timeout), as client-go has it.
-NO_RESPONSE: Final = "<error>"
-OTHER: Final = "other"
-THROTTLING_CODES: Final = frozenset(
-    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
-)
 
 RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 FANOUT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 REQUEST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LOCK_BUCKETS: Final = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-
-
-# --------------------------------------------------------------------------- pure label decisions
-
-
-def reason_for_kube_status(status: int | None) -> ErrorReason:
-    """The error reason of a failed Kubernetes request by HTTP status (None or 0: no answer)."""
-    if not status or status == 429 or status >= 500:
-        return ErrorReason.KUBE_UNAVAILABLE
-    by_status = {
-        400: ErrorReason.KUBE_INVALID,
-        422: ErrorReason.KUBE_INVALID,
-        401: ErrorReason.KUBE_FORBIDDEN,
-        403: ErrorReason.KUBE_FORBIDDEN,
-        404: ErrorReason.KUBE_NOT_FOUND,
-        409: ErrorReason.KUBE_CONFLICT,
-    }
-    return by_status.get(status, ErrorReason.KUBE_REJECTED)
-
-
-def classify_result(
-    applied: int, deleted: int, error: bool = False, skipped_locked: bool = False
-) -> ResultKind:
-    """The ``result`` of one reconcile from what it did: skipped on the lock, else ended in error, else
-    applied something, else only deleted, else nothing (``noop``)."""
-    if skipped_locked:
-        return ResultKind.SKIPPED_LOCKED
-    if error:
-        return ResultKind.ERROR
-    if applied:
-        return ResultKind.APPLIED
-    return ResultKind.DELETED if deleted else ResultKind.NOOP
-
-
-_TIME_LIMITS: Final = frozenset({"SoftTimeLimitExceeded", "TimeLimitExceeded"})
-
-
-def reason_for_exception(error: BaseException) -> ErrorReason:
-    """The reason of an exception that failed a reconcile, from what the libraries raise: an invalid
-    record, a time limit, Redis, a Kubernetes answer (anything with a ``status`` attribute, an HTTP
-    status or None for no answer, as ``ApiException`` and the gateway's errors have), a botocore error
-    anywhere in the ``__cause__`` chain (the store wraps them); anything else is ``internal``."""
-    if isinstance(error, InvalidEndpointError):
-        return ErrorReason.INVALID_SPEC
-    if type(error).__name__ in _TIME_LIMITS:
-        return ErrorReason.TIME_LIMIT
-    if isinstance(error, RedisError):
-        return ErrorReason.REDIS_ERROR
-    if hasattr(error, "status"):  # ApiException, the gateway's ClusterError (None: no answer)
-        status = error.status
-        if status is None or (isinstance(status, int) and not isinstance(status, bool)):
-            return reason_for_kube_status(status)
-    cause: BaseException | None = error
-    while cause is not None:
-        if type(cause).__module__.startswith("botocore"):
-            code = (getattr(cause, "response", None) or {}).get("Error", {}).get("Code")
-            throttled = code in THROTTLING_CODES
-            return ErrorReason.DYNAMODB_THROTTLED if throttled else ErrorReason.DYNAMODB_ERROR
-        cause = cause.__cause__
-    return ErrorReason.INTERNAL
-
-
-def kube_code(error: BaseException | None = None, status: int | None = None) -> str:
-    """The ``code`` label of one request: the HTTP status of the answer (``status``, or the
-    ``ApiException``'s), or ``<error>`` when no answer came (timeout, connection failure)."""
-    if status is None and error is not None:
-        status = getattr(error, "status", None)
-    if isinstance(status, int) and 100 <= status <= 599:
-        return str(status)
-    return NO_RESPONSE
-
-
-def kube_labels(verb: str, resource: str, code: str) -> tuple[str, str, str]:
-    """``(verb, resource, code)`` held to their closed sets (anything else becomes ``other``)."""
-    verb = verb.lower()
-    code_ok = code == NO_RESPONSE or (len(code) == 3 and code.isdigit())
-    return (
-        verb if verb in KUBE_VERBS else OTHER,
-        resource if resource in KUBE_RESOURCES else OTHER,
-        code if code_ok else OTHER,
-    )
-
-
-def dynamo_outcome(status: int, error_code: str | None) -> DynamoOutcome:
-    """What one DynamoDB answer means for ``gco_dynamodb_requests_total{outcome}``."""
-    if status < 300:
-        return DynamoOutcome.OK
-    if error_code in THROTTLING_CODES:
-        return DynamoOutcome.THROTTLED
-    if error_code == "ConditionalCheckFailedException":
-        return DynamoOutcome.CONDITIONAL_FAILED
-    return DynamoOutcome.SERVER_ERROR if status >= 500 else DynamoOutcome.CLIENT_ERROR
-
-
-def state_counts(counts: Mapping[str, int]) -> dict[str, int]:
-    """Every state of ``ENDPOINT_STATES`` with its count (0 when absent, so a state that empties is
-    reported as 0); counts of unrecognised states are added to ``unknown``."""
-    result = dict.fromkeys(ENDPOINT_STATES, 0)
-    for state, count in counts.items():
-        result[state if state in result else "unknown"] += int(count)
-    return result
-
-
-def task_label(name: str | None) -> str:
-    """A Celery task name as a label: ours (``gco_tasks.*``) as they are, anything else ``other``."""
-    return name if name and name.startswith("gco_tasks.") and len(name) <= 64 else OTHER
 
 
 # --------------------------------------------------------------------------- the metric objects
@@ -404,7 +204,7 @@ def default_region() -> str:
 
 def set_default_region(region: str) -> str:
     """The region of hooks that are not told one (``observe_kube_request``); one per process, set by
-    ``observability.install``. Returns the previous one."""
+    ``exporter.install``. Returns the previous one."""
     global _default_region
     previous, _default_region = _default_region, region
     return previous
@@ -435,9 +235,12 @@ def record_reconcile(
     duration_s: float,
     error_reason: ErrorReason | str | None = None,
 ) -> None:
-    """One finished ``reconcile_endpoint``: its result, its duration and, when it failed (wholly or for
-    one object), the reason. An ``error`` result without a reason counts as ``internal``."""
+    """One finished ``reconcile_endpoint``: its label (``ReconcileResult.label``, one of
+    ``RESULT_LABELS``), its duration and, when it failed (wholly or for one object), the reason. An
+    ``error`` result without a reason counts as ``internal``."""
     result = ResultKind(result_kind)
+    if result not in RESULT_LABELS:
+        raise ValueError(f"not a gco_reconcile_total result label: {result.value}")
     if error_reason is None and result is ResultKind.ERROR:
         error_reason = ErrorReason.INTERNAL
     m = _metrics
@@ -519,67 +322,3 @@ def record_event(region: str, outcome: EventOutcome) -> None:
 
 def record_beat_sent(region: str, task: str | None) -> None:
     _metrics.beat_sent_total.labels(region, task_label(task)).inc()
-
-
-# --------------------------------------------------------------------------- DynamoDB (botocore hooks)
-
-_STARTED = "gco_metrics_started"
-
-
-def instrument_dynamodb(client: Any, region: str) -> None:
-    """Count every call of a boto3 DynamoDB ``client`` (``gco_dynamodb_requests_total``,
-    ``gco_dynamodb_request_duration_seconds``) through botocore's ``before-call``, ``after-call`` and
-    ``after-call-error`` events. One count per API call: botocore's own retries happen inside it (a call
-    throttled to the end counts as ``throttled``). Idempotent per client."""
-    events = client.meta.events
-    events.register("before-call.dynamodb", _before_call, unique_id="gco-metrics-before-call")
-    events.register("after-call.dynamodb", _AfterCall(region), unique_id="gco-metrics-after-call")
-    events.register("after-call-error.dynamodb", _AfterCallError(region), unique_id="gco-metrics-after-error")
-
-
-def _before_call(context: dict[str, Any], **_: Any) -> None:
-    context[_STARTED] = time.monotonic()
-
-
-def _elapsed(context: Mapping[str, Any]) -> float:
-    started = context.get(_STARTED)
-    return time.monotonic() - started if isinstance(started, float) else 0.0
-
-
-def _operation(event_name: str) -> str:
-    return event_name.rsplit(".", 1)[-1]
-
-
-@dataclass(frozen=True)
-class _AfterCall:
-    region: str
-
-    def __call__(
-        self,
-        event_name: str,
-        http_response: Any,
-        parsed: Mapping[str, Any],
-        context: dict[str, Any],
-        **_: Any,
-    ) -> None:
-        error = parsed.get("Error") if isinstance(parsed, Mapping) else None
-        code = error.get("Code") if isinstance(error, Mapping) else None
-        outcome = dynamo_outcome(int(getattr(http_response, "status_code", 0) or 0), code)
-        _safely(observe_dynamodb_request, self.region, _operation(event_name), outcome, _elapsed(context))
-
-
-@dataclass(frozen=True)
-class _AfterCallError:
-    region: str
-
-    def __call__(self, event_name: str, context: dict[str, Any], **_: Any) -> None:
-        outcome = DynamoOutcome.CONNECTION_ERROR
-        _safely(observe_dynamodb_request, self.region, _operation(event_name), outcome, _elapsed(context))
-
-
-def _safely(record: Callable[..., None], *args: Any) -> None:
-    """Hooks run inside the caller's request: a metrics problem must never fail it."""
-    try:
-        record(*args)
-    except Exception:
-        log.debug("could not record a metric", exc_info=True)

@@ -2,23 +2,7 @@
 
 Where it stands in the flow: under the cluster gateway (``cluster.ClusterGateway``), which asks its
 ``WritePacer`` for a slot before every server-side apply and delete, and tells it when the API server
-answered 429. A mass change (a cold start, 10,000 images at once) then reaches the region's API server at
-``KUBE_WRITE_RATE`` writes per second with bursts of at most ``KUBE_WRITE_BURST``, however many worker
-processes share the work, instead of as fast as the workers can send.
-
-How: a token bucket kept in one Redis hash per region (``RegionKeys.kube_write_bucket``), updated by an
-atomic Lua script (redis-py ``register_script``) on Redis's own clock (``TIME``), so workers on different
-machines agree. A caller *reserves* the next slot and sleeps until it (``golang.org/x/time/rate``'s
-Reserve): one round trip per write, fair in arrival order, and the bucket may go below zero by at most
-``MAX_WAIT_SECONDS`` of writes. A slot further away than that is not reserved: ``acquire`` raises
-``WriteThrottled`` (a ``TransientError`` carrying ``retry_after``), so the task retries later rather than
-holding a worker. A 429 (``hold_off``) empties the bucket for the Retry-After the API server named, so
-every worker of the region waits, not only the one that was refused.
-
-Fail safe: when Redis does not answer (or refuses the script: a read-only replica mid-failover) each
-process falls back to a local bucket of its own with the same rate and burst, and tries Redis again after
-``REDIS_RETRY_SECONDS``. While that lasts the region's bound is the rate times the number of writing
-processes; with Redis (the broker) away no new task arrives, so only tasks already running write.
+answered 429. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -44,15 +28,24 @@ REDIS_RETRY_SECONDS = 30.0
 #: KEYS[1]: the bucket (hash: tokens, at). ARGV: rate (tokens/s), burst, max wait (s), hold (s).
 #: hold = 0: reserve one token; returns {1, wait µs} (reserved: go after wait) or {0, wait µs} (not
 #: reserved: the slot is further than the max wait). hold > 0: empty the bucket for ``hold`` seconds
-#: (a 429's Retry-After); returns {0, hold µs}.
+#: (a 429's Retry-After); returns {0, hold µs}. A third element is 1 when the stored state was junk
+#: (not numbers, NaN, over the burst, or a time more than a second ahead of Redis's clock: written by
+#: someone with Redis access, it would stop every write of the region) and was taken as absent.
 TOKEN_BUCKET_LUA = """
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_wait, hold = tonumber(ARGV[3]), tonumber(ARGV[4])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+local junk = 0
+if (state[1] or state[2]) and (tokens == nil or at == nil or tokens ~= tokens or at ~= at
+    or tokens > burst or tokens == -math.huge or at > now + FUTURE_SLACK) then
+  tokens, at, junk = nil, nil, 1
+end
+tokens = tokens or burst
+at = at or now
 if now > at then
   tokens = math.min(burst, tokens + (now - at) * rate)
   at = now
@@ -70,8 +63,8 @@ else
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return {reserved, math.ceil(wait * 1000000)}
-"""
+return {reserved, math.ceil(wait * 1000000), junk}
+""".replace("FUTURE_SLACK", "1")
 
 
 class WriteThrottled(TransientError):
@@ -157,9 +150,11 @@ class RedisWritePacer:
     def _reserve(self, max_wait: float, hold: float) -> Reservation:
         if self.clock() >= self._redis_down_until:
             try:
-                reserved, micros = self.script(
+                reserved, micros, junk = self.script(
                     keys=[self.key], args=[repr(self.rate), self.burst, repr(max_wait), repr(hold)]
                 )
+                if junk:
+                    log.warning("write pacing: the bucket %s held junk (a future time?): reset", self.key)
                 return Reservation(bool(reserved), int(micros) / 1_000_000)
             except RedisError as exc:
                 log.warning(

@@ -1,17 +1,6 @@
 """The DynamoDB store: reads and writes GCO's ``gco-inference-endpoints`` table.
 
-Where it stands in the flow: the desired state's edge. ``fan_out`` scans it, ``reconcile_endpoint`` reads
-one record and reports ``region_status`` back, ``purge`` deletes finished records, and the CLI edits
-records. Item shape and models live in ``gco_tasks.core.records``; when a status report is worth writing
-is decided by ``gco_tasks.core.status.status_needs_write`` (pure); how a call reaches DynamoDB and what its
-failures mean is ``adapters.dynamo``. This module says what to read and write, and on what condition.
-
-What it fixes against GCO's store: the Scan is paginated (GCO's silently stopped at 1 MB); reads are
-consistent; spec edits are read-modify-write guarded by ``updated_at`` (GCO lost concurrent updates);
-status writes happen only when something changed or the heartbeat is due, are conditional on the
-record existing, and do not bump ``updated_at``; purges are conditional on the record being unchanged.
-Throttling, 5xx and connection failures raise ``TransientStoreError`` (callers retry); other refusals
-``StoreUnavailableError`` (both ``StoreError``).
+Where it stands in the flow: the desired state's edge. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -23,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from gco_tasks.adapters import gcpause
-from gco_tasks.adapters.dynamo import (
+from gco_tasks.adapters.dynamo_client import (
     ConditionFailed,
     StoreError,
     StoreUnavailableError,
@@ -74,7 +63,7 @@ SPEC_UPDATE_ATTEMPTS: Final = 5
 
 
 # --------------------------------------------------------------------------------------------------
-# Errors the CLI reports (the DynamoDB ones are ``gco_tasks.adapters.dynamo``'s)
+# Errors the CLI reports (the DynamoDB ones are ``gco_tasks.adapters.dynamo_client``'s)
 # --------------------------------------------------------------------------------------------------
 
 

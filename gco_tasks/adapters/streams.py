@@ -1,14 +1,8 @@
-"""The table's DynamoDB Stream as a region reads it: new change records since the last read, one batch
-at a time, its position per shard kept in the region's Redis.
+"""The table's DynamoDB Stream as a region reads it: new change records since the last read, one batch at a
+time, its position per shard kept in the region's Redis.
 
 Where it stands in the flow: under ``streamwatch`` (the ``stream_poll`` task, sent by beat every
-``STREAM_POLL_SECONDS`` when that is set). ``batch()`` takes the region's stream lock (one reader at a
-time), reads every shard from its saved position, yields the changes decoded to plain Python, and saves
-the new positions only after the caller is done with them: a batch whose messages could not be sent is
-read again (at least once). The region's first read reports nothing and only moves to the stream's end
-(the periodic fan-out has covered the past); a shard seen later (a split) is read from its start.
-
-Failures are ``gco_tasks.core.errors``: DynamoDB's through ``dynamo.Table.call``, Redis's as in ``locks``.
+``STREAM_POLL_SECONDS`` when that is set). More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -24,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gco_tasks.adapters.dynamo import Table, decode_item
+from gco_tasks.adapters.dynamo_client import Table, decode_item
 from gco_tasks.core.conventions import RegionKeys
 from gco_tasks.core.errors import InfrastructureError, TransientError
 
@@ -56,7 +50,7 @@ class StreamChange:
 
 
 class StreamReader:
-    """Reads the table's stream for one region (see the module docstring)."""
+    """Reads the table's stream for one region (docs/architecture.md)."""
 
     def __init__(self, table: Table, streams: Any, client: redis.Redis, region: str) -> None:
         self.table, self.streams, self.redis = table, streams, client

@@ -1,14 +1,8 @@
-"""The region policy at the CLI's door: a spec the fleet would refuse (over a cap, a keyless toleration)
-is refused before it is written.
+"""The region policy at the CLI's door: a spec the fleet would refuse (over a cap, a keyless toleration) is
+refused before it is written.
 
-Where it stands in the flow: outside the fleet, in ``gco-tasks endpoints`` (deploy, scale, canary and
-every other spec edit), before the table is written. The rules are the fleet's own
-(``rendering.policy``) with the caps from this process's environment: the same variables
-(``MAX_REPLICAS_PER_ENDPOINT``, ``MAX_GPUS_PER_POD``, ``MAX_CPU_PER_CONTAINER``,
-``MAX_MEMORY_PER_CONTAINER``, ``ALLOW_WILDCARD_TOLERATIONS``) with the same defaults. Each region's fleet
-still decides with its own settings (its ConfigMap may differ): this check only spares a write that a
-region with default caps would report as ``error``. An edit is refused only for what it adds: a record
-already over a cap can still be changed, and brought back under it.
+Where it stands in the flow: outside the fleet, in ``gco-tasks endpoints`` (deploy, scale, canary and every
+other spec edit), before the table is written. More in docs/architecture.md.
 """
 
 from __future__ import annotations

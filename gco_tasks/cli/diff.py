@@ -1,38 +1,25 @@
-"""`gco-tasks diff NAME --region R`: what the next reconcile of NAME would change in a region, computed
-by the API server, as a unified diff.
+"""`gco-tasks diff NAME --region R`: what the next reconcile of NAME would change in a region (a unified
+diff, computed by the API server); `diff --all --region R`: a line per endpoint of the region, or JSON.
 
-Where it stands in the flow: beside the fleet, never in it (the runbook's first step before a cut-over
-from GCO's monitor, or before any change). It reads the record from the table, renders it as a worker
-would (``rendering.desired_objects``), reads the endpoint's live objects by name from the cluster that
-``KUBECONFIG`` (or the in-cluster configuration) names, and asks the API server what each apply would
-store: a server-side apply with ``dryRun=All`` (defaulting, admission and validation included, nothing
-stored). For an object GCO's monitor still co-owns, the reconcile first hands its fields over and the
-apply then removes what only GCO set (``cutover``); the diff shows that too: those fields are taken out
-of the dry-run result (``cutover.handover_removals``) and the result is defaulted by a dry-run
-``replace``. Objects to create and to delete are listed (not those already being deleted); a Deployment
-whose pod template would change is marked, since its pods restart. The Ingress is shown as the record
-wants it: the watchdog's withholding (in Redis) is not consulted.
-
-Bookkeeping is left out of both sides (``managedFields``, ``resourceVersion``, ``generation``, ``uid``,
-timestamps, ``status``, the Deployment controller's revision annotation), and env var values are
-shown as ``***`` (``*** (changed)`` on the new side of a value that changes). Exit codes, as diff(1): 0 no
-difference, 1 differences, 2 trouble (usage, a record that is missing or invalid, an unreachable table
-or cluster).
+Where it stands in the flow: beside the fleet, never in it (the runbook's first step before a cut-over from
+GCO's monitor, or before any change). More in docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 import yaml
 
+from gco_tasks.core.adoption import handover_removals, has_legacy_owner, unowned_paths, without_fields
 from gco_tasks.core.config import ConfigError, Settings, load_settings
-from gco_tasks.core.cutover import handover_removals, has_legacy_owner, unowned_paths, without_fields
 from gco_tasks.core.errors import GcoError
 from gco_tasks.core.ownership import is_ours
 from gco_tasks.core.records import Endpoint
@@ -71,20 +58,118 @@ class Change:
         return bool(self.before["spec"].get("template") != self.after["spec"].get("template"))
 
 
+class DiffOutput(StrEnum):
+    text = "text"
+    json = "json"
+
+
 def diff_command(
-    name: str = typer.Argument(..., help="Endpoint name."),
+    name: str | None = typer.Argument(None, help="Endpoint name (or --all)."),
     region: str = typer.Option(None, "--region", "-r", help="Region to compare (default: $REGION)."),
+    every: bool = typer.Option(
+        False, "--all", help="Every endpoint targeting the region: one summary line each."
+    ),
+    output: DiffOutput = typer.Option(
+        DiffOutput.text,
+        "-o",
+        "--output",
+        help="text (a unified diff; with --all a line per endpoint) or json.",
+    ),
 ) -> None:
-    """Show what the next reconcile of NAME would change in a region (server-side dry run). Exit 0: in
-    sync; 1: there are differences; 2: trouble."""
+    """Show what the next reconcile of NAME (or, with --all, of every endpoint of the region) would change
+    in a region (server-side dry run). Exit 0: in sync; 1: there are differences; 2: trouble."""
+    if (name is None) == (not every):
+        _fail("name one endpoint, or pass --all for every endpoint of the region (not both)")
     settings = _settings()
     region = region or settings.region
-    try:
-        changes = compute_changes(settings, name, region)
-    except GcoError as exc:  # a missing or invalid record, an unreachable table or cluster
-        _fail(str(exc))
-    typer.echo(format_changes(changes), nl=False)
-    raise typer.Exit(EXIT_DIFFERENT if changes else EXIT_SAME)
+    if every:
+        try:
+            reports = compute_region(settings, region)
+        except GcoError as exc:  # the table or the cluster cannot be read at all
+            _fail(str(exc))
+    else:
+        assert name is not None
+        try:
+            reports = [EndpointDiff(name, compute_changes(settings, name, region))]
+        except GcoError as exc:  # a missing or invalid record, an unreachable table or cluster
+            if output is DiffOutput.text:
+                _fail(str(exc))
+            reports = [EndpointDiff(name, [], str(exc))]
+    if output is DiffOutput.json:
+        typer.echo(json.dumps([report.as_json() for report in reports], indent=2))
+    elif every:
+        typer.echo(format_summary(reports), nl=False)
+    else:
+        typer.echo(format_changes(reports[0].changes), nl=False)
+    raise typer.Exit(exit_code(reports))
+
+
+@dataclass(frozen=True)
+class EndpointDiff:
+    """One endpoint's changes in the region, or why they could not be computed."""
+
+    name: str
+    changes: list[Change]
+    error: str | None = None
+
+    @property
+    def summary(self) -> str:
+        """``in sync``, ``would change``, ``pods restart`` (a Deployment's pods roll), ``would delete``
+        (only deletions) or ``error``."""
+        if self.error is not None:
+            return "error"
+        if not self.changes:
+            return "in sync"
+        if all(change.verb == "delete" for change in self.changes):
+            return "would delete"
+        return "pods restart" if any(change.rolls_pods for change in self.changes) else "would change"
+
+    def as_json(self) -> dict[str, Any]:
+        changes = [
+            {"verb": c.verb, "kind": c.key[0], "name": c.key[1], "pods_restart": c.rolls_pods}
+            for c in self.changes
+        ]
+        data: dict[str, Any] = {"endpoint": self.name, "summary": self.summary, "changes": changes}
+        return data | ({"error": self.error} if self.error is not None else {})
+
+
+def exit_code(reports: list[EndpointDiff]) -> int:
+    """diff(1)'s: 2 when one could not be computed, else 1 when one would change, else 0."""
+    if any(report.error is not None for report in reports):
+        return EXIT_TROUBLE
+    return EXIT_DIFFERENT if any(report.changes for report in reports) else EXIT_SAME
+
+
+def format_summary(reports: list[EndpointDiff]) -> str:
+    """One line per endpoint: its name, the summary and what changes (``update Deployment/x``, ...)."""
+    if not reports:
+        return "# no endpoint targets this region\n"
+    width = max(len(report.name) for report in reports)
+    lines = []
+    for report in reports:
+        detail = report.error or ", ".join(f"{c.verb} {c.key[0]}/{c.key[1]}" for c in report.changes)
+        lines.append(f"{report.name.ljust(width)}   {report.summary}" + (f": {detail}" if detail else ""))
+    return "\n".join(lines) + "\n"
+
+
+def compute_region(settings: Settings, region: str) -> list[EndpointDiff]:
+    """Every endpoint targeting ``region``, by name: its changes, or the reason it could not be
+    computed (an invalid record, an object the API server refuses)."""
+    from gco_tasks.adapters.cluster import ClusterGateway, load_api_client
+    from gco_tasks.adapters.store import EndpointStore
+
+    items = sorted(
+        EndpointStore.from_settings(settings).scan_items(region), key=lambda i: str(i.get("endpoint_name"))
+    )
+    gateway = ClusterGateway(load_api_client(), settings.inference_namespace, settings.k8s_api_timeout)
+    reports = []
+    for item in items:
+        name = str(item.get("endpoint_name"))
+        try:
+            reports.append(EndpointDiff(name, _changes(settings, gateway, item, name, region)))
+        except GcoError as exc:
+            reports.append(EndpointDiff(name, [], str(exc)))
+    return reports
 
 
 def compute_changes(settings: Settings, name: str, region: str) -> list[Change]:
@@ -96,8 +181,14 @@ def compute_changes(settings: Settings, name: str, region: str) -> list[Change]:
     if item is None:
         table = settings.inference_endpoints_table_name
         raise RecordMissing(f"endpoint {name!r} not found in table {table!r}")
-    desired = desired_objects(Endpoint.from_item(item), region, RenderOptions.from_settings(settings))
     gateway = ClusterGateway(load_api_client(), settings.inference_namespace, settings.k8s_api_timeout)
+    return _changes(settings, gateway, item, name, region)
+
+
+def _changes(
+    settings: Settings, gateway: ClusterGateway, item: Mapping[str, Any], name: str, region: str
+) -> list[Change]:
+    desired = desired_objects(Endpoint.from_item(item), region, RenderOptions.from_settings(settings))
     live: dict[tuple[str, str], Obj] = {}
     for kind, object_name in candidate_keys(name):
         found = gateway.get_object(kind, object_name)

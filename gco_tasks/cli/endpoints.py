@@ -1,12 +1,7 @@
 """`gco-tasks endpoints ...`: edit and inspect the desired state in DynamoDB, like GCO's `gco inference`.
 
-Where it stands in the flow: outside the fleet, before it. Every verb here writes (or reads) the
-``gco-inference-endpoints`` table through ``EndpointStore``; the fleet in each target region then
-converges its cluster to the record and reports ``region_status`` back, which ``status`` shows.
-
-Exit codes: 0 success; 1 not found, invalid input or wrong state (the message names what and why);
-2 usage error (unknown flag, missing argument, a ``K=V`` without ``=``). Spec edits are optimistic
-read-modify-writes (``EndpointStore.update_spec``), so two operators editing at once both land.
+Where it stands in the flow: outside the fleet, before it. Every write is conditional; one that loses to
+the fleet's own writes is re-read and re-applied (``cli.conflicts``). More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -14,18 +9,28 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, NoReturn
 
 import typer
+import yaml
 
 from gco_tasks.adapters.store import EndpointExistsError, EndpointStore
 from gco_tasks.cli.admission import admit
-from gco_tasks.cli.nudge import RegionUrlsError, nudge, parse_region_urls
+from gco_tasks.cli.conflicts import STATE_ATTEMPTS, spec_overlap, state_conflict_message, state_decision
+from gco_tasks.cli.nudge import RegionUrlsError, nudge, outcome, parse_region_urls, region_client, request
 from gco_tasks.cli.repair import force_delete, repair_command
 from gco_tasks.cli.status import status_command
-from gco_tasks.cli.support import AllowUnknownRegionOption, check_regions, open_store
-from gco_tasks.cli.views import console, endpoints_table
+from gco_tasks.cli.support import (
+    AllowUnknownRegionOption,
+    check_regions,
+    complete_region,
+    open_store,
+    settings_or_fail,
+)
+from gco_tasks.cli.views import STATES, columns, list_json, list_rows, list_views
 from gco_tasks.core.config import ConfigError, load_settings
 from gco_tasks.core.fields import json_fallback, validate_endpoint_name
 from gco_tasks.core.records import (
@@ -37,9 +42,9 @@ from gco_tasks.core.records import (
     Endpoint,
     EndpointSpec,
     InvalidEndpointError,
+    RecordHeader,
     parse_spec,
 )
-from gco_tasks.core.redaction import redact_item
 
 endpoints_app = typer.Typer(
     help="Manage inference endpoints in the DynamoDB table (as GCO's `gco inference`).",
@@ -209,9 +214,8 @@ def scale(
 ) -> None:
     """Set the replica count (keeps the desired state)."""
     with _store() as store:
-        endpoint = store.update_spec(
-            name, lambda spec: admit(spec.with_changes(replicas=replicas), name, spec), desired_state=None
-        )
+        change = _guarded(name, lambda spec: admit(spec.with_changes(replicas=replicas), name, spec))
+        endpoint = store.update_spec(name, change, desired_state=None)
     typer.echo(f"Endpoint {name} scaled to {endpoint.spec.replicas} replicas.")
     _nudge(name, endpoint.target_regions)
 
@@ -315,24 +319,119 @@ def rollback(name: str = typer.Argument(...)) -> None:
     typer.echo(f"Endpoint {name}: canary removed.")
 
 
+class ListOutput(StrEnum):
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+
 @endpoints_app.command("list")
 def list_endpoints(
-    region: str | None = typer.Option(None, "--region", help="Only endpoints targeting this region."),
-    as_json: bool = JsonOption,
+    region: str | None = typer.Option(
+        None,
+        "-r",
+        "--region",
+        help="Only endpoints targeting REGION, with what REGION reports.",
+        autocompletion=complete_region,
+    ),
+    state: str | None = typer.Option(
+        None,
+        "--state",
+        metavar="STATE",
+        autocompletion=lambda incomplete: [s for s in STATES if s.startswith(incomplete)],
+        help=f"Only endpoints whose region (or, without --region, any target region) reports STATE: "
+        f"{', '.join(STATES)}.",
+    ),
+    output: ListOutput = typer.Option(
+        ListOutput.table, "-o", "--output", help="table, wide (adds image, replicas, created), json or yaml."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Same as --output json."),
     allow_unknown_region: bool = AllowUnknownRegionOption,
 ) -> None:
-    """List every endpoint (all Scan pages), newest first."""
+    """List every endpoint (all Scan pages), newest first, with what each region reports: state,
+    ready/desired replicas, the last report's age ((stale) once older than twice
+    STATUS_HEARTBEAT_SECONDS) and message. Without --region, one column per target region."""
+    settings = settings_or_fail()
     if region is not None:
-        check_regions([region], allow_unknown_region)
+        check_regions([region], allow_unknown_region, settings)
+    if state is not None and state not in STATES:
+        _fail(f"--state {state!r} is not a region state; use one of {', '.join(STATES)}")
+    with open_store(settings) as store:
+        items = list(store.scan_items(region))
+    views = list_views(items, datetime.now(UTC), settings.status_heartbeat_seconds, region, state)
+    chosen = "json" if as_json else str(output.value)
+    if chosen in ("json", "yaml"):
+        data = json.loads(json.dumps(list_json(views, region), default=json_fallback))
+        text = json.dumps(data, indent=2) if chosen == "json" else yaml.safe_dump(data, sort_keys=False)
+        typer.echo(text.rstrip("\n"))
+        return
+    if not views:
+        typer.echo("No endpoints." if state is None else f"No endpoints in state {state}.")
+        return
+    typer.echo(columns(list_rows(views, region, wide=chosen == "wide")))
+
+
+@endpoints_app.command("reconcile")
+def reconcile_now(
+    name: str = typer.Argument(..., help="Endpoint name."),
+    regions: list[str] | None = typer.Option(
+        None,
+        "-r",
+        "--region",
+        help="Only this region (repeatable); default: every target region.",
+        autocompletion=complete_region,
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="Wait for each region's reconcile and print what it did; exit 1 if one failed."
+    ),
+    timeout: float = typer.Option(120.0, "--timeout", min=1, help="With --wait: seconds to wait per region."),
+    allow_unknown_region: bool = AllowUnknownRegionOption,
+) -> None:
+    """Ask each target region's fleet to reconcile NAME now (one reconcile_endpoint message on the
+    region's queue, through REGION_REDIS_URLS) instead of at its next cycle; as `flux reconcile`. Exit 1
+    when a region cannot be reached (or, with --wait, its reconcile failed or did not finish in time)."""
+    settings = settings_or_fail()
+    if regions:
+        check_regions(regions, allow_unknown_region, settings)
     with _store() as store:
-        items = sorted(store.scan_items(region), key=lambda i: str(i.get("created_at", "")), reverse=True)
-    if as_json:
-        typer.echo(json.dumps([redact_item(item) for item in items], indent=2, default=json_fallback))
-        return
-    if not items:
-        typer.echo("No endpoints.")
-        return
-    console.print(endpoints_table(items))
+        item = store.get_item(_checked_name(name))
+    if item is None:
+        _fail(f"endpoint {name!r} not found")
+    try:
+        urls = parse_region_urls(settings.region_redis_urls.get_secret_value())
+    except RegionUrlsError as exc:
+        _fail(str(exc))
+    if not urls:
+        _fail(
+            "REGION_REDIS_URLS is empty: set it to region=rediss://... pairs for the regions to reach "
+            "(docs/configuration.md); without it each region reconciles at its next cycle"
+        )
+    failed = False
+    with ExitStack() as clients:
+        sent = {}
+        for region in regions or RecordHeader.from_item(item).target_regions:
+            url = urls.get(region)
+            if url is None:
+                typer.echo(
+                    f"{region}: not reached (REGION_REDIS_URLS has no URL for it); its next cycle does it."
+                )
+                failed = True
+                continue
+            try:
+                sent[region] = request(
+                    clients.enter_context(region_client(url)), name, region, keep_result=wait
+                )
+            except Exception as exc:  # the broker's client: its text could hold the URL, its type cannot
+                typer.echo(f"{region}: reconcile not reached ({type(exc).__name__}); its next cycle does it.")
+                failed = True
+                continue
+            typer.echo(f"{region}: reconcile requested.")
+        for region, result in sent.items() if wait else ():
+            succeeded, line = outcome(result, timeout)
+            typer.echo(f"{region}: {line}")
+            failed = failed or not succeeded
+    raise typer.Exit(1 if failed else 0)
 
 
 endpoints_app.command("status")(status_command)
@@ -350,23 +449,59 @@ def _set_state(
     keep_if: tuple[str, ...] = (),
 ) -> list[str]:
     """Move ``desired_state`` to ``state``, conditional on the state read (no lost transitions); returns
-    the regions that changed (none when the state already was ``state``)."""
+    the regions that changed (none when the state already was ``state``). A write that loses to the
+    fleet's promotion (``deploying`` -> ``running``) is re-read and re-applied (bounded); one that loses to
+    another user's change of the desired state fails, saying what it became."""
     with _store() as store:
         endpoint = store.get(name)
-        current = endpoint.desired_state
-        if current not in allowed_from:
-            _fail(f"endpoint {name!r} is {current}; cannot make it {state}")
-        if current == state or current in keep_if:
-            return []
-        if not store.update_desired_state(name, state, expected_state=current):
-            _fail(f"endpoint {name!r} changed meanwhile (or was removed); check `status {name}` and retry")
-        return list(endpoint.target_regions)
+        for _ in range(STATE_ATTEMPTS):
+            current = endpoint.desired_state
+            if current not in allowed_from:
+                _fail(f"endpoint {name!r} is {current}; cannot make it {state}")
+            if current == state or current in keep_if:
+                return []
+            if store.update_desired_state(name, state, expected_state=current):
+                return list(endpoint.target_regions)
+            item = store.get_item(name)
+            now = item.get("desired_state") if item else None
+            decision = state_decision(state, current, None if now is None else str(now))
+            if decision == "done" or now in keep_if:
+                return []
+            if decision is None:
+                _fail(state_conflict_message(name, state, current, item))
+            endpoint = store.get(name)
+        _fail(f"endpoint {name!r} kept changing ({STATE_ATTEMPTS} attempts); check `status {name}` and retry")
     raise AssertionError("unreachable")  # _store exits on every error
+
+
+def _guarded(
+    name: str, mutate: Callable[[EndpointSpec], EndpointSpec]
+) -> Callable[[EndpointSpec], EndpointSpec]:
+    """``mutate`` for ``update_spec``'s optimistic loop: re-applied on the record as it is now after the
+    fleet's writes (a promotion moves ``updated_at``), refused when another writer changed a spec field
+    this edit changes too (saying which, and from what to what)."""
+    first: list[EndpointSpec] = []
+
+    def apply(spec: EndpointSpec) -> EndpointSpec:
+        if not first:
+            first.append(spec)
+            return mutate(spec)
+        before = first[0].to_dict()
+        overlap = spec_overlap(before, spec.to_dict(), mutate(first[0]).to_dict())
+        if overlap:
+            _fail(
+                f"endpoint {name!r} was changed by someone else meanwhile ({'; '.join(overlap)}); "
+                f"nothing written. Check `gco-tasks endpoints status {name}` and run the command again "
+                "if it still applies"
+            )
+        return mutate(spec)
+
+    return apply
 
 
 def _edit(name: str, mutate: Callable[[EndpointSpec], EndpointSpec]) -> Endpoint:
     with _store() as store:
-        endpoint = store.update_spec(name, lambda spec: admit(mutate(spec), name, spec))
+        endpoint = store.update_spec(name, _guarded(name, lambda spec: admit(mutate(spec), name, spec)))
     _nudge(name, endpoint.target_regions)
     return endpoint
 
@@ -378,5 +513,5 @@ def _nudge(name: str, regions: list[str]) -> None:
     except (ConfigError, RegionUrlsError) as exc:
         typer.echo(f"Note: not asking the regions to reconcile now: {exc}", err=True)
         return
-    for region, outcome in nudge(name, regions, urls).items():
-        typer.echo(f"{region}: reconcile {outcome}.")
+    for region, said in nudge(name, regions, urls).items():
+        typer.echo(f"{region}: reconcile {said}.")

@@ -1,11 +1,6 @@
 """What ``gco-tasks ... --help`` looks like: classic metavars instead of typer's type labels.
 
-Where it stands in the flow: around the CLI, at the top. Recent typer releases label every option with
-its Python type (``--yes <bool>``, ``--region <list[str]>``) and write a required argument as
-``{name}`` in the usage line. ``TidyGroup`` (the root group's class) gives every command of the tree,
-once, the metavars a reader expects: flags none, values ``TEXT``/``INTEGER``/``PATH``/``yaml|json``,
-arguments upper case (``NAME``), in the usage line too. Metavars set explicitly are kept. Only help
-output changes; parsing does not.
+Where it stands in the flow: around the CLI, at the top. More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """The `gco-tasks` command line: the operator's entry point.
 
-Where it stands in the flow: outside the fleet. ``endpoints`` edits the desired state in DynamoDB (as
-GCO's ``gco inference`` does), ``render`` shows what the fleet would apply for a record and ``diff``
-what its next reconcile would change in a region (a server-side dry run). The fleet
-itself runs under ``celery -A gco_tasks``.
-
-Other packages add command groups through the entry-point group ``gco_tasks.cli``: the local sandbox
-(``gco_sandbox``, a separate distribution for development) registers ``sandbox`` there, so the product
-never imports it and its wheel does not need it. Without the sandbox installed, ``gco-tasks sandbox``
-says how to install it.
+Where it stands in the flow: outside the fleet. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -41,7 +33,7 @@ def build_app(plugins: Iterable[EntryPoint]) -> typer.Typer:
         name="gco-tasks",
         help="GCO's inference-endpoint reconciler as a Celery worker fleet.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,
         pretty_exceptions_enable=False,
         cls=TidyGroup,
     )

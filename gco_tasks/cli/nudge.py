@@ -1,20 +1,23 @@
 """Right after the CLI changes an endpoint's record, ask each target region's fleet to reconcile it now
 instead of at its next cycle (optional: ``REGION_REDIS_URLS``; off when empty).
 
-Where it stands in the flow: outside the fleet, after ``gco-tasks endpoints ...`` wrote the table. For
-each target region whose Redis (the region's broker) is named in ``REGION_REDIS_URLS`` and answers, one
-``reconcile_endpoint(name)`` message goes to that region's queue ``gco.<region>``, exactly as an operator's
-``celery call`` would send it; a region it cannot reach is simply left to its next cycle (the periodic
-fan-out stays the guarantee). The URLs hold passwords: no message, error or log line here shows one.
+Where it stands in the flow: outside the fleet, after ``gco-tasks endpoints ...`` wrote the table. More
+in docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from gco_tasks.core.conventions import queue_for_region
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from celery.result import AsyncResult
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,80 @@ def nudge(name: str, regions: Iterable[str], urls: Mapping[str, str]) -> dict[st
         else:
             outcome[region] = "requested"
     return outcome
+
+
+@contextmanager
+def region_client(url: str) -> Iterator[Celery]:
+    """A Celery client of one region's Redis (its broker and its result backend), for a reconcile whose
+    outcome is awaited; closed after."""
+    from celery import Celery
+
+    client = Celery("gco-tasks-cli", broker=url, backend=url, set_as_current=False)
+    client.conf.update(
+        task_serializer="json", result_serializer="json", accept_content=["json"], result_expires=3600
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def request(client: Celery, name: str, region: str, keep_result: bool = True) -> AsyncResult:
+    """``reconcile_endpoint(name)`` on ``region``'s queue through ``client`` (``region_client``), its
+    outcome kept in the region's result backend (for ``outcome``) when ``keep_result``."""
+    with client.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, interval_start=0.5, timeout=CONNECT_TIMEOUT_SECONDS)
+        return client.send_task(
+            RECONCILE_TASK,
+            args=[name],
+            queue=queue_for_region(region),
+            connection=connection,
+            expires=MESSAGE_EXPIRES_SECONDS,
+            ignore_result=not keep_result,
+        )
+
+
+def outcome(result: AsyncResult, timeout: float) -> tuple[bool, str]:
+    """Wait up to ``timeout`` seconds for a ``request``'s outcome: (succeeded, one line saying what the
+    reconcile did, its error, or that nothing came)."""
+    try:
+        value = result.get(timeout=timeout, propagate=False, interval=0.2)
+    except Exception as exc:  # a timeout, or the region's Redis going away meanwhile (type only: URL)
+        what = "no outcome" if type(exc).__name__ == "TimeoutError" else f"no outcome ({type(exc).__name__})"
+        return False, f"{what} within {timeout:.0f}s: is the region's worker running? (task {result.id})"
+    if result.successful() and isinstance(value, dict):
+        return True, describe(value)
+    detail = getattr(value, "result", None)
+    if isinstance(detail, dict) and detail:
+        return False, describe(detail)
+    return False, f"failed: {value}"
+
+
+#: What each kind of reconcile result means, as the CLI prints it.
+KINDS: Final = {
+    "applied": "applied",
+    "noop": "in sync, nothing to change",
+    "deleted": "deleted",
+    "skipped_locked": "skipped: another reconcile of it was running (the region's next report says how)",
+    "error": "error",
+    "invalid": "invalid record",
+    "orphan_removed": "no record: its objects were removed",
+}
+
+
+def describe(result: dict[str, object]) -> str:
+    """A task result (``{"endpoint", "actions", "state", "result", "error"}``) as one line, e.g.
+    ``applied (apply Deployment/x, apply Service/x); state creating``."""
+    kind = str(result.get("result", "?"))
+    line = KINDS.get(kind, kind)
+    actions = result.get("actions")
+    if isinstance(actions, list) and actions:
+        line += f" ({', '.join(str(action) for action in actions)})"
+    if result.get("state"):
+        line += f"; state {result['state']}"
+    if result.get("error"):
+        line += f": {result['error']}"
+    return line
 
 
 def _send(url: str, region: str, name: str) -> None:

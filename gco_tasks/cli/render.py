@@ -1,12 +1,6 @@
 """`gco-tasks render NAME --region R [--file RECORD.json] [-o yaml|json]`: the operator's dry run.
 
-Where it stands in the flow: beside the fleet, never in it. It reads one record (from the table, as a
-worker would, or from a file holding an item in the table's shape), runs the same pure rendering a worker
-runs for that region (``rendering.render_endpoint`` with options from the environment) and prints the
-objects: a YAML stream, or a Kubernetes ``List`` in JSON. It writes nothing anywhere. An invalid record
-exits 1 with the model's field-by-field message; a missing record exits 1. Environment values are shown
-as ``***`` unless ``--show-secrets`` is given. The region comes from ``--region`` or ``REGION``; with
-neither, it says so instead of guessing.
+Where it stands in the flow: beside the fleet, never in it. More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """`gco-tasks endpoints repair NAME` and `delete --force`: the way out for a malformed record.
 
-Where it stands in the flow: outside the fleet, before it. A record written by another tool or an older
-version can fail validation; the fleet then reports ``error`` for it and touches nothing, and the other
-verbs refuse it (they say so and point here). ``repair`` shows, field by field, what is wrong and what
-will be written (``repair.plan_repair``: safe defaults, or the operator's ``--set``/``--unset``), asks
-for confirmation (``-y`` skips it) and writes only the top-level fields it changed, conditional on
-``updated_at`` being the one it read (a concurrent edit is never overwritten). ``delete --force`` marks
-any record deleted, valid or not, under the same condition; the fleet then removes its objects in each
-region and reports ``deleted``, and the record is purged.
+Where it stands in the flow: outside the fleet, before it. More in docs/architecture.md.
 """
 
 from __future__ import annotations

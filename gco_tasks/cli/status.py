@@ -1,16 +1,7 @@
 """`gco-tasks endpoints status NAME`: what each region's fleet last reported for an endpoint, and the last
 Kubernetes Events of its Deployment where the region's cluster can be reached.
 
-Where it stands in the flow: at the very end, reading. It reads the record (consistently) from the table,
-and, for each region with a kubeconfig (``KUBECONFIG_<REGION>``, e.g. ``KUBECONFIG_EU_WEST_1``, or
-``KUBECONFIG`` for the region in ``REGION``), the ``events.k8s.io/v1`` Events about the Deployment; a
-region without one, or whose API server does not answer, gets a note instead (the rest still shows).
-``status_view`` turns that into the view; this module prints it as a table or JSON (``--output json``,
-alias ``--json``: the record with env values redacted, plus ``regions`` and ``problems``) and, with
-``--watch``, refreshes it every ``--interval`` seconds until Ctrl-C, ``--timeout``, or, with
-``--until STATE``, until every target region reports STATE (exit 0; exit 1 at the timeout).
-
-Exit codes: 0 shown; 1 not found, a malformed record (table output), or ``--until`` not reached in time.
+Where it stands in the flow: at the very end, reading. More in docs/architecture.md.
 """
 
 from __future__ import annotations

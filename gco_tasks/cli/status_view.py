@@ -1,16 +1,7 @@
-"""What ``gco-tasks endpoints status NAME`` shows, as data: per region, state, message, last report and
-its age, rollout progress and the last few Kubernetes Events of the endpoint's Deployment.
+"""What ``gco-tasks endpoints status NAME`` shows, as data: per region, state, message, last report and its
+age, rollout progress and the last few Kubernetes Events of the endpoint's Deployment.
 
-Where it stands in the flow: at the very end, reading what the fleet reported. ``build_view`` turns a raw
-table item (valid or not: a malformed record is shown, with its problems) plus the Events the CLI could
-read into a ``StatusView``; ``cli_status`` prints it as a table or JSON and refreshes it for
-``--watch``. Environment values of the spec are redacted here, so no caller can print them.
-
-Ages are computed against ``now``; a region whose last report is older than twice
-``STATUS_HEARTBEAT_SECONDS`` is marked stale (its fleet rewrites an unchanged status at least that
-often, so silence means the region's fleet is not running or cannot write).
-
-Pure module: no I/O.
+Where it stands in the flow: at the very end, reading what the fleet reported. More in docs/architecture.md.
 """
 
 from __future__ import annotations

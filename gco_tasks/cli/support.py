@@ -1,9 +1,8 @@
-"""Small pieces every ``gco-tasks`` command shares: failing with one sentence, the settings, the region
-check at the door, and the options that go with them.
+"""Small pieces every ``gco-tasks`` command shares: failing with one sentence, the settings, the region check
+at the door, and the options that go with them.
 
 Where it stands in the flow: outside the fleet, in the operator's CLI (``cli_endpoints``, ``cli_render``,
-``cli_status``, ``cli_repair``, the sandbox's command). Exit code 1 means the input or the state is
-wrong and the message says what to do; 2 is left to typer for usage errors.
+``cli_status``, ``cli_repair``, the sandbox's command). More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -49,6 +48,16 @@ def check_regions(regions: Iterable[str], allow_unknown: bool, settings: Setting
         for problem in problems[:-1]:
             typer.echo(f"Error: {problem}", err=True)
         fail(problems[-1])
+
+
+def complete_region(incomplete: str) -> list[str]:
+    """Shell completion of a region option: the known regions (``KNOWN_REGIONS``, or AWS's) that start
+    with what was typed."""
+    try:
+        setting = load_settings().known_regions
+    except ConfigError:
+        setting = ""
+    return [region for region in known_regions(setting) if region.startswith(incomplete)]
 
 
 def malformed_message(exc: MalformedRecordError) -> str:

@@ -1,17 +1,11 @@
 """Settings: the one typed object every other module reads its configuration from.
 
-Where it stands in the flow: at the very start. Workers, beat, the CLI and the sandbox build a
-``Settings`` from the environment once (``load_settings()``); nothing else reads ``os.environ``.
-The variable names are GCO's own (``CLUSTER_NAME``, ``REGION``, ``INFERENCE_ENDPOINTS_TABLE_NAME`` ...)
-so a region can swap GCO's monitor for this fleet without touching its configuration. A bad value
-fails at start with a message naming the variable and what it accepts.
-
-DynamoDB endpoint overrides (moto, DynamoDB Local) use boto3's own ``AWS_ENDPOINT_URL_DYNAMODB``;
-there is deliberately no variable of ours for that.
+Where it stands in the flow: at the very start. More in docs/architecture.md.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
@@ -20,11 +14,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gco_tasks.core import regions
 from gco_tasks.core.conventions import queue_for_region
+from gco_tasks.core.fields import check_toleration_key
 from gco_tasks.core.images import check_image_reference, is_pinned
 from gco_tasks.core.redis_target import RedisTarget, RedisUrlError, mask_url, parse_redis_url
 from gco_tasks.core.rendering.policy import (
+    ANY_KEY,
+    DEFAULT_ALLOWED_TOLERATION_KEYS,
     DEFAULT_MAX_CPU,
+    DEFAULT_MAX_CPU_PER_ENDPOINT,
     DEFAULT_MAX_GPUS,
+    DEFAULT_MAX_GPUS_PER_ENDPOINT,
     DEFAULT_MAX_MEMORY,
     DEFAULT_MAX_REPLICAS,
     positive_quantity,
@@ -39,6 +38,55 @@ VISIBILITY_MARGIN_SECONDS: Final = 30
 
 def _cap_quantity(value: str) -> str:
     positive_quantity(value)
+    return value
+
+
+_SHARED_DIR_SEGMENT: Final = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def _shared_dirs(value: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("/") for part in value.split(",") if part.strip().strip("/"))
+
+
+def _check_shared_dirs(value: str) -> str:
+    for directory in _shared_dirs(value):
+        segments = directory.split("/")
+        if any(s in ("", ".", "..") or not _SHARED_DIR_SEGMENT.match(s) for s in segments):
+            raise ValueError(
+                f"{directory!r} is not a directory under /models: '/'-separated names of letters, digits "
+                "and ._- without '.' or '..' (e.g. 'shared' or 'base-models/llama')"
+            )
+    return value
+
+
+def _toleration_keys(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _check_toleration_keys(value: str) -> str:
+    for key in _toleration_keys(value):
+        if key != ANY_KEY:
+            try:
+                check_toleration_key(key)
+            except ValueError as exc:
+                raise ValueError(f"{key!r}: {exc} (or '*' for any key)") from None
+    return value
+
+
+_REGISTRY_ENTRY: Final = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$")
+
+
+def _registries(value: str) -> tuple[str, ...]:
+    return tuple(part.strip().rstrip("/").lower() for part in value.split(",") if part.strip())
+
+
+def _check_registries(value: str) -> str:
+    for entry in _registries(value):
+        if not _REGISTRY_ENTRY.match(entry) or (entry.startswith("*.") and "/" in entry):
+            raise ValueError(
+                f"{entry!r} is not a registry: a host such as 'public.ecr.aws', a host and path prefix such "
+                "as 'docker.io/vllm', or '*.' and a domain such as '*.dkr.ecr.us-east-1.amazonaws.com'"
+            )
     return value
 
 
@@ -147,6 +195,11 @@ class Settings(BaseSettings):
     require_image_digests: bool = Field(
         False, description="Refuse to start unless MODEL_SYNC_IMAGE is pinned by digest (production: true)."
     )
+    allowed_image_registries: Annotated[str, AfterValidator(_check_registries)] = Field(
+        "",
+        description="Comma-separated registries (or registry/path prefixes, or *.domain) record images "
+        "must come from (empty: any, off).",
+    )
     inference_service_account: str = Field(
         "gco-service-account", min_length=1, description="ServiceAccount of inference pods."
     )
@@ -154,6 +207,21 @@ class Settings(BaseSettings):
         True,
         description="Inference pods get no API token, no privilege escalation, no capabilities and "
         "RuntimeDefault seccomp (false: GCO's pod template, for a cut-over that restarts nothing).",
+    )
+    allowed_toleration_keys: Annotated[str, AfterValidator(_check_toleration_keys)] = Field(
+        ",".join(DEFAULT_ALLOWED_TOLERATION_KEYS),
+        description="Comma-separated taint keys a record may tolerate ('*': any key).",
+    )
+    model_read_scope: Literal["share", "endpoint"] = Field(
+        "share",
+        description="What of the shared model volume (/models) an inference container may read, always "
+        "read-only: 'share' (all of it, as GCO) or 'endpoint' (its own /models/<name> and "
+        "MODEL_SHARED_DIRS).",
+    )
+    model_shared_dirs: Annotated[str, AfterValidator(_check_shared_dirs)] = Field(
+        "",
+        description="Comma-separated directories under /models every endpoint may read when "
+        "MODEL_READ_SCOPE=endpoint (e.g. 'shared,base-models/llama').",
     )
     allow_wildcard_tolerations: bool = Field(
         False, description="Accept record tolerations without a key (they tolerate every taint)."
@@ -171,6 +239,17 @@ class Settings(BaseSettings):
     )
     max_memory_per_container: Annotated[str, AfterValidator(_cap_quantity)] = Field(
         DEFAULT_MAX_MEMORY, description="Most memory an inference container may request or be limited to."
+    )
+    max_gpus_per_endpoint: int = Field(
+        DEFAULT_MAX_GPUS_PER_ENDPOINT,
+        ge=1,
+        description="Most GPUs or Neuron devices one endpoint may run in all: per pod times its most "
+        "replicas plus its canary's.",
+    )
+    max_cpu_per_endpoint: Annotated[str, AfterValidator(_cap_quantity)] = Field(
+        DEFAULT_MAX_CPU_PER_ENDPOINT,
+        description="Most CPU one endpoint may run in all: per pod (the larger of request and limit) times "
+        "its most replicas plus its canary's.",
     )
     worker_heartbeat_file: str = Field(
         "/tmp/gco-tasks-worker.heartbeat", description="File the worker touches; the liveness probe reads it."
@@ -252,6 +331,21 @@ class Settings(BaseSettings):
         )
 
     @property
+    def allowed_image_registry_list(self) -> tuple[str, ...]:
+        """``ALLOWED_IMAGE_REGISTRIES`` as a tuple of entries; empty: any registry."""
+        return _registries(self.allowed_image_registries)
+
+    @property
+    def allowed_toleration_key_list(self) -> tuple[str, ...]:
+        """``ALLOWED_TOLERATION_KEYS`` as a tuple of keys (``*``: any)."""
+        return _toleration_keys(self.allowed_toleration_keys)
+
+    @property
+    def model_shared_directories(self) -> tuple[str, ...]:
+        """``MODEL_SHARED_DIRS`` as directory names under /models, without slashes around them."""
+        return _shared_dirs(self.model_shared_dirs)
+
+    @property
     def dynamodb_call_bound_seconds(self) -> float:
         """The longest one DynamoDB call can block a worker: every attempt's connect and read timeouts,
         plus botocore's standard-mode backoff between attempts (at most 2**attempt s, jittered)."""
@@ -281,8 +375,8 @@ class Settings(BaseSettings):
         before Redis hands it to another worker. Messages are acknowledged late (after the task), and a
         worker holds a retry's message unacknowledged until its countdown is due, so the longest honest
         wait is the longest retry countdown plus the hard time limit; a margin covers clock skew and a
-        busy pool. Longer only delays the redelivery of a dead worker's task (the issue's hour), shorter
-        runs a live task twice (harmless, idempotent, but wasted)."""
+        busy pool. Longer only delays the redelivery of a dead worker's task (Celery's default: an hour);
+        shorter runs a live task twice (harmless, idempotent, but wasted)."""
         return RETRY_DELAY_MAX_SECONDS + self.task_time_limit_seconds + VISIBILITY_MARGIN_SECONDS
 
     @property

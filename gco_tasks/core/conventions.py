@@ -1,14 +1,7 @@
-"""Every name the fleet gives or looks for, in one place: object names, labels, annotations, selectors,
-the order kinds are applied and deleted in, the queue and every Redis key.
+"""Every name the fleet gives or looks for, in one place: object names, labels, annotations, selectors, the
+order kinds are applied and deleted in, the queue and every Redis key.
 
-Where it stands in the flow: under everything. Rendering (``rendering``) stamps these names and labels,
-planning (``plan``) recognises objects by them, the rooms (``fanout``, ``reconciler``, ``watchdog``)
-select by them, the cluster gateway lists and writes the kinds named here, ``locks`` keys Redis with
-them and ``worker.app`` names the queue and RedBeat's keys. Pure constants and string functions.
-
-The object names and labels are GCO's own (``{name}``, ``{name}-canary``, ``inference-{name}``;
-``app``, ``project=gco``, ``gco.io/type=inference``), so the fleet adopts what GCO's monitor created
-and GCO's CLI keeps finding what the fleet creates.
+Where it stands in the flow: under everything. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -150,6 +143,12 @@ class RegionKeys:
     @property
     def ingress_withheld(self) -> str:
         return f"{self.prefix}watchdog:ingress-withheld"
+
+    @property
+    def path_first_seen(self) -> str:
+        """Per endpoint, its ingress path and when the fan-out first saw the record ask for it (a hash):
+        the seniority on the shared load balancer, which a record cannot backdate (``paths``)."""
+        return f"{self.prefix}paths:first-seen"
 
     @property
     def redbeat_prefix(self) -> str:

@@ -1,26 +1,6 @@
 """Drift: does a live object still hold, field by field, every value we would apply?
 
-Where it stands in the flow: between observe and plan. ``fan_out`` compares each live object from the
-cycle's LISTs with the object rendered from the record (``observe``), and so does a reconcile that reads
-its objects by name; ``plan.plan_changes`` applies an object whose digest names a difference. A hand
-edit of a field we set (an image, an env var, a resource, replicas the HPA does not own, a Service port,
-an Ingress rule or one of our annotations, an HPA bound) is therefore reverted within one cycle, and the
-steady state costs no request beyond the LISTs. Pure.
-
-What counts (``differences``): only the fields the rendered object sets, as server-side apply sees them:
-
-- maps and structs are compared key by key over our keys: a label or annotation another controller
-  added, or a field the API server defaulted (``imagePullPolicy``, probe ``timeoutSeconds``, a port's
-  ``protocol``...), is not ours and is left alone, as is ``kubectl rollout restart``'s template
-  annotation;
-- lists with a merge key (containers, env, ports, volumes, volume mounts) are matched by that key, and
-  elements another manager added are left alone (apply would leave them too);
-- atomic lists and maps (args, command, tolerations, Ingress rules and paths, HPA metrics, node and
-  label selectors) belong to the applier whole: any other element or key is a difference, since the
-  next apply replaces them;
-- Kubernetes' normalisation is understood: quantities by value (``1000m`` is ``1``, ``1Gi`` is
-  ``1073741824``), an int and the same number written as a string are one value (ports), and an empty
-  string, map or list is the same as an absent field (the API server drops them).
+Where it stands in the flow: between observe and plan. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -31,7 +11,7 @@ from typing import Any, Final
 
 from kubernetes.utils.quantity import parse_quantity
 
-from gco_tasks.core.cutover import has_legacy_owner
+from gco_tasks.core.adoption import has_legacy_owner
 from gco_tasks.core.plan import ObservedObject
 from gco_tasks.core.rendering import object_key
 

@@ -1,19 +1,30 @@
-"""The fleet's errors, sorted by what to do about them.
+"""The fleet's errors, sorted by what to do about them; adapters raise these, never a library's.
 
-Where it stands in the flow: everywhere a call can fail. The adapters (``store``, ``cluster``,
-``locks``) translate their library's exceptions (botocore, the Kubernetes client and urllib3, redis)
-into these, so nothing above them catches a library exception; the rooms and the Celery tasks act on
-the three kinds:
+Where it stands in the flow: everywhere a call can fail; the tasks act on the three kinds (retry with
+backoff; report the endpoint's ``error`` and end FAILED; skip the cycle). Pure. The whole tree:
 
-- ``TransientError``: worth retrying (throttling, 5xx, timeouts, lost connections). Tasks retry with
-  exponential backoff and jitter, a bounded number of times.
-- ``PermanentError``: refused for what this record asks (a 422 from the API server, an invalid spec).
-  The endpoint's status says why, nothing retries, the task ends FAILED.
-- ``InfrastructureError``: the region's plumbing is missing or misconfigured (no table, no permission,
-  Redis refusing commands). Retrying at once will not help and the endpoint is not to blame: the task
-  fails without retry and the next cycle tries again.
-
-Pure module: no imports of its own.
+- ``GcoError``
+    - ``TransientError``: retry with backoff and jitter, a bounded number of times
+        - ``adapters.cluster.TransientClusterError`` (409, 429, 5xx, timeouts, lost connections)
+        - ``adapters.dynamo_client.TransientStoreError`` (throttling, 5xx, connection failures)
+        - ``adapters.locks.RegionStateUnavailableError`` (Redis does not answer)
+        - ``adapters.ratelimit.WriteThrottled`` (the region's write budget: ``retry_after``)
+        - ``adapters.streams.StreamStateError``
+    - ``PermanentError``: refused for what this record asks; its status says why, no retry, FAILED
+        - ``ReconcileFailed`` (the task's end for a failed ``ReconcileResult``)
+        - ``core.records.InvalidEndpointError`` (also a ``ValueError``)
+            - ``adapters.store.MalformedRecordError``
+        - ``adapters.cluster.PermanentClusterError`` (a write refused with another 4xx, e.g. 422)
+    - ``InfrastructureError``: the region's plumbing is wrong; no retry, the next cycle tries again
+        - ``adapters.cluster.ClusterUnavailableError`` (a LIST refused, no configuration)
+        - ``adapters.dynamo_client.StoreUnavailableError`` (no table, no permission)
+        - ``adapters.locks.RegionStateError`` (Redis refusing commands)
+        - ``adapters.streams.NoStreamError`` (streams not enabled)
+    - ``adapters.cluster.ClusterError``: base of the three cluster errors above
+    - ``adapters.dynamo_client.StoreError`` (also a ``RuntimeError``): base of the two above, and of the
+      CLI's ``adapters.store.EndpointNotFoundError`` (a ``LookupError``), ``EndpointExistsError``,
+      ``EndpointDeletedError``, ``ConcurrentUpdateError``
+    - ``cli.diff.RecordMissing``
 """
 
 from __future__ import annotations

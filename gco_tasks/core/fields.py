@@ -1,12 +1,7 @@
 """The fields of an endpoint record: what each accepts, and how DynamoDB's numbers become Python's.
 
-Where it stands in the flow: under ``records``, whose models are built from the annotated types here.
-Every check is a pure function that raises ``ValueError`` with a message saying what is accepted;
-``problems`` turns pydantic's errors into ``(field path, message)`` pairs a person can act on. Numbers
-come from DynamoDB as ``Decimal`` and GCO writes floats as strings: ``from_dynamo`` and ``to_dynamo``
-convert both ways, as GCO's store does.
-
-Pure module: no I/O.
+Where it stands in the flow: under ``records``, whose models are built from the annotated types here. More
+in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -126,9 +121,26 @@ def check_toleration_key(key: str) -> str:
     return _check_label_key(key) if key else key
 
 
-def _check_http_path(value: str) -> str:
-    if not value.startswith("/") or not _NO_SPACE.match(value):
-        raise ValueError("must be a URL path starting with '/' and without spaces (e.g. '/health')")
+#: An ALB target group's health-check path holds at most 1,024 characters (AWS's limit).
+MAX_HEALTH_CHECK_PATH_LENGTH: Final = 1024
+_HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*(\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$")
+
+
+def check_health_check_path(value: str) -> str:
+    """A health-check path as the ALB takes it (the Service's and Ingress's ``healthcheck-path``
+    annotation) and the kubelet probes it: ``/``, RFC 3986 path characters, an optional query, at most
+    1,024 characters. A value the load balancer refuses would fail the Ingress and, in an IngressGroup,
+    every endpoint behind the shared ALB. Pure; raises ``ValueError``."""
+    if len(value) > MAX_HEALTH_CHECK_PATH_LENGTH:
+        raise ValueError(
+            f"must be at most {MAX_HEALTH_CHECK_PATH_LENGTH} characters (an ALB health check's limit; "
+            f"got {len(value)})"
+        )
+    if not _HEALTH_PATH.match(value):
+        raise ValueError(
+            "must be a URL path starting with '/' of letters, digits and -._~!$&'()*+,;=:@%/ with an "
+            "optional ?query (e.g. '/health'), as the ALB's health check accepts it"
+        )
     return value
 
 
@@ -142,12 +154,18 @@ _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]+$")
 
 def check_ingress_path(value: str) -> str:
     """An endpoint's path on the shared load balancer: ``/inference/`` and at least one non-empty
-    segment, RFC 3986 path characters, no ``.``/``..`` or empty segment (an optional trailing ``/``), no
-    encoded ``/``, at most 128 characters. ``/`` or a path outside ``/inference/`` would take the traffic of
-    every other service behind the same load balancer; the rest is what kube-apiserver refuses in an
-    Ingress path. Pure; raises ``ValueError``."""
+    segment, RFC 3986 path characters but no ``*``/``?`` (ALB wildcards), no ``.``/``..`` or empty
+    segment (an optional trailing ``/``), no encoded ``/``, at most 128 characters. ``/`` or a path
+    outside ``/inference/`` would take the traffic of every other service behind the same load
+    balancer; the rest is what kube-apiserver refuses in an Ingress path. Pure; raises ``ValueError``."""
     if not value:  # absent: the model fills in /inference/{name}
         return value
+    if "*" in value or "?" in value:
+        raise ValueError(
+            "must not contain '*' or '?': the AWS Load Balancer Controller refuses a wildcard in a Prefix "
+            "path, and an Ingress it cannot build stops every endpoint's route changes on the shared ALB "
+            f"(write the literal path, such as '{INGRESS_PREFIX}my-llm')"
+        )
     segments = value.removeprefix(INGRESS_PREFIX).removesuffix("/").split("/")
     if not value.startswith(INGRESS_PREFIX) or segments == [""]:
         raise ValueError(
@@ -285,7 +303,7 @@ ResourceName = Annotated[str, AfterValidator(_check_resource_name)]
 LabelValue = Annotated[str, BeforeValidator(_number_to_str), AfterValidator(_check_label_value)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Image = Annotated[str, AfterValidator(_check_image)]
-HttpPath = Annotated[str, AfterValidator(_check_http_path)]
+HttpPath = Annotated[str, AfterValidator(check_health_check_path)]
 IngressPath = Annotated[str, AfterValidator(check_ingress_path)]
 TolerationKey = Annotated[str, AfterValidator(check_toleration_key)]
 NonEmptyStr = Annotated[str, AfterValidator(_check_non_empty)]

@@ -1,13 +1,7 @@
 """Container image references: well-formed, and whether they are pinned by digest.
 
-Where it stands in the flow: at start, beside the settings. ``config.py`` checks ``MODEL_SYNC_IMAGE``
-with these functions (and, with ``REQUIRE_IMAGE_DIGESTS=true``, refuses one without a digest), so a
-region never renders a model-sync init container whose image a registry could change under it. A tag
-names what a person reads (``aws-cli:2.22.35``); the digest (``@sha256:<64 hex>``) is what the
-kubelet pulls, and it cannot move. Resolve one with ``k8s/pin-image.sh --print IMAGE:TAG`` (``crane``,
-``skopeo`` or ``docker buildx imagetools`` on your machine).
-
-Pure module: no I/O.
+Where it stands in the flow: at start, beside the settings, and at render (``registry_allowed``:
+``ALLOWED_IMAGE_REGISTRIES``). More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -43,3 +37,40 @@ def check_image_reference(value: str) -> str:
 def is_pinned(value: str) -> bool:
     """True when the reference ends in ``@sha256:<64 hex>`` (what the kubelet pulls cannot change)."""
     return bool(PINNED.search(value))
+
+
+DOCKER_HUB: Final = "docker.io"
+_FIRST_IS_REGISTRY = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})+(?:{_PORT})?|{_LABEL}{_PORT}|localhost)$")
+
+
+def image_repository(reference: str) -> str:
+    """The repository a reference pulls from, registry first, without tag or digest, as the container
+    runtime resolves it: ``nginx:1.27`` -> ``docker.io/library/nginx``, ``vllm/vllm-openai`` ->
+    ``docker.io/vllm/vllm-openai``, ``public.ecr.aws/x/y:1`` -> ``public.ecr.aws/x/y``."""
+    name = reference.split("@", 1)[0]
+    first, slash, rest = name.partition("/")
+    if slash and _FIRST_IS_REGISTRY.match(first):
+        registry, path = first.lower(), rest
+    else:
+        registry, path = DOCKER_HUB, name if slash else f"library/{name}"
+    if ":" in path:
+        path = path.rsplit(":", 1)[0]
+    if registry in ("index.docker.io", "registry-1.docker.io"):
+        registry = DOCKER_HUB
+    return f"{registry}/{path}"
+
+
+def registry_allowed(reference: str, allowed: tuple[str, ...]) -> bool:
+    """Whether ``reference`` pulls from one of ``allowed``: a registry (``public.ecr.aws``), a registry
+    and path prefix (``docker.io/vllm``: its repositories and those below), or ``*.`` and a domain
+    suffix (``*.dkr.ecr.us-east-1.amazonaws.com``: every account's ECR in that region)."""
+    repository = image_repository(reference)
+    registry = repository.split("/", 1)[0]
+    for entry in allowed:
+        entry = entry.strip().rstrip("/").lower()
+        if entry.startswith("*."):
+            if registry.endswith(entry[1:]):
+                return True
+        elif repository.lower() == entry or repository.lower().startswith(f"{entry}/"):
+            return True
+    return False

@@ -1,12 +1,6 @@
-"""What arrives from the table is untrusted input: the checks that keep one bad record from stalling
-a region.
+"""What arrives from the table is untrusted input: the checks that keep one bad record from stalling a region.
 
-Where it stands in the flow: at the edges of the rooms. The fan-out sends a message per record, so a
-record must never break the sending of the others: a record that cannot travel as JSON (DynamoDB sets,
-binary) travels without its item and the worker reads it itself (``travels_as_json``). A reconcile
-begins with the name, which goes into label selectors and object names: a name that cannot be one is
-reported on the record and never reaches the API server (``name_problem``). Whatever a record holds,
-the error written back stays small enough for its item (``bounded``). Pure.
+Where it stands in the flow: at the edges of the flows. More in docs/architecture.md.
 """
 
 from __future__ import annotations

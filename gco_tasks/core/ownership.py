@@ -1,21 +1,13 @@
 """A record cannot take what is not its own: an object with our name that exists without our labels.
 
-Where it stands in the flow: between step 4 (plan) and step 5 (apply) of reconciling one endpoint. The
-cycle's LISTs select by our labels, so an object of the same kind and name created by someone else
-(``kubectl create``, another tool, another team) is invisible to them and the plan would create ours
-over it; server-side apply with force would then silently take it over, fields and all. So every object
-the plan would create (absent from the observed digests) is first read by name; one that exists
-without being this endpoint's is refused: the endpoint's status says which object and what to do, and
-nothing of the endpoint is applied or deleted. A creation is rare (steady state creates nothing), so
-this costs a GET per new object only.
-
-``claim_problem`` decides (pure); ``foreign_objects`` reads through the port.
+Where it stands in the flow: between step 4 (plan) and step 5 (apply) of reconciling one endpoint. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.plan import ObservedObject, Plan, endpoint_name_of
@@ -48,17 +40,7 @@ def claim_problem(live: Mapping[str, Any] | None, endpoint: str) -> str | None:
     )
 
 
-class ObjectReads(Protocol):
-    def get_object(self, kind: str, name: str) -> dict[str, Any] | None: ...
-
-
 def creations(plan: Plan, observed: Iterable[ObservedObject]) -> list[tuple[str, str]]:
     """(kind, name) of every object the plan would create: applied, and not among the observed."""
     seen = {item.key for item in observed}
     return [key for key in map(object_key, plan.apply) if key not in seen]
-
-
-def foreign_objects(cluster: ObjectReads, endpoint: str, keys: Iterable[tuple[str, str]]) -> list[str]:
-    """The refusal of each object we would create that exists and is not this endpoint's."""
-    found = (claim_problem(cluster.get_object(kind, name), endpoint) for kind, name in keys)
-    return [problem for problem in found if problem is not None]

@@ -1,29 +1,18 @@
-"""Paths on the shared load balancer: a younger record cannot equal or shadow an older one's.
+"""Paths on the shared load balancer: a record cannot equal or shadow the path another already holds.
 
-Where it stands in the flow: the fan-out (which holds every record of the region from its Scan) and the
-reconciler's consistent-read path both call ``shadowed_paths``; a reconcile whose record it names is
-refused with an ``error`` status naming the other endpoint, and nothing of it is applied or deleted.
-Pure.
-
-Every endpoint of a region gets an Ingress on one shared ALB. Kubernetes' ``Prefix`` path type matches
-by path segments, so ``/inference/a`` also serves ``/inference/a/b`` but not ``/inference/ab``: two
-endpoints whose paths are equal, or one a segment-wise prefix of the other, fight over requests. The
-rule is deterministic whatever the order of edits: records are taken oldest first (``created_at``, then
-the name; a record without a readable ``created_at`` counts as the youngest), and each keeps its path
-unless it collides with a path already kept, in which case it is shadowed by that record. Records
-marked ``deleted`` hold no path; stopped ones keep theirs (their Ingress comes back on ``start``).
+Where it stands in the flow: the fan-out (from its Scan) and the reconciler's consistent-read path both
+call ``shadowed_paths``; a record it names is refused with an ``error`` status naming the other endpoint,
+and nothing of it is applied or deleted. More in docs/architecture.md.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from gco_tasks.core.conventions import public_path
 from gco_tasks.core.fields import parse_timestamp
-
-_YOUNGEST = datetime.max.replace(tzinfo=UTC)
 
 
 def segments(path: str) -> tuple[str, ...]:
@@ -49,8 +38,50 @@ def record_path(item: Mapping[str, Any]) -> str | None:
     return path if isinstance(path, str) else None
 
 
-def _seniority(item: Mapping[str, Any]) -> tuple[datetime, str]:
-    return (parse_timestamp(item.get("created_at")) or _YOUNGEST, str(item["endpoint_name"]))
+#: Endpoint name -> (the path, when the fleet first saw the record ask for it, in epoch seconds).
+FirstSeen = Mapping[str, tuple[str, float]]
+
+
+def record_paths(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Endpoint name -> the path it asks for, for the records that hold one (``record_path``)."""
+    return {str(item["endpoint_name"]): path for item in records if (path := record_path(item)) is not None}
+
+
+def first_seen_changes(
+    paths: Mapping[str, str], known: FirstSeen, now: float, serving: Mapping[str, float] | None = None
+) -> tuple[dict[str, tuple[str, float]], list[str]]:
+    """What the fan-out writes: ``(new, gone)``. ``new``: records seen asking for a path they were not
+    known to ask for (new records, or a moved path), first seen ``now``, or, when their own live Ingress
+    already routes that path, when the API server created that Ingress (``serving``: so an empty or
+    lost Redis keeps the paths with the endpoints that serve them); ``gone``: names that hold no path any
+    more (deleted, or no longer in the region)."""
+    since = serving or {}
+    new = {
+        name: (path, min(now, since.get(name, now)))
+        for name, path in paths.items()
+        if known.get(name, ("", 0.0))[0] != path
+    }
+    return new, [name for name in known if name not in paths]
+
+
+def serving_since(
+    paths: Mapping[str, str], objects: Mapping[str, Iterable[Mapping[str, Any]]]
+) -> dict[str, float]:
+    """Name -> the creation time (set by the API server, epoch seconds) of the endpoint's live Ingress,
+    for the records whose Ingress already routes the path they ask for."""
+    found = {}
+    for name, path in paths.items():
+        for obj in objects.get(name, ()):
+            created = parse_timestamp((obj.get("metadata") or {}).get("creationTimestamp"))
+            if obj.get("kind") == "Ingress" and created is not None and path in ingress_paths(obj):
+                found[name] = created.timestamp()
+    return found
+
+
+def _seniority(item: Mapping[str, Any], path: str, first_seen: FirstSeen) -> tuple[float, str]:
+    name = str(item["endpoint_name"])
+    seen_path, seen_at = first_seen.get(name, ("", math.inf))
+    return (seen_at if seen_path == path else math.inf, name)
 
 
 class _Node:
@@ -62,11 +93,15 @@ class _Node:
         self.below: str | None = None  # a record whose path ends here or deeper
 
 
-def shadowed_paths(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Record name -> the older record whose path its own path equals or shadows (or lies under), for
-    the records of one load balancer (one region). Linear in the total number of path segments."""
+def shadowed_paths(
+    records: Iterable[Mapping[str, Any]], first_seen: FirstSeen | None = None
+) -> dict[str, str]:
+    """Record name -> the senior record whose path its own path equals or shadows (or lies under), for
+    the records of one load balancer (one region), seniority from ``first_seen`` (the fleet's, never the
+    record's). Linear in the total number of path segments (after the sort)."""
+    seen = first_seen or {}
     candidates = [(item, path) for item in records if (path := record_path(item)) is not None]
-    candidates.sort(key=lambda pair: _seniority(pair[0]))
+    candidates.sort(key=lambda pair: _seniority(pair[0], pair[1], seen))
     root, shadowed = _Node(), {}
     for item, path in candidates:
         name = str(item["endpoint_name"])
@@ -99,7 +134,9 @@ def _insert(root: _Node, parts: tuple[str, ...], name: str) -> None:
     node.owner = name
 
 
-_SHADOWING_MARK = "created earlier, on the region's shared load balancer"
+_SHADOWING_MARK = "which asked for it first, on the region's shared load balancer"
+#: The same refusal as reports written before seniority came from the fleet's first sighting say it.
+_OLD_SHADOWING_MARK = "created earlier, on the region's shared load balancer"
 
 
 def shadowing_message(path: str | None, other: str) -> str:
@@ -134,4 +171,4 @@ def already_serves_its_path(
         return False
     report = ((item.get("region_status") or {}).get(region)) or {}
     error = report.get("error") if isinstance(report, Mapping) else None
-    return not (isinstance(error, str) and _SHADOWING_MARK in error)
+    return not (isinstance(error, str) and (_SHADOWING_MARK in error or _OLD_SHADOWING_MARK in error))

@@ -1,16 +1,7 @@
 """The pure core of reconciliation: what is observed and what to change.
 
-Where it stands in the flow: steps 3 and 4 of reconciling one endpoint (``reconciler``), and the rules
-of ``fanout`` and ``watchdog``. Everything here is a function of its arguments: no
-Kubernetes, DynamoDB or Redis. The rooms feed it what the adapters read and carry out what it decides.
-
-- ``ObservedObject`` is the small digest of a live object that ``fan_out`` carries in each message
-  (kind, name, the desired-content hash we stamped on it, and a Deployment's replica counts), so an
-  endpoint that is already in sync costs no further API call.
-- ``plan_changes`` compares rendered objects with the digests by that hash: apply what is missing or
-  differs, delete what exists but is no longer wanted.
-- ``apply_withholding`` and ``judge_health`` are the watchdog's rules (what a withheld endpoint may have,
-  who is unready for too long). The status, promotion and purge rules are in ``gco_tasks.core.status``.
+Where it stands in the flow: steps 3 and 4 of reconciling one endpoint (``reconciler``), and the rules of
+``fanout`` and ``watchdog``. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -23,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.rendering import object_key
+from gco_tasks.core.results import actions
 from gco_tasks.core.rollout import RolloutDigest
 
 
@@ -48,7 +40,7 @@ class ObservedObject(BaseModel):
     #: Fields we set that the live object does not hold (``drift.differences``, a few paths); only
     #: filled in by ``drift.digest``, which compares with the rendered object.
     drift: tuple[str, ...] = ()
-    #: GCO's monitor still owns fields of it (``cutover``): hand them over before the next apply.
+    #: GCO's monitor still owns fields of it (``core.adoption``): hand them over before the next apply.
     legacy: bool = False
 
     @property
@@ -95,14 +87,16 @@ def endpoint_name_of(obj: Mapping[str, Any], known_names: frozenset[str] | set[s
     return names.endpoint_of_app(str(app), known_names)
 
 
-def group_by_endpoint(
+def objects_by_endpoint(
     objects: Iterable[Mapping[str, Any]], known_names: frozenset[str] | set[str]
-) -> dict[str, list[ObservedObject]]:
-    grouped: dict[str, list[ObservedObject]] = {}
+) -> dict[str, list[Mapping[str, Any]]]:
+    """The live objects of each endpoint (``plan.endpoint_name_of``); objects of no endpoint are left
+    alone."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
     for obj in objects:
         name = endpoint_name_of(obj, known_names)
         if name is not None:
-            grouped.setdefault(name, []).append(ObservedObject.from_object(obj))
+            grouped.setdefault(name, []).append(obj)
     return grouped
 
 
@@ -127,9 +121,9 @@ class Plan:
         return not self.apply and not self.delete
 
     def describe(self) -> list[str]:
-        """Human-readable actions, e.g. ``apply Deployment/demo``, for the task result and logs."""
-        applied = [f"apply {kind}/{name}" for kind, name in map(object_key, self.apply)]
-        return applied + [f"delete {kind}/{name}" for kind, name in self.delete]
+        """Its actions as a result shows them (``results.actions``: ``apply Deployment/demo``)."""
+        applied = [f"{kind}/{name}" for kind, name in map(object_key, self.apply)]
+        return actions(applied, [f"{kind}/{name}" for kind, name in self.delete])
 
 
 def plan_changes(desired: Sequence[Mapping[str, Any]], observed: Sequence[ObservedObject]) -> Plan:
@@ -184,47 +178,3 @@ def apply_withholding(
         return Withholding(desired, release=True)
     note = f"Ingress withheld by the watchdog: 0 ready replicas for over {threshold_seconds}s"
     return Withholding(without_ingress(desired), (note,))
-
-
-# --------------------------------------------------------------------------- watchdog
-
-
-@dataclass(frozen=True)
-class HealthVerdict:
-    """The watchdog's decisions for one pass."""
-
-    start_clocks: tuple[str, ...] = ()
-    clear: tuple[str, ...] = ()
-    withhold: tuple[str, ...] = ()
-
-
-def judge_health(
-    deployments: Iterable[ObservedObject],
-    clocks: Mapping[str, float],
-    withheld: Iterable[str],
-    now: float,
-    threshold_seconds: float,
-) -> HealthVerdict:
-    """Primary Deployments at 0 ready replicas (and not stopped) start a clock; past the threshold their
-    Ingress is withheld. A healthy or stopped endpoint clears its clock and any withholding."""
-    already = set(withheld)
-    start: list[str] = []
-    clear: list[str] = []
-    withhold: list[str] = []
-    for deployment in deployments:
-        if deployment.canary:
-            continue
-        name = deployment.name
-        unhealthy = deployment.ready_replicas == 0 and (
-            deployment.replicas is None or deployment.replicas > 0
-        )
-        if not unhealthy:
-            if name in clocks or name in already:
-                clear.append(name)
-            continue
-        since = clocks.get(name)
-        if since is None:
-            start.append(name)
-        elif now - since > threshold_seconds and name not in already:
-            withhold.append(name)
-    return HealthVerdict(tuple(start), tuple(clear), tuple(withhold))

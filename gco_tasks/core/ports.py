@@ -1,11 +1,7 @@
-"""The narrow ports through which the rooms (``reconciler``, ``fanout``, ``watchdog``, ``purge``) do
-their I/O: one small protocol per capability, each satisfied by an adapter.
+"""The narrow ports through which the flows (``reconciler``, ``fanout``, ``watchdog``, ``purge``) do their
+I/O: one small protocol per capability, each satisfied by an adapter.
 
-Where it stands in the flow: between the rooms and the adapters. A room names the capabilities it
-needs (its own ``...Ports`` protocol, built from these); ``fleet.Fleet`` wires the real adapters
-(``store.EndpointStore``, ``cluster.ClusterGateway``, ``locks.RegionState``), and a unit test may hand
-in anything with the same methods. The rooms never import an adapter, so they never see a library
-exception either: adapters raise ``gco_tasks.core.errors`` only.
+Where it stands in the flow: between the flows and the adapters. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -15,10 +11,11 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from gco_tasks.core.hint import Hint
 from gco_tasks.core.records import RegionStatus
 
-#: Sends one reconcile message: (endpoint name, snapshot) -> None (an empty snapshot: read it yourself).
-Sender = Callable[[str, dict[str, Any]], None]
+#: Sends one reconcile message: (endpoint name, hint) -> None (no hint: the worker reads it all itself).
+Sender = Callable[[str, Hint | None], None]
 
 
 # --- the cluster (cluster.ClusterGateway) --------------------------------------------------------
@@ -111,7 +108,17 @@ class EndpointLocks(Protocol):
     def clear_pending(self, name: str) -> None: ...
 
 
-class FanOutMarks(Protocol):
+class PathFirstSeen(Protocol):
+    """When the fleet first saw each record ask for its ingress path (``paths.FirstSeen``)."""
+
+    def paths_first_seen(self, names: Iterable[str] | None = None) -> dict[str, tuple[str, float]]: ...
+
+    def note_paths(
+        self, paths: Mapping[str, str], now: float, serving: Mapping[str, float] | None = None
+    ) -> dict[str, tuple[str, float]]: ...
+
+
+class FanOutMarks(PathFirstSeen, Protocol):
     def fan_out_lock(self, ttl_seconds: float) -> AbstractContextManager[bool]: ...
 
     def mark_pending_many(self, names: Iterable[str], ttl_seconds: int) -> dict[str, bool]: ...

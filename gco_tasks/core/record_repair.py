@@ -1,29 +1,7 @@
 """Repairing a malformed record: what is wrong with it, field by field, and what would be written.
 
-Where it stands in the flow: outside the fleet, behind ``gco-tasks endpoints repair NAME``. A record
-written by another tool or an older version may fail validation; the fleet then reports it as ``error``
-and changes nothing, and the CLI's edits refuse it. ``plan_repair`` takes the raw item, the operator's
-``--set PATH=VALUE`` / ``--unset PATH`` and the known regions, and returns the repaired item with one
-``Change`` per field it touched, plus the problems it could not fix safely (those need a ``--set`` or
-``--unset`` from the operator: nothing is guessed that could change what runs).
-
-Safe fixes (nothing else is fixed without being asked):
-- an invalid ``spec.port``, ``spec.replicas``, ``spec.gpu_count``, ``spec.health_check_path``,
-  ``spec.accelerator`` or ``spec.gpu_type`` is removed, so GCO's default applies (8000, 1, 1, /health,
-  nvidia, none);
-- an autoscaling metric of a type other than cpu/memory is dropped (GCO's monitor ignored it), an invalid
-  target falls back to 70;
-- an invalid ``ingress_path`` becomes GCO's ``/inference/<name>``;
-- a misspelt ``desired_state`` becomes the state it is closest to (``runing`` -> ``running``);
-- an unreadable ``region_status.<region>`` entry is removed (that region's fleet writes it again);
-- a non-string ``created_at``/``created_by`` is replaced/removed;
-- a target region that is not a known region is removed (no fleet serves it: it would never report the
-  record deleted, so the record could never be purged).
-
-Paths are dotted, with ``[i]`` for list items and ``[key]`` for a map key containing dots or slashes:
-``spec.port``, ``spec.autoscaling.metrics[0].type``, ``labels[example.com/team]``.
-
-Pure module: no I/O.
+Where it stands in the flow: outside the fleet, behind ``gco-tasks endpoints repair NAME``. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations

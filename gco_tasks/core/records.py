@@ -1,20 +1,6 @@
 """The endpoint record: GCO's DynamoDB item as typed, validated models.
 
-Where it stands in the flow: at the very start of every reconcile. The store hands raw items to
-``Endpoint.from_item``; everything downstream (rendering, planning, the CLI) works on the models here.
-``Endpoint.to_item`` writes the item back in exactly GCO's shape, so GCO's own CLI and monitor keep
-reading the same table.
-
-The shape is GCO's (``gco/models/inference_models.py`` and ``gco/services/inference_store.py``):
-attribute names equal the item keys, numbers come back from DynamoDB as ``Decimal``, GCO writes floats as
-strings, optional spec fields are simply absent. Keys we do not know are kept and written back unchanged
-(GCO may add fields). Validation is new: the original accepted anything and failed later inside
-Kubernetes; here every bad field is named at once in an ``InvalidEndpointError``.
-
-``RecordHeader`` is the lenient view of a record for the fleet: it never fails on a record whose
-``endpoint_name`` is a string, so a record with an invalid spec can still get ``state = "error"``.
-
-Field types and checks, and the Decimal conversions, are in ``gco_tasks.core.fields``. Pure module: no I/O.
+Where it stands in the flow: at the very start of every reconcile. More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Redaction: what the CLI prints of a record or of rendered objects, with environment values hidden.
 
 Where it stands in the flow: at the very end of every CLI command that prints a spec (``endpoints list
---json``, ``endpoints status``, ``endpoints repair``, ``render``). A record's ``spec.env`` (and its
-canary's) often carries tokens and keys; the CLI shows the variable names and ``***`` for each value.
-``render --show-secrets`` is the one explicit way to see the exact values.
-
-Pure module: copies in, copies out; the inputs are never changed.
+--json``, ``endpoints status``, ``endpoints repair``, ``render``). More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,7 @@
 """Where the region's Redis is and how to reach it: ``REDIS_URL`` parsed once, in every form the README
 documents, and the one way to print it (password masked).
 
-Where it stands in the flow: under the settings. ``config.Settings`` validates ``REDIS_URL`` through
-``parse_redis_url``; ``worker.app`` derives the broker, result backend and RedBeat options from the
-``RedisTarget``; ``locks.redis_client`` builds the fleet's own client (locks, pending marks, watchdog
-clocks, the liveness PING) from the same target, so every part follows the same primary.
-
-The forms (one region, one Redis):
-
-- ``redis://[[user]:password@]host[:port][/db]``: plain TCP.
-- ``rediss://[[user]:password@]host[:port][/db][?ssl_cert_reqs=required&ssl_ca_certs=/path/ca.pem]``:
-  TLS (ElastiCache with in-transit encryption and AUTH). The certificate is always verified
-  (``ssl_cert_reqs`` defaults to ``required``; ``optional``/``none`` are refused unless
-  ``REDIS_ALLOW_UNVERIFIED_TLS=true``). ``ssl_ca_certs`` names a CA bundle (default: the system's);
-  ``ssl_certfile``/``ssl_keyfile`` a client certificate.
-- ``sentinel://[[user]:password@]host:port;sentinel://host:port;...[/db]``: Redis Sentinel, Celery's own
-  form: each part names a sentinel, the first part's password (if any) is the data nodes' password, and
-  ``REDIS_SENTINEL_MASTER`` names the monitored primary.
-
-Pure module: no I/O.
+Where it stands in the flow: under the settings. More in docs/architecture.md.
 """
 
 from __future__ import annotations

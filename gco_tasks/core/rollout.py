@@ -1,16 +1,7 @@
 """Rollout health: is a Deployment's rollout complete, still progressing, or unable to progress, and why.
 
-Where it stands in the flow: step 6 (report) of reconciling one endpoint, as gitops-engine's health
-package stands beside its sync. ``RolloutDigest`` is the part of a live Deployment the decision needs
-(small enough to ride in a fan-out message inside ``plan.ObservedObject``); ``assess`` judges it;
-when a rollout is not complete the reconciler reads the newest ReplicaSet and its pods
-(``diagnosis``), and ``pod_problems`` turns them into the reason a person can act on ("image
-nvcr.io/x:bad cannot be pulled on 2 of 2 new pods"); ``with_pod_problems`` folds that in. Pure: no I/O.
-
-Complete means what ``kubectl rollout status`` means: the controller has seen the latest generation,
-every replica runs the current template (``updatedReplicas == spec.replicas``), no old pod is left
-(``status.replicas == updatedReplicas``) and enough are available (``availableReplicas >=
-spec.replicas``). An old ReplicaSet that still serves never makes a new template look live.
+Where it stands in the flow: step 6 (report) of reconciling one endpoint, as gitops-engine's health package
+stands beside its sync. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -125,7 +116,7 @@ class Assessment:
 
 
 def assess(digest: RolloutDigest) -> Assessment:
-    """Judge a rollout from the Deployment alone (see the module docstring)."""
+    """Judge a rollout from the Deployment alone (docs/architecture.md)."""
     if digest.observed_generation < digest.generation:
         return Assessment(Phase.PROGRESSING, "waiting for the Deployment controller to see the change")
     failure = digest.condition("ReplicaFailure")

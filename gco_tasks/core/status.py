@@ -1,13 +1,7 @@
-"""The pure rules of step 6: what status a region reports for an endpoint, whether it is written, and
-the promotion and purge rules that read the statuses of every region.
+"""The pure rules of step 6: what status a region reports for an endpoint, whether it is written, and the
+promotion and purge rules that read the statuses of every region.
 
-Where it stands in the flow: after apply. ``reconciler`` builds an ``Outcome`` (what it found and did),
-``status_report`` turns it into the region's status (``running`` only once the rollout is complete, as
-``rollout`` judges it), ``status_action`` says whether to write it, remove the region's entry or leave
-it, and the store writes only when ``status_needs_write`` says the report changed or its heartbeat is
-due. ``promotion_due`` (``deploying`` -> ``running``) reads every target region's report about the
-record as it is now; ``is_purgeable`` waits for ``deleted`` everywhere. Pure: no I/O, and the clock
-comes in as ``now``.
+Where it stands in the flow: after apply. More in docs/architecture.md.
 """
 
 from __future__ import annotations

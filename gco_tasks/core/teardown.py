@@ -1,12 +1,7 @@
 """Objects on their way out: no second DELETE of an object already being deleted, no apply onto one.
 
-Where it stands in the flow: step 4 (plan) of reconciling one endpoint or removing an orphan. An object
-whose ``deletionTimestamp`` is set (``plan.ObservedObject.deleting``) is held by finalizers (an Ingress
-by the AWS load balancer controller's ``ingress.k8s.aws/resources`` while it removes the ALB rules) or
-by dependents (a Deployment deleted in the foreground until its ReplicaSets and pods are gone). It was
-deleted once; deleting it again every cycle changes nothing but costs a write, and applying onto it
-would be undone by the deletion. So the plan is made over the live objects only; a wanted object that
-is still terminating waits, and is created again once it is gone. Pure.
+Where it stands in the flow: step 4 (plan) of reconciling one endpoint or removing an orphan. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations

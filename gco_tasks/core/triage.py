@@ -1,25 +1,8 @@
-"""Which endpoints need a reconcile this cycle: the fan-out's decision, made with the reconciler's own
-pure rules, so that a steady cycle sends nothing.
+"""Which endpoints need a reconcile this cycle: the fan-out's decision, made with the reconciler's own pure
+rules, so that a steady cycle sends nothing.
 
 Where it stands in the flow: inside ``fan_out``, between its reads (one Scan, one LIST per kind) and its
-messages. For each endpoint it renders the record (``rendering.desired_objects``), digests the live
-objects against it (``drift.digests``), applies the watchdog's rule and plans (``plan``), and predicts
-the status report (``status``), exactly as a reconcile would, and sends a message only when:
-
-- the plan is not empty: an object is missing, changed (the record changed), drifted (a hand edit), still
-  co-owned by GCO's monitor, or not wanted any more (a canary after promote, a removed region);
-- the watchdog's withholding ends (the primary is ready again);
-- the status the region would report differs from the one the record holds, or its entry must go;
-- a rollout is in progress (``creating``/``updating``): only a reconcile can tell a rollout that
-  progresses from one that is stuck (it may read the pods);
-- the record is invalid and its ``error`` status is not written yet;
-- the endpoint's resync slot comes round (``resync_due``): every endpoint once every ``resync_cycles``
-  cycles, spread over the fleet by a stable hash of its name (sent by the first fan-out of the
-  interval only: ``Cycle.resyncs``). That reconcile also writes the status
-  heartbeat, so heartbeats are spread too; a status older than twice that period is overdue. A cycle
-  sends at most N x interval / heartbeat period of these (``due``): slots first, the rest wait.
-
-Pure: the clock comes in as ``now``; the result is a reason (for the message and the logs) or None.
+messages. More in docs/architecture.md (periodic messages capped per cycle: ``due``).
 """
 
 from __future__ import annotations
@@ -32,13 +15,14 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from gco_tasks.core.diagnosis import judge_rollouts
 from gco_tasks.core.drift import digests
 from gco_tasks.core.intake import name_problem
 from gco_tasks.core.paths import shadowing_message
 from gco_tasks.core.plan import ObservedObject, Plan, apply_withholding, desired_hash
 from gco_tasks.core.records import DELETED, STOPPED, Endpoint, RecordHeader
 from gco_tasks.core.rendering import RenderOptions, object_key
-from gco_tasks.core.rollout import Assessment, assess
+from gco_tasks.core.results import TriageReason
 from gco_tasks.core.status import (
     StatusAction,
     StatusReport,
@@ -101,7 +85,7 @@ class Verdict:
     """One endpoint's triage: why it needs a reconcile (None: it does not), and the digests of its live
     objects that the message carries as its hint."""
 
-    reason: str | None
+    reason: TriageReason | None
     observed: tuple[ObservedObject, ...] = ()
 
 
@@ -121,7 +105,7 @@ def resync_due(name: str, now: float, interval_seconds: int, cycles: int) -> boo
 
 #: The periodic reasons: a resync slot, and a status heartbeat overdue (its slot was missed). Only the
 #: first fan-out of an interval sends them, at most ``periodic_budget`` (``due``).
-PERIODIC: frozenset[str] = frozenset({"resync", "heartbeat"})
+PERIODIC: frozenset[str] = frozenset({TriageReason.RESYNC, TriageReason.HEARTBEAT})
 
 
 def periodic_budget(records: int, interval_seconds: int, heartbeat_seconds: int) -> int:
@@ -138,7 +122,7 @@ def due(verdicts: Mapping[str, Verdict], budget: int) -> list[str]:
     the heartbeats."""
     periodic = sorted(
         (name for name, verdict in verdicts.items() if verdict.reason in PERIODIC),
-        key=lambda name: (verdicts[name].reason != "resync", zlib.crc32(name.encode()), name),
+        key=lambda name: (verdicts[name].reason != TriageReason.RESYNC, zlib.crc32(name.encode()), name),
     )
     chosen = set(periodic[: max(0, budget)])
     return sorted(
@@ -175,7 +159,7 @@ def judge(
 ) -> Verdict:
     """``triage`` from the digests of every live object of ``name`` (``observe``)."""
     if item is None:
-        return Verdict("orphan" if observed else None, tuple(observed))
+        return Verdict(TriageReason.ORPHAN if observed else None, tuple(observed))
     header = RecordHeader.from_item(item)
     problem = name_problem(name)
     if problem is not None:  # the reconcile reports it and touches nothing
@@ -189,7 +173,7 @@ def judge(
     else:
         reason = _work_reason(cycle, found.endpoint, header, list(found.stubs), list(observed))
     if reason is None and cycle.resync_slot(name):
-        reason = "resync"
+        reason = TriageReason.RESYNC
     return Verdict(reason, tuple(observed))
 
 
@@ -206,10 +190,10 @@ def _rendering(cycle: Cycle, name: str, item: Mapping[str, Any]) -> Rendering:
 
 def _invalid_reason(
     cycle: Cycle, header: RecordHeader, error: str | None, live: Sequence[ObservedObject]
-) -> str | None:
+) -> TriageReason | None:
     """An invalid record gets its error written; one marked deleted has its objects torn down."""
     if header.desired_state == DELETED:
-        return "delete" if live else _status_reason(cycle, header, StatusReport("deleted"))
+        return TriageReason.DELETE if live else _status_reason(cycle, header, StatusReport("deleted"))
     return _status_reason(cycle, header, StatusReport("error", error=error))
 
 
@@ -250,29 +234,19 @@ def _work_reason(
     header: RecordHeader,
     desired: list[dict[str, Any]],
     observed: list[ObservedObject],
-) -> str | None:
+) -> TriageReason | None:
     """``desired`` may be stubs (kind, name, hash): enough for the plan and the watchdog's rule."""
     name = endpoint.endpoint_name
     withheld = name in cycle.withheld and any(obj["kind"] == "Ingress" for obj in desired)
     withholding = apply_withholding(name, desired, observed, withheld, cycle.unhealthy_threshold_seconds)
     if withholding.release:
-        return "watchdog-release"
+        return TriageReason.WATCHDOG_RELEASE
     plan, waiting = plan_around_terminating(withholding.desired, observed)
     if not plan.is_empty:
         return None if _failed_this_version(cycle, header) else plan_reason(plan, observed)
     notes = withholding.notes + waiting_note(waiting)
-    outcome = outcome_of(endpoint, cycle.region, observed, plan, None, notes, digest_rollouts(observed))
+    outcome = outcome_of(endpoint, cycle.region, observed, plan, None, notes, judge_rollouts(observed))
     return _status_reason(cycle, header, status_report(outcome))
-
-
-def digest_rollouts(observed: Sequence[ObservedObject]) -> dict[str, Assessment]:
-    """Each Deployment's rollout judged from its digest alone (the reconcile also reads the new pods of
-    an unfinished one, to say why it is stuck; the fan-out reads no pods)."""
-    return {
-        o.name: assess(o.rollout)
-        for o in observed
-        if o.kind == "Deployment" and not o.deleting and o.rollout is not None
-    }
 
 
 def _failed_this_version(cycle: Cycle, header: RecordHeader) -> bool:
@@ -287,26 +261,26 @@ def _failed_this_version(cycle: Cycle, header: RecordHeader) -> bool:
     return entry.get("observed_updated_at") == header.updated_at
 
 
-def plan_reason(plan: Plan, observed: Sequence[ObservedObject]) -> str:
+def plan_reason(plan: Plan, observed: Sequence[ObservedObject]) -> TriageReason:
     """A word for why a plan is not empty: ``change`` (the record changed, or an object is missing),
     ``adopt`` (GCO's monitor co-owns an object), ``drift`` (a hand edit), or ``delete``."""
     live = {o.key: o for o in observed}
     pairs = [(live.get(object_key(obj)), obj) for obj in plan.apply]
     if any(seen is None or seen.desired_hash != desired_hash(obj) for seen, obj in pairs):
-        return "change"
+        return TriageReason.CHANGE
     if any(seen is not None and seen.legacy for seen, _ in pairs):
-        return "adopt"
-    return "drift" if pairs else "delete"
+        return TriageReason.ADOPT
+    return TriageReason.DRIFT if pairs else TriageReason.DELETE
 
 
-def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | None) -> str | None:
+def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | None) -> TriageReason | None:
     """Why the status needs a reconcile: its entry must go, the report changed, a rollout is in
     progress, or the last write is overdue (its resync slot was missed). An error already reported
     about this record version waits for the resync slot (``_failed_this_version``)."""
     region = cycle.region
     action = status_action(header, region, report)
     if action is StatusAction.REMOVE:
-        return "status-entry"
+        return TriageReason.STATUS_ENTRY
     if action is StatusAction.KEEP or report is None:
         return None
     if report.state in UNSETTLED and _failed_this_version(cycle, header):
@@ -315,9 +289,9 @@ def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | No
     previous = as_status(header.region_status.get(region))  # read once for both questions
     moment = datetime.fromtimestamp(cycle.now, UTC)
     if status_needs_write(status, previous, moment, _NO_HEARTBEAT):
-        return "status"
+        return TriageReason.STATUS
     if report.state in ROLLING:
-        return "rollout"
+        return TriageReason.ROLLOUT
     if status_needs_write(status, previous, moment, 2 * cycle.resync_period_seconds):
-        return "heartbeat"
+        return TriageReason.HEARTBEAT
     return None

@@ -2,19 +2,7 @@
 every endpoint again: a record's rendering, once per distinct record, and a live object's digest, once
 per object version.
 
-Where it stands in the flow: under ``triage``, inside ``fan_out``. Both are memos of pure functions,
-local to the worker process (bounded, least recently used first out), so a fan-out in any process
-decides exactly as without them, only faster once warm:
-
-- ``rendering(item, region, options)``: the endpoint model and, per object, only its kind, name and
-  desired hash (``Rendering``); one per endpoint and region, valid for the record's content (less
-  ``region_status``, which rendering does not read) with the options. The rendered objects themselves
-  are not kept (a few KB each): the plan needs only the hashes, and the full objects are rendered again
-  on the rare miss below;
-- ``digest(live, desired_hash, full)``: ``drift.digest`` of a live object against the rendered object
-  with that hash; one per object (kind, name, uid), valid for its ``resourceVersion`` (which the API
-  server changes on every write to it) and the hash: the same version against the same desired content
-  is the same digest.
+Where it stands in the flow: under ``triage``, inside ``fan_out``. More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Adopting an object GCO's monitor made: its field ownership handed over before the fleet's apply.
 
-Where it stands in the flow: inside step 5 (apply) of ``reconciler``, for an object whose digest says
-GCO's monitor still owns part of it (``ObservedObject.legacy``; the fan-out sees it in the LIST's
-``managedFields``). The object is read by name (the digest is a hint: the ownership is checked on what
-the API server has now), ``cutover.migration_patch`` says what to change, and one JSON patch guarded by
-``resourceVersion`` changes it; the apply that follows removes what GCO set and we do not. Once done,
-nothing of it is left to do: the object has no legacy entry any more.
+Where it stands in the flow: inside step 5 (apply) of ``reconciler``, for an object whose digest says GCO's
+monitor still owns part of it (``ObservedObject.legacy``; the fan-out sees it in the LIST's
+``managedFields``). More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from gco_tasks.core.cutover import migration_patch, unowned_paths
+from gco_tasks.core.adoption import migration_patch, unowned_paths
 from gco_tasks.core.ports import ClusterGets, ObjectPatches
 from gco_tasks.core.rendering import object_key
 

@@ -1,19 +1,8 @@
 """One reconcile cycle of a region: read the table and the cluster once, send a reconcile message only
-for the endpoints that need work.
+for the endpoints that need work (``triage``), each with a hint, never the record.
 
-Where it stands in the flow: beat sends the ``fan_out`` task every ``RECONCILE_INTERVAL_SECONDS``; it
-calls ``fan_out`` here, which sends ``reconcile_endpoint`` messages to the region's queue. The cost
-model that matters: a fan-out is one paginated Scan plus one label-selected LIST per kind, and an endpoint
-in sync costs nothing more: no message, no Kubernetes call, no DynamoDB write. ``triage`` decides, per
-endpoint, with the reconciler's own pure rules (render, drift, plan, status), whether anything needs
-doing; a message carries only the name and a hint (``observe.Hint``: when, the record's ``updated_at``,
-why, the digests of the live objects and, from the Scan, an older endpoint whose path this one's
-shadows), never the record: the worker reads that from the table. The LIST pages stream through the
-triage (each page digested, then let go: the records and the digests are held, never every object of
-the region), and the periodic messages (resyncs, overdue heartbeats) are at most N x interval /
-heartbeat period a cycle (``triage.due``). The result says where the time went (``seconds``).
-
-An endpoint whose message is still waiting in the queue (a pending mark in Redis) is not sent again.
+Where it stands in the flow: beat sends ``fan_out`` every ``RECONCILE_INTERVAL_SECONDS``; the messages
+go to the region's queue. Cost model (LIST pages streamed, periodic messages capped): docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -27,13 +16,14 @@ from typing import Any, Protocol, TypeVar
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.config import Settings
-from gco_tasks.core.paths import shadowed_paths
-from gco_tasks.core.plan import ObservedObject, endpoint_name_of
+from gco_tasks.core.hint import Hint
+from gco_tasks.core.paths import record_paths, serving_since, shadowed_paths
+from gco_tasks.core.plan import ObservedObject, objects_by_endpoint
 from gco_tasks.core.ports import ClusterPages, FanOutMarks, RecordScan, Sender
 from gco_tasks.core.records import RecordHeader
 from gco_tasks.core.rendering import RenderOptions
+from gco_tasks.core.results import FanOutResult
 from gco_tasks.core.triage import Cycle, Verdict, due, judge, observe, periodic_budget, triage
-from gco_tasks.flows.observe import Hint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,6 +42,12 @@ class FanOutPorts(Protocol):
     def state(self) -> FanOutMarks: ...
     @property
     def render_options(self) -> RenderOptions: ...
+    @property
+    def configurations_run(self) -> set[tuple[str, str]]:
+        """The configurations (region, render options) this process's fan-outs have run under: under one
+        not run before (a worker started after its ConfigMap changed) every endpoint whose error is about
+        the record as it is now is sent once at once, not at its resync slot."""
+        ...
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -70,19 +66,6 @@ def items_by_name(items: Iterable[Mapping[str, Any]]) -> tuple[dict[str, dict[st
     return by_name, skipped
 
 
-def objects_by_endpoint(
-    objects: Iterable[Mapping[str, Any]], known_names: frozenset[str] | set[str]
-) -> dict[str, list[Mapping[str, Any]]]:
-    """The live objects of each endpoint (``plan.endpoint_name_of``); objects of no endpoint are left
-    alone."""
-    grouped: dict[str, list[Mapping[str, Any]]] = {}
-    for obj in objects:
-        name = endpoint_name_of(obj, known_names)
-        if name is not None:
-            grouped.setdefault(name, []).append(obj)
-    return grouped
-
-
 def verdicts(
     cycle: Cycle, items: Mapping[str, Mapping[str, Any]], grouped: Mapping[str, Sequence[Mapping[str, Any]]]
 ) -> dict[str, Verdict]:
@@ -93,41 +76,45 @@ def verdicts(
     }
 
 
-def make_snapshot(
+def make_hint(
     item: Mapping[str, Any] | None, verdict: Verdict, now: float, shadowed_by: str | None = None
-) -> dict[str, Any]:
+) -> Hint:
     """What a reconcile message carries besides the name: the hint (never the record), with the older
     endpoint whose path this one's equals or shadows (``paths``), if the Scan found one."""
     updated_at = item.get("updated_at") if item is not None else None
     version = str(updated_at) if updated_at is not None else None
-    return Hint(now, verdict.observed, version, verdict.reason, shadowed_by).as_message()
+    return Hint(now, verdict.observed, version, verdict.reason, shadowed_by)
 
 
 # --------------------------------------------------------------------------- the cycle
 
 
-def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[str, Any]:
+def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> FanOutResult:
     """One cycle for the region: read the table and the cluster once, send a message for each endpoint
     that needs work (unless one is already waiting)."""
     now = time.time() if now is None else now
     settings = ports.settings
     with ports.state.fan_out_lock(ttl_seconds=settings.task_time_limit_seconds) as acquired:
         if not acquired:
-            return {"skipped": "another fan-out of this region is running"}
+            return FanOutResult(skipped="another fan-out of this region is running")
         began, began_cpu = time.perf_counter(), time.thread_time()
         waited = {"scan": 0.0, "list": 0.0, "publish": 0.0}
         waited_cpu = {"scan": 0.0, "list": 0.0}
         items, skipped = items_by_name(timed(ports.store.scan_items(), waited, "scan", waited_cpu))
         for keys in skipped:
             log.warning("skipping a table item without a string endpoint_name: keys %s", keys)
-        region_items = (
+        region_items = [
             item for item in items.values() if RecordHeader.from_item(item).targets(settings.region)
-        )
-        shadowed = shadowed_paths(region_items)
-        cycle = _cycle(ports, now, shadowed)
+        ]
+        cycle = _cycle(ports, now, {})  # digests need neither the paths nor the resync claim
+        ingresses: dict[str, list[Mapping[str, Any]]] = {}
         pages = timed(ports.cluster.list_pages(names.MANAGED_SELECTOR), waited, "list", waited_cpu)
-        observed = observe_pages(cycle, items, pages)
-        cycle = replace(cycle, resyncs=_first_of_interval(ports, now))  # claimed once the reads succeeded
+        observed = observe_pages(cycle, items, pages, ingresses)
+        paths = record_paths(region_items)  # seniority: the fleet's first sighting, never created_at
+        first_seen = ports.state.note_paths(paths, now, serving_since(paths, ingresses))
+        shadowed = shadowed_paths(region_items, first_seen)
+        first = _first_of_interval(ports, now)  # claimed once the reads succeeded
+        cycle = replace(cycle, shadowed=dict(shadowed), resyncs=first)
         found = judged(cycle, items, observed)
         budget = periodic_budget(len(items), cycle.interval_seconds, cycle.heartbeat_seconds)
         wanted = due(found, budget if cycle.resyncs else 0)
@@ -135,24 +122,24 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
         marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
         sent = [name for name in wanted if marks[name]]
         for name in sent:
-            send(name, make_snapshot(items.get(name), found[name], now, shadowed.get(name)))
+            send(name, make_hint(items.get(name), found[name], now, shadowed.get(name)))
         waited["publish"] = time.perf_counter() - published
         total, total_cpu = time.perf_counter() - began, time.thread_time() - began_cpu
-        _CONFIGURATIONS_RUN.add(_configuration(ports))
+        ports.configurations_run.add(_configuration(ports))
         pending = len(wanted) - len(sent)
         reasons = Counter(str(found[name].reason) for name in sent)
         log.info(
             "fan-out %s: %d sent %s, %d already pending", settings.region, len(sent), dict(reasons), pending
         )
         orphans = sorted(set(observed) - set(items))
-        return {
-            "records": len(items),
-            "sent": len(sent),
-            "already_pending": pending,
-            "in_sync": len(found) - len(wanted),
-            "reasons": dict(reasons),
-            "orphans": orphans,
-            "seconds": {
+        return FanOutResult(
+            records=len(items),
+            sent=len(sent),
+            already_pending=pending,
+            in_sync=len(found) - len(wanted),
+            reasons=dict(reasons),
+            orphans=orphans,
+            seconds={
                 "scan": round(waited["scan"], 3),
                 "list": round(waited["list"], 3),
                 "triage": round(total - sum(waited.values()), 3),
@@ -161,7 +148,46 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> dict[
                 # holds, rendering, triage, publishing (wall time above also counts waiting for a core)
                 "own_cpu": round(total_cpu - sum(waited_cpu.values()), 3),
             },
-        }
+        )
+
+
+def observe_pages(
+    cycle: Cycle,
+    items: Mapping[str, Mapping[str, Any]],
+    pages: Iterable[Sequence[Mapping[str, Any]]],
+    ingresses: dict[str, list[Mapping[str, Any]]] | None = None,
+) -> dict[str, list[ObservedObject]]:
+    """The digests of every live object, by endpoint, one LIST page at a time: a page is digested and
+    let go before the next is requested, so the fan-out holds the records and the digests (small, and
+    remembered anyway: ``triage_cache``), never every object of the region at once. The Ingresses are
+    kept in ``ingresses`` (the path seniority reads them: ``paths.serving_since``)."""
+    known = set(items)
+    observed: dict[str, list[ObservedObject]] = {}
+    for page in pages:
+        for name, live in objects_by_endpoint(page, known).items():
+            observed.setdefault(name, []).extend(observe(cycle, name, items.get(name), live))
+            if ingresses is not None:
+                kept = [_ingress_view(obj) for obj in live if obj.get("kind") == "Ingress"]
+                if kept:
+                    ingresses.setdefault(name, []).extend(kept)
+        del page
+    return observed
+
+
+def _ingress_view(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``paths.serving_since`` reads of a live Ingress (the listed object itself is let go)."""
+    created = (obj.get("metadata") or {}).get("creationTimestamp")
+    return {"kind": "Ingress", "metadata": {"creationTimestamp": created}, "spec": obj.get("spec") or {}}
+
+
+def judged(
+    cycle: Cycle, items: Mapping[str, Mapping[str, Any]], observed: Mapping[str, Sequence[ObservedObject]]
+) -> dict[str, Verdict]:
+    """The triage of every endpoint with a record or with objects here, by name (sorted)."""
+    return {
+        name: judge(cycle, name, items.get(name), observed.get(name, []))
+        for name in sorted({*items, *observed})
+    }
 
 
 def timed(
@@ -185,45 +211,13 @@ def timed(
 _END: Any = object()
 
 
-def observe_pages(
-    cycle: Cycle, items: Mapping[str, Mapping[str, Any]], pages: Iterable[Sequence[Mapping[str, Any]]]
-) -> dict[str, list[ObservedObject]]:
-    """The digests of every live object, by endpoint, one LIST page at a time: a page is digested and
-    let go before the next is requested, so the fan-out holds the records and the digests (small, and
-    remembered anyway: ``triage_cache``), never every object of the region at once."""
-    known = set(items)
-    observed: dict[str, list[ObservedObject]] = {}
-    for page in pages:
-        for name, live in objects_by_endpoint(page, known).items():
-            observed.setdefault(name, []).extend(observe(cycle, name, items.get(name), live))
-        del page
-    return observed
-
-
-def judged(
-    cycle: Cycle, items: Mapping[str, Mapping[str, Any]], observed: Mapping[str, Sequence[ObservedObject]]
-) -> dict[str, Verdict]:
-    """The triage of every endpoint with a record or with objects here, by name (sorted)."""
-    return {
-        name: judge(cycle, name, items.get(name), observed.get(name, []))
-        for name in sorted({*items, *observed})
-    }
-
-
-#: The configurations (region and render options) a fan-out of this process has run under. A reported
-#: error about the record as it is now is sent again only at its resync slot, but under a configuration
-#: not run before (a worker started after its ConfigMap changed: a cap raised, wildcard tolerations
-#: allowed) every such endpoint is sent once at once, so the change takes effect in the next cycle.
-_CONFIGURATIONS_RUN: set[tuple[str, str]] = set()
+def _first_of_interval(ports: FanOutPorts, now: float) -> bool:
+    interval = ports.settings.reconcile_interval_seconds
+    return ports.state.claim_cycle(int(now // interval), ttl_seconds=max(60, 4 * interval))
 
 
 def _configuration(ports: FanOutPorts) -> tuple[str, str]:
     return (ports.settings.region, repr(ports.render_options))
-
-
-def _first_of_interval(ports: FanOutPorts, now: float) -> bool:
-    interval = ports.settings.reconcile_interval_seconds
-    return ports.state.claim_cycle(int(now // interval), ttl_seconds=max(60, 4 * interval))
 
 
 def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle:
@@ -238,5 +232,5 @@ def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle
         withheld=frozenset(ports.state.withheld()),
         resyncs=False,
         shadowed=dict(shadowed),
-        retry_errors=_configuration(ports) not in _CONFIGURATIONS_RUN,
+        retry_errors=_configuration(ports) not in ports.configurations_run,
     )

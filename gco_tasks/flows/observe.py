@@ -1,37 +1,19 @@
-"""What one reconcile observes: the fan-out's hint, checked wherever it could mislead, or the endpoint's
-own objects read by name.
+"""What one reconcile observes: the fan-out's hint, checked wherever it could mislead, or the endpoint's own
+objects read by name.
 
-Where it stands in the flow: step 3 of ``reconciler`` (after the record's consistent read and the
-render). A reconcile message carries a hint, never a decision (``Hint``: when the fan-out looked, the
-record's ``updated_at`` it saw, and the digests of the endpoint's live objects with what drifted). The
-desired state always comes from the table; the hint only says which objects look in sync and which
-do not:
-
-- an object the hint calls missing, changed or drifted is applied (from the record just read; applying
-  what the table says when it was not needed costs a write, never a wrong state);
-- an object the hint calls in sync is skipped while the hint is fresh (taken at most one interval ago,
-  and not in the future); when it is stale it is read by name first (it may have drifted since);
-- what the hint cannot be trusted for is always read by name: every object the plan would delete (so a
-  forged digest cannot delete anything: only objects with our name and labels are deleted) and the
-  Deployments (their replica counts and rollouts are what the region reports: a forged digest must not
-  make a region look ready). That GET (two with a canary) is the whole cost of a message for an
-  endpoint already in sync.
-
-Without a hint (an ad hoc reconcile, or a hint that does not parse) every object the endpoint can have
-is read by name: at most six GETs, never a LIST. I/O through the ``ClusterGets`` port only.
+Where it stands in the flow: step 3 of ``reconciler`` (after the record's consistent read and the render).
+More in docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
-
-from pydantic import ValidationError
+from typing import Any
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.drift import digest
+from gco_tasks.core.hint import Hint
 from gco_tasks.core.ownership import is_ours
 from gco_tasks.core.plan import ObservedObject, Plan
 from gco_tasks.core.ports import ClusterGets
@@ -39,61 +21,8 @@ from gco_tasks.core.rendering import object_key
 
 log = logging.getLogger(__name__)
 
-#: A hint taken up to this far in the future (another host's clock) still counts as fresh.
-CLOCK_SKEW_SECONDS: Final = 5.0
-
 Key = tuple[str, str]
 Planner = Callable[[list[ObservedObject]], Plan]
-
-
-@dataclass(frozen=True)
-class Hint:
-    """What a reconcile message may carry besides the name: when the fan-out looked, the record's
-    ``updated_at`` then, why it sent the message, and the digests of the live objects."""
-
-    taken_at: float
-    observed: tuple[ObservedObject, ...] = ()
-    updated_at: str | None = None
-    reason: str | None = None
-    shadowed_by: str | None = None  # the older endpoint whose path this one's shadows (the Scan's verdict)
-
-    def is_fresh(self, now: float, max_age_seconds: float) -> bool:
-        """Taken at most ``max_age_seconds`` ago and not in the future (beyond a little clock skew): a
-        future-dated hint is treated as stale, so it buys nothing."""
-        return now - max_age_seconds <= self.taken_at <= now + CLOCK_SKEW_SECONDS
-
-    def as_message(self) -> dict[str, Any]:
-        """The message's ``snapshot`` argument (JSON)."""
-        message: dict[str, Any] = {
-            "taken_at": self.taken_at,
-            "observed": [o.model_dump(exclude_defaults=True) for o in self.observed],
-        }
-        if self.updated_at is not None:
-            message["updated_at"] = self.updated_at
-        if self.reason is not None:
-            message["reason"] = self.reason
-        if self.shadowed_by is not None:
-            message["shadowed_by"] = self.shadowed_by
-        return message
-
-
-def parse_hint(message: Mapping[str, Any] | None) -> Hint | None:
-    """The hint of a reconcile message, or None when there is none or it does not parse (then the
-    reconcile reads everything itself). Anything else a message carries (an ``item``, a spec: older or
-    forged messages) is ignored: the record is always read from the table."""
-    if not isinstance(message, Mapping) or "taken_at" not in message:
-        return None
-    try:
-        observed = tuple(ObservedObject.model_validate(o) for o in message.get("observed") or [])
-        texts = {key: message.get(key) for key in ("updated_at", "reason", "shadowed_by")}
-        return Hint(
-            taken_at=float(message["taken_at"]),
-            observed=observed,
-            **{key: str(value) for key, value in texts.items() if value is not None},
-        )
-    except (ValidationError, TypeError, ValueError):
-        log.warning("ignoring a reconcile hint that does not parse")
-        return None
 
 
 class ReadsOnce:
@@ -150,7 +79,7 @@ def observe(
     fresh: bool,
     planner: Planner,
 ) -> list[ObservedObject]:
-    """The endpoint's live objects as this reconcile may rely on them (see the module docstring).
+    """The endpoint's live objects as this reconcile may rely on them (docs/architecture.md).
     ``planner`` is the reconcile's own pure plan, used to tell which hinted objects matter."""
     candidates = candidate_keys(name)
     if hint is None:

@@ -1,9 +1,8 @@
-"""Purge: remove the records of deleted endpoints once every target region reports ``deleted`` (and none
-still reports ``deleting``).
+"""Purge: remove the records of deleted endpoints once every target region reports ``deleted`` (and none still
+reports ``deleting``).
 
-Where it stands in the flow: beat sends the ``purge`` task on its own schedule. One Scan; each record
-that ``purgeable`` (pure) accepts is removed by the store's conditional delete, so a record re-created
-or changed since it was read is never purged (GCO's unconditional delete on a stale snapshot could).
+Where it stands in the flow: beat sends the ``purge`` task on its own schedule. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any, Protocol
 
 from gco_tasks.core.ports import RecordPurge, RecordScan
 from gco_tasks.core.records import RecordHeader
+from gco_tasks.core.results import PurgeResult
 from gco_tasks.core.status import is_purgeable, reported_states, target_states
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def purgeable(item: Mapping[str, Any]) -> RecordHeader | None:
     return header if done else None
 
 
-def purge(ports: PurgePorts) -> dict[str, Any]:
+def purge(ports: PurgePorts) -> PurgeResult:
     """Remove records whose every target region reports ``deleted``, by the store's conditional delete."""
     purged: list[str] = []
     for item in ports.store.scan_items():
@@ -48,4 +48,4 @@ def purge(ports: PurgePorts) -> dict[str, Any]:
             purged.append(header.endpoint_name)
     if purged:
         log.info("purged %d deleted endpoint(s): %s", len(purged), ", ".join(purged))
-    return {"purged": purged}
+    return PurgeResult(purged)

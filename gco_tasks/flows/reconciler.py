@@ -1,29 +1,8 @@
 """Reconcile one endpoint in this region: lock -> observe -> plan (pure) -> apply -> report.
 
 Where it stands in the flow: the heart of it. The ``reconcile_endpoint`` task calls ``reconcile`` for a
-name (with the fan-out's snapshot, or without one when called ad hoc); it returns a ``ReconcileResult``,
-the one account of what happened that the task, logs and metrics read. The steps:
-
-1. lock ``gco:<region>:endpoint:<name>`` (skip if another worker holds it); a name that cannot be a
-   Kubernetes name is reported on its record and never reaches the API server (``intake``);
-2. desired = ``rendering.render_endpoint`` (pure), after the namespace check; a record whose path
-   equals or shadows an older record's on the shared ALB is refused (``paths``);
-3. the record, always by one consistent read (a message only hints: ``observe.Hint``), and the live
-   objects: the fan-out's digests where they can be trusted, else read by name (``observe``);
-4. plan = ``plan.plan_changes`` (pure: missing, changed or drifted objects) over the objects not being
-   deleted (``teardown``), less the Ingress while the watchdog withholds it; an object it would create
-   that exists without our labels is refused, not taken over (``ownership``: a GET per object to
-   create);
-5. apply, then delete, object by object (an HPA no longer wanted first, ``spec.replicas`` handed to the
-   HPA's side before a Deployment stops setting it: ``handover``; an object GCO's monitor made has its
-   field ownership handed over first: ``adoption``): a permanent refusal of one object is collected and
-   the others still go ahead; a transient failure propagates (the task retries the whole, idempotent,
-   reconcile);
-6. report ``region_status`` through ``status`` (pure rules; an unfinished rollout's newest pods are
-   read to say why: ``diagnosis``), and promote ``deploying`` -> ``running``.
-
-Idempotent: safe to run any number of times, concurrently, late or after a crash. I/O goes through the
-narrow ports of ``ReconcilePorts`` only.
+name (and the fan-out's hint); it returns the ``ReconcileResult`` the task, logs and metrics read. The six
+steps and why each is as it is: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -31,25 +10,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
 from gco_tasks.core.config import Settings
 from gco_tasks.core.conventions import ingress_name
-from gco_tasks.core.diagnosis import assess_rollouts
 from gco_tasks.core.errors import PermanentError
-from gco_tasks.core.handover import hand_over, handover_candidates, hpa_deletions_first
+from gco_tasks.core.hint import Hint
+from gco_tasks.core.hpa_handover import handover_candidates, hpa_deletions_first
 from gco_tasks.core.intake import name_problem
-from gco_tasks.core.ownership import creations, foreign_objects, is_ours
+from gco_tasks.core.ownership import creations, is_ours
 from gco_tasks.core.paths import already_serves_its_path, shadowed_paths, shadowing_message
 from gco_tasks.core.plan import ObservedObject, Plan, Withholding, apply_withholding
 from gco_tasks.core.ports import (
     Cluster,
     ClusterGets,
     EndpointLocks,
+    PathFirstSeen,
     RecordRead,
     RecordScan,
     StatusReports,
@@ -57,6 +35,7 @@ from gco_tasks.core.ports import (
 )
 from gco_tasks.core.records import DELETED, STOPPED, Endpoint, InvalidEndpointError, RecordHeader
 from gco_tasks.core.rendering import RenderOptions, desired_objects, object_key
+from gco_tasks.core.results import ReconcileResult, ResultKind, result_kind
 from gco_tasks.core.rollout import Assessment
 from gco_tasks.core.status import (
     StatusAction,
@@ -69,7 +48,8 @@ from gco_tasks.core.status import (
 )
 from gco_tasks.core.teardown import plan_around_terminating, waiting_note
 from gco_tasks.flows.adoption import adopt
-from gco_tasks.flows.observe import Hint, ReadsOnce, candidate_keys, observe, parse_hint, read_digests
+from gco_tasks.flows.observe import ReadsOnce, candidate_keys, observe, read_digests
+from gco_tasks.flows.reconcile_io import assess_rollouts, foreign_objects, hand_over
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +57,7 @@ log = logging.getLogger(__name__)
 class ReconcileStore(RecordRead, RecordScan, StatusReports, Protocol): ...
 
 
-class ReconcileState(EndpointLocks, Withheld, Protocol): ...
+class ReconcileState(EndpointLocks, Withheld, PathFirstSeen, Protocol): ...
 
 
 class ReconcilePorts(Protocol):
@@ -95,82 +75,15 @@ class ReconcilePorts(Protocol):
     def render_options(self) -> RenderOptions: ...
 
 
-# --------------------------------------------------------------------------- the result
-
-
-class ResultKind(StrEnum):
-    """How a reconcile ended."""
-
-    APPLIED = "applied"  # something was applied (and maybe deleted)
-    DELETED = "deleted"  # objects were deleted, nothing applied
-    NOOP = "noop"  # already in sync
-    SKIPPED_LOCKED = "skipped_locked"  # another worker holds the endpoint
-    ERROR = "error"  # the API server refused an object (permanent); status says why
-    INVALID = "invalid"  # the record is not valid for this fleet; status says why, nothing touched
-    ORPHAN_REMOVED = "orphan_removed"  # objects of an endpoint with no record were removed
-
-
-#: Kinds that end the Celery task as FAILED (after the error status has been written).
-FAILED_KINDS = frozenset({ResultKind.ERROR, ResultKind.INVALID})
-
-
-@dataclass(frozen=True)
-class ReconcileResult:
-    """What one reconcile did: the one object the task, logs, metrics and Events read."""
-
-    endpoint: str
-    kind: ResultKind
-    applied: tuple[str, ...] = ()  # "Kind/name", in apply order
-    deleted: tuple[str, ...] = ()  # "Kind/name", in delete order
-    state: str | None = None  # the region state reported ("orphan-removed" for an orphan cleanup)
-    error: str | None = None
-    skipped: str | None = None  # why nothing was attempted
-
-    @property
-    def actions(self) -> list[str]:
-        return [f"apply {key}" for key in self.applied] + [f"delete {key}" for key in self.deleted]
-
-    @property
-    def failed(self) -> bool:
-        """A permanent failure: the task ends FAILED, without retry. (A transient failure is never a
-        result: it is raised as a ``TransientError`` and the task retries the whole reconcile.)"""
-        return self.kind in FAILED_KINDS
-
-    def as_dict(self) -> dict[str, Any]:
-        """The task's JSON result: ``endpoint``, ``actions``, ``state``, ``result`` (the kind), and
-        ``error`` / ``skipped`` when set."""
-        result: dict[str, Any] = {
-            "endpoint": self.endpoint,
-            "actions": self.actions,
-            "state": self.state,
-            "result": self.kind.value,
-        }
-        if self.error:
-            result["error"] = self.error
-        if self.skipped:
-            result["skipped"] = self.skipped
-        return result
-
-
-def result_kind(applied: Sequence[str], deleted: Sequence[str], error: str | None) -> ResultKind:
-    if error:
-        return ResultKind.ERROR
-    if applied:
-        return ResultKind.APPLIED
-    return ResultKind.DELETED if deleted else ResultKind.NOOP
-
-
-# --------------------------------------------------------------------------- pure decisions
-
-
 # --------------------------------------------------------------------------- the reconcile
 
 
 def reconcile(
-    ports: ReconcilePorts, name: str, snapshot: Mapping[str, Any] | None = None, now: float | None = None
+    ports: ReconcilePorts, name: str, hint: Hint | None = None, now: float | None = None
 ) -> ReconcileResult:
-    """Make the region's objects for ``name`` match its record and report status. ``snapshot`` is the
-    fan-out's hint (``observe.Hint``); the record is read from the table whatever it says."""
+    """Make the region's objects for ``name`` match its record and report status. ``hint`` is the
+    fan-out's (``core.hint.Hint``, parsed by the task); the record is read from the table whatever it
+    says."""
     now = time.time() if now is None else now
     ports.state.clear_pending(name)
     ttl = ports.settings.task_time_limit_seconds + 30
@@ -180,7 +93,6 @@ def reconcile(
         problem = name_problem(name)
         if problem is not None:  # never in a label selector: the API server would refuse it (400)
             return _refuse_name(ports, name, problem, now)
-        hint = parse_hint(snapshot)
         item = ports.store.get_item(name)  # consistent: the table decides, never the message
         if item is None:
             return _remove_orphan(ports, name, read_digests(ports.cluster, candidate_keys(name), name, []))
@@ -211,7 +123,10 @@ def _shadowed_by(
         return None
     if hint is not None:
         other = ports.store.get_item(hint.shadowed_by) if hint.shadowed_by else None
-        return shadowed_paths([dict(item), other]).get(name) if other else None
+        if other is None:
+            return None
+        seen = ports.state.paths_first_seen([name, str(other.get("endpoint_name"))])
+        return shadowed_paths([dict(item), other], seen).get(name)
     own_ingress = reads.get_object("Ingress", ingress_name(name))
     if already_serves_its_path(
         item, region, own_ingress if own_ingress and is_ours(own_ingress, name) else None
@@ -219,7 +134,7 @@ def _shadowed_by(
         return None  # a path already held: no Scan (a mass change through the stream reader costs none)
     records = {str(other["endpoint_name"]): other for other in ports.store.scan_items(region)}
     records[name] = dict(item)
-    return shadowed_paths(records.values()).get(name)
+    return shadowed_paths(records.values(), ports.state.paths_first_seen()).get(name)
 
 
 def _remove_orphan(ports: ReconcilePorts, name: str, observed: list[ObservedObject]) -> ReconcileResult:
@@ -347,7 +262,7 @@ def _carry_out(
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """Apply, then delete, object by object. A permanent failure (e.g. 422) of one object is collected
     and the others still go ahead; a transient one propagates. Returns (applied, deleted, errors).
-    ``handover``'s rules around autoscaling: an HPA no longer wanted is deleted first, and a
+    ``hpa_handover``'s rules around autoscaling: an HPA no longer wanted is deleted first, and a
     Deployment about to lose ``spec.replicas`` hands it to the HPA's side first; an object GCO's monitor
     still co-owns (its digest says ``legacy``) has that ownership handed to us first (``adoption``)."""
     first, rest = hpa_deletions_first(plan)

@@ -1,12 +1,7 @@
-"""React to the table's changes without waiting for the next cycle: the endpoints whose desired state
-changed in the DynamoDB Stream get a reconcile now (optional, ``STREAM_POLL_SECONDS``; off at 0).
+"""React to the table's changes without waiting for the next cycle: the endpoints whose desired state changed
+in the DynamoDB Stream get a reconcile now (optional, ``STREAM_POLL_SECONDS``; off at 0).
 
-Where it stands in the flow: beside ``fan_out``. Beat sends ``stream_poll`` every ``STREAM_POLL_SECONDS``;
-it reads the new stream records (``streams.StreamReader``), keeps those that matter to this region
-(``changed_endpoints``, pure) and sends each a ``reconcile_endpoint`` without a hint (the worker reads the
-record and its objects itself), through the same pending marks as the fan-out, so a message already
-waiting is not doubled. The periodic fan-out stays the safety net: whatever the stream misses, the next
-cycle finds.
+Where it stands in the flow: beside ``fan_out``. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -18,6 +13,7 @@ from typing import Any, Protocol
 
 from gco_tasks.core.config import Settings
 from gco_tasks.core.ports import FanOutMarks, Sender
+from gco_tasks.core.results import StreamPollResult
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +72,17 @@ def changed_endpoints(changes: Iterable[Change], region: str) -> list[str]:
     return list(dict.fromkeys(change.name for change in changes if matters(change, region)))
 
 
-def poll_stream(ports: StreamPorts, send: Sender) -> dict[str, Any]:
+def poll_stream(ports: StreamPorts, send: Sender) -> StreamPollResult:
     """One read of the stream: a reconcile for each endpoint whose desired state changed here."""
     settings = ports.settings
     with ports.stream.batch() as changes:
         if changes is None:
-            return {"skipped": "another stream reader of this region is running"}
+            return StreamPollResult(skipped="another stream reader of this region is running")
         names = changed_endpoints(changes, settings.region)
         marks = ports.state.mark_pending_many(names, settings.message_ttl_seconds)
         sent = [name for name in names if marks[name]]
         for name in sent:
-            send(name, {})
+            send(name, None)
     if sent:
         log.info("stream %s: %d changes, reconcile sent for %s", settings.region, len(changes), sent)
-    return {"changes": len(changes), "sent": len(sent), "already_pending": len(names) - len(sent)}
+    return StreamPollResult(changes=len(changes), sent=len(sent), already_pending=len(names) - len(sent))

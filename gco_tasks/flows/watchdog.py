@@ -1,10 +1,8 @@
 """The watchdog: an endpoint at 0 ready replicas for longer than the threshold loses its Ingress (so the
 shared ALB stops sending it traffic); it gets it back within the cycle that sees it ready again.
 
-Where it stands in the flow: beat sends the ``watchdog`` task on its own schedule. One LIST of
-Deployments; the unready-since clocks and the set of withheld endpoints live in Redis (shared by every
-worker, surviving restarts). ``plan.judge_health`` decides; ``watchdog`` carries it out. While an
-endpoint is withheld, ``reconciler`` plans it without its Ingress (``plan.apply_withholding``).
+Where it stands in the flow: beat sends the ``watchdog`` task on its own schedule. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -12,12 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.config import Settings
-from gco_tasks.core.plan import HealthVerdict, ObservedObject, judge_health
+from gco_tasks.core.health import HealthVerdict, judge_health
+from gco_tasks.core.plan import ObservedObject
 from gco_tasks.core.ports import Cluster, Sender, WatchdogClocks
+from gco_tasks.core.results import WatchdogResult
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def releases(
     return [*verdict.clear, *gone], recovered
 
 
-def watchdog(ports: WatchdogPorts, send: Sender | None = None, now: float | None = None) -> dict[str, Any]:
+def watchdog(ports: WatchdogPorts, send: Sender | None = None, now: float | None = None) -> WatchdogResult:
     """Withhold the Ingress of endpoints at 0 ready replicas for longer than the threshold (protecting the
     shared ALB); end the withholding of those that recovered and reconcile them at once."""
     now = time.time() if now is None else now
@@ -62,9 +62,9 @@ def watchdog(ports: WatchdogPorts, send: Sender | None = None, now: float | None
     ports.state.release(released)
     if send is not None:
         for name in recovered:
-            send(name, {})
-    return {
-        "unready": sorted(set(clocks) | set(verdict.start_clocks)),
-        "withheld": list(verdict.withhold),
-        "recovered": recovered,
-    }
+            send(name, None)
+    return WatchdogResult(
+        unready=sorted(set(clocks) | set(verdict.start_clocks)),
+        withheld=list(verdict.withhold),
+        recovered=recovered,
+    )

@@ -1,30 +1,7 @@
 """The region's scheduler: RedBeat, kept alive through what production does to Redis.
 
-Where it stands in the flow: the clock. ``celery -A gco_tasks beat`` builds ``FleetScheduler``
-(``beat_scheduler``), which sends ``fan_out`` every ``RECONCILE_INTERVAL_SECONDS`` and the watchdog and
-purge on their own schedules. It is RedBeat's ``RedBeatScheduler`` (entries, due times and the leader
-lock in Redis, under ``gco:<region>:redbeat``) with three things RedBeat does not do by itself:
-
-- **It survives Redis going away.** RedBeat's tick raises on a connection error (and on a lock that
-  vanished with a restarted Redis), which ends ``celery beat``. Here a tick that cannot reach Redis is
-  skipped with one warning and retried after ``RETRY_SECONDS``; beat never exits because of Redis.
-- **It re-creates its schedule.** RedBeat writes its entries to Redis only at start-up; a Redis that
-  restarted without persistence has none, and nothing would ever be due again. Each tick of the leader
-  checks the statics key and, when it is missing, runs RedBeat's own ``setup_schedule`` again.
-- **It holds the leader lock without blocking.** RedBeat takes its lock in ``beat_init`` with a
-  blocking acquire (a standby never ticks, so it can have no liveness) and extends it on each tick
-  (raising once it is lost). Here the same lock (same key, RedBeat's extend-to script,
-  ``redbeat_lock_timeout``) is taken and extended in the tick: a standby ticks every
-  ``beat_max_loop_interval`` trying it, so it takes over at most ``BEAT_LOCK_TIMEOUT_SECONDS`` plus one
-  loop after the leader dies (40 + 10 s by default), and a leader whose lock was lost tries to take it
-  back, or becomes the standby. Only the lock holder sends, so two beats still send one fan-out per
-  interval (RedBeat keeps each entry's last run in Redis, so a new leader does not repeat the old one's).
-
-Liveness: after each tick that reached Redis (as leader or standby), the file ``BEAT_HEARTBEAT_FILE`` is
-touched; the probe in ``k8s/base/beat.yaml`` fails when it is older than its stated age.
-
-Before anything else, the scheduler runs the start-up checks (``app.check_startup("beat")``): a bad
-setting stops beat with one line, before it connects anywhere.
+Where it stands in the flow: the clock: it sends ``fan_out``, ``watchdog``, ``purge`` (and ``stream_poll``)
+to the region's queue on ``app.beat_schedule``. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -37,7 +14,7 @@ from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, RedBeatScheduler, get_redis
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
-from gco_tasks.worker.app import check_startup
+from gco_tasks.worker.preflight import check_startup
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,8 @@
-"""How Celery and RedBeat reach the region's Redis: their settings derived from ``REDIS_URL`` in every
-form it takes (plain, TLS with verification, Sentinel), and a guard around a kombu 5.7 failure.
+"""How Celery and RedBeat reach the region's Redis: their settings derived from ``REDIS_URL`` in every form it
+takes (plain, TLS with verification, Sentinel), and a guard around a kombu 5.7 failure.
 
 Where it stands in the flow: under the Celery app (``gco_tasks.worker.app`` merges ``redis_config`` into its
-configuration). The fleet's own Redis client is ``gco_tasks.adapters.locks.redis_client``, built from the same
-``RedisTarget``, so every part reaches the same server and follows the same Sentinel primary.
-
-No setting Celery or Flower shows holds the password: ``broker_url`` and ``result_backend`` are masked by
-Celery itself (``celery.app.utils.filter_hidden_settings``), RedBeat gets a URL without credentials and
-the password in ``redbeat_redis_options["password"]``, which Celery masks too (keys matching ``PASS``).
+configuration). More in docs/architecture.md.
 """
 
 from __future__ import annotations

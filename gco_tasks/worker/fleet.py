@@ -1,23 +1,16 @@
 """The adapters of one worker process, wired from the settings: the composition root.
 
-Where it stands in the flow: under the tasks, beside the rooms. ``Fleet.from_settings`` builds the real
-adapters (``store.EndpointStore`` over boto3, its client counted in ``gco_dynamodb_*``;
-``cluster.ClusterGateway`` over the Kubernetes client, pacing its writes with
-``ratelimit.RedisWritePacer``; ``locks.RegionState`` over redis-py; ``events.EventRecorder`` on the same
-Kubernetes client) once per process, after the prefork; a ``Fleet`` then satisfies every room's ports
-(``reconciler.ReconcilePorts``, ``fanout.FanOutPorts``, ``watchdog.WatchdogPorts``,
-``purge.PurgePorts``). No decision is made here. Tests and benchmarks build one pointed at their own
-services.
+Where it stands in the flow: under the tasks, beside the flows. More in docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from kubernetes.client import ApiClient
 
-from gco_tasks.adapters import metrics
+from gco_tasks.adapters import dynamo_metrics
 from gco_tasks.adapters.cluster import ClusterGateway, load_api_client
 from gco_tasks.adapters.events import EventRecorder
 from gco_tasks.adapters.locks import RegionState
@@ -38,6 +31,8 @@ class Fleet:
     state: RegionState
     render_options: RenderOptions
     events: EventRecorder
+    #: The configurations this process's fan-outs ran under (``fanout.FanOutPorts.configurations_run``).
+    configurations_run: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
     def from_settings(cls, settings: Settings, api_client: ApiClient | None = None) -> Fleet:
@@ -45,7 +40,7 @@ class Fleet:
         one is given (tests and benchmarks pass one pointed at their API server)."""
         api_client = api_client or load_api_client()
         store = EndpointStore.from_settings(settings)
-        metrics.instrument_dynamodb(store.client, settings.region)
+        dynamo_metrics.instrument_dynamodb(store.client, settings.region)
         state = RegionState.from_settings(settings)
         pacer = RedisWritePacer(
             state.client, state.keys.kube_write_bucket, settings.kube_write_rate, settings.kube_write_burst

@@ -1,23 +1,7 @@
 """Flower, started only behind a well-formed login: ``python -m gco_tasks.flower [flower options]``.
 
-Where it stands in the flow: beside the fleet, in front of the people who watch it. The Procfile, ``k8s/``,
-``compose.yaml`` and the sandbox start Flower through this module, never as ``celery flower`` directly.
-
-Why a guard: Flower 2 fails open. With no login it serves its pages to anyone; an empty
-``FLOWER_BASIC_AUTH`` (an empty Secret) becomes the login ``""``, which ``Authorization: Basic =``
-matches, and a trailing comma adds that same empty login next to the real one. So this module checks the
-login settings of the environment first (``check_environment``, pure) and refuses to start with one
-sentence naming the variable and the fix, never its value. Only then does it replace itself with
-``celery -A gco_tasks flower --conf=/dev/null ...`` (``os.execv``: the same PID, so the signals of a
-Procfile runner or the kubelet reach Flower itself). ``--conf=/dev/null`` keeps a stray
-``flowerconfig.py`` in the working directory from replacing the login that was checked; for the same
-reason logins and config files are refused on the command line (where ``ps`` shows them anyway).
-
-Accepted: ``FLOWER_BASIC_AUTH=user:password[,user:password...]`` (no empty entries, no whitespace
-around them, a user name, and a password of at least ``MIN_PASSWORD_LENGTH`` characters), and/or
-Flower's OAuth (``FLOWER_AUTH`` an e-mail pattern, ``FLOWER_AUTH_PROVIDER`` one of Flower's providers,
-``FLOWER_OAUTH2_KEY``, ``FLOWER_OAUTH2_SECRET``, ``FLOWER_OAUTH2_REDIRECT_URI`` over https), never
-``FLOWER_UNAUTHENTICATED_API``.
+Where it stands in the flow: beside the fleet, in front of the people who watch it. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations

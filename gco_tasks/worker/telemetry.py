@@ -1,24 +1,6 @@
 """What the tasks did, made visible: Prometheus metrics, Kubernetes Events and one log line per reconcile.
 
-Where it stands in the flow: between the Celery tasks and the rooms. ``tasks.reconcile_endpoint`` runs
-``reconciler.reconcile`` through ``observe_reconcile``, ``fan_out`` and ``watchdog`` run their rooms
-through ``observe_fan_out`` and ``observe_watchdog``. The rooms know nothing of metrics or Events; the
-recording happens here, once per task, from what the room returned (``ReconcileResult``, the fan-out's
-and the watchdog's summaries).
-
-What a result does not say, a ``Witness`` learns from the ports the room uses: the room is handed the
-fleet's adapters behind thin decorators (``_WatchedStore``, ``_WatchedCluster``, ``_WatchedState``) that
-note the uid of the endpoint's Deployment (from a LIST or an apply's answer; the fan-out's snapshot
-carries it in the object digests), the HTTP status of a refused write, the status the room reported,
-whether it promoted the record or ended the watchdog's withholding, and the records a fan-out scanned.
-Everything else passes through untouched.
-
-What is recorded, per reconcile: ``gco_reconcile_total{result}``, ``gco_reconcile_duration_seconds``,
-``gco_reconcile_errors_total{reason}`` (a refusal by its HTTP status, an invalid record, or the
-exception that failed the attempt: a retried transient failure counts as an ``error`` attempt); an Event
-on the endpoint's Deployment for each thing that happened (``reconcile_events``, pure); a log line with
-``endpoint``, ``result`` and ``duration_ms`` (the task id and region come from the log context). Lock
-contention, kube requests and DynamoDB calls are counted by the adapters themselves.
+Where it stands in the flow: between the Celery tasks and the flows. More in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -29,13 +11,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from gco_tasks.adapters import logging_setup, metrics
+from gco_tasks.adapters import logging_setup, metric_labels, metrics
 from gco_tasks.adapters.events import EventReason, Regarding
 from gco_tasks.core import conventions as names
 from gco_tasks.core.errors import GcoError, PermanentError
+from gco_tasks.core.hint import Hint
 from gco_tasks.core.records import RecordHeader
+from gco_tasks.core.results import FanOutResult, ReconcileResult, ResultKind, WatchdogResult
 from gco_tasks.core.status import region_state
-from gco_tasks.flows.reconciler import ReconcileResult, ResultKind
 
 if TYPE_CHECKING:
     from gco_tasks.core.ports import Sender
@@ -52,7 +35,7 @@ log = logging.getLogger("gco_tasks.telemetry")
 
 @dataclass
 class Witness:
-    """What a room's I/O showed beyond its result (plain data, read by the pure functions below)."""
+    """What a flow's I/O showed beyond its result (plain data, read by the pure functions below)."""
 
     listed: dict[str, str | None] | None = None  # "Kind/name" -> uid of objects LISTed (None: no LIST)
     answered: dict[str, str | None] = field(default_factory=dict)  # "Kind/name" -> uid of apply answers
@@ -77,49 +60,36 @@ def _uid(obj: Mapping[str, Any] | None) -> str | None:
     return str(uid) if uid else None
 
 
-def snapshot_objects(snapshot: Mapping[str, Any] | None) -> dict[str, str | None] | None:
-    """ "Kind/name" -> uid of the objects a fan-out's snapshot (its hint) describes (None: no usable
-    snapshot)."""
-    if not snapshot or not isinstance(snapshot.get("observed"), list):
-        return None
-    digests = [o for o in snapshot["observed"] if isinstance(o, Mapping)]
-    return {f"{o.get('kind')}/{o.get('name')}": (str(o["uid"]) if o.get("uid") else None) for o in digests}
-
-
 # --------------------------------------------------------------------------- pure decisions
 
 
 def result_labels(
     result: ReconcileResult, seen: Witness
-) -> tuple[metrics.ResultKind, metrics.ErrorReason | None]:
-    """``gco_reconcile_total{result}`` and, for a failed reconcile, its ``reason``."""
-    kind = metrics.classify_result(
-        len(result.applied),
-        len(result.deleted),
-        error=result.failed,
-        skipped_locked=result.kind is ResultKind.SKIPPED_LOCKED,
-    )
+) -> tuple[ResultKind, metric_labels.ErrorReason | None]:
+    """``gco_reconcile_total{result}`` (``ReconcileResult.label``) and, for a failed reconcile, its
+    ``reason``."""
+    kind = result.label
     if not result.failed:
         return kind, None
     if result.kind is ResultKind.INVALID:
-        return kind, metrics.ErrorReason.INVALID_SPEC
+        return kind, metric_labels.ErrorReason.INVALID_SPEC
     status = next((status for _, status in seen.refused), None)
-    return kind, metrics.reason_for_kube_status(status) if seen.refused else None
+    return kind, metric_labels.reason_for_kube_status(status) if seen.refused else None
 
 
-def existed_before(seen: Witness, snapshot: Mapping[str, str | None] | None) -> dict[str, str | None] | None:
+def existed_before(seen: Witness, hinted: Mapping[str, str | None] | None) -> dict[str, str | None] | None:
     """The objects that existed before a reconcile: those its hint named and those it read (by name or
     LIST), less those a read by name did not find; None when it knows neither."""
-    if seen.listed is None and snapshot is None:
+    if seen.listed is None and hinted is None:
         return None
-    known = {**(snapshot or {}), **(seen.listed or {})}
+    known = {**(hinted or {}), **(seen.listed or {})}
     return {key: uid for key, uid in known.items() if key not in seen.missing}
 
 
-def deployment_uid(name: str, seen: Witness, snapshot: Mapping[str, str | None] | None) -> str | None:
-    """The uid of the endpoint's Deployment: from an apply's answer, a LIST, or the snapshot's digests."""
+def deployment_uid(name: str, seen: Witness, hinted: Mapping[str, str | None] | None) -> str | None:
+    """The uid of the endpoint's Deployment: from an apply's answer, a LIST, or the hint's digests."""
     key = f"Deployment/{name}"
-    for source in (seen.answered, seen.listed or {}, snapshot or {}):
+    for source in (seen.answered, seen.listed or {}, hinted or {}):
         if source.get(key):
             return source[key]
     return None
@@ -273,7 +243,7 @@ class _WatchedState(_Passthrough):
 
 @dataclass
 class _WatchedPorts:
-    """The fleet's ports, watched: what the rooms are handed."""
+    """The fleet's ports, watched: what the flows are handed."""
 
     fleet: Fleet
     seen: Witness
@@ -285,6 +255,10 @@ class _WatchedPorts:
     @property
     def render_options(self) -> Any:
         return self.fleet.render_options
+
+    @property
+    def configurations_run(self) -> set[tuple[str, str]]:
+        return self.fleet.configurations_run
 
     @property
     def store(self) -> Any:
@@ -302,11 +276,11 @@ class _WatchedPorts:
 # --------------------------------------------------------------------------- the tasks' side
 
 
-def observe_reconcile(
+def run_reconcile(
     fleet: Fleet,
-    room: Callable[[ReconcilePorts, str, Mapping[str, Any] | None], ReconcileResult],
+    flow: Callable[[ReconcilePorts, str, Hint | None], ReconcileResult],
     name: str,
-    snapshot: Mapping[str, Any] | None = None,
+    hint: Hint | None = None,
 ) -> ReconcileResult:
     """Run one reconcile of ``name`` and record it (metrics, Events, one log line). An exception is
     counted as an ``error`` attempt with its reason, logged, and raised again (the task retries or
@@ -316,14 +290,14 @@ def observe_reconcile(
     with logging_setup.log_context(endpoint=name):
         started = time.monotonic()
         try:
-            result = room(cast("ReconcilePorts", _WatchedPorts(fleet, seen)), name, snapshot)
+            result = flow(cast("ReconcilePorts", _WatchedPorts(fleet, seen)), name, hint)
         except Exception as exc:
             _record_failed_attempt(region, name, exc, time.monotonic() - started)
             raise
         duration = time.monotonic() - started
         label, reason = result_labels(result, seen)
         metrics.record_reconcile(region, label, duration, error_reason=reason)
-        digests = snapshot_objects(snapshot)
+        digests = hint.object_uids() if hint is not None else None
         before = existed_before(seen, digests)
         events = reconcile_events(result, seen, before)
         uid = deployment_uid(name, seen, digests)
@@ -346,8 +320,8 @@ def _read_uid(fleet: Fleet, name: str) -> str | None:
 
 
 def _record_failed_attempt(region: str, name: str, exc: Exception, duration: float) -> None:
-    reason = metrics.reason_for_exception(exc)
-    metrics.record_reconcile(region, metrics.ResultKind.ERROR, duration, error_reason=reason)
+    reason = metric_labels.reason_for_exception(exc)
+    metrics.record_reconcile(region, ResultKind.ERROR, duration, error_reason=reason)
     extra = {
         "endpoint": name,
         "result": "error",
@@ -370,36 +344,36 @@ def _log_result(result: ReconcileResult, label: str, reason: str | None, duratio
         log.info("reconciled %s: %s (%s)", result.endpoint, label, actions, extra=extra)
 
 
-def observe_fan_out(
-    fleet: Fleet, room: Callable[[FanOutPorts, Sender], dict[str, Any]], send: Sender
-) -> dict[str, Any]:
+def run_fan_out(
+    fleet: Fleet, flow: Callable[[FanOutPorts, Sender], FanOutResult], send: Sender
+) -> FanOutResult:
     """Run one fan-out and record it (duration, messages, endpoints by state, when it finished); a
     fan-out skipped because another holds the region's lock records nothing (the lock counted it)."""
     seen = Witness()
     started = time.monotonic()
-    summary = room(cast("FanOutPorts", _WatchedPorts(fleet, seen)), send)
-    if "skipped" in summary:
+    summary = flow(cast("FanOutPorts", _WatchedPorts(fleet, seen)), send)
+    if summary.skipped is not None:
         return summary
     region = fleet.settings.region
     states = endpoint_states(seen.scanned, region) if seen.scanned is not None else None
     metrics.record_fanout(
         region,
         time.monotonic() - started,
-        sent=int(summary.get("sent", 0)),
-        already_pending=int(summary.get("already_pending", 0)),
+        sent=summary.sent,
+        already_pending=summary.already_pending,
         states=states,
         finished_at=time.time(),
     )
     return summary
 
 
-def observe_watchdog(
-    fleet: Fleet, room: Callable[[WatchdogPorts, Sender], dict[str, Any]], send: Sender
-) -> dict[str, Any]:
+def run_watchdog(
+    fleet: Fleet, flow: Callable[[WatchdogPorts, Sender], WatchdogResult], send: Sender
+) -> WatchdogResult:
     """Run the watchdog and record an Event on each Deployment whose Ingress it removed or whose
     withholding it ended (the uid from the watchdog's own LIST)."""
     seen = Witness()
-    summary = room(cast("WatchdogPorts", _WatchedPorts(fleet, seen)), send)
+    summary = flow(cast("WatchdogPorts", _WatchedPorts(fleet, seen)), send)
     threshold = fleet.settings.inference_unhealthy_threshold_seconds
     for name, reason, note in watchdog_events(summary, threshold):
         regarding = Regarding(name, fleet.settings.inference_namespace, deployment_uid(name, seen, None))
@@ -407,17 +381,17 @@ def observe_watchdog(
     return summary
 
 
-def watchdog_events(summary: Mapping[str, Any], threshold: int) -> list[tuple[str, EventReason, str]]:
+def watchdog_events(summary: WatchdogResult, threshold: int) -> list[tuple[str, EventReason, str]]:
     """(endpoint, reason, note) of each Event a watchdog pass records: Ingress withheld, or restored
     (the recovered endpoint's reconcile, sent at once, applies it again)."""
     found = []
-    for name in summary.get("withheld", []):
+    for name in summary.withheld:
         note = (
             f"0 ready replicas for over {threshold}s: Ingress/{names.ingress_name(name)} removed so the "
             "shared load balancer stops sending it traffic; it is restored once a replica is ready"
         )
         found.append((name, EventReason.INGRESS_WITHHELD, note))
-    for name in summary.get("recovered", []):
+    for name in summary.recovered:
         note = f"a replica is ready again: Ingress/{names.ingress_name(name)} is being restored"
         found.append((name, EventReason.INGRESS_RESTORED, note))
     return found

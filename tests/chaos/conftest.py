@@ -3,12 +3,15 @@ moto's DynamoDB over HTTP and the sandbox Kubernetes API server, with short inte
 that every scenario takes seconds.
 
 Every scenario is marked ``chaos`` (registered in pyproject.toml, part of the default run) and reports
-the recovery times it measured; they are printed at the end of the run under "chaos: measured recovery".
+the recovery times it measured; they are printed at the end of the run under "chaos: measured recovery"
+and, when ``GCO_CHAOS_RECORD`` names a file, appended to it as JSON lines (``bench/recovery.py``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,8 +26,9 @@ from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.core.config import Settings, load_settings
 from gco_tasks.core.records import Endpoint, parse_spec
 
+from .faultproxy import KubernetesFaultProxy
 from .harness import REGION, FleetProcesses, RedisNode, wait_until
-from .invariants import assert_nothing_lost
+from .invariants import Scenario, assert_nothing_lost, table_items
 
 #: What the chaos processes run with: intervals of seconds, leases and beat locks of a few seconds.
 FAST_SETTINGS = {
@@ -73,7 +77,9 @@ class Chaos:
     processes: FleetProcesses
     apiserver: Any
     test: str
+    dynamodb_url: str
     intents: dict[str, str] = field(default_factory=dict)
+    invalid: set[str] = field(default_factory=set)
     stalls_end: float = 0.0  # when the last stalled API request is over (see stall_apply)
 
     def stall_apply(self, name: str, seconds: float) -> None:
@@ -88,20 +94,33 @@ class Chaos:
         """Every stall armed has begun (the stand-in uses a fault up when the request arrives)."""
         return not self.apiserver.faults.list()
 
-    def deploy(self, *names: str, image: str = "nginx:1.27") -> None:
+    def deploy(self, *names: str, image: str = "nginx:1.27", **spec: Any) -> None:
+        """Records that set every field the final check compares (``record_spec``), plus ``spec``."""
         for name in names:
-            self.store.create(Endpoint.new(name, parse_spec({"image": image}), [REGION]))
+            full = {**record_spec(name, image), **spec}
+            self.store.create(Endpoint.new(name, parse_spec(full), [REGION]))
             self.intents[name] = "running"
+
+    def break_record(self, name: str) -> None:
+        """Write ``name`` as another tool might, malformed (a port that is not a number): the one kind of
+        record allowed to end in ``error`` (with a reason)."""
+        item: dict[str, Any] = {"endpoint_name": name, "desired_state": "running", "target_regions": [REGION]}
+        item["spec"] = {"image": "nginx:1.27", "port": "eighty"}
+        self.store.client.put_item(TableName=self.store.table_name, Item=_typed(item))
+        self.intents[name] = "running"
+        self.invalid.add(name)
 
     def scale(self, name: str, replicas: int) -> None:
         self.store.scale(name, replicas)
 
     def stop(self, name: str) -> None:
-        self.store.update_desired_state(name, "stopped")
+        """``gco-tasks endpoints stop``: the desired state only (the CLI's conditional write)."""
+        assert self.store.update_desired_state(name, "stopped"), f"{name}: stop not written"
         self.intents[name] = "stopped"
 
     def delete(self, name: str) -> None:
-        self.store.update_desired_state(name, "deleted")
+        """``gco-tasks endpoints delete``: marked deleted; the fleet removes the objects, then purges."""
+        assert self.store.update_desired_state(name, "deleted"), f"{name}: delete not written"
         self.intents[name] = "deleted"
 
     def state(self, name: str) -> str | None:
@@ -115,14 +134,51 @@ class Chaos:
     def converged(self, *names: str) -> bool:
         return all(self.state(name) == "running" for name in names)
 
-    def record(self, what: str, seconds: float) -> float:
+    def record(self, what: str, seconds: float, claim: float | None = None) -> float:
+        """Note a recovery time; ``claim``: the product's tight figure for it (what bench/recovery.py
+        compares the measurements with; the test itself asserts only a generous bound)."""
         MEASURED.append((self.test, what, seconds))
+        target = os.environ.get("GCO_CHAOS_RECORD")
+        if target:
+            line = {"test": self.test, "what": what, "seconds": round(seconds, 3), "claim": claim}
+            with open(target, "a", encoding="utf-8") as out:
+                out.write(json.dumps(line) + "\n")
         return seconds
 
     def nothing_lost(self, timeout: float = 30.0) -> float:
-        return assert_nothing_lost(
-            self.store, self.cluster, self.settings, self.intents, timeout, self.processes.logs_text()
+        """Wait until the table and the live objects agree on every endpoint (``invariants.py``)."""
+        scenario = Scenario(
+            self.settings.region,
+            self.settings.inference_namespace,
+            dict(self.intents),
+            frozenset(self.invalid),
         )
+        table = self.settings.inference_endpoints_table_name
+
+        def items() -> list[dict[str, Any]]:
+            return table_items(table, self.dynamodb_url, self.settings.table_region)
+
+        return assert_nothing_lost(
+            items, self.cluster.api_client, scenario, timeout, self.processes.logs_text
+        )
+
+
+def record_spec(name: str, image: str) -> dict[str, Any]:
+    """A spec that sets what ``invariants.py`` checks on the live objects: env, args, port, resources."""
+    return {
+        "image": image,
+        "port": 8080,
+        "env": {"MODEL": name, "LOG_LEVEL": "info"},
+        "args": ["--model", f"/models/{name}"],
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+    }
+
+
+def _typed(item: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {key: serializer.serialize(value) for key, value in item.items()}
 
 
 @pytest.fixture()
@@ -147,12 +203,24 @@ def fleet_env(redis_url: str, kubeconfig: Path, dynamodb_url: str, tmp_path: Pat
     return env
 
 
-def _api_server(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Any, Any]:
-    """(kubeconfig, API client, the stand-in or None): the ``cluster`` fixture's server when the test asks
-    for it (``tests/clusters.py``: the real control plane with ``real_only``), else the stand-in."""
+def _api_server(
+    request: pytest.FixtureRequest, tmp_path: Path, proxies: list[KubernetesFaultProxy]
+) -> tuple[Path, Any, Any]:
+    """(the fleet's kubeconfig, a direct API client for the checks, where faults are armed): the
+    ``cluster`` fixture's server when the test asks for it (``tests/clusters.py``: both servers, or one
+    with ``standin_only``/``real_only``), else the stand-in. The real control plane is reached through a
+    ``KubernetesFaultProxy`` (its answers, plus the faults a scenario arms); the stand-in arms its own."""
     if "cluster" in request.fixturenames:
         chosen = request.getfixturevalue("cluster")
-        return chosen.kubeconfig, chosen.api_client, chosen.standin
+        if chosen.plane is None:
+            return chosen.kubeconfig, chosen.api_client, chosen.standin
+        context = ssl.create_default_context(cafile=str(chosen.plane.pki.ca_cert))
+        context.load_cert_chain(
+            str(chosen.plane.pki.client_cert("admin")), str(chosen.plane.pki.client_key("admin"))
+        )
+        proxy = KubernetesFaultProxy(chosen.plane.url, context).start()
+        proxies.append(proxy)
+        return proxy.write_kubeconfig(tmp_path / "kubeconfig-proxy.yaml"), chosen.api_client, proxy
     apiserver = request.getfixturevalue("apiserver")
     kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig.yaml")
     return kubeconfig, request.getfixturevalue("kube_client"), apiserver
@@ -163,9 +231,10 @@ def make_chaos(request: pytest.FixtureRequest, tmp_path: Path, dynamodb_url: str
     """Build the scenario's region for a given ``REDIS_URL`` (and extra settings); its processes are
     stopped when the test ends, whatever happened."""
     built: list[Chaos] = []
+    proxies: list[KubernetesFaultProxy] = []
 
     def make(redis_url: str, **overrides: str) -> Chaos:
-        kubeconfig, api_client, standin = _api_server(request, tmp_path)
+        kubeconfig, api_client, faults = _api_server(request, tmp_path, proxies)
         env = {**fleet_env(redis_url, kubeconfig, dynamodb_url, tmp_path), **overrides}
         settings = load_settings(env)
         store = EndpointStore.from_settings(load_settings(env, dynamodb_read_timeout_seconds=10))
@@ -173,7 +242,8 @@ def make_chaos(request: pytest.FixtureRequest, tmp_path: Path, dynamodb_url: str
         logs = tmp_path / "logs"
         logs.mkdir(exist_ok=True)
         cluster = ClusterGateway(api_client, settings.inference_namespace, 10)
-        chaos = Chaos(env, settings, store, cluster, FleetProcesses(env, logs), standin, request.node.name)
+        processes = FleetProcesses(env, logs)
+        chaos = Chaos(env, settings, store, cluster, processes, faults, request.node.name, dynamodb_url)
         built.append(chaos)
         return chaos
 
@@ -183,6 +253,8 @@ def make_chaos(request: pytest.FixtureRequest, tmp_path: Path, dynamodb_url: str
     # A stalled request still sleeping in the (shared) API server must not land in the next test.
     stalls_end = max((chaos.stalls_end for chaos in built), default=0.0)
     wait_until(lambda: time.monotonic() >= stalls_end, 60, "stalled API requests to finish", 0.2)
+    for proxy in proxies:
+        proxy.stop()
 
 
 @pytest.fixture()

@@ -13,29 +13,20 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
 from gco_sandbox.services import ServiceError, free_port, wait_for_port
+from tests.support.waits import timed_wait
 
 CELERY = [sys.executable, "-m", "celery", "-A", "gco_tasks"]
 REGION = "us-east-1"
 QUEUE = f"gco.{REGION}"
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, pause: float = 0.1) -> float:
-    """Poll ``predicate`` until it is true; the seconds it took. Fails naming ``what`` after ``timeout``."""
-    start = time.monotonic()
-    while True:
-        if predicate():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(pause)
+#: Every wait of the chaos suite: a condition with a deadline; the seconds it took.
+wait_until = timed_wait
 
 
 # --------------------------------------------------------------------------- fleet processes

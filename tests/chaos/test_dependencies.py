@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
+from gco_tasks.adapters.store import EndpointExistsError
 from gco_tasks.core.config import load_settings
+from tests.clusters import Cluster
+from tests.support.bounds import generous
 
 from .conftest import Chaos
 from .faultproxy import FaultProxy
@@ -81,8 +84,9 @@ def test_dynamodb_faults_absorbed_then_unreadable_cycles_skip_within_the_bound(
     wait_until(lambda: len(skipped_fan_outs(chaos)) >= 2, 40, "two fan-outs skipped")
     assert chaos.processes.logged("worker", "gco_tasks.fan_out: cycle skipped, the next one tries again")
     slowest = max(skipped_fan_outs(chaos))
-    chaos.record(f"DynamoDB unreadable: a skipped fan-out returned after (bound {bound:.0f} s)", slowest)
-    assert slowest <= bound + 1.0, chaos.processes.log("worker")
+    what = f"DynamoDB unreadable: a skipped fan-out returned after (bound {bound:.0f} s)"
+    chaos.record(what, slowest, claim=bound)
+    assert slowest <= generous(bound), chaos.processes.log("worker")
     assert chaos.objects() == objects, "nothing deleted because the table could not be read"
     assert statuses(chaos) == before, "no status lost or rewritten"
 
@@ -101,7 +105,8 @@ def retries(chaos: Chaos) -> list[tuple[float, str]]:
     ]
 
 
-def test_kubernetes_throttling_errors_and_timeouts(chaos: Chaos) -> None:
+def test_kubernetes_throttling_errors_and_timeouts(cluster: Cluster, chaos: Chaos) -> None:
+    """On both servers: the real kube-apiserver's answers with the same faults added by the proxy."""
     chaos.deploy("alpha")
     chaos.processes.worker("worker", concurrency=2)
     chaos.processes.beat()
@@ -124,4 +129,54 @@ def test_kubernetes_throttling_errors_and_timeouts(chaos: Chaos) -> None:
     timed_out = [why for _, why in retries(chaos) if "apply Deployment/gamma" in why]
     assert timed_out and "Timeout" in timed_out[0], retries(chaos)
     assert time.monotonic() - started >= 3.0
+    chaos.nothing_lost()
+
+
+def test_writes_that_commit_and_whose_answer_is_lost(
+    redis_node: Any, proxy: FaultProxy, make_chaos: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB commits a conditional write and the answer never comes back: botocore retries the same
+    request, whose condition the first attempt has made false. The spec edit (read-modify-write guarded
+    by ``updated_at``) and the fleet's status writes must come out as if answered once: the record says
+    what was asked, the region converges to it, and nothing is reported lost.
+
+    What makes it fail (scratch run): ``update_spec`` taking a failed condition for a final conflict
+    (``ConcurrentUpdateError`` after the first attempt) instead of reading again."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)  # the test's own edits too (the CLI's)
+    chaos = make_chaos(redis_node.url, AWS_ENDPOINT_URL_DYNAMODB=proxy.url)
+    chaos.processes.worker("worker", concurrency=1)
+    chaos.processes.beat()
+    chaos.deploy("alpha")
+    wait_until(lambda: chaos.converged("alpha"), 60, "alpha running")
+
+    proxy.add("lost", "UpdateItem", count=1)  # the CLI's edit: committed, then the answer is lost
+    chaos.scale("alpha", 2)
+    assert proxy.counts["lost UpdateItem"] == 1, proxy.counts
+    assert chaos.store.get("alpha").spec.replicas == 2
+
+    proxy.add("lost", "UpdateItem", count=3)  # the fleet's status writes as alpha rolls out to 2
+    wait_until(lambda: not proxy.faults, 60, "the fleet's lost status writes")
+    chaos.nothing_lost()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=EndpointExistsError,
+    reason="product bug: a create whose PutItem committed but whose answer was lost is retried by "
+    "botocore, fails its attribute_not_exists condition and is reported as 'already exists' "
+    "(EndpointStore.create), although the record is the caller's own",
+)
+def test_a_create_whose_answer_is_lost_is_not_reported_as_taken(
+    redis_node: Any, proxy: FaultProxy, make_chaos: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gco-tasks endpoints deploy`` through a lost answer: the record is written once and the caller
+    told it was created (not that the name is taken by someone else)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)  # the test's own edits too (the CLI's)
+    chaos = make_chaos(redis_node.url, AWS_ENDPOINT_URL_DYNAMODB=proxy.url)
+    proxy.add("lost", "PutItem", count=1)
+    chaos.deploy("beta")
+    assert proxy.counts["lost PutItem"] == 1, proxy.counts
+    chaos.processes.worker("worker", concurrency=1)
+    chaos.processes.beat()
+    wait_until(lambda: chaos.converged("beta"), 60, "beta running")
     chaos.nothing_lost()

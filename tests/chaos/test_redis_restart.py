@@ -20,6 +20,7 @@ import pytest
 
 from gco_tasks.core.config import Settings
 from gco_tasks.core.conventions import RegionKeys
+from tests.support.bounds import generous
 
 from .harness import REGION, RedisNode, wait_until
 from .probes import MAX_AGE, beat_alive, worker_alive
@@ -28,7 +29,6 @@ INTERVAL = 2.0
 #: Celery's consumer reconnects after 2, 4, 6 ... s (at most 30 s; not configurable): after the few
 #: seconds of this outage its next attempt comes at most 4 s after Redis is back.
 RECONNECT_STEP = 4.0
-SLACK = 3.0  # scheduling on a shared 2-core machine
 POD_READY = 5.0  # the real server: kwok schedules the pods and reports them Ready
 
 
@@ -59,10 +59,10 @@ def restart_scenario(make_chaos: Any, tmp_path: Path, aof: bool, where: str, rea
     chaos = make_chaos(node.url)
     kind = f"{'AOF' if aof else 'no persistence'}, {where}"
     try:
-        chaos.deploy("alpha", "beta")
+        chaos.deploy("alpha", "beta", "delta", "omega")
         chaos.processes.worker("worker", concurrency=2)
         chaos.processes.beat()
-        wait_until(lambda: chaos.converged("alpha", "beta"), 90, "alpha and beta running")
+        wait_until(lambda: chaos.converged("alpha", "beta", "delta", "omega"), 90, "four endpoints running")
         if chaos.apiserver is not None:
             chaos.stall_apply("beta", 3.0)  # a reconcile in flight (unacknowledged) when Redis dies
             chaos.scale("beta", 2)
@@ -79,14 +79,21 @@ def restart_scenario(make_chaos: Any, tmp_path: Path, aof: bool, where: str, rea
         )
         chaos.deploy("gamma")  # the desired state moves on while Redis is down
         chaos.scale("alpha", 3)
+        chaos.stop("delta")
+        chaos.delete("omega")
+        if chaos.apiserver is not None:
+            chaos.delete("beta")  # the endpoint whose reconcile was in flight when Redis died
         node.start()
 
         probes = wait_until(lambda: worker_alive(chaos.env) and beat_alive(chaos.env), 30, "probes passing")
         recovered = probes + wait_until(lambda: chaos.converged("gamma"), 60, "gamma running")
         chaos.record(f"Redis back ({kind}) -> both liveness probes pass", probes)
-        chaos.record(f"Redis back ({kind}) -> fan-outs resume, new endpoint running", recovered)
+        # The claim: one reconnect step plus two intervals (plus the pods' readiness on the real server);
+        # measured by bench/recovery.py, asserted here only generously.
+        claim = 2 * INTERVAL + RECONNECT_STEP + ready
+        chaos.record(f"Redis back ({kind}) -> fan-outs resume, new endpoint running", recovered, claim=claim)
         assert chaos.processes.alive("worker") and chaos.processes.alive("beat"), chaos.processes.logs_text()
-        assert recovered <= 2 * INTERVAL + RECONNECT_STEP + SLACK + ready, chaos.processes.logs_text()
+        assert recovered <= generous(claim), chaos.processes.logs_text()
         if not aof:
             assert chaos.processes.logged("beat", "schedule is gone from Redis")
         chaos.nothing_lost(timeout=60)

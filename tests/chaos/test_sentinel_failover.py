@@ -14,12 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.clusters import Cluster
+
 from .harness import RedisNode, SentinelNode, started, wait_until
 
 MASTER = "gco-redis"
 
 
-def test_primary_killed_fleet_follows_the_new_primary(make_chaos: Any, tmp_path: Path) -> None:
+def test_primary_killed_fleet_follows_the_new_primary(
+    cluster: Cluster, make_chaos: Any, tmp_path: Path
+) -> None:
     primary = RedisNode(tmp_path / "primary")
     replica = RedisNode(tmp_path / "replica", extra=("--replicaof", "127.0.0.1", str(primary.port)))
     sentinels = [SentinelNode(tmp_path / f"sentinel{i}", primary.port, MASTER) for i in range(3)]
@@ -37,6 +41,8 @@ def test_primary_killed_fleet_follows_the_new_primary(make_chaos: Any, tmp_path:
         primary.kill()
         killed = time.monotonic()
         chaos.deploy("gamma")
+        chaos.stop("alpha")  # stopped and deleted during the failover: converged on the new primary
+        chaos.delete("beta")
         promoted = wait_until(
             lambda: sentinels[0].primary() == ("127.0.0.1", replica.port), 30, "the replica promoted"
         )

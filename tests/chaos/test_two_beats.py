@@ -13,6 +13,9 @@ import re
 import time
 from datetime import datetime
 
+from tests.clusters import Cluster
+from tests.support.bounds import generous
+
 from .conftest import Chaos
 from .harness import wait_until
 
@@ -37,8 +40,9 @@ def leader(chaos: Chaos) -> str | None:
     return leaders[0] if len(leaders) == 1 else None
 
 
-def test_two_beats_one_killed(chaos: Chaos) -> None:
+def test_two_beats_one_killed(cluster: Cluster, chaos: Chaos) -> None:
     chaos.deploy("alpha")
+    chaos.break_record("broken")  # the one record allowed to end in error (with its reason)
     chaos.processes.worker("worker", concurrency=2)
     chaos.processes.beat("beat1")
     chaos.processes.beat("beat2")
@@ -52,8 +56,9 @@ def test_two_beats_one_killed(chaos: Chaos) -> None:
     took_over = wait_until(lambda: chaos.processes.logged(standby, "beat: Acquired lock"), 30, "the standby")
     wait_until(lambda: any(at > killed for at, _ in sends(chaos, standby)), 30, "a fan-out from the standby")
     failover = min(at for at, _ in sends(chaos, standby) if at > killed) - killed
-    chaos.record("two beats, leader kill -9 -> standby sends (lock timeout 4 s, loop 1 s)", failover)
-    assert took_over <= LOCK_TIMEOUT + LOOP + 2.0, chaos.processes.logs_text()
+    claim = LOCK_TIMEOUT + LOOP  # the lock expires, the standby's next loop takes it (bench/recovery.py)
+    chaos.record("two beats, leader kill -9 -> standby sends (lock timeout 4 s, loop 1 s)", failover, claim)
+    assert took_over <= generous(claim), chaos.processes.logs_text()
 
     chaos.deploy("beta")
     wait_until(lambda: chaos.converged("alpha", "beta"), 60, "beta running after the failover")

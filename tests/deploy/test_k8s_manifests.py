@@ -5,7 +5,8 @@ Every rendered object is validated strictly against Kubernetes 1.30's schemas; t
 the schemas cannot: the Role grants exactly what the reconciler uses, every container is locked down,
 the worker consumes its region's queue, its liveness probe really reads the heartbeat file, the
 settings in the generated ConfigMap load as gco-tasks settings, credentials only come from Secrets, the
-fleet's image is pinned by digest in every overlay, and only Prometheus may reach Flower.
+fleet's image is pinned by digest in every overlay, only Prometheus may reach Flower, and only the
+monitoring namespace the worker's and beat's metrics port.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ MANAGED = {
 #: Kubernetes Events about what the fleet did (gco_tasks/adapters/events.py): created, and a repeat's
 #: series patched.
 EVENTS = {("events.k8s.io", "events", verb) for verb in ("create", "patch")}
-#: Read only, for an unfinished rollout (gco_tasks/core/diagnosis.py): the newest ReplicaSet and its pods.
+#: Read only, for an unfinished rollout (gco_tasks/flows/reconcile_io.py): the newest ReplicaSet and its pods.
 ROLLOUT_READS = {
     (group, resource, verb)
     for group, resource in (("apps", "replicasets"), ("", "pods"))
@@ -370,6 +371,12 @@ def test_worker_and_beat_expose_the_metrics_port_of_the_settings(region: Region)
     for component in ("worker", "beat"):
         container = region.container(component)
         assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+        annotations = region.deployment(component)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }, f"{component}: annotation-based scrapers (CloudWatch agent) find the exporter"
     multiproc = _env(region, region.container("worker"))["PROMETHEUS_MULTIPROC_DIR"]
     assert multiproc.startswith("/tmp/"), "the only writable path is the /tmp emptyDir"
     assert "PROMETHEUS_MULTIPROC_DIR" not in _env(region, region.container("beat")), "beat is one process"
@@ -383,6 +390,56 @@ def test_only_prometheus_in_the_monitoring_namespace_reaches_flower(region: Regi
     (policy,) = [p for p in region.of_kind("NetworkPolicy") if _matches(p["spec"]["podSelector"], labels)]
     rules = policy["spec"]["ingress"]
     assert rules and all(rule.get("from") == [PROMETHEUS] for rule in rules), rules
+
+
+MONITORING_NAMESPACE = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+POLICIES = REPO / "k8s" / "base" / "networkpolicy.yaml"
+
+
+def test_only_the_monitoring_namespace_reaches_the_metrics_port(region: Region) -> None:
+    """Issue 22, finding 8: the worker's and beat's metrics port admitted every pod of the cluster
+    (inference pods run images chosen by records). Every ingress rule of theirs names the monitoring
+    namespace as its only source, on the metrics port only."""
+    port = load_settings(region.config["data"]).metrics_port
+    for component in ("worker", "beat"):
+        labels = region.deployment(component)["spec"]["template"]["metadata"]["labels"]
+        (policy,) = [p for p in region.of_kind("NetworkPolicy") if _matches(p["spec"]["podSelector"], labels)]
+        rules = policy["spec"]["ingress"]
+        assert rules == [{"from": [MONITORING_NAMESPACE], "ports": [{"protocol": "TCP", "port": port}]}], (
+            component
+        )
+
+
+def _documented_patch() -> str:
+    """The overlay patch networkpolicy.yaml's header documents, without its comment marks."""
+    text = POLICIES.read_text()
+    block = re.search(r"^# --- monitoring-namespace patch\n(.*?)^# ---$", text, re.M | re.S)
+    assert block, "networkpolicy.yaml documents the monitoring-namespace patch"
+    return "".join(line[4:] + "\n" for line in block.group(1).splitlines())
+
+
+def test_the_monitoring_namespace_is_configurable_by_the_documented_patch(tmp_path: Path) -> None:
+    """Issue 22, finding 8 (configurable): the patch the header documents, added to an overlay, moves the
+    audience of the worker's, beat's and Flower's policies to another namespace, and nothing else."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {os.path.relpath(OVERLAYS / 'us-east-1', overlay)}\n" + _documented_patch()
+    )
+    result = subprocess.run(
+        [_kubectl(), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    patched = [obj for obj in yaml.safe_load_all(result.stdout) if obj and obj["kind"] == "NetworkPolicy"]
+    original = Region("us-east-1").of_kind("NetworkPolicy")
+    assert len(patched) == len(original) == 3
+    for before, after in zip(original, patched, strict=True):
+        (rule,) = after["spec"]["ingress"]
+        (peer,) = rule["from"]
+        assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}
+        peer["namespaceSelector"] = before["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
+        assert after == before, "the patch changes the namespace and nothing else"
 
 
 def test_every_overlay_pins_the_fleet_image_by_digest() -> None:

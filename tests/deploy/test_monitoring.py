@@ -44,7 +44,7 @@ FLOWER_METRICS = {
     "flower_worker_online",
     "flower_worker_number_of_currently_executing_tasks",
 }
-#: Series computed by the exporter at scrape time (gco_tasks/worker/observability.py), and Prometheus' own.
+#: Series computed by the exporter at scrape time (gco_tasks/worker/exporter.py), and Prometheus' own.
 SCRAPE_TIME = {"gco_queue_depth", "gco_reconcile_interval_seconds"}
 PROMETHEUS = {"up"}
 MONITORING_KINDS = {("PodMonitor", "gco-tasks"), ("PodMonitor", "gco-tasks-flower")}

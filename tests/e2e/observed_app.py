@@ -1,4 +1,4 @@
-"""A test-only Celery app with the fleet's observability installed (``observability.install``, as the
+"""A test-only Celery app with the fleet's observability installed (``exporter.install``, as the
 fleet's own app does), for real ``celery worker`` / ``celery beat`` processes in
 ``test_observability_processes.py``: its tasks record through the public record functions from inside
 the pool's children, and can hang or be killed, which the fleet's tasks cannot be made to do on demand.
@@ -19,7 +19,7 @@ from celery import Celery
 
 from gco_tasks.adapters import metrics
 from gco_tasks.core.config import load_settings
-from gco_tasks.worker import observability
+from gco_tasks.worker import exporter
 
 settings = load_settings()
 app = Celery("observed", broker=settings.redis_url, backend=settings.redis_url)
@@ -41,7 +41,7 @@ app.conf.update(
         }
     },
 )
-installed = observability.install(app, settings)
+installed = exporter.install(app, settings)
 log = logging.getLogger("gco_tasks.test_app")
 
 

@@ -4,7 +4,7 @@ killed mid-task loses its live gauge but keeps its counts; a stale file of a pre
 start; JSON log lines carry the task context. A ``celery beat`` serves its sends and the queue depth
 it causes (no worker consumes), computed from Redis at scrape time.
 
-The processes run ``tests/e2e/observed_app.py``, which installs the same ``observability`` as the
+The processes run ``tests/e2e/observed_app.py``, which installs the same ``exporter`` as the
 fleet's own app (whose processes ``test_wired_fleet.py`` scrapes).
 """
 
@@ -15,52 +15,26 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gco_sandbox.services import free_port
+from tests.support import metrics
+from tests.support.metrics import Samples, scrape
+from tests.support.waits import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 QUEUE = f"gco.{REGION}"
 CELERY = [sys.executable, "-m", "celery", "-A", "tests.e2e.observed_app"]
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, log: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}\n{log()}")
-        time.sleep(0.1)
-
-
-def scrape(port: int) -> Samples | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
 
 def sample(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset({"region": REGION, **labels}.items())))
+    return metrics.sample(samples, name, region=REGION, **labels)
 
 
 class Process:

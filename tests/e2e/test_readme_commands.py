@@ -102,6 +102,7 @@ def run_block(
     return result, {key: value for key, value in pairs if key not in ("_", "SHLVL", "PWD", "OLDPWD")}
 
 
+@pytest.mark.timeout(1200)  # every block of every doc in one sandbox: 6.6 min measured on a shared machine
 def test_runnable_blocks_work_as_written(sandbox: Sandbox) -> None:
     cwd = sandbox.state_dir.parent
     env = terminal_env(cwd)

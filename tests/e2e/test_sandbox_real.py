@@ -83,7 +83,8 @@ def test_an_endpoint_reaches_running_on_a_fake_gpu_node(sandbox: Sandbox) -> Non
 
 def test_sigint_stops_the_fleet_and_the_control_plane(sandbox: Sandbox) -> None:
     components = control_plane_pids(sandbox)
-    assert set(components) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+    expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "metrics-api"}
+    assert set(components) == expected
     assert all(group_members(pid) for pid in components.values()), "every component runs before the stop"
     code, seconds = sandbox.stop(signal.SIGINT, timeout=40)
     print(f"stopped in {seconds:.1f}s")

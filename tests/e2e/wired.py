@@ -13,19 +13,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from prometheus_client.parser import text_string_to_metric_families
 
 from gco_tasks.core.conventions import ENDPOINT_LABEL
+from tests.support import metrics, waits
+from tests.support.metrics import Samples as Samples  # re-exported for the wired tests
+from tests.support.metrics import scrape as scrape
+from tests.support.metrics import total as total
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -34,19 +35,10 @@ NAMESPACE = "gco-inference"
 CELERY = [sys.executable, "-m", "celery", "-A", "gco_tasks"]
 FLOWER = [sys.executable, "-m", "gco_tasks.flower"]  # the guard that refuses a missing or weak login
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, log: Callable[[], str] = str) -> Any:
     """``check()``'s first truthy value, polled every 0.2 s; fails after ``timeout`` with ``log()``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{log()}")
-        time.sleep(0.2)
+    return waits.wait_for(what, check, timeout, 0.2, log)
 
 
 class Process:
@@ -88,26 +80,9 @@ class Process:
 # --------------------------------------------------------------------------- metrics
 
 
-def scrape(port: int) -> Samples | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 def sample(samples: Samples, name: str, **labels: str) -> float:
     """One series of the region (0 when absent: a counter not incremented yet)."""
-    return samples.get((name, frozenset({"region": REGION, **labels}.items())), 0.0)
-
-
-def total(samples: Samples, name: str) -> float:
-    return sum(value for (series, _), value in samples.items() if series == name)
+    return metrics.sample(samples, name, region=REGION, **labels) or 0.0
 
 
 # --------------------------------------------------------------------------- Flower

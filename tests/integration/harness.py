@@ -22,9 +22,11 @@ import pytest
 
 from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.core.config import load_settings
+from gco_tasks.core.hint import Hint, parse_hint
 from gco_tasks.flows.fanout import fan_out
 from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet
+from tests.support import waits
 
 REGION = "us-east-1"
 
@@ -38,9 +40,14 @@ def make_fleet(redis_url: str, kube_client: Any, region: str = REGION, **setting
 def run_cycle(fleet: Fleet, now: float | None = None) -> list[dict[str, Any]]:
     """One fan-out, then every message it sent, reconciled in turn; returns the task results. ``now``
     (default: the clock) is the moment of both, e.g. to choose a cycle no resync slot falls in."""
-    messages: list[tuple[str, dict[str, Any]]] = []
-    fan_out(fleet, lambda name, snapshot: messages.append((name, json.loads(json.dumps(snapshot)))), now)
-    return [reconcile(fleet, name, snapshot, now).as_dict() for name, snapshot in messages]
+    messages: list[tuple[str, Hint | None]] = []
+    fan_out(fleet, lambda name, hint: messages.append((name, wire(hint))), now)
+    return [reconcile(fleet, name, hint, now).as_dict() for name, hint in messages]
+
+
+def wire(hint: Hint | None) -> Hint | None:
+    """A hint as the worker gets it: through Celery's JSON, then parsed by the task."""
+    return parse_hint(json.loads(json.dumps(hint.as_message()))) if hint is not None else None
 
 
 class RequestLog:
@@ -98,8 +105,4 @@ class DynamoWrites:
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, pause: float = 0.1) -> None:
     """Wait until ``condition()`` within ``timeout`` seconds (objects deleted in the foreground stay, being
     deleted, until the garbage collector has removed their ReplicaSets and pods)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(pause)
+    waits.wait_for(what, condition, timeout, pause)

@@ -7,10 +7,7 @@ from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from gco_sandbox.services import free_port
 from gco_tasks.adapters.cluster import (
     ClusterGateway,
     ClusterUnavailableError,
@@ -22,13 +19,13 @@ from gco_tasks.adapters.store import EndpointStore, StoreUnavailableError
 from gco_tasks.core.config import load_settings
 from gco_tasks.core.conventions import MANAGED_SELECTOR, RegionKeys
 from gco_tasks.core.errors import InfrastructureError, PermanentError, TransientError
+from tests.support.redisio import unreachable_redis
 
 REGION = "us-east-1"
 
 
 def test_redis_unreachable_is_transient_and_never_a_redis_exception() -> None:
-    no_retry = Retry(NoBackoff(), 0)  # redis-py's own retries would only make the test slow
-    client = redis.Redis(port=free_port(), socket_connect_timeout=1, socket_timeout=1, retry=no_retry)
+    client = unreachable_redis()
     state = RegionState(client, REGION)
     with pytest.raises(RegionStateUnavailableError) as raised, state.endpoint_lock("demo", ttl_seconds=5):
         pass  # pragma: no cover - the lock cannot be taken

@@ -3,28 +3,34 @@ managers are Kubernetes' to decide): objects created exactly as GCO's monitor cr
 (``gco_monitor``), then the fleet. Afterwards every object is what we render, nothing GCO's manager
 owned is left (its stale env var, the old model-sync script's args, the weighted-routing annotation of
 a rolled-back canary), replicas under an HPA never dropped, and no pod restarted where the pod template
-means the same: the number of ReplicaSets per Deployment is unchanged there, and grows by one exactly
-where we deliberately differ (the record's env, the model sync, the canary's root path). ``gco-tasks
-diff``, run first as the runbook says, predicted all of it: which pods restart, and each object as the
-cut-over left it.
+means the same: judged by identity, each Deployment keeps the UIDs of its ReplicaSets and of its pods
+there, and gains exactly one new ReplicaSet where we deliberately differ (the record's env, the model
+sync, the canary's root path). ``gco-tasks diff``, run first as the runbook says, predicted all of it:
+which pods restart, and each object as the cut-over left it.
+
+What makes it fail (checked by breaking it on purpose in a scratch run): a pod of ``plain`` deleted during
+the cut-over (its ReplicaSet makes a new one with another UID, the count of ReplicaSets unchanged), or a
+rendering that adds an annotation to every pod template (a new ReplicaSet where none may appear).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from gco_tasks.cli.diff import Change, clean, compute_changes
-from gco_tasks.core.cutover import LEGACY_FIELD_MANAGERS
+from gco_tasks.core.adoption import LEGACY_FIELD_MANAGERS
 from gco_tasks.core.records import Endpoint, parse_spec
 from gco_tasks.core.rendering import desired_objects
 from gco_tasks.flows.observe import candidate_keys, read_digests
 from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
+from tests.support.waits import wait_for
 
 from .gco_monitor import NAMESPACE, Monitor
 from .harness import REGION, make_fleet, run_cycle
@@ -62,13 +68,58 @@ def deployments(api: client.ApiClient) -> dict[str, Any]:
     return {d.metadata.name: d for d in found.items}
 
 
-def replica_sets(api: client.ApiClient) -> dict[str, int]:
-    """ReplicaSets per Deployment (by owner)."""
-    counts: dict[str, int] = {}
-    for rs in client.AppsV1Api(api).list_namespaced_replica_set(NAMESPACE).items:
+@dataclass(frozen=True)
+class Identity:
+    """What a Deployment's pods are, by UID: its ReplicaSets and the pods they own (not yet deleted)."""
+
+    replica_sets: frozenset[str]
+    pods: frozenset[str]
+
+
+def identities(api: client.ApiClient) -> dict[str, Identity]:
+    """Each Deployment's ReplicaSets and pods by UID (ownerReferences: pod -> ReplicaSet -> Deployment)."""
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    deployment_of: dict[str, str] = {}  # ReplicaSet UID -> Deployment name
+    for rs in apps.list_namespaced_replica_set(NAMESPACE).items:
         for owner in rs.metadata.owner_references or []:
-            counts[owner.name] = counts.get(owner.name, 0) + 1
-    return counts
+            if owner.kind == "Deployment":
+                deployment_of[rs.metadata.uid] = owner.name
+    pods: dict[str, set[str]] = {}
+    for pod in core.list_namespaced_pod(NAMESPACE).items:
+        if pod.metadata.deletion_timestamp is not None:
+            continue
+        for owner in pod.metadata.owner_references or []:
+            if owner.uid in deployment_of:
+                pods.setdefault(deployment_of[owner.uid], set()).add(pod.metadata.uid)
+    names = set(deployment_of.values())
+    return {
+        name: Identity(
+            frozenset(uid for uid, owner in deployment_of.items() if owner == name),
+            frozenset(pods.get(name, ())),
+        )
+        for name in names
+    }
+
+
+def restarts(before: dict[str, Identity], after: dict[str, Identity]) -> dict[str, str]:
+    """What changed per Deployment, by identity; a Deployment in ``ROLLED`` must gain exactly one
+    ReplicaSet (its old ones kept) and may replace its pods, every other must keep both sets as they were."""
+    found: dict[str, str] = {}
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old is None or new is None:
+            found[name] = f"ReplicaSets before {old}, after {new}"
+        elif name in ROLLED:
+            if not old.replica_sets < new.replica_sets or len(new.replica_sets - old.replica_sets) != 1:
+                found[name] = (
+                    f"expected one new ReplicaSet: {sorted(old.replica_sets)} -> {sorted(new.replica_sets)}"
+                )
+        elif new != old:
+            found[name] = (
+                f"ReplicaSets {sorted(old.replica_sets)} -> {sorted(new.replica_sets)}, "
+                f"pods {sorted(old.pods)} -> {sorted(new.pods)}"
+            )
+    return found
 
 
 def rolled_out(deployment: Any) -> bool:
@@ -78,28 +129,23 @@ def rolled_out(deployment: Any) -> bool:
     )
 
 
-def wait_until(done: Any, what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
-def gco_region(fleet: Fleet, cluster: Cluster) -> dict[str, int]:
-    """The records in the table and GCO's monitor's objects in the cluster, rolled out; the ReplicaSets
-    per Deployment then."""
+def gco_region(fleet: Fleet, cluster: Cluster) -> dict[str, Identity]:
+    """The records in the table and GCO's monitor's objects in the cluster, rolled out; each Deployment's
+    ReplicaSets and pods then."""
     monitor = Monitor(cluster.api_client)
     for name, spec in ENDPOINTS.items():
         fleet.store.create(Endpoint.new(name, parse_spec(spec), [REGION]))
         monitor.create(name, GCO_DIFFERENT.get(name, spec))
     monitor.clean_up_canary("rolledback")
-    wait_until(
+    wait_for(
+        "GCO's pods to be ready",
         lambda: all(
             rolled_out(d) for name, d in deployments(cluster.api_client).items() if name not in NOT_STARTING
         ),
-        "GCO's pods to be ready",
+        timeout=90,
+        pause=0.3,
     )
-    return replica_sets(cluster.api_client)
+    return identities(cluster.api_client)
 
 
 @pytest.fixture()
@@ -117,7 +163,8 @@ def test_adopting_gcos_region_keeps_pods_and_removes_what_gco_owned(
 ) -> None:
     api = cluster.api_client
     before = gco_region(fleet, cluster)
-    assert before == {name: 1 for name in deployments(api)}
+    assert {name: len(i.replica_sets) for name, i in before.items()} == {name: 1 for name in deployments(api)}
+    assert all(i.pods for name, i in before.items() if name not in NOT_STARTING), before
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     predicted = {c.key: c for name in ENDPOINTS for c in compute_changes(fleet.settings, name, REGION)}
     assert {name for (kind, name), c in predicted.items() if c.rolls_pods} == ROLLED
@@ -129,7 +176,7 @@ def test_adopting_gcos_region_keeps_pods_and_removes_what_gco_owned(
         assert time.monotonic() < deadline, "the fleet did not converge"
         time.sleep(0.3)
     assert lowest_auto == 2, "replicas under the HPA must never drop"
-    assert replica_sets(api) == {name: n + (name in ROLLED) for name, n in before.items()}
+    assert restarts(before, identities(api)) == {}, "pods restarted where the template means the same"
     assert_nothing_of_gco_left(api)
     assert_as_predicted(fleet, predicted)
 

@@ -58,7 +58,7 @@ while True:
     got = apps.read_namespaced_deployment("llm", NS)
     if got.status.ready_replicas == got.spec.replicas:
         break
-    assert time.monotonic() - start < 3, "not ready within 3 s"
+    assert time.monotonic() - start < 15, "not ready within 15 s"
     time.sleep(0.05)
 seen["ready within"] = round(time.monotonic() - start, 2)
 print(json.dumps(seen))
@@ -86,7 +86,7 @@ def test_must_show_from_a_shell(tmp_path: Path) -> None:
         assert seen["create"] == 201 and seen["create again"] == 409 and seen["apply service"] == 201
         assert seen["selected"] == ["llm"]
         assert seen["stale replace"] == 409 and seen["replicas two"] == 422
-        assert seen["ready within"] < 3
+        assert seen["ready within"] < 15  # the stand-in's readiness delay is 1 s; generous on a busy machine
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=5) as response:
             stats = json.loads(response.read())
         assert stats == {"create deployments": 3, "apply services": 1, "list deployments": 1,

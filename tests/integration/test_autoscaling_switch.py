@@ -1,16 +1,20 @@
-"""Autoscaling on and off never moves the current replica count.
+"""Autoscaling on and off never moves the current replica count, and a count the HPA chose is left alone.
 
 A thread reads the Deployment's ``spec.replicas`` every few milliseconds while the fleet switches
-autoscaling on (the HPA gets the field: ``handover``) and off again (the record's count comes back). On
-the real control plane the HPA controller runs (its sync period is 5 s there; no metrics server, so in
-range it leaves the count alone); the stand-in shows the same server-side-apply ownership without it.
-Turning autoscaling on without the handover drops a 3-replica Deployment to 1 at once: the API server
-resets a field that loses its only manager to its default.
+autoscaling on (the HPA gets the field: ``hpa_handover``) and off again (the record's count comes back). On
+the real control plane the HPA controller runs (its sync period is 5 s there; while no pod reports usage
+it has no metrics, so in range it leaves the count alone); the stand-in shows the same server-side-apply
+ownership without it. Turning autoscaling on without the handover drops a 3-replica Deployment to 1 at
+once: the API server resets a field that loses its only manager to its default.
+
+On the real control plane pods then report CPU use (``gco_sandbox/metrics_api.py``), the HPA scales the
+Deployment up, the handover manager is gone, and the fleet writes nothing to it, cycle after cycle.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,13 +22,16 @@ import pytest
 from kubernetes import client
 
 from gco_sandbox.controlplane import raw
+from gco_sandbox.metrics_api import USAGE_ANNOTATIONS
 from gco_tasks.core.conventions import FIELD_MANAGER, HANDOVER_MANAGER
-from gco_tasks.core.handover import owns_replicas
+from gco_tasks.core.hpa_handover import owns_replicas
 from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet
-from tests.clusters import Cluster
+from tests.clusters import Cluster, inference_pods
 
-from .harness import REGION, converge, wait_for
+from .harness import REGION, RequestLog, converge, run_cycle, wait_for
+from .test_claims import next_resync_slot
 
 NAMESPACE = "gco-inference"
 
@@ -145,3 +152,72 @@ def test_start_after_stop_with_autoscaling_comes_back_at_min_replicas(fleet: Fle
     converge(fleet, lambda: region_status(fleet, "auto").get("state") == "running")
     assert (live(cluster, "Deployment", "auto") or {})["spec"]["replicas"] == 2
     assert region_status(fleet, "auto")["replicas_ready"] == 2
+
+
+def managers(deployment: dict[str, Any]) -> dict[str, set[str]]:
+    """Who owns ``spec.replicas`` and how: manager -> operations (``Apply``, ``Update/scale``)."""
+    found: dict[str, set[str]] = {}
+    for entry in deployment["metadata"].get("managedFields") or []:
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {}):
+            how = entry["operation"] + (f"/{entry['subresource']}" if entry.get("subresource") else "")
+            found.setdefault(entry["manager"], set()).add(how)
+    return found
+
+
+def load_pods(cluster: Cluster, name: str, cpu: str) -> list[str]:
+    """Every pod of ``name`` reports ``cpu`` in use (the metrics API reads the annotation)."""
+    core = client.CoreV1Api(cluster.api_client)
+    loaded = []
+    for pod in inference_pods(cluster.api_client, f"app={name}"):
+        body = {"metadata": {"annotations": {USAGE_ANNOTATIONS["cpu"]: cpu}}}
+        raw(core.patch_namespaced_pod, pod["metadata"]["name"], NAMESPACE, body)
+        loaded.append(pod["metadata"]["name"])
+    return loaded
+
+
+@pytest.mark.real_only  # the HPA controller and the metrics API run on the real control plane only
+def test_the_fleet_writes_nothing_to_a_deployment_the_hpa_scaled(
+    fleet: Fleet, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HPA scales 2 -> 4 on CPU; from then on the fleet never writes the Deployment (fan-out cycles, a
+    resync cycle, an ad hoc reconcile) and the handover manager no longer appears in its managed fields.
+
+    Breaking the product makes it fail: applying ``spec.replicas`` again with autoscaling on (the record's
+    2 back over the HPA's 4), or handing over on every reconcile (``replicas_handover`` ignoring who owns
+    the field, so ``gco-tasks-handover`` re-takes it and writes each cycle)."""
+    spec = parse_spec({"image": "vllm/vllm-openai:v0.6.3", "replicas": 2})
+    fleet.store.create(Endpoint.new("auto", spec, [REGION]))
+    converge(fleet, lambda: region_status(fleet, "auto").get("state") == "running")
+    autoscaling = {"enabled": True, "min_replicas": 2, "max_replicas": 4}
+    fleet.store.update_spec("auto", lambda spec: spec.with_changes(autoscaling=autoscaling))
+    converge(
+        fleet, lambda: hpa_has_seen(cluster, 2) and region_status(fleet, "auto").get("state") == "running"
+    )
+    handed = live(cluster, "Deployment", "auto") or {}
+    assert managers(handed) == {HANDOVER_MANAGER: {"Apply"}}, "the handover manager holds the count"
+
+    # 1.4 CPU of a 1 CPU request is 200 % of the HPA's 70 % target: it wants 2 x 200/70 -> 6, capped at 4.
+    assert len(load_pods(cluster, "auto", "1400m")) == 2
+    wait_for(
+        lambda: (live(cluster, "Deployment", "auto") or {}).get("spec", {}).get("replicas") == 4,
+        "the HPA to scale auto to 4",
+        timeout=120,
+    )
+    scaled = live(cluster, "Deployment", "auto") or {}
+    owners = managers(scaled)
+    assert HANDOVER_MANAGER not in {e["manager"] for e in scaled["metadata"]["managedFields"]}, owners
+    assert FIELD_MANAGER not in owners and {"Update/scale"} in owners.values(), owners
+
+    requests = RequestLog(fleet, monkeypatch)
+    run_cycle(fleet)
+    run_cycle(fleet, now=next_resync_slot(fleet, "auto", time.time()))  # a full reconcile of every endpoint
+    reconcile(fleet, "auto")  # ad hoc, as the CLI's nudge
+    path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/auto"
+    assert not [call for call in requests.writes() if call.endswith(path)], requests.writes()
+    converge(fleet, lambda: region_status(fleet, "auto").get("replicas_ready") == 4, timeout=90)
+    assert not [call for call in requests.writes() if call.endswith(path)], requests.writes()
+    after = live(cluster, "Deployment", "auto") or {}
+    assert (
+        after["spec"]["replicas"] == 4 and after["metadata"]["generation"] == scaled["metadata"]["generation"]
+    )
+    assert managers(after) == owners

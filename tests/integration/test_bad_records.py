@@ -20,7 +20,7 @@ from celery.signals import task_failure
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gco_tasks.adapters.dynamo import decode_item, encode
+from gco_tasks.adapters.dynamo_client import decode_item, encode
 from gco_tasks.core import conventions as names
 from gco_tasks.core.errors import ReconcileFailed
 from gco_tasks.core.plan import endpoint_name_of

@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from kubernetes import client
+from kubernetes.client import ApiException
 
 from gco_sandbox.controlplane import raw
 from gco_tasks.core.conventions import endpoint_selector
@@ -64,16 +67,33 @@ def someone_elses_deployment(name: str) -> dict[str, Any]:
     }
 
 
-def test_an_object_of_our_name_made_by_someone_else_is_refused_not_taken_over(
-    fleet: Fleet, cluster: Cluster
-) -> None:
+@pytest.fixture()
+def demo_by_hand(cluster: Cluster) -> Iterator[dict[str, Any]]:
+    """Someone else's ``Deployment/demo`` (as created, a plain dict), deleted when the test ends however
+    it ends: a leftover without our labels would make a later test that deploys ``demo`` fail for the
+    wrong reason (the real server's reset removes it too)."""
     apps = client.AppsV1Api(cluster.api_client)
-    before = raw(
+    created = raw(
         apps.create_namespaced_deployment,
         NAMESPACE,
         someone_elses_deployment("demo"),
         field_manager="kubectl-create",
     )
+    try:
+        yield created
+    finally:
+        try:
+            raw(apps.delete_namespaced_deployment, "demo", NAMESPACE)
+        except ApiException as exc:
+            if exc.status != 404:  # the test moved it out of the way itself
+                raise
+
+
+def test_an_object_of_our_name_made_by_someone_else_is_refused_not_taken_over(
+    fleet: Fleet, cluster: Cluster, demo_by_hand: dict[str, Any]
+) -> None:
+    apps = client.AppsV1Api(cluster.api_client)
+    before = demo_by_hand
     create(fleet, "demo", "2026-11-01T00:00:00+00:00")
     results = run_cycle(fleet)
     assert [r["result"] for r in results] == ["error"] and results[0]["actions"] == []
@@ -123,14 +143,14 @@ def test_a_younger_path_that_shadows_an_older_one_is_refused_naming_it(fleet: Fl
     report = status(fleet, "beta")
     assert report["state"] == "error"
     assert report["error"].startswith("ingress_path: '/inference/shared/v2' equals or overlaps")
-    assert "of endpoint 'alpha', created earlier" in report["error"]
+    assert "of endpoint 'alpha', which asked for it first" in report["error"]
     assert fleet.cluster.list_objects(endpoint_selector("beta")) == []
 
     fleet.store.client.delete_item(TableName=fleet.store.table_name, Key={"endpoint_name": {"S": "beta"}})
     create(fleet, "beta", "2026-11-02T00:00:00+00:00", "/inference/shared")  # equal, not under: the same
     ad_hoc = reconcile(fleet, "beta")  # no snapshot: the reconciler scans the region itself
     assert (ad_hoc.kind.value, ad_hoc.applied) == ("invalid", ())
-    assert "of endpoint 'alpha', created earlier" in (ad_hoc.error or "")
+    assert "of endpoint 'alpha', which asked for it first" in (ad_hoc.error or "")
     assert fleet.cluster.list_objects(endpoint_selector("beta")) == []
 
 
@@ -154,7 +174,7 @@ def test_an_ad_hoc_reconcile_scans_only_for_a_path_its_ingress_does_not_hold(fle
     assert reconcile(fleet, "beta").kind.value != "invalid"
     assert scans == [], "a path the endpoint's own Ingress routes was checked with a Scan"
 
-    fleet.store.client.update_item(  # the older record moves onto the younger's path
+    fleet.store.client.update_item(  # the older record moves onto the younger's path: it is refused
         TableName=fleet.store.table_name,
         Key={"endpoint_name": {"S": "alpha"}},
         UpdateExpression="SET ingress_path = :path, updated_at = :now",
@@ -164,10 +184,74 @@ def test_an_ad_hoc_reconcile_scans_only_for_a_path_its_ingress_does_not_hold(fle
         },
     )
     converge(
-        fleet, lambda: "of endpoint 'alpha', created earlier" in (status(fleet, "beta").get("error") or "")
+        fleet,
+        lambda: "of endpoint 'beta', which asked for it first" in (status(fleet, "alpha").get("error") or ""),
+    )
+    assert status(fleet, "beta").get("state") == "running", "a path already held stays with its holder"
+    # The fleet's record of seniority says alpha asked first (as after a Redis loss, or a race): beta's
+    # Ingress still routes the path, but its last report refused it, so an ad hoc reconcile looks again.
+    redis_client = fleet.state.client
+    redis_client.hset(fleet.state.keys.path_first_seen, "alpha", "1.0 /inference/beta")
+    converge(
+        fleet,
+        lambda: "of endpoint 'alpha', which asked for it first" in (status(fleet, "beta").get("error") or ""),
     )
     scans.clear()
     again = reconcile(fleet, "beta")  # its Ingress still routes the path, but its last report refused it
     assert again.kind.value == "invalid"
-    assert "of endpoint 'alpha', created earlier" in (again.error or "")
+    assert "of endpoint 'alpha', which asked for it first" in (again.error or "")
     assert scans, "a refused path was taken as held without looking at the table"
+
+
+@pytest.mark.real_only
+def test_the_real_servers_reset_removes_what_a_test_made_by_hand(cluster: Cluster) -> None:
+    """Objects without our labels (a hand-made Deployment, its pods, a Service) and Events are gone after
+    the reset, so no later test meets them."""
+    apps, core = client.AppsV1Api(cluster.api_client), client.CoreV1Api(cluster.api_client)
+    raw(apps.create_namespaced_deployment, NAMESPACE, someone_elses_deployment("demo"))
+    service = {"metadata": {"name": "demo"}, "spec": {"ports": [{"port": 80}]}}
+    raw(core.create_namespaced_service, NAMESPACE, service)
+    deadline = time.monotonic() + 60
+    while not raw(core.list_namespaced_pod, NAMESPACE)["items"]:
+        assert time.monotonic() < deadline, "the hand-made Deployment's pod never came"
+        time.sleep(0.2)
+    cluster.reset()
+    left = {
+        "deployments": raw(apps.list_namespaced_deployment, NAMESPACE)["items"],
+        "replicasets": raw(apps.list_namespaced_replica_set, NAMESPACE)["items"],
+        "pods": raw(core.list_namespaced_pod, NAMESPACE)["items"],
+        "services": raw(core.list_namespaced_service, NAMESPACE)["items"],
+    }
+    assert {kind: [i["metadata"]["name"] for i in items] for kind, items in left.items() if items} == {}
+
+
+def test_a_backdated_record_cannot_take_a_path_another_holds(fleet: Fleet) -> None:
+    """Issue 22, finding 4: seniority came from ``created_at``, which the record's author writes: a record
+    backdated to 1970 took ``/inference/victim`` (on main the victim read ``error`` and lost its route).
+    Seniority is now when the fleet first saw each record ask for its path, on the fleet's clock: the
+    thief is refused naming the victim, through the fan-out and through an ad hoc reconcile, and the
+    victim keeps its path while stopped too."""
+    create(fleet, "victim", "2026-11-01T00:00:00+00:00")
+    converge(fleet, lambda: status(fleet, "victim").get("state") == "running")
+    fleet.store.update_desired_state("victim", "stopped")  # no Ingress now: the path is still its own
+    converge(fleet, lambda: status(fleet, "victim").get("state") == "stopped")
+    create(fleet, "thief", "1970-01-01T00:00:00+00:00", "/inference/victim")
+    ad_hoc = reconcile(fleet, "thief")  # no fan-out verdict: the reconciler scans the region itself
+    assert ad_hoc.kind.value == "invalid" and "of endpoint 'victim'" in (ad_hoc.error or "")
+    run_cycle(fleet)
+    assert "of endpoint 'victim', which asked for it first" in (status(fleet, "thief").get("error") or "")
+    assert fleet.cluster.list_objects(endpoint_selector("thief")) == []
+    fleet.store.update_desired_state("victim", "running")
+    converge(fleet, lambda: status(fleet, "victim").get("state") == "running")
+    ingress = next(
+        o for o in fleet.cluster.list_objects(endpoint_selector("victim")) if o["kind"] == "Ingress"
+    )
+    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert (path["path"], path["backend"]["service"]["name"]) == ("/inference/victim", "victim")
+    assert status(fleet, "thief").get("state") == "error"
+    # Redis loses the fleet's record of seniority: the endpoint whose Ingress serves the path keeps it
+    # (first seen as of its Ingress's creation, which the API server sets), though 'thief' < 'victim'.
+    fleet.state.client.delete(fleet.state.keys.path_first_seen)
+    results = {r["endpoint"]: r for r in run_cycle(fleet, now=time.time() + 3600)}
+    assert "of endpoint 'victim'" in (status(fleet, "thief").get("error") or ""), results
+    assert status(fleet, "victim").get("state") == "running"

@@ -6,6 +6,7 @@ against the real cut-over in test_adoption.py."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from gco_tasks.core.records import Endpoint, parse_spec
 from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
-from .harness import REGION, run_cycle
+from .harness import REGION, converge, run_cycle
 
 SECRET = "hunter2-never-printed"
 
@@ -84,3 +85,62 @@ def test_trouble_exits_2(fleet: Fleet, diff: Any, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
     unreachable = diff("demo", "--region", REGION)
     assert unreachable.exit_code == 2 and "KUBECONFIG" in unreachable.output
+
+
+# ---- diff --all: every endpoint of the region, a line each -------------------------------------------
+
+
+def _create(fleet: Fleet, name: str, **spec: Any) -> None:
+    fields = {"image": "nginx:1.27", "gpu_count": 0, **spec}
+    fleet.store.create(Endpoint.new(name, parse_spec(fields), [REGION]))
+
+
+def test_all_summarises_each_endpoint_of_the_region(fleet: Fleet, cluster: Cluster, diff: Any) -> None:
+    for name in ("in-sync", "scaled", "restarts", "going"):
+        _create(fleet, name)
+    run_cycle(fleet)
+    _create(fleet, "brand-new")
+    fleet.store.update_spec("scaled", lambda spec: spec.with_changes(replicas=3), desired_state=None)
+    fleet.store.update_spec("restarts", lambda spec: spec.with_changes(image="nginx:1.28"))
+    fleet.store.update_desired_state("going", "deleted")
+    # An endpoint of another region is not this region's business.
+    fleet.store.create(Endpoint.new("elsewhere", parse_spec({"image": "nginx:1.27"}), ["eu-west-1"]))
+
+    result = diff("--all", "--region", REGION)
+    assert result.exit_code == 1, result.output
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]
+    assert lines == [
+        "brand-new would change: create Deployment/brand-new, create Service/brand-new, "
+        "create Ingress/inference-brand-new",
+        "going would delete: delete Deployment/going, delete Service/going, delete Ingress/inference-going",
+        "in-sync in sync",
+        "restarts pods restart: update Deployment/restarts",
+        "scaled would change: update Deployment/scaled",
+    ], result.output
+
+    as_json = json.loads(diff("--all", "--region", REGION, "-o", "json").output)
+    by_name = {report["endpoint"]: report for report in as_json}
+    assert by_name["restarts"]["changes"] == [
+        {"verb": "update", "kind": "Deployment", "name": "restarts", "pods_restart": True}
+    ]
+    assert {name: report["summary"] for name, report in by_name.items()} == {
+        "brand-new": "would change", "going": "would delete", "in-sync": "in sync",
+        "restarts": "pods restart", "scaled": "would change",
+    }  # fmt: skip
+
+    converge(fleet, lambda: diff("--all", "--region", REGION).exit_code == 0)
+    assert "in sync" in diff("--all", "--region", REGION).output
+
+
+def test_all_reports_an_invalid_record_and_exits_2(fleet: Fleet, diff: Any) -> None:
+    _create(fleet, "fine")
+    fleet.store.client.put_item(
+        TableName=fleet.store.table_name,
+        Item={"endpoint_name": {"S": "broken"}, "target_regions": {"L": [{"S": REGION}]},
+              "spec": {"M": {"replicas": {"N": "-2"}}}},
+    )  # fmt: skip
+    result = diff("--all", "--region", REGION)
+    assert result.exit_code == 2, result.output
+    assert "broken   error: " in result.output and "spec.image" in result.output
+    assert "fine     would change: create Deployment/fine" in result.output
+    assert diff("fine", "--all", "--region", REGION).exit_code == 2  # a name or --all, not both

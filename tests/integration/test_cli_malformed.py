@@ -204,7 +204,7 @@ def test_force_deleted_malformed_record_is_torn_down_and_purged(cli: CliRunner, 
     assert results[0]["state"] == "deleting" and results[0]["actions"]  # deleted once a LIST finds none
     converge(fleet, lambda: (item("broken") or {})["region_status"][REGION]["state"] == "deleted")
     assert objects(fleet, "broken") == set()
-    assert purge(fleet) == {"purged": ["broken"]}
+    assert purge(fleet).purged == ["broken"]
     assert item("broken") is None
 
 
@@ -214,7 +214,7 @@ def test_force_delete_drops_unknown_regions_so_the_record_is_purged(cli: CliRunn
     out = run(cli, "delete", "typo", "--force", "-y")
     assert "Dropped target regions" in out and "us-est-1" in out
     converge(fleet, lambda: (item("typo") or {})["region_status"][REGION]["state"] == "deleted")
-    assert purge(fleet) == {"purged": ["typo"]}
+    assert purge(fleet).purged == ["typo"]
     assert json.loads(run(cli, "list", "--json")) == []
 
 

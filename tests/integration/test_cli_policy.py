@@ -51,6 +51,7 @@ def test_deploy_over_a_cap_is_refused_naming_field_cap_and_setting(store: Endpoi
 
 def test_caps_come_from_the_environment(store: EndpointStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_REPLICAS_PER_ENDPOINT", "64")
+    monkeypatch.setenv("MAX_GPUS_PER_ENDPOINT", "64")  # 40 replicas x 1 GPU (issue 22, finding 6)
     deploy("--replicas", "40")
     assert store.get("demo").spec.replicas == 40
     monkeypatch.setenv("MAX_REPLICAS_PER_ENDPOINT", "zero")

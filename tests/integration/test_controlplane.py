@@ -3,6 +3,7 @@ warm start takes, a dying component being noticed, and a stop that leaves no pro
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -40,6 +41,49 @@ def test_the_session_cluster_is_kubernetes_with_the_fleets_namespaces_and_gpu_no
     print(f"session control plane started in {real_cluster.started_in:.1f}s: {real_cluster.timings}")
 
 
+def test_the_metrics_api_reports_the_usage_a_pod_carries_through_the_aggregator(
+    real_api_client: client.ApiClient,
+) -> None:
+    """``metrics.k8s.io`` answers through kube-apiserver (the APIService, TLS both ways): a Running pod
+    with kwok's usage annotation has PodMetrics, one without has none (so an HPA over it does nothing)."""
+    core = client.CoreV1Api(real_api_client)
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    names = {"busy": {"kwok.x-k8s.io/usage-cpu": "750m"}, "quiet": {}}
+    try:
+        for name, annotations in names.items():
+            body = {
+                "metadata": {
+                    "name": f"metrics-{name}",
+                    "labels": {"test": "metrics"},
+                    "annotations": annotations,
+                },
+                "spec": {"containers": [{"name": "c", "image": "x"}], "tolerations": [toleration]},
+            }
+            raw(core.create_namespaced_pod, "gco-inference", body)
+        path = "/apis/metrics.k8s.io/v1beta1/namespaces/gco-inference/pods"
+        deadline = time.monotonic() + 30
+        while True:
+            listed = raw_get(real_api_client, path, {"labelSelector": "test=metrics"})
+            if listed["items"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert [item["metadata"]["name"] for item in listed["items"]] == ["metrics-busy"], listed
+        assert listed["items"][0]["containers"] == [{"name": "c", "usage": {"cpu": "750m"}}]
+    finally:
+        for name in names:
+            raw(core.delete_namespaced_pod, f"metrics-{name}", "gco-inference", grace_period_seconds=0)
+
+
+def raw_get(api_client: client.ApiClient, path: str, query: dict[str, str]) -> Any:
+    response = api_client.call_api(
+        *api_client.param_serialize(
+            "GET", path, query_params=list(query.items()), auth_settings=["BearerToken"]
+        )
+    )
+    response.read()
+    return json.loads(response.data)
+
+
 def test_a_private_control_plane_starts_notices_a_dead_component_and_stops_clean() -> None:
     began = time.monotonic()
     plane = ControlPlane.start()
@@ -50,7 +94,7 @@ def test_a_private_control_plane_starts_notices_a_dead_component_and_stops_clean
         assert set(pids) == set(COMPONENTS)
         plane.check_alive()
         os.killpg(pids["kwok"], signal.SIGKILL)
-        plane.children.started[-1].process.wait(timeout=10)
+        next(c for c in plane.children.started if c.name == "kwok").process.wait(timeout=10)
         with pytest.raises(ControlPlaneError, match=r"kwok \(pid \d+\) exited"):
             plane.check_alive()
         assert "--- " in plane.logs_tail() and "kube-apiserver.log" in plane.logs_tail()
@@ -67,12 +111,12 @@ def test_a_port_taken_before_it_is_bound_makes_it_start_over(monkeypatch: pytest
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        choices = iter([Ports(busy, free_port(), free_port())])
+        choices = iter([Ports(busy, free_port(), free_port(), free_port())])
         monkeypatch.setattr(Ports, "free", classmethod(lambda cls: next(choices, None) or cls(*free_ports())))
         with ControlPlane.start() as plane:
             assert plane.ports.etcd_client != busy
             plane.check_alive()
 
 
-def free_ports() -> tuple[int, int, int]:
-    return free_port(), free_port(), free_port()
+def free_ports() -> tuple[int, int, int, int]:
+    return free_port(), free_port(), free_port(), free_port()

@@ -111,12 +111,12 @@ def test_an_ingress_held_by_a_finalizer_is_deleted_once_and_waited_for(
     held = ingress(cluster)
     assert held is not None and held["metadata"].get("deletionTimestamp"), "held by its finalizer"
     assert state(fleet) == "deleting"
-    assert purge(fleet) == {"purged": []}, "not purged while a region is still deleting"
+    assert purge(fleet).purged == [], "not purged while a region is still deleting"
 
     set_finalizers(cluster, [])  # the load balancer controller is done
     converge(fleet, lambda: state(fleet) == "deleted")
     assert ingress(cluster) is None and deletes.paths["ingresses/inference-demo"] == 1
-    assert purge(fleet) == {"purged": ["demo"]}
+    assert purge(fleet).purged == ["demo"]
 
 
 def test_a_canary_rolled_back_or_promoted_leaves_no_replica_set_or_pod(

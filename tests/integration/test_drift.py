@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from gco_tasks.core.conventions import HEALTHCHECK_PATH_ANNOTATION
+from gco_tasks.core.hint import Hint
 from gco_tasks.core.records import Endpoint, parse_spec
 from gco_tasks.core.triage import resync_cycles, resync_due
 from gco_tasks.flows.fanout import fan_out
@@ -23,7 +24,7 @@ from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
-from .harness import REGION, DynamoWrites, RequestLog, converge, run_cycle
+from .harness import REGION, DynamoWrites, RequestLog, converge, run_cycle, wire
 
 NAMESPACE = "gco-inference"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -92,7 +93,7 @@ def test_a_converged_region_sends_nothing_and_writes_nothing_for_twenty_cycles(
     requests.calls.clear()
     messages: list[str] = []
     outcome = fan_out(fleet, lambda name, _: messages.append(name), now=moment)
-    assert messages == [] and outcome["in_sync"] == 3, outcome
+    assert messages == [] and outcome.in_sync == 3, outcome
     assert sum(requests.calls.values()) == 4, requests.calls
 
 
@@ -205,12 +206,12 @@ def test_a_stale_hint_is_rechecked_by_name_never_by_a_list(
     client.AppsV1Api(cluster.api_client).patch_namespaced_deployment(
         "demo", NAMESPACE, {"spec": {"replicas": 4}}, field_manager="kubectl-edit"
     )
-    messages: list[tuple[str, dict[str, Any]]] = []
-    fan_out(fleet, lambda name, snapshot: messages.append((name, snapshot)))
+    messages: list[tuple[str, Hint | None]] = []
+    fan_out(fleet, lambda name, hint: messages.append((name, wire(hint))))
     hint = dict(messages)["demo"]
-    assert hint["reason"] == "drift"
+    assert hint is not None and hint.reason == "drift"
     requests = RequestLog(fleet, monkeypatch)
-    late = hint["taken_at"] + 10 * fleet.settings.reconcile_interval_seconds
+    late = hint.taken_at + 10 * fleet.settings.reconcile_interval_seconds
     result = reconcile(fleet, "demo", hint, now=late).as_dict()
     assert result["actions"] == ["apply Deployment/demo"]
     assert not [call for call in requests.calls if call.startswith("GET ") and call.endswith("s")], (

@@ -27,7 +27,8 @@ from gco_tasks.adapters.events import (
     event_key,
     event_name,
 )
-from gco_tasks.adapters.metrics import EventOutcome, FleetMetrics
+from gco_tasks.adapters.metric_labels import EventOutcome
+from gco_tasks.adapters.metrics import FleetMetrics
 
 NAMESPACE = "gco-inference"
 REGION = "us-east-1"

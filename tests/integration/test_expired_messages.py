@@ -18,8 +18,9 @@ from celery.contrib.testing.worker import start_worker
 from gco_tasks.core.records import Endpoint, parse_spec
 from gco_tasks.flows.fanout import fan_out
 from gco_tasks.worker import tasks
-from gco_tasks.worker.app import app, current_settings, use_fleet
+from gco_tasks.worker.app import app
 from gco_tasks.worker.fleet import Fleet
+from gco_tasks.worker.process import current_settings, use_fleet
 
 from .harness import REGION
 
@@ -45,12 +46,12 @@ def test_an_expired_message_is_counted_logged_and_sent_again(
 ) -> None:
     fleet.store.create(Endpoint.new("late", parse_spec({"image": "nginx:1.27"}), [REGION]))
     sent: list[str] = []
-    assert fan_out(fleet, lambda name, _: sent.append(name))["sent"] == 1  # marked pending
+    assert fan_out(fleet, lambda name, _: sent.append(name)).sent == 1  # marked pending
     past = datetime.now(UTC) - timedelta(seconds=5)
     tasks.reconcile_endpoint.apply_async(  # as the fan-out sends it: no result to wait for
         args=["late"], queue=fleet.settings.queue, expires=past, ignore_result=True
     )
-    caplog.set_level(logging.WARNING, logger="gco_tasks.worker.observability")
+    caplog.set_level(logging.WARNING, logger="gco_tasks.worker.exporter")
     labels = {"region": current_settings().region, "task": "gco_tasks.reconcile_endpoint"}
     queues = [fleet.settings.queue]
     with start_worker(app, pool="threads", concurrency=1, queues=queues, perform_ping_check=False):
@@ -62,5 +63,5 @@ def test_an_expired_message_is_counted_logged_and_sent_again(
     assert any("expired" in r.getMessage() and "late" in r.getMessage() for r in caplog.records)
     assert (fleet.store.get_item("late") or {}).get("region_status", {}) == {}, "it did not run"
     fleet.state.client.delete(*fleet.state.client.keys("gco:*:pending:*"))  # the mark's TTL, elapsed
-    assert fan_out(fleet, lambda name, _: sent.append(name))["sent"] == 1
+    assert fan_out(fleet, lambda name, _: sent.append(name)).sent == 1
     assert sent == ["late", "late"]

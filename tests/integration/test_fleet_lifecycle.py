@@ -189,14 +189,14 @@ def test_delete_then_purge(fleet: Fleet) -> None:
     run_cycle(fleet)
     assert ("HorizontalPodAutoscaler", "demo") in objects(fleet)
     fleet.store.update_desired_state("demo", "deleted")
-    assert purge(fleet) == {"purged": []}  # not yet reported deleted
+    assert purge(fleet).purged == []  # not yet reported deleted
     results = run_cycle(fleet)
     assert results[0]["state"] == "deleting"  # deleted now; "deleted" once the next LIST finds nothing
-    assert purge(fleet) == {"purged": []}
+    assert purge(fleet).purged == []
     converge(fleet, lambda: region_state(fleet)["state"] == "deleted")
     assert objects(fleet) == {}
     assert run_cycle(fleet) == []  # settled: nothing left to send
-    assert purge(fleet) == {"purged": ["demo"]}
+    assert purge(fleet).purged == ["demo"]
     assert fleet.store.get_item("demo") is None
 
 
@@ -262,13 +262,13 @@ def test_an_endpoint_already_waiting_in_the_queue_is_not_sent_again(fleet: Fleet
     for name in ("one", "two", "three"):
         deploy(fleet, name)
     sent: list[str] = []
-    first = fan_out(fleet, lambda name, snapshot: sent.append(name))
-    second = fan_out(fleet, lambda name, snapshot: sent.append(name))
-    assert (first["sent"], second["sent"], second["already_pending"]) == (3, 0, 3)
+    first = fan_out(fleet, lambda name, hint: sent.append(name))
+    second = fan_out(fleet, lambda name, hint: sent.append(name))
+    assert (first.sent, second.sent, second.already_pending) == (3, 0, 3)
     assert sorted(sent) == ["one", "three", "two"]
     reconcile(fleet, "two")  # a worker picks one up: it may be sent again
-    third = fan_out(fleet, lambda name, snapshot: sent.append(name))
-    assert (third["sent"], third["already_pending"]) == (1, 2)
+    third = fan_out(fleet, lambda name, hint: sent.append(name))
+    assert (third.sent, third.already_pending) == (1, 2)
 
 
 def test_a_record_in_another_namespace_is_an_error_not_a_write(fleet: Fleet) -> None:

@@ -28,8 +28,9 @@ from gco_tasks.core.rendering import desired_objects
 from gco_tasks.flows.observe import candidate_keys, read_digests
 from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker import tasks
-from gco_tasks.worker.app import app, use_fleet
+from gco_tasks.worker.app import app
 from gco_tasks.worker.fleet import Fleet
+from gco_tasks.worker.process import use_fleet
 
 from .harness import REGION, run_cycle
 

@@ -9,7 +9,8 @@ import pytest
 from botocore.config import Config
 
 from gco_sandbox.services import free_port
-from gco_tasks.adapters.metrics import FleetMetrics, instrument_dynamodb
+from gco_tasks.adapters.dynamo_metrics import instrument_dynamodb
+from gco_tasks.adapters.metrics import FleetMetrics
 from gco_tasks.adapters.store import EndpointStore, StoreError
 from gco_tasks.core.config import load_settings
 from gco_tasks.core.records import Endpoint, parse_spec

@@ -64,7 +64,7 @@ def test_the_worker_policy_is_what_the_fleet_calls(fleet: Fleet) -> None:
     converge(
         fleet, lambda: (fleet.store.get_item("demo") or {})["region_status"][REGION]["state"] == "deleted"
     )
-    assert purge(fleet) == {"purged": ["demo"]}
+    assert purge(fleet).purged == ["demo"]
     assert calls == policy_actions("GcoTasksWorker")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from gco_tasks.adapters.dynamo import scan_segments_for
+from gco_tasks.adapters.dynamo_client import scan_segments_for
 from gco_tasks.adapters.store import EndpointStore
 from gco_tasks.core.config import load_settings
 

@@ -16,8 +16,9 @@ from gco_tasks.core.errors import InfrastructureError
 from gco_tasks.core.records import Endpoint, RegionStatus, parse_spec
 from gco_tasks.flows.streamwatch import poll_stream
 from gco_tasks.worker import tasks
-from gco_tasks.worker.app import app, beat_schedule, use_fleet
+from gco_tasks.worker.app import app, beat_schedule
 from gco_tasks.worker.fleet import Fleet
+from gco_tasks.worker.process import use_fleet
 
 from .harness import REGION, make_fleet
 from .test_fleet_worker import REDIS_KEYS, app_configured
@@ -46,7 +47,7 @@ def streamed(redis_url: str, dynamodb_url: str, kube_client: Any) -> Iterator[Fl
 
 def poll(fleet: Fleet) -> tuple[dict[str, Any], list[str]]:
     sent: list[str] = []
-    result = poll_stream(fleet, lambda name, hint: sent.append(name))
+    result = poll_stream(fleet, lambda name, hint: sent.append(name)).as_dict()
     for name in sent:
         fleet.state.clear_pending(name)  # as the reconcile that consumes the message would
     return result, sent

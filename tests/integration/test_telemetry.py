@@ -21,15 +21,17 @@ from gco_tasks.adapters.locks import RegionState
 from gco_tasks.adapters.metrics import FleetMetrics
 from gco_tasks.core.conventions import endpoint_selector
 from gco_tasks.core.errors import TransientError
+from gco_tasks.core.hint import Hint
 from gco_tasks.core.records import Endpoint, parse_spec
+from gco_tasks.core.results import ResultKind
 from gco_tasks.flows.fanout import fan_out
-from gco_tasks.flows.reconciler import ResultKind, reconcile
+from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.flows.watchdog import watchdog
 from gco_tasks.worker import telemetry
 from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
-from .harness import REGION, make_fleet
+from .harness import REGION, make_fleet, wire
 
 NAMESPACE = "gco-inference"
 
@@ -67,7 +69,7 @@ def test_a_reconcile_its_locked_skip_and_an_invalid_record(
     fleet: Fleet, cluster: Cluster, recorded: FleetMetrics
 ) -> None:
     create(fleet, "tele-a")
-    applied = telemetry.observe_reconcile(fleet, reconcile, "tele-a")
+    applied = telemetry.run_reconcile(fleet, reconcile, "tele-a")
     assert applied.kind is ResultKind.APPLIED
     assert value(recorded, "gco_reconcile_total", result="applied") == 1
     assert value(recorded, "gco_reconcile_duration_seconds_count", result="applied") == 1
@@ -91,7 +93,7 @@ def test_a_reconcile_its_locked_skip_and_an_invalid_record(
 
     with fleet.state.endpoint_lock("tele-a", ttl_seconds=30) as held:
         assert held
-        skipped = telemetry.observe_reconcile(fleet, reconcile, "tele-a")
+        skipped = telemetry.run_reconcile(fleet, reconcile, "tele-a")
     assert skipped.kind is ResultKind.SKIPPED_LOCKED
     assert value(recorded, "gco_reconcile_total", result="skipped_locked") == 1
     assert value(recorded, "gco_lock_contention_total", lock="endpoint") == 1
@@ -102,7 +104,7 @@ def test_a_reconcile_its_locked_skip_and_an_invalid_record(
         UpdateExpression="SET spec.port = :p",
         ExpressionAttributeValues={":p": {"N": "70000"}},
     )
-    invalid = telemetry.observe_reconcile(fleet, reconcile, "tele-a")
+    invalid = telemetry.run_reconcile(fleet, reconcile, "tele-a")
     assert invalid.kind is ResultKind.INVALID
     assert value(recorded, "gco_reconcile_total", result="error") == 1
     assert value(recorded, "gco_reconcile_errors_total", reason="invalid_spec") == 1
@@ -111,7 +113,7 @@ def test_a_reconcile_its_locked_skip_and_an_invalid_record(
     assert reasons["InvalidSpec"]["type"] == "Warning" and reasons["InvalidSpec"]["regarding"]["uid"] == uid
     assert "spec.port" in reasons["InvalidSpec"]["note"]
     assert "nothing was changed in the cluster" in reasons["InvalidSpec"]["note"]
-    telemetry.observe_reconcile(fleet, reconcile, "tele-a")
+    telemetry.run_reconcile(fleet, reconcile, "tele-a")
     repeated = {e["reason"]: e for e in our_events(cluster.api_client, "tele-a")}["InvalidSpec"]
     assert repeated["series"]["count"] == 2, "a repeating error is one Event with a series"
 
@@ -121,27 +123,27 @@ def test_a_fan_out_and_the_reconciles_it_sends(
 ) -> None:
     create(fleet, "tele-b")
     create(fleet, "tele-c")
-    sent: list[tuple[str, dict[str, Any]]] = []
+    sent: list[tuple[str, Hint | None]] = []
 
-    def send(name: str, snapshot: dict[str, Any]) -> None:
-        sent.append((name, json.loads(json.dumps(snapshot))))
+    def send(name: str, hint: Hint | None) -> None:
+        sent.append((name, wire(hint)))
 
-    summary = telemetry.observe_fan_out(fleet, fan_out, send)
-    assert summary["sent"] == 2
+    summary = telemetry.run_fan_out(fleet, fan_out, send)
+    assert summary.sent == 2
     assert value(recorded, "gco_fanout_messages_total", outcome="sent") == 2
     assert value(recorded, "gco_fanout_duration_seconds_count") == 1
     assert value(recorded, "gco_endpoints", state="unknown") == 2, "no region has reported yet"
     assert value(recorded, "gco_last_fanout_timestamp_seconds") > 0
-    for name, snapshot in sent:
-        telemetry.observe_reconcile(fleet, reconcile, name, snapshot)
+    for name, hint in sent:
+        telemetry.run_reconcile(fleet, reconcile, name, hint)
     assert value(recorded, "gco_reconcile_total", result="applied") == 2
     assert value(recorded, "gco_kube_requests_total", verb="list", resource="deployments", code="200") == 1
 
     def cycle() -> None:
         sent.clear()
-        telemetry.observe_fan_out(fleet, fan_out, send)
-        for name, snapshot in sent:
-            again = telemetry.observe_reconcile(fleet, reconcile, name, snapshot)
+        telemetry.run_fan_out(fleet, fan_out, send)
+        for name, hint in sent:
+            again = telemetry.run_reconcile(fleet, reconcile, name, hint)
             assert again.kind is not ResultKind.APPLIED
 
     cycle()
@@ -155,12 +157,12 @@ def test_a_fan_out_and_the_reconciles_it_sends(
     uid = deployment_uid(fleet, "tele-b")
     events = our_events(cluster.api_client, "tele-b")
     assert {e["reason"]: e["regarding"].get("uid") for e in events} == {"Applied": uid, "Promoted": uid}, (
-        "the snapshot's digests carry the uid; a later reconcile saw the rollout done and promoted"
+        "the hint's digests carry the uid; a later reconcile saw the rollout done and promoted"
     )
 
     fan_outs = value(recorded, "gco_fanout_duration_seconds_count")
     with fleet.state.fan_out_lock(ttl_seconds=30):
-        assert telemetry.observe_fan_out(fleet, fan_out, send) == {
+        assert telemetry.run_fan_out(fleet, fan_out, send).as_dict() == {
             "skipped": "another fan-out of this region is running"
         }
     assert value(recorded, "gco_lock_contention_total", lock="fan_out") == 1
@@ -175,7 +177,7 @@ def test_a_transient_failure_is_an_error_attempt_with_its_reason(
     assert cluster.standin is not None
     cluster.standin.add_fault(verb="apply", resource="deployments", status=503, count=1)
     with pytest.raises(TransientError):
-        telemetry.observe_reconcile(fleet, reconcile, "tele-d")
+        telemetry.run_reconcile(fleet, reconcile, "tele-d")
     assert value(recorded, "gco_reconcile_total", result="error") == 1
     assert value(recorded, "gco_reconcile_errors_total", reason="kube_unavailable") == 1
     assert value(recorded, "gco_kube_requests_total", verb="apply", resource="deployments", code="503") == 1
@@ -189,16 +191,16 @@ def test_the_watchdog_records_the_ingress_it_withholds(
     fleet.store.create_table()
     try:
         create(fleet, "tele-e", image="example.com/crashloop:1")
-        telemetry.observe_reconcile(fleet, reconcile, "tele-e")
+        telemetry.run_reconcile(fleet, reconcile, "tele-e")
         sent: list[str] = []
 
-        def send(name: str, _: dict[str, Any]) -> None:
+        def send(name: str, _: Hint | None) -> None:
             sent.append(name)
 
-        first = telemetry.observe_watchdog(fleet, partial(watchdog, now=1_000.0), send)
-        assert first["withheld"] == [] and first["unready"] == ["tele-e"]
-        second = telemetry.observe_watchdog(fleet, partial(watchdog, now=1_061.0), send)
-        assert second["withheld"] == ["tele-e"]
+        first = telemetry.run_watchdog(fleet, partial(watchdog, now=1_000.0), send)
+        assert first.withheld == [] and first.unready == ["tele-e"]
+        second = telemetry.run_watchdog(fleet, partial(watchdog, now=1_061.0), send)
+        assert second.withheld == ["tele-e"]
         withheld = [e for e in our_events(cluster.api_client, "tele-e") if e["reason"] == "IngressWithheld"]
         (event,) = withheld
         assert event["type"] == "Warning" and event["regarding"]["uid"] == deployment_uid(fleet, "tele-e")

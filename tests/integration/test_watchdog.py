@@ -36,14 +36,14 @@ def test_watchdog_withholds_and_restores_the_ingress(fleet: Fleet, redis_url: st
 
     started = time.time()
     first = watchdog(fleet, now=started)
-    assert "sick" in first["unready"] and "halted" not in first["unready"]
-    assert first["withheld"] == []
+    assert "sick" in first.unready and "halted" not in first.unready
+    assert first.withheld == []
     # A restarted worker: new adapters, same Redis clocks.
     restarted = make_fleet(redis_url, kube_client, inference_unhealthy_threshold_seconds=THRESHOLD)
-    assert watchdog(restarted, now=started + THRESHOLD - 1)["withheld"] == [], "not before the threshold"
+    assert watchdog(restarted, now=started + THRESHOLD - 1).withheld == [], "not before the threshold"
     assert "Ingress" in kinds(fleet, "sick")
     second = watchdog(restarted, now=started + THRESHOLD + 1)
-    assert second["withheld"] == ["sick"]
+    assert second.withheld == ["sick"]
     assert "Ingress" not in kinds(fleet, "sick")
 
     results = {r["endpoint"]: r for r in run_cycle(fleet)}
@@ -57,5 +57,5 @@ def test_watchdog_withholds_and_restores_the_ingress(fleet: Fleet, redis_url: st
         assert time.monotonic() < deadline, "Ingress not restored after recovery"
         run_cycle(fleet)
         time.sleep(0.2)
-    assert watchdog(fleet)["withheld"] == []
+    assert watchdog(fleet).withheld == []
     assert fleet.state.withheld() == set()

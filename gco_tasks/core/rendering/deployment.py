@@ -1,15 +1,8 @@
-"""The Deployment of a workload (primary or canary): pod spec, inference container, server arguments,
-probes, tolerations, node selection and the S3 model sync.
+"""The Deployment of a workload (primary or canary): pod spec, inference container, server arguments, probes,
+tolerations, node selection and the S3 model sync.
 
-Where it stands in the flow: inside step 2 (render), called by ``rendering.render``. Pure.
-
-The pod template has GCO's monitor's shape wherever the meaning is the same, because any byte of
-difference in a template starts a new ReplicaSet and restarts every pod (on a GPU model server, minutes
-of lost capacity) when a region is adopted from GCO: its labels are GCO's three (``pod_labels``), the
-container port carries no name, and env vars keep the record's order (GCO wrote them in that order;
-server-side apply reorders a list to the applied order, so sorting them would roll the pods). The
-template differs from GCO's only where GCO had a defect (the model sync, the canary's root path, the
-spec's tolerations); the README lists what that restarts.
+Where it stands in the flow: inside step 2 (render), called by ``rendering.render``. More in
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -87,7 +80,7 @@ def _inference_container(spec: EndpointSpec, workload: Workload, options: Render
     if spec.env:
         container["env"] = [{"name": key, "value": value} for key, value in spec.env.items()]
     if _uses_model_storage(spec):
-        container["volumeMounts"] = [{"name": MODEL_VOLUME, "mountPath": MODELS_MOUNT}]
+        container["volumeMounts"] = _model_reads(workload.endpoint, options)
     container["livenessProbe"] = _probe(health_path, spec.port, initial_delay=120, period=15, failures=5)
     container["readinessProbe"] = _probe(health_path, spec.port, initial_delay=30, period=10)
     security = lockdown.container_context(spec, options.pod_lockdown)
@@ -173,6 +166,25 @@ def _uses_model_storage(spec: EndpointSpec) -> bool:
     return bool(spec.model_path or spec.model_source)
 
 
+def _model_dir_mount(directory: str, *, read_only: bool) -> Obj:
+    """``/models/{directory}`` of the shared volume, and nothing above it (a ``subPath`` mount)."""
+    mount: Obj = {"name": MODEL_VOLUME, "mountPath": f"{MODELS_MOUNT}/{directory}", "subPath": directory}
+    if read_only:
+        mount["readOnly"] = True
+    return mount
+
+
+def _model_reads(endpoint: str, options: RenderOptions) -> list[Obj]:
+    """What the inference container sees of the shared model volume, read-only always (GCO mounted it
+    read-write: any endpoint could replace another's model). ``MODEL_READ_SCOPE=share``: the whole
+    share at ``/models``; ``endpoint``: its own ``/models/{endpoint}`` and the operator's
+    ``MODEL_SHARED_DIRS``, each at its own path under ``/models``."""
+    if options.model_read_scope == "share":
+        return [{"name": MODEL_VOLUME, "mountPath": MODELS_MOUNT, "readOnly": True}]
+    directories = [endpoint, *(d for d in options.model_shared_dirs if d != endpoint)]
+    return [_model_dir_mount(directory, read_only=True) for directory in directories]
+
+
 def _model_sync_container(spec: EndpointSpec, workload: Workload, options: RenderOptions) -> Obj | None:
     """``aws s3 sync SOURCE /models/{endpoint}`` before the server starts, for an ``s3://`` source.
 
@@ -180,6 +192,7 @@ def _model_sync_container(spec: EndpointSpec, workload: Workload, options: Rende
     skipped the sync when the directory was not empty; ``aws s3 sync`` already copies only what differs,
     so a warm cache costs a listing, and a changed model is picked up instead of silently skipped.
     The canary syncs into the endpoint's directory too: it runs the same args, so reads the same path.
+    It mounts only that directory (``subPath``): it can write nowhere else on the share.
     """
     source = spec.model_source
     if not source or not source.startswith("s3://"):
@@ -189,7 +202,7 @@ def _model_sync_container(spec: EndpointSpec, workload: Workload, options: Rende
         "name": "model-sync",
         "image": options.model_sync_image,
         "command": ["aws", "s3", "sync", source, destination, "--only-show-errors"],
-        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODELS_MOUNT}],
+        "volumeMounts": [_model_dir_mount(workload.endpoint, read_only=False)],
         "resources": {
             "requests": {"cpu": "1", "memory": "2Gi"},
             "limits": {"cpu": "4", "memory": "8Gi"},

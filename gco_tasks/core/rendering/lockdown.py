@@ -1,26 +1,8 @@
-"""The security fields of an inference pod: no API token, no privilege escalation, no capabilities,
-the runtime's default seccomp profile, and a non-root user where the record says its image allows it.
+"""The security fields of an inference pod: no API token, no privilege escalation, no capabilities, the
+runtime's default seccomp profile, and a non-root user where the record says its image allows it.
 
 Where it stands in the flow: inside step 2 (render), called by ``rendering.deployment`` for the pod spec,
-the inference container and the model-sync init container. Pure.
-
-Inference pods run images chosen by table records, so by default (``INFERENCE_POD_LOCKDOWN=true``):
-
-- ``automountServiceAccountToken: false``: the pod gets no Kubernetes API token (IRSA is unaffected:
-  EKS's pod identity webhook mounts its own projected token for the AWS role);
-- pod ``seccompProfile: RuntimeDefault``; each container ``allowPrivilegeEscalation: false`` and
-  ``capabilities.drop: [ALL]`` (GPU and Neuron devices need neither: the device plugin hands them over);
-- non-root only when the record opts in (``spec.run_as_non_root``, ``spec.run_as_user``): vLLM, TGI and
-  Triton images commonly run as root, so forcing it would stop them at start. Such a pod passes Pod
-  Security ``baseline``; one that opts in passes ``restricted``;
-- the model-sync init container (aws-cli, which runs as root by default) always runs as uid/gid 65532,
-  with ``HOME=/tmp``: the CLI writes its credential cache under ``$HOME/.aws`` and fails on an unwritable
-  home (``/`` for a uid the image does not know).
-
-``INFERENCE_POD_LOCKDOWN=false`` leaves the pod template as GCO's monitor wrote it (none of these fields),
-so a cut-over from GCO restarts no pod for their sake; switching it on later rolls every endpoint's pods
-once. A record that opts in to non-root gets every field whatever the setting: it asked for
-``restricted``, which needs them all.
+the inference container and the model-sync init container. More in docs/architecture.md.
 """
 
 from __future__ import annotations

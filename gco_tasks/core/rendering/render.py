@@ -1,23 +1,8 @@
 """Rendering: one endpoint record and one region in, the exact Kubernetes objects that should exist out.
 
-Where it stands in the flow: step 2 of reconciling one endpoint (``desired = render(endpoint, region)``
-in ``reconciler``), between reading the record (``records.Endpoint``) and planning (``plan``). It is
-also what ``gco-tasks render`` prints. Each kind has its module (``deployment``, ``traffic`` for Service
-and Ingress, ``autoscaling``, ``resources``); this one assembles the set. Pure: no I/O, no clock, no
-randomness; the same record, region and options always give the same objects, byte for byte, so the
-fleet can tell "in sync" by comparing the ``gco.io/desired-hash`` annotation each object carries with
-the one observed.
-
-Parity with GCO's monitor, object by object (names ``{name}``, ``{name}-canary``, ``inference-{name}``;
-labels ``app``, ``project=gco``, ``gco.io/type=inference``), with its defects fixed:
-
-- the canary runs its own image (never the primary's regional image) and is served under the public
-  path ``/inference/{name}`` (``--root-path`` and probes), because that is where the ALB sends traffic;
-- without a canary the Ingress routes to the primary only, with no weighted-routing annotation left;
-- with autoscaling on, the Deployment leaves ``spec.replicas`` to the HPA;
-- ``stopped`` is the Deployment at 0 and its Service, nothing behind the shared ALB, no canary, no HPA;
-- the model sync runs ``aws s3 sync`` as an argv list (no shell), from a pinned, configurable image;
-- the spec's own tolerations are honoured.
+Where it stands in the flow: step 2 of reconciling one endpoint (``desired = render(endpoint, region)`` in
+``reconciler``), between reading the record (``records.Endpoint``) and planning (``plan``). More in
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -29,6 +14,7 @@ from typing import Any
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.records import DELETED, STOPPED, Endpoint, EndpointSpec, InvalidEndpointError
+from gco_tasks.core.rendering.alb import alb_problems
 from gco_tasks.core.rendering.autoscaling import hpa
 from gco_tasks.core.rendering.deployment import deployment
 from gco_tasks.core.rendering.policy import check_policy
@@ -42,10 +28,12 @@ def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> 
 
     Raises ``InvalidEndpointError`` naming the field for the few records the model accepts but Kubernetes
     would not (a request above the limit the user also set, a negative quantity), and for those the
-    region's policy refuses (``rendering.policy``: caps, keyless tolerations): bad input is data."""
+    region's policy refuses (``rendering.policy``: caps, keyless tolerations), and for an ALB path or
+    annotation value the load balancer would refuse (``rendering.alb``): bad input is data."""
     if endpoint.desired_state == DELETED or not endpoint.targets(region):
         return []
     check_policy(endpoint, options.policy)
+    _check_model_directory(endpoint, options)
     namespace = endpoint.namespace or options.namespace
     spec = endpoint.spec
     primary = _primary_workload(endpoint, region, namespace)
@@ -53,7 +41,24 @@ def render_endpoint(endpoint: Endpoint, region: str, options: RenderOptions) -> 
         objects = _workload_objects(spec, primary, options)
     else:
         objects = _serving_objects(endpoint, primary, options)
+    refused = alb_problems(objects)
+    if refused:
+        raise InvalidEndpointError(refused, endpoint.endpoint_name)
     return [_with_hash(obj) for obj in objects]
+
+
+def _check_model_directory(endpoint: Endpoint, options: RenderOptions) -> None:
+    """An endpoint's model sync writes ``/models/{name}``: a name that is one of the operator's shared
+    directories would let its record replace what every endpoint reads there."""
+    source = endpoint.spec.model_source or ""
+    tops = {directory.split("/")[0] for directory in options.model_shared_dirs}
+    if source.startswith("s3://") and endpoint.endpoint_name in tops:
+        message = (
+            f"is one of the shared model directories (MODEL_SHARED_DIRS), which its S3 model sync would "
+            f"overwrite in /models/{endpoint.endpoint_name}; choose another name, or have the operator "
+            "take it out of MODEL_SHARED_DIRS"
+        )
+        raise InvalidEndpointError([("endpoint_name", message)], endpoint.endpoint_name)
 
 
 def desired_objects(endpoint: Endpoint, region: str, options: RenderOptions) -> list[Obj]:

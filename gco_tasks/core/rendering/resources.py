@@ -1,16 +1,8 @@
-"""Container resources for rendering: the spec's requests and limits, GCO's defaults, the accelerator
-devices, made into a pair Kubernetes accepts or refused with the field named.
+"""Container resources for rendering: the spec's requests and limits, GCO's defaults, the accelerator devices,
+made into a pair Kubernetes accepts or refused with the field named.
 
-Where it stands in the flow: inside step 2 (render), called by ``rendering.deployment`` for every
-inference container. Pure; quantities are compared with ``kubernetes.utils.parse_quantity`` (a pure
-function of the official client). The model checks each quantity's syntax; what only shows up once
-requests, limits and defaults meet is checked here, because Kubernetes would refuse it at apply time
-(GCO's monitor found out from a 422 on every cycle):
-
-- a request above its limit: when one side is GCO's default, the default gives way (the user's number
-  wins); when the user set both, the record is invalid (``InvalidEndpointError`` naming the field);
-- negative quantities, and resource names that are not Kubernetes resource names;
-- extended resources (devices) cannot be overcommitted: a request needs an equal limit.
+Where it stands in the flow: inside step 2 (render), called by ``rendering.deployment`` for every inference
+container. More in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ class RenderOptions:
     service_account: str = "gco-service-account"
     pod_lockdown: bool = True  # INFERENCE_POD_LOCKDOWN: the security fields of ``rendering.lockdown``
     policy: EndpointPolicy = field(default_factory=EndpointPolicy)  # caps, tolerations a record may ask
+    #: MODEL_READ_SCOPE: what of the shared model volume an inference container reads ("share": all of
+    #: it; "endpoint": its own directory and ``model_shared_dirs``). Always read-only.
+    model_read_scope: str = "share"
+    model_shared_dirs: tuple[str, ...] = ()  # MODEL_SHARED_DIRS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RenderOptions:
@@ -37,12 +41,18 @@ class RenderOptions:
             model_sync_image=settings.model_sync_image,
             service_account=settings.inference_service_account,
             pod_lockdown=settings.inference_pod_lockdown,
+            model_read_scope=settings.model_read_scope,
+            model_shared_dirs=settings.model_shared_directories,
             policy=EndpointPolicy(
                 max_replicas_per_endpoint=settings.max_replicas_per_endpoint,
                 max_gpus_per_pod=settings.max_gpus_per_pod,
                 max_cpu_per_container=settings.max_cpu_per_container,
                 max_memory_per_container=settings.max_memory_per_container,
                 allow_wildcard_tolerations=settings.allow_wildcard_tolerations,
+                allowed_toleration_keys=settings.allowed_toleration_key_list,
+                allowed_image_registries=settings.allowed_image_registry_list,
+                max_gpus_per_endpoint=settings.max_gpus_per_endpoint,
+                max_cpu_per_endpoint=settings.max_cpu_per_endpoint,
             ),
         )
 

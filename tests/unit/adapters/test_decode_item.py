@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from gco_tasks.adapters.dynamo import decode_item
+from gco_tasks.adapters.dynamo_client import decode_item
 from gco_tasks.core.fields import from_dynamo
 
 ITEMS: list[dict[str, Any]] = [

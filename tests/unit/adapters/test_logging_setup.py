@@ -44,6 +44,15 @@ def root_restored() -> Iterator[None]:
     root.handlers, root.level = handlers, level
 
 
+@pytest.fixture()
+def libraries_restored() -> Iterator[None]:
+    """The clamped libraries' levels, restored (the clamp is process-wide)."""
+    saved = {name: logging.getLogger(name).level for name in logging_setup.CLAMPED_LOGGERS}
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+
+
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
@@ -186,3 +195,30 @@ def test_configure_for_other_processes(root_restored: None, capsys: pytest.Captu
     logging.getLogger("gco_tasks.cli").info("dropped")
     (line,) = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
     assert line["message"] == "hello" and line["region"] == "eu-west-1"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize(
+    "name", ["botocore.endpoint", "botocore.parsers", "urllib3.connectionpool", "kubernetes.client.rest"]
+)
+def test_library_debug_lines_never_carry_credentials_or_bodies(
+    root_restored: None, libraries_restored: None, name: str, log_format: str
+) -> None:
+    """Issue 22, finding 10: with the process at DEBUG (``--loglevel DEBUG``), botocore logged each
+    request's ``X-Amz-Security-Token`` and ``Authorization`` headers and each response body (records'
+    env values), urllib3 and the Kubernetes client their requests and bodies. Those loggers are clamped
+    to INFO, and the handlers' filter drops their DEBUG lines even where a level was set below it."""
+    stream = io.StringIO()
+    logging_setup.configure(log_format, level=logging.DEBUG)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    library = logging.getLogger(name)
+    library.debug("Sending http request: headers={'X-Amz-Security-Token': 'SessionToken-Planted'}")
+    library.setLevel(logging.DEBUG)  # another setup lowers it again: the filter still drops the line
+    library.debug('Response body: b\'{"env": {"API_KEY": {"S": "Env-Value-Planted"}}}\'')
+    library.warning("Retrying after a broken connection")
+    logging.getLogger("gco_tasks.flows.reconciler").debug("our own debug line")
+    text = stream.getvalue()
+    assert "Planted" not in text
+    assert "Retrying after a broken connection" in text and "our own debug line" in text

@@ -10,16 +10,16 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
-from gco_tasks.adapters import metrics
-from gco_tasks.adapters.metrics import (
+from gco_tasks.adapters import metric_labels, metrics
+from gco_tasks.adapters.metric_labels import (
     ENDPOINT_STATES,
     DynamoOutcome,
     ErrorReason,
     EventOutcome,
-    FleetMetrics,
     LockName,
-    ResultKind,
 )
+from gco_tasks.adapters.metrics import FleetMetrics
+from gco_tasks.core.results import RESULT_LABELS, ResultKind
 
 R = "us-east-1"
 
@@ -120,9 +120,11 @@ def test_a_partial_failure_can_carry_a_reason_with_another_result(fresh_metrics:
 def test_unknown_results_and_reasons_are_refused(fresh_metrics: FleetMetrics) -> None:
     with pytest.raises(ValueError):
         metrics.record_reconcile(R, "my-llm", 0.1)
+    with pytest.raises(ValueError, match="not a gco_reconcile_total result label"):
+        metrics.record_reconcile(R, ResultKind.INVALID, 0.1)  # a kind, mapped by ReconcileResult.label
     with pytest.raises(ValueError):
         metrics.record_reconcile(R, ResultKind.ERROR, 0.1, "my-llm: 422 from redis://:pw@host")
-    assert label_values(fresh_metrics, "gco_reconcile", "result") <= {r.value for r in ResultKind}
+    assert label_values(fresh_metrics, "gco_reconcile", "result") <= {r.value for r in RESULT_LABELS}
 
 
 @pytest.mark.parametrize(
@@ -142,7 +144,7 @@ def test_unknown_results_and_reasons_are_refused(fresh_metrics: FleetMetrics) ->
     ],
 )
 def test_kube_status_to_reason(status: int | None, reason: ErrorReason) -> None:
-    assert metrics.reason_for_kube_status(status) is reason
+    assert metric_labels.reason_for_kube_status(status) is reason
 
 
 # --------------------------------------------------------------------------- fan-out
@@ -172,7 +174,7 @@ def test_record_fanout_without_states_leaves_them(fresh_metrics: FleetMetrics) -
 
 
 def test_state_counts_cover_every_region_state() -> None:
-    counts = metrics.state_counts({"creating": 1, "deleting": 2, None: 1, "": 3})  # type: ignore[dict-item]
+    counts = metric_labels.state_counts({"creating": 1, "deleting": 2, None: 1, "": 3})  # type: ignore[dict-item]
     assert set(counts) == set(ENDPOINT_STATES)
     assert counts["creating"] == 1 and counts["deleting"] == 2 and counts["unknown"] == 4
 
@@ -183,8 +185,8 @@ def test_state_counts_cover_every_region_state() -> None:
 def test_observe_kube_request_keeps_labels_bounded(fresh_metrics: FleetMetrics, region_default: None) -> None:
     metrics.observe_kube_request("LIST", "deployments", "200")
     metrics.observe_kube_request("apply", "deployments", "422")
-    metrics.observe_kube_request("apply", "deployments", metrics.kube_code(ApiException(status=503)))
-    metrics.observe_kube_request("delete", "ingresses", metrics.kube_code(TimeoutError("timed out")))
+    metrics.observe_kube_request("apply", "deployments", metric_labels.kube_code(ApiException(status=503)))
+    metrics.observe_kube_request("delete", "ingresses", metric_labels.kube_code(TimeoutError("timed out")))
     metrics.observe_kube_request("exec", "pods/my-llm-123", "2000", region="eu-west-1")
     m = fresh_metrics
     assert value(m, "gco_kube_requests_total", verb="list", resource="deployments", code="200") == 1
@@ -196,11 +198,11 @@ def test_observe_kube_request_keeps_labels_bounded(fresh_metrics: FleetMetrics, 
 
 
 def test_kube_code() -> None:
-    assert metrics.kube_code(status=201) == "201"
-    assert metrics.kube_code(ApiException(status=404)) == "404"
-    assert metrics.kube_code(ApiException(status=0)) == "<error>"
-    assert metrics.kube_code(ConnectionRefusedError()) == "<error>"
-    assert metrics.kube_code() == "<error>"
+    assert metric_labels.kube_code(status=201) == "201"
+    assert metric_labels.kube_code(ApiException(status=404)) == "404"
+    assert metric_labels.kube_code(ApiException(status=0)) == "<error>"
+    assert metric_labels.kube_code(ConnectionRefusedError()) == "<error>"
+    assert metric_labels.kube_code() == "<error>"
 
 
 # --------------------------------------------------------------------------- DynamoDB outcomes
@@ -218,7 +220,7 @@ def test_kube_code() -> None:
     ],
 )
 def test_dynamo_outcome(status: int, code: str | None, outcome: DynamoOutcome) -> None:
-    assert metrics.dynamo_outcome(status, code) is outcome
+    assert metric_labels.dynamo_outcome(status, code) is outcome
 
 
 def test_observe_dynamodb_request(fresh_metrics: FleetMetrics) -> None:
@@ -275,20 +277,6 @@ def test_use_restores_the_previous_set() -> None:
 # --------------------------------------------------------------------------- deciding the labels
 
 
-@pytest.mark.parametrize(
-    ("applied", "deleted", "error", "skipped", "kind"),
-    [
-        (0, 0, False, True, ResultKind.SKIPPED_LOCKED),
-        (2, 0, True, False, ResultKind.ERROR),
-        (2, 1, False, False, ResultKind.APPLIED),
-        (0, 3, False, False, ResultKind.DELETED),
-        (0, 0, False, False, ResultKind.NOOP),
-    ],
-)
-def test_classify_result(applied: int, deleted: int, error: bool, skipped: bool, kind: ResultKind) -> None:
-    assert metrics.classify_result(applied, deleted, error, skipped) is kind
-
-
 def _client_error(code: str) -> Exception:
     from botocore.exceptions import ClientError
 
@@ -312,7 +300,7 @@ def test_reason_for_exception() -> None:
     from gco_tasks.adapters.cluster import PermanentClusterError, TransientClusterError
     from gco_tasks.core.records import InvalidEndpointError
 
-    reason = metrics.reason_for_exception
+    reason = metric_labels.reason_for_exception
     assert reason(InvalidEndpointError([("spec.port", "must be 1-65535")], "x")) is ErrorReason.INVALID_SPEC
     assert reason(SoftTimeLimitExceeded()) is ErrorReason.TIME_LIMIT
     assert reason(RedisConnectionError("down")) is ErrorReason.REDIS_ERROR

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gco_tasks.adapters.dynamo import MAX_SCAN_SEGMENTS, scan_segments_for
+from gco_tasks.adapters.dynamo_client import MAX_SCAN_SEGMENTS, scan_segments_for
 from gco_tasks.adapters.ratelimit import LocalTokenBucket
 from gco_tasks.core.config import ConfigError, load_settings
 

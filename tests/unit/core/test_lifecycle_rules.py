@@ -10,10 +10,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gco_tasks.core.conventions import FIELD_MANAGER, HANDOVER_MANAGER
-from gco_tasks.core.handover import handover_candidates, hpa_deletions_first, owns_replicas, replicas_handover
+from gco_tasks.core.hpa_handover import (
+    handover_candidates,
+    hpa_deletions_first,
+    owns_replicas,
+    replicas_handover,
+)
 from gco_tasks.core.intake import bounded, name_problem, travels_as_json
 from gco_tasks.core.ownership import claim_problem, creations
-from gco_tasks.core.paths import collide, segments, shadowed_paths, shadowing_message
+from gco_tasks.core.paths import (
+    collide,
+    first_seen_changes,
+    record_paths,
+    segments,
+    serving_since,
+    shadowed_paths,
+    shadowing_message,
+)
 from gco_tasks.core.plan import ObservedObject, Plan
 from gco_tasks.core.records import Endpoint, InvalidEndpointError, RecordHeader
 from gco_tasks.core.rendering import RenderOptions, render_endpoint
@@ -219,26 +232,73 @@ def test_paths_collide_by_segments() -> None:
     assert collide("/", "/inference/x")
 
 
-def test_the_younger_record_is_shadowed_by_created_at_then_name() -> None:
-    older = entry("older", "/inference/shared", "2026-11-01T00:00:00Z")
-    younger = entry("younger", "/inference/shared/v2", "2026-11-02T00:00:00+00:00")
-    twin = entry("b-twin", "/inference/shared", "2026-11-01T00:00:00+00:00")
-    apart = entry("apart", "/inference/sharedx", "2026-10-01T00:00:00+00:00")
-    assert shadowed_paths([younger, older, apart]) == {"younger": "older"}
-    assert shadowed_paths([twin, older]) == {"older": "b-twin"}  # same moment: by name
-    above = entry("above", "/inference", "2026-11-03T00:00:00+00:00")
-    assert shadowed_paths([older, above]) == {"above": "older"}  # a prefix of a kept path
+def seen(**paths_at: tuple[str, float]) -> dict[str, tuple[str, float]]:
+    return dict(paths_at)
 
 
-def test_defaults_deleted_records_and_unreadable_dates() -> None:
+def test_the_record_first_seen_asking_keeps_the_path_then_by_name() -> None:
+    older = entry("older", "/inference/shared")
+    younger = entry("younger", "/inference/shared/v2")
+    twin = entry("b-twin", "/inference/shared")
+    apart = entry("apart", "/inference/sharedx")
+    first = seen(
+        older=("/inference/shared", 1.0),
+        younger=("/inference/shared/v2", 2.0),
+        apart=("/inference/sharedx", 0.5),
+    )
+    assert shadowed_paths([younger, older, apart], first) == {"younger": "older"}
+    assert shadowed_paths(
+        [twin, older], seen(older=("/inference/shared", 1.0), **{"b-twin": ("/inference/shared", 1.0)})
+    ) == {"older": "b-twin"}  # same moment: by name
+    above = entry("above", "/inference")
+    assert shadowed_paths([older, above], {**first, "above": ("/inference", 3.0)}) == {"above": "older"}
+
+
+def test_created_at_is_the_records_word_and_decides_nothing() -> None:
+    """Issue 22, finding 4: on main ``created_at`` decided who kept a shared path, so a record backdated
+    to 1970 took /inference/victim. Seniority is the fleet's first sighting of the (record, path)."""
+    victim = entry("victim", created="2026-11-01T00:00:00+00:00")
+    thief = entry("thief", "/inference/victim", created="1970-01-01T00:00:00+00:00")
+    first = seen(victim=("/inference/victim", 100.0), thief=("/inference/victim", 200.0))
+    assert shadowed_paths([thief, victim], first) == {"thief": "victim"}
+    assert shadowed_paths([thief, victim], {"victim": first["victim"]}) == {
+        "thief": "victim"
+    }  # unseen: youngest
+    # An older record that moves onto a path another already holds is first seen there when it moves.
+    moved = seen(victim=("/inference/victim", 100.0), thief=("/inference/thief", 50.0))
+    assert shadowed_paths([thief, victim], moved) == {"thief": "victim"}
+
+
+def test_the_fan_out_notes_new_and_moved_paths_and_forgets_the_rest() -> None:
+    known = {"a": ("/inference/a", 1.0), "moved": ("/inference/old", 1.0), "gone": ("/inference/gone", 1.0)}
+    paths = record_paths(
+        [entry("a"), entry("moved", "/inference/new"), entry("new"), entry("gone", desired_state="deleted")]
+    )
+    new, gone = first_seen_changes(paths, known, 9.0)
+    assert new == {"moved": ("/inference/new", 9.0), "new": ("/inference/new", 9.0)} and gone == ["gone"]
+    # A record whose live Ingress already routes its path (Redis was empty, or lost): first seen when the
+    # API server created that Ingress, so a newcomer seen in the same cycle cannot sort before it.
+    ingress = {
+        "kind": "Ingress",
+        "metadata": {"creationTimestamp": "1970-01-01T00:00:05Z"},
+        "spec": {"rules": [{"http": {"paths": [{"path": "/inference/new"}]}}]},
+    }
+    serving = serving_since(paths, {"new": [ingress], "a": [{**ingress, "kind": "Service"}]})
+    assert serving == {"new": 5.0}
+    new, _ = first_seen_changes(paths, {}, 9.0, serving)
+    assert new["new"] == ("/inference/new", 5.0) and new["a"] == ("/inference/a", 9.0)
+
+
+def test_defaults_deleted_records_and_unseen_records() -> None:
     by_default = entry("a")  # /inference/a
-    explicit = entry("b", "/inference/a/b", "2026-11-05T00:00:00+00:00")
-    assert shadowed_paths([by_default, explicit]) == {"b": "a"}
-    assert shadowed_paths([{**by_default, "desired_state": "deleted"}, explicit]) == {}
-    undated = entry("undated", "/inference/a", created="yesterday")
-    assert shadowed_paths([undated, by_default]) == {"undated": "a"}  # counts as the youngest
+    explicit = entry("b", "/inference/a/b")
+    first = seen(a=("/inference/a", 1.0), b=("/inference/a/b", 2.0))
+    assert shadowed_paths([by_default, explicit], first) == {"b": "a"}
+    assert shadowed_paths([{**by_default, "desired_state": "deleted"}, explicit], first) == {}
+    unseen = entry("unseen", "/inference/a")
+    assert shadowed_paths([unseen, by_default], first) == {"unseen": "a"}  # counts as the youngest
     odd = [{"endpoint_name": 7}, entry("c", ingress_path=["/inference/a"]), entry("d")]
-    assert shadowed_paths([by_default, *odd]) == {}  # no string name or path: holds no path
+    assert shadowed_paths([by_default, *odd], first) == {}  # no string name or path: holds no path
     message = shadowing_message("/inference/a/b", "a")
     assert message.startswith("ingress_path: '/inference/a/b' equals or overlaps") and "'a'" in message
 
@@ -247,12 +307,9 @@ def test_defaults_deleted_records_and_unreadable_dates() -> None:
 def test_kept_paths_never_collide_and_every_shadowed_one_collides_with_its_named_elder(
     paths: list[list[str]],
 ) -> None:
-    records = [
-        entry(f"e{i}", "/" + "/".join(parts), f"2026-11-{i + 1:02d}T00:00:00+00:00")
-        for i, parts in enumerate(paths)
-    ]
-    shadowed = shadowed_paths(records)
+    records = [entry(f"e{i}", "/" + "/".join(parts)) for i, parts in enumerate(paths)]
     path = {r["endpoint_name"]: r["ingress_path"] for r in records}
+    shadowed = shadowed_paths(records, {name: (p, float(i)) for i, (name, p) in enumerate(path.items())})
     kept = [name for name in path if name not in shadowed]
     assert kept, "the oldest record always keeps its path"
     for i, first in enumerate(kept):

@@ -8,8 +8,7 @@ from gco_tasks.core.conventions import HASH_ANNOTATION
 from gco_tasks.core.plan import (
     ObservedObject,
     endpoint_name_of,
-    group_by_endpoint,
-    judge_health,
+    objects_by_endpoint,
     plan_changes,
     without_ingress,
 )
@@ -89,8 +88,8 @@ def test_objects_are_attributed_by_label_then_by_gco_app_label() -> None:
     assert endpoint_name_of(gco_canary, {"y"}) == "y"
     assert endpoint_name_of(gco_canary, set()) == "y-canary"
     assert endpoint_name_of(unknown, {"z"}) is None
-    grouped = group_by_endpoint([{**gco_canary, "kind": "Deployment"}], {"y"})
-    assert grouped["y"][0].canary
+    grouped = objects_by_endpoint([{**gco_canary, "kind": "Deployment"}], {"y"})
+    assert ObservedObject.from_object(grouped["y"][0]).canary
 
 
 def outcome(**overrides: Any) -> Outcome:
@@ -160,25 +159,6 @@ def test_purge_needs_every_target_region_deleted() -> None:
     assert is_purgeable("deleted", ["a", "b"], {"a": "deleted", "b": "deleted"})
     assert not is_purgeable("deleted", ["a", "b"], {"a": "deleted"})
     assert not is_purgeable("running", ["a"], {"a": "deleted"})
-
-
-def test_watchdog_starts_clocks_then_withholds_then_clears() -> None:
-    sick = deployment(0)
-    first = judge_health([sick], {}, [], now=100.0, threshold_seconds=300)
-    assert first.start_clocks == ("demo",) and not first.withhold
-    early = judge_health([sick], {"demo": 100.0}, [], now=350.0, threshold_seconds=300)
-    assert not early.withhold
-    late = judge_health([sick], {"demo": 100.0}, [], now=401.0, threshold_seconds=300)
-    assert late.withhold == ("demo",)
-    healed = judge_health([deployment(1)], {"demo": 100.0}, ["demo"], now=500.0, threshold_seconds=300)
-    assert healed.clear == ("demo",)
-
-
-def test_watchdog_ignores_stopped_and_canary_deployments() -> None:
-    stopped = deployment(0, replicas=0)
-    canary = ObservedObject(kind="Deployment", name="demo-canary", canary=True, replicas=1)
-    verdict = judge_health([stopped, canary], {}, [], now=1000.0, threshold_seconds=0)
-    assert verdict.start_clocks == () and verdict.withhold == ()
 
 
 def test_without_ingress() -> None:

@@ -65,7 +65,7 @@ def test_the_fan_out_holds_a_page_of_listed_objects_not_the_region() -> None:
     cluster = WatchedCluster(world)
     ports.cluster = cluster  # type: ignore[assignment]
     result = fan_out(ports, lambda name, snapshot: None, now=NOW)  # type: ignore[arg-type]
-    assert result["records"] == 120 and cluster.listed == world.objects > 3 * PAGE
+    assert result.records == 120 and cluster.listed == world.objects > 3 * PAGE
     assert cluster.most_held <= 2 * PAGE, (
         f"{cluster.most_held} of {world.objects} listed objects held at once"
     )
@@ -81,5 +81,5 @@ def test_overdue_heartbeats_are_sent_within_the_budget_not_all_at_once() -> None
     sent_per_cycle = []
     for index in range(3):
         result = fan_out(ports, lambda name, _: None, now=NOW + 15 * index)  # type: ignore[arg-type]
-        sent_per_cycle.append(result["sent"])
+        sent_per_cycle.append(result.sent)
     assert all(0 < count <= budget for count in sent_per_cycle), (sent_per_cycle, budget)

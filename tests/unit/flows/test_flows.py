@@ -1,4 +1,4 @@
-"""The decisions the rooms make, as pure functions: the namespace check, the watchdog's withholding and
+"""The decisions the flows make, as pure functions: the namespace check, the watchdog's withholding and
 releases, when status is written or removed, promotion and purge, and the ``ReconcileResult`` a
 reconcile returns. (Which endpoints a fan-out sends, and what a message's hint may be trusted for:
 test_triage.py and test_observe.py.)"""
@@ -11,17 +11,14 @@ import pytest
 
 from gco_tasks.core.conventions import canary_name, endpoint_selector, ingress_name, queue_for_region
 from gco_tasks.core.errors import PermanentError
-from gco_tasks.core.plan import HealthVerdict, ObservedObject, apply_withholding
+from gco_tasks.core.health import HealthVerdict
+from gco_tasks.core.plan import ObservedObject, apply_withholding
 from gco_tasks.core.records import Endpoint, InvalidEndpointError, RecordHeader
 from gco_tasks.core.rendering import RenderOptions, desired_objects
+from gco_tasks.core.results import ReconcileResult, ResultKind, result_kind
 from gco_tasks.core.status import StatusAction, StatusReport, promotion_due, status_action
 from gco_tasks.flows.fanout import items_by_name
 from gco_tasks.flows.purge import purgeable
-from gco_tasks.flows.reconciler import (
-    ReconcileResult,
-    ResultKind,
-    result_kind,
-)
 from gco_tasks.flows.watchdog import releases
 
 REGION = "us-east-1"

@@ -8,11 +8,12 @@ import copy
 from typing import Any
 
 from gco_tasks.core.drift import digests
+from gco_tasks.core.hint import Hint, parse_hint
 from gco_tasks.core.ownership import is_ours
 from gco_tasks.core.plan import ObservedObject, Plan, plan_changes
 from gco_tasks.core.records import Endpoint
 from gco_tasks.core.rendering import RenderOptions, render_endpoint
-from gco_tasks.flows.observe import Hint, candidate_keys, observe, parse_hint
+from gco_tasks.flows.observe import candidate_keys, observe
 
 REGION = "us-east-1"
 

@@ -94,11 +94,12 @@ def test_fake_nodes_are_shaped_like_what_endpoints_select_and_tolerate() -> None
 
 
 def test_command_lines_carry_what_the_tests_rely_on(tmp_path: Path) -> None:
-    pki, ports, binary = Pki(tmp_path), Ports(1, 2, 3), tmp_path / "bin"
+    pki, ports, binary = Pki(tmp_path), Ports(1, 2, 3, 4), tmp_path / "bin"
     apiserver = apiserver_argv(binary, pki, ports, tmp_path)
     assert "--authorization-mode=Node,RBAC" in apiserver and "--bind-address=127.0.0.1" in apiserver
     assert "--enable-admission-plugins=NodeRestriction,ExtendedResourceToleration" in apiserver
     assert any(arg.startswith("--service-account-signing-key-file=") for arg in apiserver)
+    assert f"--proxy-client-cert-file={pki.client_cert('front-proxy')}" in apiserver  # the metrics API's
     kcm = controller_manager_argv(binary, tmp_path / "k", pki)
     controllers = next(arg for arg in kcm if arg.startswith("--controllers=")).split("=")[1].split(",")
     for needed in (

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from gco_tasks.adapters.events import EventReason
-from gco_tasks.adapters.metrics import ErrorReason
-from gco_tasks.adapters.metrics import ResultKind as Label
-from gco_tasks.flows.reconciler import ReconcileResult, ResultKind
+from gco_tasks.adapters.metric_labels import ErrorReason
+from gco_tasks.core.hint import parse_hint
+from gco_tasks.core.results import ReconcileResult, ResultKind, WatchdogResult
+from gco_tasks.core.results import ResultKind as Label
 from gco_tasks.worker.telemetry import (
     Witness,
     applied_note,
@@ -20,7 +21,6 @@ from gco_tasks.worker.telemetry import (
     log_fields,
     reconcile_events,
     result_labels,
-    snapshot_objects,
     watchdog_events,
 )
 
@@ -135,12 +135,13 @@ def test_the_deployment_uid_prefers_what_the_api_answered() -> None:
     assert deployment_uid("other", answered, digests) is None
 
 
-def test_snapshot_objects() -> None:
-    assert snapshot_objects(None) is None and snapshot_objects({}) is None
-    assert snapshot_objects({"taken_at": 1.0, "observed": "junk"}) is None
-    assert snapshot_objects({"taken_at": 1.0, "observed": []}) == {}, "a hint of an endpoint with no object"
-    observed = [{"kind": "Deployment", "name": "demo", "uid": "u1"}, {"kind": "Service", "name": "demo"}, 7]
-    assert snapshot_objects({"taken_at": 1.0, "observed": observed}) == {DEPLOY: "u1", SERVICE: None}
+def test_the_parsed_hint_names_its_objects_uids() -> None:
+    assert parse_hint(None) is None and parse_hint({"taken_at": 1.0, "observed": "junk"}) is None
+    hint = parse_hint({"taken_at": 1.0, "observed": []})
+    assert hint is not None and hint.object_uids() == {}, "a hint of an endpoint with no object"
+    observed = [{"kind": "Deployment", "name": "demo", "uid": "u1"}, {"kind": "Service", "name": "demo"}]
+    hint = parse_hint({"taken_at": 1.0, "observed": observed})
+    assert hint is not None and hint.object_uids() == {DEPLOY: "u1", SERVICE: None}
 
 
 def test_witness_keeps_what_lists_showed() -> None:
@@ -183,8 +184,8 @@ def test_log_fields() -> None:
 
 
 def test_watchdog_events() -> None:
-    assert watchdog_events({"unready": ["a"], "withheld": [], "recovered": []}, 300) == []
-    (withheld, restored) = watchdog_events({"withheld": ["a"], "recovered": ["b"]}, 300)
+    assert watchdog_events(WatchdogResult(["a"], [], []), 300) == []
+    (withheld, restored) = watchdog_events(WatchdogResult([], ["a"], ["b"]), 300)
     assert (
         withheld[:2] == ("a", EventReason.INGRESS_WITHHELD)
         and "over 300s: Ingress/inference-a removed" in withheld[2]

@@ -6,9 +6,11 @@ region's ``error`` and applies nothing; ``test_policy_fleet.py`` shows that thro
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gco_tasks.core.config import ConfigError, load_settings
 from gco_tasks.core.records import Endpoint, EndpointSpec, InvalidEndpointError, parse_spec
@@ -28,6 +30,7 @@ POLICY = EndpointPolicy(
     max_gpus_per_pod=2,
     max_cpu_per_container="8",
     max_memory_per_container="64Gi",
+    allowed_toleration_keys=("team",),
 )
 Obj = dict[str, Any]
 
@@ -172,6 +175,7 @@ def test_settings_build_the_policy() -> None:
         "MAX_CPU_PER_CONTAINER": "8",
         "MAX_MEMORY_PER_CONTAINER": "64Gi",
         "ALLOW_WILDCARD_TOLERATIONS": "true",
+        "ALLOWED_TOLERATION_KEYS": "team",
     }
     policy = RenderOptions.from_settings(load_settings(environ)).policy
     assert policy == replace(POLICY, allow_wildcard_tolerations=True)
@@ -195,3 +199,130 @@ def test_settings_build_the_policy() -> None:
 def test_bad_settings_stop_the_process_naming_the_variable(variable: str, value: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         load_settings({variable: value})
+
+
+# --------------------------------------------------------------------------- per endpoint (finding 6)
+
+
+def test_one_record_cannot_take_the_regions_whole_gpu_quota() -> None:
+    """Issue 22, finding 6: 32 replicas x 16 GPUs passed every per-pod cap on main while the example
+    quota holds 64 GPUs. The endpoint's total (replicas x per pod) is capped: MAX_GPUS_PER_ENDPOINT."""
+    found = dict(policy_problems(spec(replicas=32, gpu_count=16), "demo", EndpointPolicy()))
+    assert list(found) == ["spec.replicas"]
+    assert "32 replicas (spec.replicas) x 16" in found["spec.replicas"]
+    assert "= 512" in found["spec.replicas"] and "MAX_GPUS_PER_ENDPOINT" in found["spec.replicas"]
+    item = {
+        "endpoint_name": "demo",
+        "target_regions": [REGION],
+        "spec": {"image": "x", "replicas": 32, "gpu_count": 16},
+    }
+    with pytest.raises(InvalidEndpointError, match="MAX_GPUS_PER_ENDPOINT"):
+        render_endpoint(Endpoint.from_item(item), REGION, RenderOptions())
+    assert policy_problems(spec(replicas=4, gpu_count=8), "demo", EndpointPolicy()) == []  # 32: at the cap
+
+
+def test_the_total_counts_the_most_replicas_and_the_canary() -> None:
+    """Autoscaling's maximum (even while off: it is one field away) and the canary's pods count."""
+    policy = EndpointPolicy(max_gpus_per_endpoint=16)
+    scaled = {"autoscaling": {"enabled": False, "min_replicas": 1, "max_replicas": 3}}
+    found = dict(policy_problems(spec(replicas=1, gpu_count=8, **scaled), "demo", policy))
+    assert (
+        list(found) == ["spec.autoscaling.max_replicas"] and "= 24" in found["spec.autoscaling.max_replicas"]
+    )
+    canary = {"canary": {"image": "vllm/vllm-openai:v0.7.0", "replicas": 1}}
+    found = dict(policy_problems(spec(replicas=2, gpu_count=8, **canary), "demo", policy))
+    assert "2 replicas (spec.replicas) + 1 canary replicas x 8" in found["spec.replicas"]
+    neuron = spec(replicas=3, gpu_count=0, resources={"requests": {"aws.amazon.com/neuron": "8"}})
+    assert "MAX_GPUS_PER_ENDPOINT" in dict(policy_problems(neuron, "demo", policy))["spec.replicas"]
+
+
+def test_one_record_cannot_take_the_regions_whole_cpu_quota() -> None:
+    """Finding 6, cpu: per pod the larger of request and limit (the quota counts both), times the pods."""
+    policy = EndpointPolicy(max_cpu_per_endpoint="64")
+    within = spec(replicas=8, gpu_count=0, resources={"requests": {"cpu": "4"}, "limits": {"cpu": "8"}})
+    assert policy_problems(within, "demo", policy) == []
+    over = spec(replicas=9, gpu_count=0, resources={"requests": {"cpu": "4"}, "limits": {"cpu": "8"}})
+    message = dict(policy_problems(over, "demo", policy))["spec.replicas"]
+    assert "9 replicas (spec.replicas) x 8 cpu per pod = 72" in message and "MAX_CPU_PER_ENDPOINT" in message
+    half = spec(replicas=3, gpu_count=0, resources={"requests": {"cpu": "500m"}})
+    assert policy_problems(half, "demo", EndpointPolicy(max_cpu_per_endpoint="1")) != []
+
+
+def test_per_endpoint_caps_come_from_the_settings() -> None:
+    settings = load_settings({"MAX_GPUS_PER_ENDPOINT": "8", "MAX_CPU_PER_ENDPOINT": "500m"})
+    policy = RenderOptions.from_settings(settings).policy
+    assert (policy.max_gpus_per_endpoint, policy.max_cpu_per_endpoint) == (8, "500m")
+    with pytest.raises(ConfigError, match="MAX_CPU_PER_ENDPOINT: must be a Kubernetes quantity"):
+        load_settings({"MAX_CPU_PER_ENDPOINT": "lots"})
+    with pytest.raises(ConfigError, match="MAX_GPUS_PER_ENDPOINT"):
+        load_settings({"MAX_GPUS_PER_ENDPOINT": "0"})
+
+
+def test_default_per_endpoint_caps_leave_the_example_quota_to_more_than_one_record() -> None:
+    """The sizing rule docs/security.md gives: a per-endpoint cap below the namespace's ResourceQuota."""
+    quota = yaml.safe_load(
+        (Path(__file__).parents[4] / "k8s/inference-namespace/resourcequota.yaml").read_text()
+    )
+    hard = quota["spec"]["hard"]
+    policy = EndpointPolicy()
+    assert 2 * policy.max_gpus_per_endpoint <= int(hard["requests.nvidia.com/gpu"])
+    assert 2 * int(policy.max_cpu_per_endpoint) <= int(hard["requests.cpu"])
+
+
+# --------------------------------------------------------------------------- taint keys (finding 5)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "node-role.kubernetes.io/control-plane",
+        "CriticalAddonsOnly",
+        "dedicated",
+        "node.kubernetes.io/unschedulable",
+    ],
+)
+def test_a_record_may_tolerate_only_the_allowed_taint_keys(key: str) -> None:
+    """Issue 22, finding 5: a record could tolerate any keyed taint (the control plane's, system add-ons',
+    another team's dedicated nodes). By default only the accelerators' and the node conditions' keys are
+    allowed; anything else reads error naming the toleration's key and ALLOWED_TOLERATION_KEYS."""
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists"}, {"key": key, "operator": "Exists"}]
+    found = dict(policy_problems(spec(tolerations=tolerations), "demo", EndpointPolicy()))
+    assert list(found) == ["spec.tolerations[1].key"]
+    assert (
+        repr(key) in found["spec.tolerations[1].key"]
+        and "ALLOWED_TOLERATION_KEYS" in found["spec.tolerations[1].key"]
+    )
+    item = {
+        "endpoint_name": "demo",
+        "target_regions": [REGION],
+        "spec": {"image": "x", "tolerations": tolerations},
+    }
+    with pytest.raises(InvalidEndpointError, match="ALLOWED_TOLERATION_KEYS"):
+        render_endpoint(Endpoint.from_item(item), REGION, RenderOptions())
+
+
+def test_the_default_keys_render_and_the_operator_may_widen_them() -> None:
+    allowed = [
+        {"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"},
+        {
+            "key": "node.kubernetes.io/unreachable",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 30,
+        },
+    ]
+    assert policy_problems(spec(tolerations=allowed), "demo", EndpointPolicy()) == []
+    team = [{"key": "example.com/team", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
+    settings = load_settings({"ALLOWED_TOLERATION_KEYS": "nvidia.com/gpu, example.com/team"})
+    policy = RenderOptions.from_settings(settings).policy
+    assert policy.allowed_toleration_keys == ("nvidia.com/gpu", "example.com/team")
+    assert policy_problems(spec(tolerations=team), "demo", policy) == []
+    anything = RenderOptions.from_settings(load_settings({"ALLOWED_TOLERATION_KEYS": "*"})).policy
+    assert (
+        policy_problems(spec(tolerations=[{"key": "dedicated", "operator": "Exists"}]), "demo", anything)
+        == []
+    )
+    keyless = [{"operator": "Exists"}]  # '*' is any key, not every taint: that is ALLOW_WILDCARD_TOLERATIONS
+    assert list(dict(policy_problems(spec(tolerations=keyless), "demo", anything))) == ["spec.tolerations[0]"]
+    with pytest.raises(ConfigError, match="ALLOWED_TOLERATION_KEYS"):
+        load_settings({"ALLOWED_TOLERATION_KEYS": "bad key!"})

@@ -245,9 +245,8 @@ def test_cpu_only_endpoint_has_no_devices_and_no_default_node_selector() -> None
 
 def test_spec_tolerations_are_honoured_after_the_accelerator_one_without_duplicates() -> None:
     own = {
-        "key": "dedicated",
-        "operator": "Equal",
-        "value": "ml",
+        "key": "node.kubernetes.io/unreachable",
+        "operator": "Exists",
         "effect": "NoExecute",
         "tolerationSeconds": 60,
     }
@@ -311,7 +310,10 @@ def test_model_path_mounts_the_shared_claim_without_sync() -> None:
     assert pod(objects)["volumes"] == [
         {"name": "model-storage", "persistentVolumeClaim": {"claimName": "efs-claim"}}
     ]
-    assert container(objects)["volumeMounts"] == [{"name": "model-storage", "mountPath": "/models"}]
+    # Read-only (issue 22, finding 1; GCO mounted it read-write): test_model_volume.py
+    assert container(objects)["volumeMounts"] == [
+        {"name": "model-storage", "mountPath": "/models", "readOnly": True}
+    ]
     assert "initContainers" not in pod(objects)
 
 
@@ -327,7 +329,8 @@ def test_s3_sync_is_an_argv_list_from_the_pinned_configurable_image() -> None:
     assert sync["image"] == "my/aws-cli:2.1"
     assert sync["command"] == ["aws", "s3", "sync", source, "/models/demo", "--only-show-errors"]
     assert "args" not in sync
-    assert sync["volumeMounts"] == [{"name": "model-storage", "mountPath": "/models"}]
+    # Its own directory only (issue 22, finding 1): tests/unit/core/rendering/test_model_volume.py
+    assert sync["volumeMounts"] == [{"name": "model-storage", "mountPath": "/models/demo", "subPath": "demo"}]
     assert sync["resources"] == {
         "requests": {"cpu": "1", "memory": "2Gi"},
         "limits": {"cpu": "4", "memory": "8Gi"},

@@ -46,7 +46,16 @@ from gco_tasks.core.rendering.policy import EndpointPolicy
 VERSIONS = ("1.30.0", "1.33.0")
 REGION = "us-east-1"
 #: These tests are about valid Kubernetes, not about a region's caps (``test_policy.py``): no cap binds.
-UNCAPPED = EndpointPolicy(2**31 - 1, 2**31 - 1, "1e9", "1e18", allow_wildcard_tolerations=True)
+UNCAPPED = EndpointPolicy(
+    2**31 - 1,
+    2**31 - 1,
+    "1e9",
+    "1e18",
+    allow_wildcard_tolerations=True,
+    allowed_toleration_keys=("*",),
+    max_gpus_per_endpoint=2**62,
+    max_cpu_per_endpoint="1e30",
+)
 OPTIONS = RenderOptions(policy=UNCAPPED)
 Obj = dict[str, Any]
 

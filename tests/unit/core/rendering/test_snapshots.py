@@ -84,7 +84,9 @@ CASES: dict[str, dict[str, Any]] = {
             "command": ["tritonserver"],
             "args": ["--model-repository=/models/bert-inf2", "--http-port=8000"],
             "model_path": "/models/bert-inf2",
-            "tolerations": [{"key": "team", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+            "tolerations": [
+                {"key": "aws.amazon.com/neuroncore", "operator": "Exists", "effect": "NoSchedule"}
+            ],
             "region_image_uris": {
                 REGION: "123456789012.dkr.ecr.us-east-1.amazonaws.com/tritonserver:24.05-neuronx"
             },

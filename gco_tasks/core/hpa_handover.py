@@ -1,23 +1,12 @@
 """Autoscaling on and off without moving the replica count: ``spec.replicas`` handed to the HPA and back.
 
-Where it stands in the flow: step 5 (apply) of reconciling one endpoint. With autoscaling on, the
-rendered Deployment leaves ``spec.replicas`` out so that the HPA owns it. Applying that alone would be an
-outage: the field would lose its only manager and the API server would reset it to its default, 1
-(Kubernetes' server-side-apply documentation, "Transferring ownership"). So, just before the first
-apply without it, a private manager (``gco-tasks-handover``) applies ``spec.replicas`` at its current
-value, conditional on the ``resourceVersion`` just read; the value then keeps an owner, and when the HPA
-next writes it the private manager owns nothing and disappears. Turning autoscaling off needs no
-handover (our forced apply takes the field back and sets the record's count), but the HPA goes first,
-so it cannot rescale the Deployment between the apply and its own deletion.
-
-``handover_candidates``, ``owns_replicas``, ``replicas_handover`` and ``hpa_deletions_first`` decide
-(pure); ``hand_over`` does the reads and writes through the ``Cluster`` port.
+Where it stands in the flow: step 5 (apply) of reconciling one endpoint. More in docs/architecture.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.plan import ObservedObject, Plan
@@ -77,23 +66,3 @@ def hpa_deletions_first(plan: Plan) -> tuple[Plan, Plan]:
     first = tuple(key for key in plan.delete if key[0] == "HorizontalPodAutoscaler")
     rest = tuple(key for key in plan.delete if key[0] != "HorizontalPodAutoscaler")
     return Plan(delete=first), Plan(apply=plan.apply, delete=rest)
-
-
-class HandoverCluster(Protocol):
-    def get_object(self, kind: str, name: str) -> dict[str, Any] | None: ...
-
-    def apply(
-        self, obj: dict[str, Any], dry_run: bool = ..., field_manager: str = ..., force: bool = ...
-    ) -> dict[str, Any]: ...
-
-
-def hand_over(cluster: HandoverCluster, deployments: Iterable[str]) -> list[str]:
-    """Give each Deployment's ``spec.replicas`` to the handover manager where we still own it; returns
-    the names handed over. A 409 (the object changed since the GET) is transient: the reconcile retries."""
-    handed: list[str] = []
-    for name in deployments:
-        body = replicas_handover(cluster.get_object("Deployment", name))
-        if body is not None:
-            cluster.apply(body, field_manager=names.HANDOVER_MANAGER, force=False)
-            handed.append(name)
-    return handed

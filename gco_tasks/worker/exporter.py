@@ -1,39 +1,8 @@
-"""What a worker or beat process shows of itself: the Prometheus exporter, the series computed at scrape
-time, and the Celery signal handlers that record task-level metrics and set up logging.
+"""What a worker or beat process shows of itself: the Prometheus exporter (in the worker's parent), the
+series computed at scrape time, and the Celery signal handlers that record task metrics and set up logs.
 
-Where it stands in the flow: around the Celery processes. The app module calls
-``install(app, current_settings)`` once at import (the settings are read when a process starts); from
-then on, in a ``celery worker`` or ``celery beat`` process (and nowhere else: the ``celery
-call``/``inspect`` commands and Flower fire none of these signals):
-
-- ``worker_init`` (worker parent, before the pool forks) and ``beat_init`` empty
-  ``PROMETHEUS_MULTIPROC_DIR`` (see ``gco_tasks.adapters.metrics``);
-- ``worker_ready`` / ``beat_init`` start the HTTP exporter on ``METRICS_PORT`` (0: none) in a daemon
-  thread of the parent, and ``worker_shutdown`` stops it. Serving from ``worker_ready`` means a worker
-  that never gets ready (no broker) is never scraped: Prometheus' ``up`` is 0 for it;
-- ``task_prerun`` / ``task_postrun`` (in the process running the task) bind the task id to the log
-  context and count ``gco_tasks_in_progress``; ``task_revoked`` with ``expired`` (in the worker parent,
-  which drops an expired message unrun) counts ``gco_expired_messages_total`` and logs a warning naming
-  the task and endpoint (nothing expires silently); ``after_task_publish`` in
-  beat counts ``gco_beat_sent_total``; ``worker_process_shutdown`` removes the live gauges of an exiting
-  child (``multiprocess.mark_process_dead``), and ``worker_process_init`` closes, in a child forked after
-  the exporter started (a replacement), its inherited copy of the listening socket;
-- ``after_setup_logger`` / ``after_setup_task_logger`` hand Celery's handlers to ``logging_setup``.
-
-Why the exporter lives in the worker's parent process rather than in a separate exporter process: the
-parent outlives its pool children, already runs Celery's own threads, is the process the container
-runtime and the ``up`` metric track, and a thread costs no extra process lifecycle (start, restart, port
-handover, PID 1 signal handling) to get right. It reads every child's values from the multiprocess
-directory at scrape time; the children never serve anything. Beat is a single process and serves its own
-registry the same way.
-
-At scrape time the exporter also computes ``gco_queue_depth{queue}`` (LLEN of the region's queue and of
-the priority sub-queues kombu's Redis transport keeps beside it: ``<queue>\\x06\\x16<priority>``) and
-``gco_reconcile_interval_seconds``. At scrape rather than at fan-out because a fan-out is itself a
-message in that queue: when workers stop consuming, fan-outs stop too and a depth recorded by them
-would freeze at the moment it matters most. Every worker and beat pod reports the same depth (aggregate
-with ``max``), at the cost of a single pipelined round trip to Redis per scrape. The Redis URL is never
-shown: not in a label, not in a log line.
+Where it stands in the flow: around the Celery processes; ``app`` calls ``install`` once at import.
+Which signal does what, and why the exporter lives in the parent: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -442,7 +411,7 @@ class Installed:
 def install(
     app: Any, settings: Settings | Callable[[], Settings], environ: Mapping[str, str] | None = None
 ) -> Installed:
-    """Connect the observability of ``app``'s worker and beat processes (see the module docstring).
+    """Connect the observability of ``app``'s worker and beat processes (docs/architecture.md).
     Call once, where the app is created. ``settings`` may be a function returning them (the app module
     passes ``current_settings``), called when a worker or beat process starts, not at import."""
     from celery import signals

@@ -1,14 +1,7 @@
-"""DynamoDB plumbing under the store: the boto3 client, the item codec, and botocore's exceptions
-translated into ``gco_tasks.core.errors``.
+"""DynamoDB plumbing under the store: the boto3 client, the item codec, and botocore's exceptions translated
+into ``gco_tasks.core.errors``.
 
-Where it stands in the flow: the lowest layer of the desired state's edge. ``store.EndpointStore`` says
-what to read and write (GCO's item shape, the conditions that make writes safe); this module says how a
-call reaches DynamoDB and what its failure means. No botocore exception leaves it:
-
-- throttling, 5xx and connection failures raise ``TransientStoreError`` (retried with backoff);
-- any other refusal (no table, no permission, a malformed request) raises ``StoreUnavailableError``
-  (the region's setup is wrong: the cycle is skipped);
-- a conditional write whose condition did not hold raises ``ConditionFailed`` for the store to decide.
+Where it stands in the flow: the lowest layer of the desired state's edge. More in docs/architecture.md.
 """
 
 from __future__ import annotations

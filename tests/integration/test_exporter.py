@@ -23,8 +23,8 @@ from gco_sandbox.services import free_port
 from gco_tasks.adapters import logging_setup
 from gco_tasks.adapters.metrics import FleetMetrics
 from gco_tasks.core.config import load_settings
-from gco_tasks.worker import observability
-from gco_tasks.worker.observability import (
+from gco_tasks.worker import exporter
+from gco_tasks.worker.exporter import (
     Exporter,
     QueueDepthCollector,
     SettingsCollector,
@@ -87,13 +87,13 @@ def test_unreachable_redis_yields_no_series_and_shows_no_password(caplog: pytest
     url = f"redis://:s3cret-pass@127.0.0.1:{free_port()}/0"
     settings = load_settings({"REGION": REGION, "REDIS_URL": url})
     registry = exporter_registry(scrape_collectors(settings, {}), None)
-    with caplog.at_level(logging.DEBUG, logger="gco_tasks.worker.observability"):
+    with caplog.at_level(logging.DEBUG, logger="gco_tasks.worker.exporter"):
         text = generate_latest(registry).decode()
     assert "gco_queue_depth{" not in text
     assert "gco_reconcile_interval_seconds" in text
     assert "queue depth unavailable: ConnectionError" in caplog.text
     assert "s3cret" not in text and "s3cret" not in caplog.text
-    obs = observability.Observability(Celery("x", set_as_current=False), settings)
+    obs = exporter.Observability(Celery("x", set_as_current=False), settings)
     assert "s3cret" not in repr(obs) and "s3cret" not in repr(obs.on_worker_ready)
 
 
@@ -210,7 +210,7 @@ def test_install_connects_handlers_that_uninstall_removes(
     region_before = metrics.set_default_region("before")
     app = Celery("installed", set_as_current=False)
     settings = load_settings({"REGION": REGION, "METRICS_PORT": "0"})
-    installed = observability.install(app, settings, environ={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    installed = exporter.install(app, settings, environ={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     try:
         assert [len(s.receivers or []) for s in RECEIVER_SIGNALS] == [n + 1 for n in before]
         (tmp_path / "counter_1.db").write_bytes(b"x")
@@ -262,21 +262,21 @@ def test_settings_read_when_a_process_starts_and_a_prefork_worker_without_its_di
         return load_settings({"REGION": "eu-west-1", "METRICS_PORT": "9808"})
 
     app = Celery("lazy", set_as_current=False)
-    installed = observability.install(app, settings, environ={})
+    installed = exporter.install(app, settings, environ={})
     try:
         assert reads == [] and metrics.default_region() == "before"
         prefork = type(
             "Worker", (), {"app": app, "pool_cls": "<class 'celery.concurrency.prefork.TaskPool'>"}
         )
-        with caplog.at_level(logging.WARNING, logger="gco_tasks.worker.observability"):
+        with caplog.at_level(logging.WARNING, logger="gco_tasks.worker.exporter"):
             signals.worker_init.send(sender=prefork())
         assert metrics.default_region() == "eu-west-1" and reads
-        (warning,) = [r.getMessage() for r in caplog.records if r.name == "gco_tasks.worker.observability"]
+        (warning,) = [r.getMessage() for r in caplog.records if r.name == "gco_tasks.worker.exporter"]
         assert warning.startswith("PROMETHEUS_MULTIPROC_DIR is not set: this prefork worker's /metrics")
         caplog.clear()
         threads = type("Worker", (), {"app": app, "pool_cls": "<class 'celery.concurrency.thread.TaskPool'>"})
         signals.worker_init.send(sender=threads())
-        assert not [r for r in caplog.records if r.name == "gco_tasks.worker.observability"], (
+        assert not [r for r in caplog.records if r.name == "gco_tasks.worker.exporter"], (
             "one process: no files"
         )
     finally:

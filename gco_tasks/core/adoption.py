@@ -1,27 +1,8 @@
 """Adopting objects GCO's monitor created: its field ownership handed to the fleet's apply manager, as
 client-go's ``csaupgrade`` does for ``kubectl apply --server-side``.
 
-Where it stands in the flow: inside step 5 (apply) of ``reconciler``, before the first server-side apply
-of an object GCO's ``inference-monitor`` made, and in ``gco-tasks diff``. GCO created and patched its
-objects with the Python client's ``create_namespaced_*``/``patch_namespaced_*``: ``Update`` operations
-under the client's default field manager (``OpenAPI-Generator``, from its User-Agent). Server-side apply
-removes only fields its own manager set before and no longer sets, so without this hand-over every field
-GCO set and we do not (a stale env var, the old model-sync script's ``args``, the weighted-routing
-annotation after a rollback) would stay for ever.
-
-``upgrade_managed_fields`` does what ``csaupgrade.UpgradeManagedFields`` does: the legacy manager's
-``Update`` entry becomes (or is merged into) our ``Apply`` entry, and the legacy entries are removed; the
-next apply then removes what we do not set. ``migration_patch`` wraps it as the JSON patch csaupgrade's
-``UpgradeManagedFieldsPatch`` sends, guarded by ``resourceVersion``. Two differences, both on purpose:
-
-- only an entry that owns GCO's ``gco.io/type`` label counts as GCO's (the monitor set it on everything
-  it created), so another tool that happens to use the Python client's default manager to set, say, its
-  own annotation keeps it;
-- fields we do not set and must not be removed are left out of the hand-over (``keep_unowned``): a
-  Deployment whose replicas the HPA owns must not lose ``spec.replicas`` (removing it resets it to 1).
-
-Pure: managed-fields lists in, a list or a patch out. FieldsV1 sets are nested dicts (``f:name``,
-``k:{...}``, ``v:...``, ``i:N``, and ``.`` for the element itself), as the API server writes them.
+Where it stands in the flow: inside step 5 (apply) of ``reconciler``, before the first server-side apply of
+an object GCO's ``inference-monitor`` made, and in ``gco-tasks diff``. More in docs/architecture.md.
 """
 
 from __future__ import annotations

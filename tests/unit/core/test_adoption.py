@@ -1,4 +1,4 @@
-"""The hand-over of GCO's monitor's field ownership (``gco_tasks.core.cutover``), on managedFields shaped as
+"""The hand-over of GCO's monitor's field ownership (``gco_tasks.core.adoption``), on managedFields shaped as
 kube-apiserver 1.36 wrote them for an object the Python client created (see test_adoption.py for the
 same on the real server)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from gco_tasks.core.cutover import (
+from gco_tasks.core.adoption import (
     REPLICAS_PATH,
     handover_removals,
     has_legacy_owner,
