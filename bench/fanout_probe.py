@@ -4,8 +4,9 @@ time and memory go at N endpoints.
 Where it stands: beside the fleet; ``bench.scale`` runs it as a subprocess (with the worker stopped)
 on the same services, and reads the JSON it prints. The fan-out is the product's (``fanout.fan_out``
 with the task's own sender, publishing to the broker); only its ports are wrapped, to time each call
-(``scan_items`` is timed while it is consumed). Memory: the process's peak resident set (VmHWM) before
-and after the fan-out. ``--profile PATH`` writes cProfile's stats there and prints the top functions.
+(``scan_items`` and ``list_pages`` are timed while they are consumed). Memory: the process's peak
+resident set (VmHWM) before and after the fan-out. ``--profile PATH`` writes cProfile's stats there
+and prints the top functions.
 
     python -m bench.fanout_probe [--profile bench/results/fanout.prof]
 """
@@ -45,12 +46,23 @@ class Timed:
         def timed(*args: Any, **kwargs: Any) -> Any:
             began = time.perf_counter()
             result = value(*args, **kwargs)
-            if isinstance(result, Iterator):
-                result = list(result)
             self._times[key] += time.perf_counter() - began
+            if isinstance(result, Iterator):
+                return self._consumed(result, key)  # timed as consumed: pages stay streamed
             return result
 
         return timed
+
+    def _consumed(self, source: Iterator[Any], key: str) -> Iterator[Any]:
+        while True:
+            began = time.perf_counter()
+            try:
+                value = next(source)
+            except StopIteration:
+                self._times[key] += time.perf_counter() - began
+                return
+            self._times[key] += time.perf_counter() - began
+            yield value
 
 
 class TimedPorts:

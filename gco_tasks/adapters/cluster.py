@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,15 +173,20 @@ class ClusterGateway:
     def list_objects(self, label_selector: str, kinds: Iterable[str] = MANAGED_KINDS) -> list[dict[str, Any]]:
         """Every object of ``kinds`` matching ``label_selector``: one LIST per kind (more only past
         ``LIST_PAGE_SIZE`` objects), each object's ``kind`` filled in (LIST items omit it) and ``slim``."""
-        found: list[dict[str, Any]] = []
-        for kind in kinds:
-            found.extend(self._list_kind(kind, label_selector))
-        return found
+        return [obj for page in self.list_pages(label_selector, kinds) for obj in page]
 
-    def _list_kind(self, kind: str, label_selector: str) -> list[dict[str, Any]]:
+    def list_pages(
+        self, label_selector: str, kinds: Iterable[str] = MANAGED_KINDS
+    ) -> Iterator[list[dict[str, Any]]]:
+        """``list_objects`` one LIST page at a time (``LIST_PAGE_SIZE`` objects at most), each page
+        requested only when the one before has been consumed: the fan-out digests a page and lets it go,
+        so it never holds every object of the region at once."""
+        for kind in kinds:
+            yield from self._list_kind(kind, label_selector)
+
+    def _list_kind(self, kind: str, label_selector: str) -> Iterator[list[dict[str, Any]]]:
         spec, api = self._api(kind)
         method = getattr(api, f"list_namespaced_{spec.suffix}")
-        items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
             extra = {"_continue": token} if token else {}
@@ -194,12 +199,15 @@ class ClusterGateway:
                 limit=LIST_PAGE_SIZE,
                 **extra,
             )
-            for item in page.get("items", []):
+            items = page.get("items", [])
+            for item in items:
                 item["kind"] = kind
-                items.append(slim(item))
+                slim(item)
             token = (page.get("metadata") or {}).get("continue")
+            del page
+            yield items
             if not token:
-                return items
+                return
 
     def apply(
         self,

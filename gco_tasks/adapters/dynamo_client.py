@@ -7,6 +7,9 @@ Where it stands in the flow: the lowest layer of the desired state's edge. More 
 from __future__ import annotations
 
 import math
+import queue
+import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -94,10 +97,33 @@ def encode(value: Any) -> dict[str, Any]:
 
 
 def decode_item(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A raw DynamoDB item -> plain Python (Decimals converted)."""
-    decoded = {key: _deserializer.deserialize(value) for key, value in raw.items()}
-    result: dict[str, Any] = from_dynamo(decoded)
-    return result
+    """A raw DynamoDB item -> plain Python (numbers as int or float, as ``fields.from_dynamo`` makes them):
+    one pass over the wire format, the same result as boto3's ``TypeDeserializer`` then ``from_dynamo``
+    (which it falls back to for anything but strings, plain numbers, maps, lists, booleans and null)."""
+    return {key: _decode(value) for key, value in raw.items()}
+
+
+def _decode(value: Mapping[str, Any]) -> Any:
+    if len(value) == 1:
+        ((tag, inner),) = value.items()
+        if tag == "S":
+            return inner
+        if tag == "M":
+            return {key: _decode(each) for key, each in inner.items()}
+        if tag == "L":
+            return [_decode(each) for each in inner]
+        if tag == "N" and _PLAIN_INT.fullmatch(inner):
+            return int(inner)
+        if tag == "BOOL" and isinstance(inner, bool):
+            return inner
+        if tag == "NULL" and inner is True:
+            return None
+    return from_dynamo(_deserializer.deserialize(value))  # type: ignore[arg-type]
+
+
+#: A number DynamoDB hands over as a plain integer (38 digits at most, its precision): ``int`` reads it
+#: exactly as ``Decimal`` then ``from_dynamo`` would.
+_PLAIN_INT = re.compile(r"-?[0-9]{1,38}")
 
 
 class Table:
@@ -176,22 +202,49 @@ def page_bytes(page: Mapping[str, Any]) -> int:
 def scan_pages(table: Table, params: Mapping[str, Any], segments: int) -> Iterator[dict[str, Any]]:
     """Every page of a Scan (``LastEvaluatedKey`` followed to the end). With ``segments`` > 1 a parallel
     Scan: ``TotalSegments`` threads, each paginating its own segment on the shared client (boto3
-    clients are thread-safe), a segment's pages yielded once it is read to its end."""
+    clients are thread-safe), every page yielded as soon as it is read, and a thread waits while
+    ``segments`` pages are read and not yet taken: the caller holds a few pages, never the table."""
     if segments <= 1:
         yield from _segment_pages(table, dict(params))
         return
+    pages: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=segments)  # room for every DONE
+    stop = threading.Event()
+
+    def read(segment: int) -> None:
+        try:
+            for page in _segment_pages(table, {**params, "Segment": segment, "TotalSegments": segments}):
+                while not stop.is_set():
+                    try:
+                        pages.put((_PAGE, page), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            pages.put((_DONE, None))
+        except BaseException as exc:  # handed to the reader, raised there
+            pages.put((_FAILED, exc))
+
     with ThreadPoolExecutor(segments, thread_name_prefix="scan") as pool:
-        futures = [
-            pool.submit(
-                lambda segment: list(
-                    _segment_pages(table, {**params, "Segment": segment, "TotalSegments": segments})
-                ),
-                segment,
-            )
-            for segment in range(segments)
-        ]
-        for future in futures:
-            yield from future.result()
+        for segment in range(segments):
+            pool.submit(read, segment)
+        try:
+            done = 0
+            while done < segments:
+                what, value = pages.get()
+                if what == _FAILED:
+                    raise value
+                if what == _DONE:
+                    done += 1
+                else:
+                    yield value
+        finally:
+            stop.set()
+            while not pages.empty():  # unblock a thread still putting its last page
+                pages.get_nowait()
+
+
+_PAGE, _DONE, _FAILED = 0, 1, 2
 
 
 def _segment_pages(table: Table, params: dict[str, Any]) -> Iterator[dict[str, Any]]:

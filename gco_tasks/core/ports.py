@@ -25,6 +25,14 @@ class ClusterReads(Protocol):
     def list_objects(self, label_selector: str, kinds: Iterable[str] = ...) -> list[dict[str, Any]]: ...
 
 
+class ClusterPages(Protocol):
+    """The same LISTs one page at a time (the fan-out lets each page go once digested)."""
+
+    def list_pages(
+        self, label_selector: str, kinds: Iterable[str] = ...
+    ) -> Iterator[list[dict[str, Any]]]: ...
+
+
 class ClusterGets(Protocol):
     def get_object(self, kind: str, name: str) -> dict[str, Any] | None: ...
 

@@ -146,18 +146,25 @@ class FanOutResult:
     orphans: list[str] = field(default_factory=list)
     skipped: str | None = None
     held_by_backoff: int = 0  # rollouts not yet due for another look (their backoff says when)
+    #: Where the time went: scan, list, triage, publish (wall) and own_cpu (``fanout.fan_out``).
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         if self.skipped is not None:
             return {"skipped": self.skipped}
-        return {
+        found: dict[str, Any] = {
             "records": self.records,
             "sent": self.sent,
             "already_pending": self.already_pending,
             "in_sync": self.in_sync,
             "reasons": dict(self.reasons),
             "orphans": list(self.orphans),
-        } | ({"held_by_backoff": self.held_by_backoff} if self.held_by_backoff else {})
+        }
+        if self.held_by_backoff:
+            found["held_by_backoff"] = self.held_by_backoff
+        if self.seconds:  # measured by the fan-out (bench.scale reads it from the task's result)
+            found["seconds"] = dict(self.seconds)
+        return found
 
 
 @dataclass(frozen=True)

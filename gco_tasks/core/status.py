@@ -202,14 +202,15 @@ def status_needs_write(
     """Whether a region status report must be written: the state, replica counts or error changed
     against ``previous`` (what the record holds now), or ``previous.last_sync`` is older than the
     heartbeat (or missing or unreadable)."""
-    before = _as_status(previous)
+    before = as_status(previous)
     if before is None or not status.same_report(before):
         return True
     synced = before.last_sync_at()
     return synced is None or now - synced >= timedelta(seconds=heartbeat_seconds)
 
 
-def _as_status(value: Mapping[str, Any] | RegionStatus | None) -> RegionStatus | None:
+def as_status(value: Mapping[str, Any] | RegionStatus | None) -> RegionStatus | None:
+    """A ``region_status`` entry as read from the record (None when absent or unreadable)."""
     if value is None or isinstance(value, RegionStatus):
         return value
     try:

@@ -2,7 +2,7 @@
 rules, so that a steady cycle sends nothing.
 
 Where it stands in the flow: inside ``fan_out``, between its reads (one Scan, one LIST per kind) and its
-messages. More in docs/architecture.md.
+messages. More in docs/architecture.md (periodic messages capped per cycle: ``due``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from gco_tasks.core.status import (
     ROLLING,
     StatusAction,
     StatusReport,
+    as_status,
     outcome_of,
     region_status_of,
     status_action,
@@ -34,7 +35,7 @@ from gco_tasks.core.status import (
     status_report,
 )
 from gco_tasks.core.teardown import plan_around_terminating, waiting_note
-from gco_tasks.core.triage_cache import digest, full_objects, rendering
+from gco_tasks.core.triage_cache import Rendering, digest, full_objects, rendering
 
 #: States a stuck or refused endpoint is predicted in (its error says more than the fan-out can see).
 UNSETTLED: frozenset[str] = ROLLING | {"error"}
@@ -56,6 +57,14 @@ class Cycle:
     resyncs: bool = True  # False: this interval's resync slots were sent already (by an earlier run)
     shadowed: Mapping[str, str] = field(default_factory=dict)  # name -> the older endpoint it shadows
     retry_errors: bool = False  # a configuration not run under before: reported errors are sent again
+    #: Scratch of one fan-out: objects rendered in full, by endpoint, until their digests took them.
+    rendered: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    #: Scratch of one fan-out: each endpoint's record and its rendering, looked up once (``_rendering``).
+    renderings: dict[str, tuple[Mapping[str, Any], Rendering]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def resync_slot(self, name: str) -> bool:
         """Whether this cycle sends ``name``'s periodic resync."""
@@ -93,32 +102,93 @@ def resync_due(name: str, now: float, interval_seconds: int, cycles: int) -> boo
     return int(now // interval_seconds) % cycles == zlib.crc32(name.encode()) % cycles
 
 
+#: The periodic reasons: a resync slot, and a status heartbeat overdue (its slot was missed). Only the
+#: first fan-out of an interval sends them, at most ``periodic_budget`` (``due``).
+PERIODIC: frozenset[str] = frozenset({TriageReason.RESYNC, TriageReason.HEARTBEAT})
+
+
+def periodic_budget(records: int, interval_seconds: int, heartbeat_seconds: int) -> int:
+    """The most periodic messages one cycle sends: N x interval / heartbeat period (rounded up), the
+    rate at which N heartbeats spread evenly over the period come due."""
+    return math.ceil(records * interval_seconds / max(1, heartbeat_seconds))
+
+
+def due(verdicts: Mapping[str, Verdict], budget: int) -> list[str]:
+    """The endpoints a cycle sends (sorted): every one with work, and of the periodic ones (``PERIODIC``)
+    at most ``budget``: resync slots first, then overdue heartbeats, each in the order of a stable hash of
+    the name. Those left over are sent by a later cycle (a slot missed becomes an overdue heartbeat), so
+    periodic writes never pile up, however many cycles were missed or how long a cold start compressed
+    the heartbeats."""
+    periodic = sorted(
+        (name for name, verdict in verdicts.items() if verdict.reason in PERIODIC),
+        key=lambda name: (verdicts[name].reason != TriageReason.RESYNC, zlib.crc32(name.encode()), name),
+    )
+    chosen = set(periodic[: max(0, budget)])
+    return sorted(
+        name
+        for name, verdict in verdicts.items()
+        if verdict.reason is not None and (verdict.reason not in PERIODIC or name in chosen)
+    )
+
+
 def triage(
     cycle: Cycle, name: str, item: Mapping[str, Any] | None, live: Sequence[Mapping[str, Any]]
 ) -> Verdict:
     """Whether endpoint ``name`` (its scanned record, or None, and its live objects) needs a reconcile."""
+    return judge(cycle, name, item, observe(cycle, name, item, live))
+
+
+def observe(
+    cycle: Cycle, name: str, item: Mapping[str, Any] | None, live: Sequence[Mapping[str, Any]]
+) -> tuple[ObservedObject, ...]:
+    """The digests of some of ``name``'s live objects (any subset: the fan-out digests each LIST page as
+    it arrives and keeps only the digests), against the record's rendering when it is valid."""
     if item is None:
-        return Verdict(TriageReason.ORPHAN if live else None, tuple(digests(live, [])))
+        return tuple(digests(live, []))
+    if name_problem(name) is not None:
+        return ()
+    found = _rendering(cycle, name, item)
+    if found.endpoint is None:
+        return tuple(digests(live, []))
+    return tuple(_digests(cycle, item, found.hashes, live))
+
+
+def judge(
+    cycle: Cycle, name: str, item: Mapping[str, Any] | None, observed: Sequence[ObservedObject]
+) -> Verdict:
+    """``triage`` from the digests of every live object of ``name`` (``observe``)."""
+    if item is None:
+        return Verdict(TriageReason.ORPHAN if observed else None, tuple(observed))
     header = RecordHeader.from_item(item)
     problem = name_problem(name)
     if problem is not None:  # the reconcile reports it and touches nothing
         return Verdict(_status_reason(cycle, header, StatusReport("error", error=problem)))
-    found = rendering(item, cycle.region, cycle.options)
+    found = _rendering(cycle, name, item)
     if found.endpoint is None:
-        return Verdict(_invalid_reason(cycle, header, found.error, live), tuple(digests(live, [])))
-    observed = _digests(cycle, item, found.stubs, live)
+        return Verdict(_invalid_reason(cycle, header, found.error, observed), tuple(observed))
     refusal = _shadowing(cycle, found.endpoint, found.stubs)
     if refusal is not None:
         reason = _status_reason(cycle, header, StatusReport("error", error=refusal))
     else:
-        reason = _work_reason(cycle, found.endpoint, header, list(found.stubs), observed)
+        reason = _work_reason(cycle, found.endpoint, header, list(found.stubs), list(observed))
     if reason is None and cycle.resync_slot(name):
         reason = TriageReason.RESYNC
     return Verdict(reason, tuple(observed))
 
 
+def _rendering(cycle: Cycle, name: str, item: Mapping[str, Any]) -> Rendering:
+    """``triage_cache.rendering``, looked up once per endpoint and fan-out (its LIST pages come kind by
+    kind: the memo's fingerprint of the record is not computed again for each)."""
+    seen = cycle.renderings.get(name)
+    if seen is not None and seen[0] is item:
+        return seen[1]
+    found = rendering(item, cycle.region, cycle.options, cycle.rendered)
+    cycle.renderings[name] = (item, found)
+    return found
+
+
 def _invalid_reason(
-    cycle: Cycle, header: RecordHeader, error: str | None, live: Sequence[Mapping[str, Any]]
+    cycle: Cycle, header: RecordHeader, error: str | None, live: Sequence[ObservedObject]
 ) -> TriageReason | None:
     """An invalid record gets its error written; one marked deleted has its objects torn down."""
     if header.desired_state == DELETED:
@@ -139,18 +209,20 @@ def _shadowing(cycle: Cycle, endpoint: Endpoint, stubs: Sequence[Mapping[str, An
 def _digests(
     cycle: Cycle,
     item: Mapping[str, Any],
-    stubs: Sequence[Mapping[str, Any]],
+    hashes: Mapping[tuple[str, str], str | None],
     live: Sequence[Mapping[str, Any]],
 ) -> list[ObservedObject]:
     """The live objects' digests against the rendering (remembered; the objects are rendered in full
-    only when a live object's version has not been compared with its desired hash before)."""
-    hashes = {object_key(stub): desired_hash(stub) for stub in stubs}
-    full: dict[tuple[str, str], dict[str, Any]] = {}
+    only when a live object's version has not been compared with its desired hash before, once per
+    endpoint and cycle: ``Cycle.rendered``)."""
+    name = str(item.get("endpoint_name"))
 
     def wanted(key: tuple[str, str]) -> Mapping[str, Any] | None:
-        if not full:
-            full.update({object_key(obj): obj for obj in full_objects(item, cycle.region, cycle.options)})
-        return full.get(key)
+        objects = cycle.rendered.get(name)
+        if objects is None:
+            rendered = full_objects(item, cycle.region, cycle.options)
+            objects = cycle.rendered[name] = {object_key(obj): obj for obj in rendered}
+        return objects.pop(key, None)  # each live object's key once: let it go
 
     return [digest(obj, hashes.get(object_key(obj)), partial(wanted, object_key(obj))) for obj in live]
 
@@ -213,7 +285,7 @@ def _status_reason(cycle: Cycle, header: RecordHeader, report: StatusReport | No
     if report.state in UNSETTLED and _failed_this_version(cycle, header):
         return None
     status = region_status_of(report, header.updated_at)
-    previous = header.region_status.get(region)
+    previous = as_status(header.region_status.get(region))  # read once for both questions
     moment = datetime.fromtimestamp(cycle.now, UTC)
     if status_needs_write(status, previous, moment, _NO_HEARTBEAT):
         return TriageReason.STATUS

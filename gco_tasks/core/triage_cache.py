@@ -7,15 +7,14 @@ Where it stands in the flow: under ``triage``, inside ``fan_out``. More in docs/
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.drift import digest as compute_digest
-from gco_tasks.core.fields import json_fallback
 from gco_tasks.core.plan import ObservedObject, desired_hash
 from gco_tasks.core.records import Endpoint, InvalidEndpointError
 from gco_tasks.core.rendering import RenderOptions, desired_objects, object_key
@@ -61,16 +60,27 @@ class Rendering:
     endpoint: Endpoint | None
     stubs: tuple[dict[str, Any], ...] = ()
     error: str | None = None
+    #: (kind, name) -> desired hash of each stub (what a warm cycle asks for every endpoint).
+    hashes: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
 
 
 _renderings: Lru[tuple[str, str], Rendering] = Lru(RENDERINGS_KEPT)
 _digests: Lru[tuple[str, str, str], ObservedObject] = Lru(DIGESTS_KEPT)
 
 
-def rendering(item: Mapping[str, Any], region: str, options: RenderOptions) -> Rendering:
-    """``item``'s rendering in ``region`` (remembered by content)."""
+def rendering(
+    item: Mapping[str, Any],
+    region: str,
+    options: RenderOptions,
+    keep: dict[str, dict[tuple[str, str], dict[str, Any]]] | None = None,
+) -> Rendering:
+    """``item``'s rendering in ``region`` (remembered by content). When it is rendered afresh and
+    ``keep`` is given, the rendered objects go there too, by endpoint name then ``object_key`` (the
+    fan-out's scratch for the digests that follow: no second rendering)."""
     key = (str(item.get("endpoint_name")), region)
-    return _renderings.get(key, _fingerprint(item, region, options), lambda: _render(item, region, options))
+    return _renderings.get(
+        key, _fingerprint(item, region, options), lambda: _render(item, region, options, keep)
+    )
 
 
 def full_objects(item: Mapping[str, Any], region: str, options: RenderOptions) -> list[dict[str, Any]]:
@@ -103,15 +113,27 @@ def stub_of(obj: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _render(item: Mapping[str, Any], region: str, options: RenderOptions) -> Rendering:
+def _render(
+    item: Mapping[str, Any],
+    region: str,
+    options: RenderOptions,
+    keep: dict[str, dict[tuple[str, str], dict[str, Any]]] | None = None,
+) -> Rendering:
     try:
         endpoint = Endpoint.from_item(item)
         objects = desired_objects(endpoint, region, options)
     except InvalidEndpointError as exc:
         return Rendering(None, error=str(exc))
-    return Rendering(endpoint, tuple(stub_of(obj) for obj in objects))
+    if keep is not None:
+        keep[endpoint.endpoint_name] = {object_key(obj): obj for obj in objects}
+    stubs = tuple(stub_of(obj) for obj in objects)
+    return Rendering(endpoint, stubs, hashes={object_key(stub): desired_hash(stub) for stub in stubs})
 
 
-def _fingerprint(item: Mapping[str, Any], region: str, options: RenderOptions) -> str:
-    content = {key: value for key, value in item.items() if key != "region_status"}
-    return json.dumps([region, repr(options), content], sort_keys=True, default=json_fallback)
+def _fingerprint(item: Mapping[str, Any], region: str, options: RenderOptions) -> bytes:
+    """A digest of the record's content (less ``region_status``) as ``repr`` writes it: exact for the
+    plain values a decoded item holds (``True``, ``1``, ``1.0`` and ``"1"`` all differ), several times
+    cheaper than sorted JSON, and 20 bytes kept per endpoint, not the text. Keys in another order only
+    make a miss (a rendering again), never a wrong hit."""
+    content = [(key, value) for key, value in item.items() if key != "region_status"]
+    return hashlib.blake2b(repr((region, options, content)).encode(), digest_size=20).digest()

@@ -2,7 +2,7 @@
 for the endpoints that need work (``triage``), each with a hint, never the record.
 
 Where it stands in the flow: beat sends ``fan_out`` every ``RECONCILE_INTERVAL_SECONDS``; the messages
-go to the region's queue. The cost model: docs/architecture.md.
+go to the region's queue. Cost model (LIST pages streamed, periodic messages capped): docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -10,21 +10,23 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Protocol, TypeVar
 
 from gco_tasks.core import conventions as names
 from gco_tasks.core.config import Settings
 from gco_tasks.core.hint import Hint
 from gco_tasks.core.paths import record_paths, serving_since, shadowed_paths
-from gco_tasks.core.plan import objects_by_endpoint
-from gco_tasks.core.ports import ClusterReads, FanOutMarks, RecordScan, Sender
+from gco_tasks.core.plan import ObservedObject, objects_by_endpoint
+from gco_tasks.core.ports import ClusterPages, FanOutMarks, RecordScan, Sender
 from gco_tasks.core.records import RecordHeader
 from gco_tasks.core.rendering import RenderOptions
 from gco_tasks.core.results import FanOutResult
-from gco_tasks.core.triage import Cycle, Verdict, triage
+from gco_tasks.core.triage import Cycle, Verdict, due, judge, observe, periodic_budget, triage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class FanOutPorts(Protocol):
@@ -35,7 +37,7 @@ class FanOutPorts(Protocol):
     @property
     def store(self) -> RecordScan: ...
     @property
-    def cluster(self) -> ClusterReads: ...
+    def cluster(self) -> ClusterPages: ...
     @property
     def state(self) -> FanOutMarks: ...
     @property
@@ -110,33 +112,44 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> FanOu
     with ports.state.fan_out_lock(ttl_seconds=settings.task_time_limit_seconds) as acquired:
         if not acquired:
             return FanOutResult(skipped="another fan-out of this region is running")
-        items, skipped = items_by_name(ports.store.scan_items())
+        began, began_cpu = time.perf_counter(), time.thread_time()
+        waited = {"scan": 0.0, "list": 0.0, "publish": 0.0}
+        waited_cpu = {"scan": 0.0, "list": 0.0}
+        items, skipped = items_by_name(timed(ports.store.scan_items(), waited, "scan", waited_cpu))
         for keys in skipped:
             log.warning("skipping a table item without a string endpoint_name: keys %s", keys)
-        grouped = objects_by_endpoint(ports.cluster.list_objects(names.MANAGED_SELECTOR), set(items))
         region_items = [
             item for item in items.values() if RecordHeader.from_item(item).targets(settings.region)
         ]
+        cycle = _cycle(ports, now, {})  # digests need neither the paths nor the resync claim
+        ingresses: dict[str, list[Mapping[str, Any]]] = {}
+        pages = timed(ports.cluster.list_pages(names.MANAGED_SELECTOR), waited, "list", waited_cpu)
+        observed = observe_pages(cycle, items, pages, ingresses)
         paths = record_paths(region_items)  # seniority: the fleet's first sighting, never created_at
-        first_seen = ports.state.note_paths(paths, now, serving_since(paths, grouped))
+        first_seen = ports.state.note_paths(paths, now, serving_since(paths, ingresses))
         shadowed = shadowed_paths(region_items, first_seen)
-        cycle = _cycle(ports, now, shadowed)
-        found = verdicts(cycle, items, grouped)
-        wanted = [name for name, verdict in found.items() if verdict.reason is not None]
+        first = _first_of_interval(ports, now)  # claimed once the reads succeeded
+        cycle = replace(cycle, shadowed=dict(shadowed), resyncs=first)
+        found = judged(cycle, items, observed)
+        budget = periodic_budget(len(items), cycle.interval_seconds, cycle.heartbeat_seconds)
+        wanted = due(found, budget if cycle.resyncs else 0)
         backoffs = ports.state.requeue_marks(n for n in wanted if found[n].reason in WAITING_REASONS)
         held = {n for n in wanted if held_by_backoff(str(found[n].reason), backoffs.get(n), now)}
         wanted = [n for n in wanted if n not in held]
+        published = time.perf_counter()
         marks = ports.state.mark_pending_many(wanted, settings.message_ttl_seconds)
         sent = [name for name in wanted if marks[name]]
         for name in sent:
             send(name, make_hint(items.get(name), found[name], now, shadowed.get(name)))
+        waited["publish"] = time.perf_counter() - published
+        total, total_cpu = time.perf_counter() - began, time.thread_time() - began_cpu
         ports.configurations_run.add(_configuration(ports))
         pending = len(wanted) - len(sent)
         reasons = Counter(str(found[name].reason) for name in sent)
         log.info(
             "fan-out %s: %d sent %s, %d already pending", settings.region, len(sent), dict(reasons), pending
         )
-        orphans = sorted(set(grouped) - set(items))
+        orphans = sorted(set(observed) - set(items))
         return FanOutResult(
             records=len(items),
             sent=len(sent),
@@ -145,7 +158,81 @@ def fan_out(ports: FanOutPorts, send: Sender, now: float | None = None) -> FanOu
             in_sync=len(found) - len(wanted) - len(held),
             reasons=dict(reasons),
             orphans=orphans,
+            seconds={
+                "scan": round(waited["scan"], 3),
+                "list": round(waited["list"], 3),
+                "triage": round(total - sum(waited.values()), 3),
+                "publish": round(waited["publish"], 3),
+                # CPU of the fan-out's own thread outside the Scan and the LIST pages: decoding what it
+                # holds, rendering, triage, publishing (wall time above also counts waiting for a core)
+                "own_cpu": round(total_cpu - sum(waited_cpu.values()), 3),
+            },
         )
+
+
+def observe_pages(
+    cycle: Cycle,
+    items: Mapping[str, Mapping[str, Any]],
+    pages: Iterable[Sequence[Mapping[str, Any]]],
+    ingresses: dict[str, list[Mapping[str, Any]]] | None = None,
+) -> dict[str, list[ObservedObject]]:
+    """The digests of every live object, by endpoint, one LIST page at a time: a page is digested and
+    let go before the next is requested, so the fan-out holds the records and the digests (small, and
+    remembered anyway: ``triage_cache``), never every object of the region at once. The Ingresses are
+    kept in ``ingresses`` (the path seniority reads them: ``paths.serving_since``)."""
+    known = set(items)
+    observed: dict[str, list[ObservedObject]] = {}
+    for page in pages:
+        for name, live in objects_by_endpoint(page, known).items():
+            observed.setdefault(name, []).extend(observe(cycle, name, items.get(name), live))
+            if ingresses is not None:
+                kept = [_ingress_view(obj) for obj in live if obj.get("kind") == "Ingress"]
+                if kept:
+                    ingresses.setdefault(name, []).extend(kept)
+        del page
+    return observed
+
+
+def _ingress_view(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``paths.serving_since`` reads of a live Ingress (the listed object itself is let go)."""
+    created = (obj.get("metadata") or {}).get("creationTimestamp")
+    return {"kind": "Ingress", "metadata": {"creationTimestamp": created}, "spec": obj.get("spec") or {}}
+
+
+def judged(
+    cycle: Cycle, items: Mapping[str, Mapping[str, Any]], observed: Mapping[str, Sequence[ObservedObject]]
+) -> dict[str, Verdict]:
+    """The triage of every endpoint with a record or with objects here, by name (sorted)."""
+    return {
+        name: judge(cycle, name, items.get(name), observed.get(name, []))
+        for name in sorted({*items, *observed})
+    }
+
+
+def timed(
+    source: Iterable[T], waited: dict[str, float], what: str, cpu: dict[str, float] | None = None
+) -> Iterator[T]:
+    """``source`` as it is consumed, the time spent waiting on it added to ``waited[what]`` (and this
+    thread's CPU to ``cpu[what]``): the Scan (its requests and decoding) and the LIST pages (requests
+    and JSON parsing) apart from the fan-out's own work, which the result reports as ``seconds``."""
+    iterator = iter(source)
+    while True:
+        began, began_cpu = time.perf_counter(), time.thread_time()
+        value = next(iterator, _END)
+        waited[what] += time.perf_counter() - began
+        if cpu is not None:
+            cpu[what] = cpu.get(what, 0.0) + time.thread_time() - began_cpu
+        if value is _END:
+            return
+        yield value
+
+
+_END: Any = object()
+
+
+def _first_of_interval(ports: FanOutPorts, now: float) -> bool:
+    interval = ports.settings.reconcile_interval_seconds
+    return ports.state.claim_cycle(int(now // interval), ttl_seconds=max(60, 4 * interval))
 
 
 def _configuration(ports: FanOutPorts) -> tuple[str, str]:
@@ -154,8 +241,6 @@ def _configuration(ports: FanOutPorts) -> tuple[str, str]:
 
 def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle:
     settings = ports.settings
-    interval = settings.reconcile_interval_seconds
-    first = ports.state.claim_cycle(int(now // interval), ttl_seconds=max(60, 4 * interval))
     return Cycle(
         region=settings.region,
         options=ports.render_options,
@@ -164,7 +249,7 @@ def _cycle(ports: FanOutPorts, now: float, shadowed: Mapping[str, str]) -> Cycle
         heartbeat_seconds=settings.status_heartbeat_seconds,
         unhealthy_threshold_seconds=settings.inference_unhealthy_threshold_seconds,
         withheld=frozenset(ports.state.withheld()),
-        resyncs=first,
+        resyncs=False,
         shadowed=dict(shadowed),
         retry_errors=_configuration(ports) not in ports.configurations_run,
     )

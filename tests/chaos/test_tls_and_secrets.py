@@ -140,6 +140,7 @@ def scenario(chaos: Any, cluster: Any, secrets: dict[str, str]) -> None:
         Endpoint.new("capped", parse_spec({"image": "nginx:1.27", "replicas": 1000}), [REGION])
     )
     chaos.intents["capped"] = "running"
+    chaos.invalid.add("capped")  # refused on purpose: the one record allowed to end in error
     chaos.processes.worker("worker", concurrency=1, loglevel="DEBUG")
     chaos.processes.beat(loglevel="DEBUG")
     wait_until(lambda: chaos.converged("alpha"), 90, "alpha running through TLS Redis")

@@ -121,5 +121,6 @@ def test_runnable_blocks_work_as_written(sandbox: Sandbox) -> None:
         assert not missing, f"missing {missing}: {shown}"
         assert "Traceback" not in output, shown
     assert Path(env["PATH"].split(":")[0]) == Path(sys.executable).parent, "the env file put the venv first"
-    code, _ = sandbox.stop(signal.SIGINT)
+    # a clean exit is what this test asks; how fast the sandbox stops is test_sandbox's (and bench's) figure
+    code, _ = sandbox.stop(signal.SIGINT, timeout=60)
     assert code == 0, sandbox.out()

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from gco_tasks.cli import app
 
-NOW = datetime.now(UTC)
 PULL = "image nginx:bad cannot be pulled on 2 of 2 new pods"
 LONG_NAME = "a-very-long-endpoint-name-that-is-fifty-three-chars-x"
 LONG_IMAGE = (
@@ -39,7 +38,7 @@ def run(cli: CliRunner, *args: str, code: int = 0) -> str:
 
 def _status(state: str, ready: int, desired: int, age: float, error: str | None = None) -> dict[str, Any]:
     status: dict[str, Any] = {"state": state, "replicas_ready": ready, "replicas_desired": desired}
-    status["last_sync"] = (NOW - timedelta(seconds=age)).isoformat()
+    status["last_sync"] = (datetime.now(UTC) - timedelta(seconds=age)).isoformat()  # as the fixture runs
     return status | ({"error": error} if error else {})
 
 
@@ -81,10 +80,10 @@ def test_with_a_region_each_row_is_what_that_region_reports(fleet: CliRunner) ->
     assert out.splitlines()[0].split() == ["NAME", "STATE", "READY", "LAST", "SYNC", "MESSAGE"]
     assert [line.split()[0] for line in out.splitlines()[1:]] == ["web"]  # only what targets it
     assert re.fullmatch(
-        r"web error 0/2 \d+s ago image nginx:bad cannot be pulled on 2 of 2 new pods", _words(out, "web")
+        r"web error 0/2 \d+[sm] ago image nginx:bad cannot be pulled on 2 of 2 new pods", _words(out, "web")
     )
     out = run(fleet, "--region", "us-east-1")
-    assert re.fullmatch(r"web running 2/2 \d+s ago", _words(out, "web"))
+    assert re.fullmatch(r"web running 2/2 \d+[sm] ago", _words(out, "web"))
     assert _words(out, "old") == "old running 1/1 3h ago (stale)"
     assert _words(out, "new") == "new pending 0/0 -"
     assert "secret-value" not in out

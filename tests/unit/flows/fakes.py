@@ -77,6 +77,12 @@ class FakeCluster:
             if kind in wanted and _matches(obj["metadata"].get("labels") or {}, label_selector)
         ]
 
+    def list_pages(
+        self, label_selector: str, kinds: Iterable[str] = MANAGED_KINDS
+    ) -> Iterator[list[dict[str, Any]]]:
+        """``list_objects`` as the fan-out reads it: a page at a time (one page here)."""
+        yield self.list_objects(label_selector, kinds)
+
     def get_object(self, kind: str, name: str) -> dict[str, Any] | None:
         self._count("get")
         found = self.objects.get((kind, name))
