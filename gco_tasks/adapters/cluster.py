@@ -111,6 +111,10 @@ def load_api_client() -> client.ApiClient:
     except config.ConfigException:
         _load_kube_config(configuration)
     configuration.retries = 0  # retries are the task's job (backoff + jitter), not urllib3's
+    # Fix the proxy the environment gives now: otherwise the credentials' refresh hook, run before every
+    # request, sets ``host`` again and the client re-reads every environment variable for a proxy
+    # (~1 ms of CPU a request, a fifth of a cold reconcile's).
+    configuration.proxy = configuration.proxy
     return client.ApiClient(configuration)
 
 

@@ -394,6 +394,39 @@ class EndpointStore:
         condition += " AND attribute_exists(region_status.#r)"
         return self.table.update(name, expression, condition, values, names={"#r": region})
 
+    def report_running_and_promote(
+        self,
+        name: str,
+        region: str,
+        status: RegionStatus,
+        updated_at: str | None,
+        now: datetime | None = None,
+    ) -> bool:
+        """This region's ``running`` report and the promotion ``deploying`` → ``running`` it completes,
+        in one write: ``promote_if_deploying``'s conditions, the report about the new ``updated_at``.
+        False when a condition did not hold or the record has no ``region_status`` map: nothing was
+        written, and the caller reports as usual (a separate status write, then the promotion)."""
+        moment = now or datetime.now(UTC)
+        unchanged, values = updated_at_is(updated_at)
+        bumped = iso_now()
+        entry = status.model_copy(update={"last_sync": iso_now(moment), "observed_updated_at": bumped})
+        values.update(
+            {
+                ":s": {"S": RUNNING},
+                ":u": {"S": bumped},
+                ":expected": {"S": DEPLOYING},
+                ":r": encode(entry.to_dict()),
+            }
+        )
+        expression = "SET desired_state = :s, updated_at = :u, region_status.#r = :r"
+        condition = f"attribute_exists(endpoint_name) AND desired_state = :expected AND {unchanged}"
+        try:
+            return self.table.update(name, expression, condition, values, names={"#r": region})
+        except StoreError as exc:
+            if not is_missing_map(exc):
+                raise
+        return False
+
     def delete_if_unchanged(self, name: str, updated_at: str | None) -> bool:
         """Purge: delete the record only if it is still ``deleted`` and ``updated_at`` is the one read,
         so a record re-created under the same name survives. Returns whether it deleted."""

@@ -96,6 +96,15 @@ class StatusReports(Protocol):
         self, name: str, updated_at: str | None = ..., region: str | None = ...
     ) -> bool: ...
 
+    def report_running_and_promote(
+        self,
+        name: str,
+        region: str,
+        status: RegionStatus,
+        updated_at: str | None,
+        now: datetime | None = None,
+    ) -> bool: ...
+
 
 class RecordPurge(Protocol):
     def delete_if_unchanged(self, name: str, updated_at: str | None) -> bool: ...

@@ -196,10 +196,7 @@ def _reconcile_record(
     rollouts = _rollouts(ports, endpoint, observed, plan, error, now)
     notes = withholding.notes + waiting_note(waiting)
     report = status_report(outcome_of(endpoint, region, observed, plan, error, notes, rollouts))
-    _report_status(ports, header, report, now, cleaned=not error and not observed)
-    due = promotion_due(header, region, report)
-    if due and ports.store.promote_if_deploying(name, updated_at=header.updated_at, region=region):
-        log.info("%s: every target region is running; desired state deploying -> running", name)
+    _report_and_promote(ports, header, report, now, cleaned=not error and not observed)
     state = report.state if report else None
     requeue = _requeue(ports, header, withholding.desired, state, now)
     kind = result_kind(applied, deleted, error)
@@ -419,6 +416,25 @@ def _apply(cluster: Cluster, obj: dict[str, Any], legacy: bool) -> object:
     if legacy:
         adopt(cluster, obj)
     return cluster.apply(obj)
+
+
+def _report_and_promote(
+    ports: ReconcilePorts, header: RecordHeader, report: StatusReport | None, now: float, cleaned: bool
+) -> None:
+    """Report the region's status; a ``running`` that completes the record's promotion (``promotion_due``)
+    goes with the promotion in one write, or, when that write's conditions do not hold, as two."""
+    region, name = ports.settings.region, header.endpoint_name
+    if report is None or not promotion_due(header, region, report):
+        _report_status(ports, header, report, now, cleaned)
+        return
+    status = region_status_of(report, header.updated_at)
+    moment = datetime.fromtimestamp(now, UTC)
+    promoted = ports.store.report_running_and_promote(name, region, status, header.updated_at, now=moment)
+    if not promoted:
+        _report_status(ports, header, report, now, cleaned)
+        promoted = ports.store.promote_if_deploying(name, updated_at=header.updated_at, region=region)
+    if promoted:
+        log.info("%s: every target region is running; desired state deploying -> running", name)
 
 
 def _report_status(

@@ -237,6 +237,15 @@ class _WatchedStore(_Passthrough):
         self._seen.promoted = self._seen.promoted or promoted
         return promoted
 
+    def report_running_and_promote(
+        self, name: str, region: str, status: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        promoted = bool(self._inner.report_running_and_promote(name, region, status, *args, **kwargs))
+        if promoted:
+            self._seen.status = (str(status.state), status.error)
+            self._seen.promoted = True
+        return promoted
+
     def scan_items(self, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
         scanned = self._seen.scanned = self._seen.scanned if self._seen.scanned is not None else []
         for item in self._inner.scan_items(*args, **kwargs):

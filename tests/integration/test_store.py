@@ -273,6 +273,47 @@ def test_promotion_is_for_the_version_the_regions_ran_and_moves_the_promoting_re
     assert promoted.region_status["us-east-1"].observed_updated_at == promoted.updated_at
 
 
+def test_a_running_report_and_the_promotion_it_completes_are_one_conditional_write(
+    store: EndpointStore,
+) -> None:
+    store.create(_endpoint())
+    read = store.get("demo").updated_at
+    running = RegionStatus(state="running", replicas_ready=1, replicas_desired=1, observed_updated_at=read)
+    store.scale("demo", 2)  # an edit after the read: that version needs its own rollout
+    assert store.report_running_and_promote("demo", "us-east-1", running, read, now=NOW) is False
+    assert store.get("demo").desired_state == "deploying" and store.get("demo").region_status == {}
+    current = store.get("demo").updated_at
+    writes = _count_writes(store)
+    assert store.report_running_and_promote("demo", "us-east-1", running, current, now=NOW) is True
+    assert writes() == 1
+    promoted = store.get("demo")
+    assert promoted.desired_state == "running" and promoted.updated_at != current
+    entry = promoted.region_status["us-east-1"]
+    assert entry.state == "running" and entry.observed_updated_at == promoted.updated_at
+    assert entry.last_sync is not None and entry.last_sync.startswith("2025-01-01T12:00")
+    assert store.report_running_and_promote("demo", "us-east-1", running, promoted.updated_at) is False
+
+
+def test_a_record_without_a_status_map_is_promoted_the_long_way(store: EndpointStore) -> None:
+    store.create(_endpoint())
+    store.client.update_item(
+        TableName=store.table_name,
+        Key={"endpoint_name": {"S": "demo"}},
+        UpdateExpression="REMOVE region_status",
+    )
+    current = store.get("demo").updated_at
+    running = RegionStatus(state="running", observed_updated_at=current)
+    assert store.report_running_and_promote("demo", "us-east-1", running, current) is False
+    assert store.get("demo").desired_state == "deploying"
+
+
+def _count_writes(store: EndpointStore) -> Any:
+    """A counter of the UpdateItem calls the store's client makes from now on."""
+    calls: list[str] = []
+    store.client.meta.events.register("before-call.dynamodb.UpdateItem", lambda **_: calls.append("u"))
+    return lambda: len(calls)
+
+
 def test_purge_spares_a_recreated_record(store: EndpointStore) -> None:
     store.create(_endpoint())
     store.update_desired_state("demo", "deleted")

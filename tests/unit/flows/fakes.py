@@ -193,6 +193,27 @@ class FakeStore:
             item["region_status"][region]["observed_updated_at"] = item["updated_at"]
         return True
 
+    def report_running_and_promote(
+        self,
+        name: str,
+        region: str,
+        status: RegionStatus,
+        updated_at: str | None,
+        now: datetime | None = None,
+    ) -> bool:
+        item = self.items.get(name)
+        if item is None or item.get("desired_state") != "deploying" or item.get("updated_at") != updated_at:
+            return False
+        if not isinstance(item.get("region_status"), dict):
+            return False
+        item["desired_state"] = "running"
+        item["updated_at"] = iso_now()
+        entry = status.model_copy(
+            update={"last_sync": iso_now(now or datetime.now(UTC)), "observed_updated_at": item["updated_at"]}
+        )
+        item["region_status"][region] = entry.to_dict()
+        return True
+
     def delete_if_unchanged(self, name: str, updated_at: str | None) -> bool:
         item = self.items.get(name)
         if item is None or item.get("desired_state") != "deleted" or item.get("updated_at") != updated_at:
