@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from gco_tasks.core import conventions as names
@@ -18,6 +19,7 @@ from gco_tasks.core.ownership import is_ours
 from gco_tasks.core.plan import ObservedObject, Plan
 from gco_tasks.core.ports import ClusterGets
 from gco_tasks.core.rendering import object_key
+from gco_tasks.flows.concurrently import run_all
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +61,17 @@ def candidate_keys(name: str) -> list[Key]:
 def read_digests(
     cluster: ClusterGets, keys: Iterable[Key], name: str, desired: Sequence[Mapping[str, Any]]
 ) -> list[ObservedObject]:
-    """GET each of ``keys``; the digests (with drift against ``desired``) of those that exist and are
-    endpoint ``name``'s by their labels (``ownership.is_ours``: an object that merely has the name is not
-    ours to delete)."""
+    """GET each of ``keys`` (together: ``concurrently``); the digests (with drift against ``desired``)
+    of those that exist and are endpoint ``name``'s by their labels (``ownership.is_ours``: an object
+    that merely has the name is not ours to delete)."""
     wanted = {object_key(obj): obj for obj in desired}
+    keys = list(keys)
+    answers = run_all([partial(cluster.get_object, kind, object_name) for kind, object_name in keys])
     found: list[ObservedObject] = []
-    for kind, object_name in keys:
-        live = cluster.get_object(kind, object_name)
+    for (kind, object_name), answer in zip(keys, answers, strict=True):
+        if answer.error is not None:
+            raise answer.error
+        live = answer.value
         if live is not None and is_ours(live, name):
             found.append(digest(live, wanted.get((kind, object_name))))
     return found

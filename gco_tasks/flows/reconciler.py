@@ -53,7 +53,8 @@ from gco_tasks.core.status import (
 )
 from gco_tasks.core.teardown import plan_around_terminating, waiting_note
 from gco_tasks.flows.adoption import adopt
-from gco_tasks.flows.observe import ReadsOnce, candidate_keys, observe, read_digests
+from gco_tasks.flows.concurrently import run_all
+from gco_tasks.flows.observe import Key, ReadsOnce, candidate_keys, observe, read_digests
 from gco_tasks.flows.reconcile_io import assess_rollouts, hand_over
 
 log = logging.getLogger(__name__)
@@ -326,7 +327,8 @@ class _NotOurs(Exception):
 def _carry_out(
     cluster: Cluster, plan: Plan, observed: Sequence[ObservedObject] = (), endpoint: str = ""
 ) -> Carried:
-    """Apply, then delete, object by object. A permanent failure (e.g. 422) of one object is collected
+    """Apply, then delete, object by object (a new endpoint's creations, all independent, together:
+    ``concurrently``). A permanent failure (e.g. 422) of one object is collected
     and the others still go ahead; a transient one propagates. An object the plan creates (absent from
     ``observed``) is created with a create-only request (``ownership``): one that exists is read, and
     if it is not ``endpoint``'s the reconcile stops there, deleting again what it created before.
@@ -342,24 +344,40 @@ def _carry_out(
     if handed:
         log.info("spec.replicas handed over to the HPA (value kept): %s", ", ".join(handed))
     steps += _steps(cluster, rest, legacy, new, endpoint, found)
+    calls = [step for _, _, step in steps]
+    together = first.is_empty and not handed and _all_creations(steps, new)
+    ran = run_all(calls) if together else None  # else each runs in turn, up to the first transient error
     done: dict[str, list[str]] = {"apply": [], "delete": []}
-    created: list[tuple[str, str]] = []
+    created: list[Key] = []
     errors: list[str] = []
-    for verb, key, step in steps:
-        try:
-            outcome = step()
-        except PermanentError as exc:
-            errors.append(str(exc))
-        except _NotOurs as exc:
+    for index, (verb, key, _) in enumerate(steps):
+        outcome = ran[index] if ran is not None else run_all([calls[index]])[0]
+        if isinstance(outcome.error, PermanentError):
+            errors.append(str(outcome.error))
+        elif isinstance(outcome.error, _NotOurs):
+            if ran is not None:  # sent together: the later ones ran too
+                later = zip(steps[index + 1 :], ran[index + 1 :], strict=True)
+                created += [_kind_and_name(k) for (_, k, _), o in later if o.value is _CREATED]
             _undo(cluster, created)
-            kept = tuple(k for k in done["apply"] if tuple(k.split("/", 1)) not in set(created))
-            return Carried(kept, tuple(done["delete"]), errors, str(exc), tuple(found))
+            kept = tuple(k for k in done["apply"] if _kind_and_name(k) not in set(created))
+            return Carried(kept, tuple(done["delete"]), errors, str(outcome.error), tuple(found))
+        elif outcome.error is not None:
+            raise outcome.error
         else:
             done[verb].append(key)
-            if outcome is _CREATED:
-                kind, _, name = key.partition("/")
-                created.append((kind, name))
+            if outcome.value is _CREATED:
+                created.append(_kind_and_name(key))
     return Carried(tuple(done["apply"]), tuple(done["delete"]), errors, None, tuple(found))
+
+
+def _all_creations(steps: Sequence[tuple[str, str, Callable[[], object]]], new: Collection[Key]) -> bool:
+    """Whether every step creates an object (a new endpoint's): independent requests, sent together."""
+    return len(steps) > 1 and all(verb == "apply" and _kind_and_name(key) in new for verb, key, _ in steps)
+
+
+def _kind_and_name(key: str) -> Key:
+    kind, _, name = key.partition("/")
+    return kind, name
 
 
 #: What a create step returns when it made the object (``_undo`` deletes those on a refusal).

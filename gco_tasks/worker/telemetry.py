@@ -6,6 +6,7 @@ Where it stands in the flow: between the Celery tasks and the flows. More in doc
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,10 +46,14 @@ class Witness:
     released: set[str] = field(default_factory=set)  # endpoints whose Ingress withholding ended
     scanned: list[Mapping[str, Any]] | None = None  # the records a fan-out scanned
     missing: set[str] = field(default_factory=set)  # "Kind/name" read by name and not found
+    #: Reads of one reconcile may run in threads (``flows.concurrently``): ``saw`` makes ``listed`` once.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def saw(self, objects: Iterable[Mapping[str, Any]]) -> None:
-        self.listed = self.listed or {}
-        self.listed.update((_key(obj), _uid(obj)) for obj in objects)
+        keyed = [(_key(obj), _uid(obj)) for obj in objects]
+        with self._lock:
+            self.listed = self.listed or {}
+            self.listed.update(keyed)
 
 
 def _key(obj: Mapping[str, Any]) -> str:
