@@ -214,7 +214,7 @@ def _requeue(
     """A rollout left in progress asks to be looked at again soon, as controller-runtime's
     ``RequeueAfter``: ``ROLLOUT_REQUEUE_SECONDS``, doubling while it lasts up to
     ``ROLLOUT_REQUEUE_MAX_SECONDS`` (``RegionState.schedule_requeue``, one outstanding per endpoint
-    across every worker); a look an interval or more away is the fan-out's to send. A rollout that
+    across every worker), whatever the cycle's interval (a fan-out defers to a backlog). A rollout that
     ended starts the next one's backoff afresh."""
     settings = ports.settings
     name = header.endpoint_name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -48,17 +49,26 @@ def _reconcile_sender(fleet: Fleet) -> Iterator[Sender]:
 #: by a worker and not yet done: a requeued reconcile waits for its countdown in a worker) defers (see
 #: ``deferred``): whatever it would send would wait behind them, or be skipped as already pending.
 BACKLOG_DEFER = 50
-#: ... but never more than this many cycles in a row: every such cycle's fan-out runs whatever the queue.
+#: ... but never for long: the fan-out of one cycle in ``deferral_period`` runs whatever the queue.
 BACKLOG_DEFER_MAX_CYCLES = 4
+BACKLOG_DEFER_MAX_SECONDS = 60.0
+
+
+def deferral_period(interval: float) -> int:
+    """How many cycles a fan-out may defer to a backlog in a row, less one: at least
+    ``BACKLOG_DEFER_MAX_CYCLES``, and as many as fit in ``BACKLOG_DEFER_MAX_SECONDS`` (a short interval
+    would otherwise Scan the whole table every few seconds while the reconciles wait on it)."""
+    return max(BACKLOG_DEFER_MAX_CYCLES, math.ceil(BACKLOG_DEFER_MAX_SECONDS / max(interval, 1e-3)))
 
 
 def deferred(backlog: int, now: float, interval: float) -> bool:
     """Whether a fan-out defers to the messages still outstanding (``backlog``): it would spend a Scan
     and the LISTs (seconds at ten thousand endpoints, a pool process the reconciles need meanwhile, and
-    the table's read capacity) to send what those messages already carry. Every
-    ``BACKLOG_DEFER_MAX_CYCLES``-th cycle runs anyway, so a queue that never drains cannot hide a change
-    in the table for long."""
-    return backlog >= BACKLOG_DEFER and int(now // max(interval, 1e-3)) % BACKLOG_DEFER_MAX_CYCLES != 0
+    the table's read capacity) to send what those messages already carry (a rollout in progress is
+    looked at by its own requeue). One cycle in ``deferral_period`` runs anyway, so a queue that never
+    drains cannot hide a change in the table for long (a minute at most, or four cycles)."""
+    cycle = int(now // max(interval, 1e-3))
+    return backlog >= BACKLOG_DEFER and cycle % deferral_period(interval) != 0
 
 
 def _backlog(queue: str) -> int:

@@ -99,7 +99,9 @@ def test_a_new_endpoint_is_created_without_a_read_and_looked_at_again_by_its_own
     assert by_name(log, "PATCH") == {} and by_name(log, "POST") == {} and by_name(log, "DELETE") == {}
 
 
-def test_a_rollout_backoff_sends_one_requeue_at_a_time_and_doubles_up_to_the_interval(redis_url: str) -> None:
+def test_a_rollout_backoff_sends_one_requeue_at_a_time_and_doubles_whatever_the_interval(
+    redis_url: str,
+) -> None:
     """Fails on the old behaviour (no ``RegionState.schedule_requeue``): every reconcile of a rollout in
     progress was left to the next fan-out, which sent it again every cycle."""
     state = RegionState(redis.Redis.from_url(redis_url), REGION)
@@ -107,8 +109,9 @@ def test_a_rollout_backoff_sends_one_requeue_at_a_time_and_doubles_up_to_the_int
     assert state.schedule_requeue("a", 100.0, **look) == 2.0
     assert state.schedule_requeue("a", 101.0, **look) is None  # one outstanding: not another
     assert state.schedule_requeue("a", 102.5, **look) == 8.0  # each look backs off further
-    assert state.schedule_requeue("a", 111.0, **look) is None  # 16 s: the fan-out's, when due
-    assert state.requeue_marks(["a", "b"]) == {"a": (127.0, 110.5)}
+    assert state.schedule_requeue("a", 109.0, **look) is None  # the 8 s one is still outstanding
+    assert state.schedule_requeue("a", 111.0, **look) == 32.0  # longer than the interval: sent all the same
+    assert state.requeue_marks(["a", "b"]) == {"a": (143.0, 143.0)}
     state.clear_requeue("a")  # the rollout ended: the next one starts afresh
     assert state.requeue_marks(["a"]) == {}
     assert state.schedule_requeue("a", 200.0, **look) == 2.0
@@ -217,3 +220,7 @@ def test_a_fan_out_defers_to_a_backlog_of_reconciles_but_not_for_ever(redis_url:
     cycles = [tasks.deferred(backlog, n * interval + 1, interval) for n in range(8)]
     assert cycles == [False, True, True, True, False, True, True, True]
     assert not any(tasks.deferred(backlog - 1, n * interval + 1, interval) for n in range(8))
+    # A short interval defers for a minute, not four cycles (eight seconds at 2 s: a Scan of the whole
+    # table every eight seconds while the reconciles wait on the table).
+    short = [tasks.deferred(backlog, n * 2.0 + 0.5, 2.0) for n in range(61)]
+    assert [n for n, waits in enumerate(short) if not waits] == [0, 30, 60]
