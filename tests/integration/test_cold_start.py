@@ -99,6 +99,29 @@ def test_a_new_endpoint_is_created_without_a_read_and_looked_at_again_by_its_own
     assert by_name(log, "PATCH") == {} and by_name(log, "POST") == {} and by_name(log, "DELETE") == {}
 
 
+def test_at_a_short_interval_a_requeue_still_reads_only_the_deployment(
+    fleet: Fleet, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if a hint were fresh for one interval only: at a 2 s interval every requeued look (2 s,
+    then 4, 8...) read the Service and the Ingress again, two GETs per look for nothing
+    (``reconciler.HINT_TRUST_FLOOR_SECONDS``). Past the floor the hint is stale and every object is read."""
+    monkeypatch.setattr(
+        fleet, "settings", fleet.settings.model_copy(update={"reconcile_interval_seconds": 2})
+    )
+    create(fleet, "quick")
+    sent, _ = hints(fleet)
+    first = reconcile(fleet, "quick", sent["quick"])
+    assert first.requeue is not None
+    wait_for(lambda: ready(cluster, "quick"), "the Deployment to be ready", timeout=60)
+    log = RequestLog(fleet, monkeypatch)
+    taken = first.requeue.hint.taken_at
+    assert reconcile(fleet, "quick", first.requeue.hint, taken + 10).state == "running"
+    assert sum(by_name(log, "GET").values()) == 1  # the Deployment: what the status reports
+    log.calls.clear()
+    reconcile(fleet, "quick", first.requeue.hint, taken + 20)
+    assert sum(by_name(log, "GET").values()) == 3  # stale: the Service and the Ingress too
+
+
 def test_a_rollout_backoff_sends_one_requeue_at_a_time_and_doubles_whatever_the_interval(
     redis_url: str,
 ) -> None:
