@@ -113,7 +113,7 @@ def load_api_client() -> client.ApiClient:
     configuration.retries = 0  # retries are the task's job (backoff + jitter), not urllib3's
     # Fix the proxy the environment gives now: otherwise the credentials' refresh hook, run before every
     # request, sets ``host`` again and the client re-reads every environment variable for a proxy
-    # (~1 ms of CPU a request, a fifth of a cold reconcile's).
+    # (about a tenth of a cold reconcile's CPU, profiled).
     configuration.proxy = configuration.proxy
     return client.ApiClient(configuration)
 
@@ -424,7 +424,7 @@ _YAML_KEY_LIMIT = 1024
 
 
 def _as_json(obj: Any) -> str | None:
-    """``obj`` as compact ASCII JSON when that is YAML kube-apiserver reads as the same value; None when
+    """``obj`` as ASCII JSON when that is YAML kube-apiserver reads as the same value; None when
     it might not be: a float (go-yaml and JSON disagree on some forms), a key too long to be an
     implicit YAML key, a surrogate escape (``_NOT_YAML``), or a value JSON cannot write."""
     if not _json_is_yaml(obj):
