@@ -281,10 +281,10 @@ class WatchdogMemory(_RegionRedis):
 
 
 #: KEYS[1]: an endpoint's rollout backoff (hash: attempt, due, eta). ARGV: now, first delay, cap,
-#: interval (s; the key's lifetime). The next attempt's delay doubles from ``first`` up to ``cap``; when
-#: no requeued message is outstanding (``eta`` in the future), one is to be sent: returns {1, delay}
-#: (send one, due in ``delay``), else {0, delay}. The fan-out holds the endpoint until ``due`` (and
-#: sends it then if the requeued message was lost): a deferred fan-out cannot delay a rollout's look.
+#: horizon (s). The next attempt's delay doubles from ``first`` up to ``cap``; when it is shorter than
+#: the horizon and no requeued message is outstanding (``eta`` in the future), one is to be sent:
+#: returns {1, delay} (send one, due in ``delay``), else {0, delay} (the fan-out sends it when due). A
+#: requeued message is pending like a fan-out's, so a long one would hold back a change to the record.
 REQUEUE_LUA = """
 local now, first = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cap, interval = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -294,7 +294,7 @@ local eta = tonumber(state[2]) or 0
 if attempt == nil then attempt = 0 else attempt = math.min(attempt + 1, 30) end
 local delay = math.min(cap, first * math.pow(2, attempt))
 local send = 0
-if eta <= now then
+if delay < interval and eta <= now then
   send = 1
   eta = now + delay
 end
@@ -312,7 +312,8 @@ class RolloutBackoffs(_RegionRedis):
     ) -> float | None:
         """Note that ``name``'s rollout is still in progress (``REQUEUE_LUA``): the seconds after which
         a requeued reconcile is to be sent (one at a time per endpoint, however many reconciles ran
-        meanwhile), or None when none is (one is outstanding)."""
+        meanwhile), or None when none is (one is outstanding, or the next look is ``interval`` (the
+        horizon) or more away: the fan-out sends it when it is due)."""
         with _translated("schedule requeue"):
             script = self.client.register_script(REQUEUE_LUA)
             send, delay = script(keys=[self.keys.requeue(name)], args=[repr(now), first, cap, interval])

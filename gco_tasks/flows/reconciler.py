@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 #: next fan-out's LIST to find. At a short interval a rollout's requeue (2 s, then 4) would else read
 #: every object again.
 HINT_TRUST_FLOOR_SECONDS = 15.0
+#: A rollout's look sooner than this (or one interval, when longer) is requeued by its reconcile.
+REQUEUE_HORIZON_SECONDS = 15.0
 
 
 class ObjectChanged(TransientError):
@@ -221,8 +223,10 @@ def _requeue(
     """A rollout left in progress asks to be looked at again soon, as controller-runtime's
     ``RequeueAfter``: ``ROLLOUT_REQUEUE_SECONDS``, doubling while it lasts up to
     ``ROLLOUT_REQUEUE_MAX_SECONDS`` (``RegionState.schedule_requeue``, one outstanding per endpoint
-    across every worker), whatever the cycle's interval (a fan-out defers to a backlog). A rollout that
-    ended starts the next one's backoff afresh."""
+    across every worker) for a look sooner than the interval, or ``REQUEUE_HORIZON_SECONDS`` when the
+    interval is shorter (a fan-out defers to a backlog); a later one is the fan-out's to send (a requeued
+    message is pending, so a long one would hold back a change to the record). A rollout that ended
+    starts the next one's backoff afresh."""
     settings = ports.settings
     name = header.endpoint_name
     if state not in ROLLING:
@@ -234,7 +238,7 @@ def _requeue(
         now,
         settings.rollout_requeue_seconds,
         settings.rollout_requeue_max_seconds,
-        settings.reconcile_interval_seconds,
+        max(settings.reconcile_interval_seconds, REQUEUE_HORIZON_SECONDS),
     )
     if countdown is None:
         return None

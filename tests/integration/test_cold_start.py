@@ -122,7 +122,7 @@ def test_at_a_short_interval_a_requeue_still_reads_only_the_deployment(
     assert sum(by_name(log, "GET").values()) == 3  # stale: the Service and the Ingress too
 
 
-def test_a_rollout_backoff_sends_one_requeue_at_a_time_and_doubles_whatever_the_interval(
+def test_a_rollout_backoff_sends_one_requeue_at_a_time_and_doubles_up_to_the_horizon(
     redis_url: str,
 ) -> None:
     """Fails on the old behaviour (no ``RegionState.schedule_requeue``): every reconcile of a rollout in
@@ -132,9 +132,8 @@ def test_a_rollout_backoff_sends_one_requeue_at_a_time_and_doubles_whatever_the_
     assert state.schedule_requeue("a", 100.0, **look) == 2.0
     assert state.schedule_requeue("a", 101.0, **look) is None  # one outstanding: not another
     assert state.schedule_requeue("a", 102.5, **look) == 8.0  # each look backs off further
-    assert state.schedule_requeue("a", 109.0, **look) is None  # the 8 s one is still outstanding
-    assert state.schedule_requeue("a", 111.0, **look) == 32.0  # longer than the interval: sent all the same
-    assert state.requeue_marks(["a", "b"]) == {"a": (143.0, 143.0)}
+    assert state.schedule_requeue("a", 111.0, **look) is None  # 16 s: the fan-out's, when due
+    assert state.requeue_marks(["a", "b"]) == {"a": (127.0, 110.5)}
     state.clear_requeue("a")  # the rollout ended: the next one starts afresh
     assert state.requeue_marks(["a"]) == {}
     assert state.schedule_requeue("a", 200.0, **look) == 2.0
