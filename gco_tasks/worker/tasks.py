@@ -64,8 +64,8 @@ def deferral_period(interval: float) -> int:
 def deferred(backlog: int, now: float, interval: float) -> bool:
     """Whether a fan-out defers to the messages still outstanding (``backlog``): it would spend a Scan
     and the LISTs (seconds at ten thousand endpoints, a pool process the reconciles need meanwhile, and
-    the table's read capacity) to send what those messages already carry (a rollout in progress is
-    looked at by its own requeue). One cycle in ``deferral_period`` runs anyway, so a queue that never
+    the table's read capacity) to send what those messages already carry (a rollout's first looks are
+    its own requeues). One cycle in ``deferral_period`` runs anyway, so a queue that never
     drains cannot hide a change in the table for long (a minute at most, or four cycles)."""
     cycle = int(now // max(interval, 1e-3))
     return backlog >= BACKLOG_DEFER and cycle % deferral_period(interval) != 0
