@@ -104,7 +104,9 @@ def test_at_a_short_interval_a_requeue_still_reads_only_the_deployment(
 ) -> None:
     """Fails if a hint were fresh for one interval only: at a 2 s interval every requeued look (2 s,
     then 4, 8...) read the Service and the Ingress again, two GETs per look for nothing
-    (``reconciler.HINT_TRUST_FLOOR_SECONDS``). Past the floor the hint is stale and every object is read."""
+    (``reconciler.HINT_TRUST_FLOOR_SECONDS``); and if the requeue's horizon were the interval, there
+    would be no requeue at all (``REQUEUE_HORIZON_SECONDS``). Past the floor the hint is stale and every
+    object is read."""
     monkeypatch.setattr(
         fleet, "settings", fleet.settings.model_copy(update={"reconcile_interval_seconds": 2})
     )
