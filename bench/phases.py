@@ -41,6 +41,17 @@ class Bench:
         self.tasks.fan_out.apply_async(queue=CYCLE_QUEUE, expires=expires)  # as beat sends it
 
 
+def note_applied(bench: Bench, mark: int, written: dict[str, float], applied: dict[str, float]) -> None:
+    """Into ``applied``: when each endpoint of ``written`` (name -> when its record was written) first
+    had its Deployment applied by a reconcile that finished after that write (task events since
+    ``mark``)."""
+    for event in bench.events.finished[mark:]:
+        name = (event.result or {}).get("endpoint")
+        actions = (event.result or {}).get("actions") or []
+        if name in written and f"apply Deployment/{name}" in actions and event.at >= written[name]:
+            applied.setdefault(name, event.at)
+
+
 def cpu_now(bench: Bench) -> dict[str, float]:
     """CPU seconds used so far by each part: the services, the worker's processes, this benchmark."""
     named = {**bench.services.component_pids(), "worker main": bench.pid, "benchmark": os.getpid()}
@@ -223,11 +234,7 @@ def change(bench: Bench, fraction: float, interval: float, seed: int = 13) -> di
         applied: dict[str, float] = {}
 
         def all_applied() -> bool:
-            for event in bench.events.finished[mark:]:
-                name = (event.result or {}).get("endpoint")
-                actions = (event.result or {}).get("actions") or []
-                if name in written and f"apply Deployment/{name}" in actions and event.at >= written[name]:
-                    applied.setdefault(name, event.at)
+            note_applied(bench, mark, written, applied)
             return len(applied) == len(edited)
 
         if not bench.events.wait(all_applied, timeout=10 * interval + len(bench.mix) / 20, poll=1.0):

@@ -390,7 +390,7 @@ def fleet_change(
     """As the monitor's: edits over one interval with beat's cadence running; write -> the reconcile
     that applied the Deployment."""
     from bench.observe import RECONCILE, Ticker
-    from bench.phases import wait_quiet
+    from bench.phases import note_applied, wait_quiet
 
     wait_quiet(bench)
     bench.services.k8s_reset()
@@ -402,11 +402,7 @@ def fleet_change(
         applied: dict[str, float] = {}
 
         def all_applied() -> bool:
-            for event in bench.events.finished[mark:]:
-                name = (event.result or {}).get("endpoint")
-                actions = (event.result or {}).get("actions") or []
-                if name in written and f"apply Deployment/{name}" in actions and event.at >= written[name]:
-                    applied.setdefault(name, event.at)
+            note_applied(bench, mark, written, applied)
             return len(applied) == len(written)
 
         if not bench.events.wait(all_applied, timeout=10 * interval + len(bench.mix) / 10, poll=1.0):

@@ -92,6 +92,17 @@ def outcomes(metrics: FleetMetrics) -> dict[str, float]:
     return found
 
 
+def kube_requests(metrics: FleetMetrics) -> dict[tuple[str, str], float]:
+    """(verb, HTTP code) -> requests counted by ``gco_kube_requests_total``."""
+    return {
+        (s.labels["verb"], s.labels["code"]): s.value
+        for family in metrics.registry.collect()
+        if family.name == "gco_kube_requests"
+        for s in family.samples
+        if s.name == "gco_kube_requests_total"
+    }
+
+
 def test_first_occurrence_creates_an_event_on_the_deployment(
     recorder: EventRecorder, deployment: Regarding, events_client: client.ApiClient, clock: Clock
 ) -> None:
@@ -133,13 +144,7 @@ def test_repeats_patch_the_series_of_one_event(
     assert event["series"]["count"] == 5
     assert event["series"]["lastObservedTime"].startswith("2027-01-15T08:01:00.")
     assert outcomes(fresh_metrics) == {"created": 1, "patched": 4, "failed": 0}
-    requests = {
-        (s.labels["verb"], s.labels["code"]): s.value
-        for family in fresh_metrics.registry.collect()
-        if family.name == "gco_kube_requests"
-        for s in family.samples
-        if s.name == "gco_kube_requests_total"
-    }
+    requests = kube_requests(fresh_metrics)
     assert requests == {("create", "201"): 1, ("patch", "200"): 4}
 
 
@@ -296,11 +301,5 @@ def test_workers_sharing_a_count_in_redis_send_one_request_per_occurrence(
         clock.now += 5
     (event,) = events(events_client)
     assert event["series"]["count"] == 4
-    requests = {
-        (s.labels["verb"], s.labels["code"]): s.value
-        for family in fresh_metrics.registry.collect()
-        if family.name == "gco_kube_requests"
-        for s in family.samples
-        if s.name == "gco_kube_requests_total"
-    }
+    requests = kube_requests(fresh_metrics)
     assert requests == {("create", "201"): 1, ("patch", "200"): 3}
