@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 RECONCILE = "gco_tasks.reconcile_endpoint"
+RECONCILE_BATCH = "gco_tasks.reconcile_endpoints"  # finished: one ``RECONCILE`` per endpoint it names
+RECONCILE_MESSAGES = (RECONCILE, RECONCILE_BATCH)
 FAN_OUT = "gco_tasks.fan_out"
 K8S_WRITES = ("apply", "create", "update", "patch", "delete")
 
@@ -109,16 +111,14 @@ class Events(EventReceiver):
         if kind in ("task-succeeded", "task-failed"):
             name = self.names.get(event["uuid"], "")
             result = _parse(event.get("result")) if kind == "task-succeeded" else None
-            self.finished.append(
-                Finished(
-                    name,
-                    float(event.get("timestamp") or time.time()),
-                    int(event.get("pid") or 0),
-                    float(event.get("runtime") or 0.0),
-                    kind == "task-failed",
-                    result,
-                )
-            )
+            at, pid = float(event.get("timestamp") or time.time()), int(event.get("pid") or 0)
+            runtime, failed = float(event.get("runtime") or 0.0), kind == "task-failed"
+            each = (result or {}).get("endpoints") if name == RECONCILE_BATCH else None
+            if isinstance(each, list) and each:  # one per endpoint, the batch's runtime shared out
+                share = runtime / len(each)
+                self.finished.extend(Finished(RECONCILE, at, pid, share, failed, one) for one in each)
+            else:
+                self.finished.append(Finished(name, at, pid, runtime, failed, result))
 
     def in_flight(self) -> int:
         """Tasks a worker has received and not finished (a long fan-out finishes nothing for a while)."""
@@ -137,6 +137,11 @@ class Events(EventReceiver):
         """Tasks sent by workers (a fan-out's reconciles, a requeue) since ``sent_mark``, by name."""
         with self.cond:
             return Counter(self.sent[mark:])
+
+    def messages_since(self, mark: int) -> int:
+        """Reconcile messages sent by workers since ``sent_mark`` (lone or batched)."""
+        sent = self.sent_since(mark)
+        return sum(sent.get(name, 0) for name in RECONCILE_MESSAGES)
 
     def revoked_since(self, mark: int) -> Counter[str]:
         """Tasks revoked unrun (expired in the queue) since ``sent_mark``, by name."""

@@ -322,7 +322,7 @@ def fleet_side(
 ) -> dict[str, Any]:
     import redis
 
-    from bench.observe import FAN_OUT, RECONCILE, Events
+    from bench.observe import FAN_OUT, RECONCILE_MESSAGES, Events
     from bench.phases import Bench, cold_start, steady, wait_quiet
     from bench.scale import start_worker
     from gco_tasks.adapters.store import EndpointStore
@@ -340,11 +340,10 @@ def fleet_side(
         sent_mark = bench.events.sent_mark()
         began = time.time()
         cold = cold_start(bench, args.cold_interval, 600 + len(mix) * 0.5)
-        sent = bench.events.sent_since(sent_mark)
         revoked = bench.events.revoked_since(sent_mark)
-        cold["messages"] = sent.get(RECONCILE, 0)
+        cold["messages"] = bench.events.messages_since(sent_mark)
         cold["fan_outs_expired"] = revoked.get(FAN_OUT, 0)
-        cold["reconciles_expired"] = revoked.get(RECONCILE, 0)
+        cold["reconciles_expired"] = sum(revoked.get(name, 0) for name in RECONCILE_MESSAGES)
         cold["k8s_by_verb"] = by_verb(cold["k8s_requests"])
         cold["k8s"] = cold["k8s_requests"]
         cold["k8s_requests"] = sum(cold["k8s"].values())
@@ -389,7 +388,7 @@ def fleet_change(
 ) -> dict[str, Any]:
     """As the monitor's: edits over one interval with beat's cadence running; write -> the reconcile
     that applied the Deployment."""
-    from bench.observe import RECONCILE, Ticker
+    from bench.observe import Ticker
     from bench.phases import note_applied, wait_quiet
 
     wait_quiet(bench)
@@ -415,7 +414,7 @@ def fleet_change(
         **latencies(written, applied),
         "k8s_by_verb": by_verb(k8s),
         "dynamo_writes": dynamo_summary(bench.services.dynamo_stats())["writes"],
-        "messages": bench.events.sent_since(sent_mark).get(RECONCILE, 0),
+        "messages": bench.events.messages_since(sent_mark),
     }
 
 

@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_SECONDS: Final = 300
 SPEC_UPDATE_ATTEMPTS: Final = 5
+#: Keys in one ``BatchGetItem`` call (DynamoDB's limit).
+BATCH_GET_KEYS: Final = 100
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,6 +213,28 @@ class EndpointStore:
             )
         raw = response.get("Item")
         return decode_item(raw) if raw else None
+
+    def get_items(self, names: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """Several raw items, read consistently, ``BATCH_GET_KEYS`` to a ``BatchGetItem`` call: name ->
+        item, or None for a name the table does not have. A name DynamoDB left unprocessed (throttled)
+        is absent from the answer: the caller reads it alone (``get_item``, with the client's retries)."""
+        wanted = list(dict.fromkeys(names))
+        found: dict[str, dict[str, Any] | None] = {}
+        for start in range(0, len(wanted), BATCH_GET_KEYS):
+            chunk = wanted[start : start + BATCH_GET_KEYS]
+            keys = [self.table.key(name) for name in chunk]
+            with self.table.call("BatchGetItem"):
+                response = self.client.batch_get_item(
+                    RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
+                )
+            for raw in response.get("Responses", {}).get(self.table_name, []):
+                item = decode_item(raw)
+                found[str(item.get("endpoint_name"))] = item
+            unprocessed: Mapping[str, Any] = response.get("UnprocessedKeys") or {}
+            left = (unprocessed.get(self.table_name) or {}).get("Keys") or []
+            unread = {str(key["endpoint_name"]["S"]) for key in left}
+            found.update({name: None for name in chunk if name not in found and name not in unread})
+        return found
 
     def get(self, name: str) -> Endpoint:
         """The endpoint, read consistently. Raises ``EndpointNotFoundError`` or ``MalformedRecordError``."""

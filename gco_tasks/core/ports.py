@@ -80,6 +80,10 @@ class RecordRead(Protocol):
     def get_item(self, name: str) -> dict[str, Any] | None: ...
 
 
+class RecordBatchRead(Protocol):
+    def get_items(self, names: Iterable[str]) -> dict[str, dict[str, Any] | None]: ...
+
+
 class StatusReports(Protocol):
     def update_region_status(
         self,

@@ -1,8 +1,8 @@
-"""Independent requests of one reconcile sent together: the creations of a new endpoint's objects, the
-reads by name of a stale hint's. Each waits on a round trip, not on the CPU, so three take one's time.
+"""Work that waits on round trips, not on the CPU, done together: one reconcile's independent requests
+(the creations of a new endpoint's objects, a stale hint's reads by name), and a batch's reconciles.
 
-Where it stands in the flow: under ``reconciler`` and ``observe``; a small thread pool per process, made
-on first use (after the worker's fork), each call run in a copy of the caller's context (log fields).
+Where it stands in the flow: under ``reconciler`` and ``observe``; one thread pool per kind and process,
+made after the worker's fork; each call runs in a copy of the caller's context (log fields).
 """
 
 from __future__ import annotations
@@ -19,9 +19,16 @@ T = TypeVar("T")
 
 #: Requests of one reconcile in flight at once (an endpoint has at most six objects).
 MAX_IN_FLIGHT = 6
+#: Reconciles of one batch in flight at once. A pool of their own: a reconcile waiting on its requests
+#: never holds a thread they need.
+RECONCILES_IN_FLIGHT = 4
+
+REQUESTS = "gco-requests"
+RECONCILES = "gco-reconciles"
+_SIZES = {REQUESTS: MAX_IN_FLIGHT, RECONCILES: RECONCILES_IN_FLIGHT}
 
 _lock = threading.Lock()
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, the pool)
+_pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}  # name -> (pid that made it, the pool)
 
 
 @dataclass(frozen=True)
@@ -32,12 +39,13 @@ class Outcome(Generic[T]):
     error: BaseException | None = None
 
 
-def run_all(calls: Sequence[Callable[[], T]]) -> list[Outcome[T]]:
-    """Run ``calls`` together and wait for every one; their outcomes in the order of ``calls``. A single
-    call runs in the caller's thread. No call is abandoned: an exception is kept as its outcome."""
+def run_all(calls: Sequence[Callable[[], T]], pool_name: str = REQUESTS) -> list[Outcome[T]]:
+    """Run ``calls`` together (as many at once as the pool ``pool_name`` has threads) and wait for every
+    one; their outcomes in the order of ``calls``. A single call runs in the caller's thread. No call is
+    abandoned: an exception is kept as its outcome."""
     if len(calls) <= 1:
         return [_outcome(call) for call in calls]
-    pool = _executor()
+    pool = _executor(pool_name)
     futures: list[Future[Outcome[T]]] = [
         pool.submit(contextvars.copy_context().run, _outcome, call) for call in calls
     ]
@@ -51,10 +59,11 @@ def _outcome(call: Callable[[], T]) -> Outcome[T]:
         return Outcome(error=exc)
 
 
-def _executor() -> ThreadPoolExecutor:
-    """This process's pool: a forked child makes its own (a parent's threads do not survive a fork)."""
-    global _pool
+def _executor(name: str) -> ThreadPoolExecutor:
+    """This process's pool ``name``: a forked child makes its own (a parent's threads do not survive a
+    fork)."""
     with _lock:
-        if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="gco-requests"))
-        return _pool[1]
+        made = _pools.get(name)
+        if made is None or made[0] != os.getpid():
+            made = _pools[name] = (os.getpid(), ThreadPoolExecutor(_SIZES[name], thread_name_prefix=name))
+        return made[1]

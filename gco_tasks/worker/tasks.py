@@ -14,8 +14,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from gco_tasks.core.errors import ReconcileFailed, TransientError
 from gco_tasks.core.hint import Hint, parse_hint
 from gco_tasks.core.ports import Sender
+from gco_tasks.core.results import ReconcileResult
 from gco_tasks.flows import fanout, reconciler, streamwatch
 from gco_tasks.flows import purge as purge_flow
 from gco_tasks.flows import watchdog as watchdog_flow
@@ -27,28 +29,65 @@ from gco_tasks.worker.taskbase import CycleTask, FleetTask
 log = logging.getLogger(__name__)
 
 
+#: Endpoints to one message from a fan-out (or the watchdog, or the stream): one message and one
+#: consistent read of their records where each would cost its own, while a cold start of a few hundred
+#: still leaves messages for every pool process.
+BATCH_SIZE = 10
+#: The most endpoints a ``reconcile_endpoints`` message may name (more is refused: not a message of ours).
+BATCH_MAX = 100
+
+
 @contextlib.contextmanager
 def _reconcile_sender(fleet: Fleet) -> Iterator[Sender]:
-    """Sends ``reconcile_endpoint`` messages for a flow, reusing one producer for all of them."""
+    """Sends the endpoints a flow names, ``BATCH_SIZE`` to a ``reconcile_endpoints`` message (a lone
+    one as a ``reconcile_endpoint``), reusing one producer for all of them. What was named is sent even
+    when the flow fails after naming it (each is marked pending)."""
     with app.producer_or_acquire() as producer:
+        waiting: list[tuple[str, Hint | None]] = []
+
+        def flush() -> None:
+            _send_reconciles(fleet, waiting, producer=producer)
+            waiting.clear()
 
         def send(name: str, hint: Hint | None) -> None:
-            reconcile_endpoint.apply_async(
-                args=[name],
-                kwargs={"hint": hint.as_message()} if hint is not None else {},
-                queue=fleet.settings.queue,
-                expires=fleet.settings.message_ttl_seconds,
-                ignore_result=True,
-                producer=producer,
-            )
+            waiting.append((name, hint))
+            if len(waiting) >= BATCH_SIZE:
+                flush()
 
-        yield send
+        try:
+            yield send
+        finally:
+            flush()
+
+
+def _send_reconciles(
+    fleet: Fleet, requests: list[tuple[str, Hint | None]], countdown: float | None = None, **options: Any
+) -> None:
+    """One message for ``requests``: a ``reconcile_endpoint`` for one endpoint, else a
+    ``reconcile_endpoints`` whose time limits grow with the endpoints it names."""
+    settings = fleet.settings
+    options.update(queue=settings.queue, ignore_result=True, countdown=countdown)
+    options.setdefault("expires", settings.message_ttl_seconds)
+    if len(requests) == 1:
+        ((name, hint),) = requests
+        kwargs = {"hint": hint.as_message()} if hint is not None else {}
+        reconcile_endpoint.apply_async(args=[name], kwargs=kwargs, **options)
+    elif requests:
+        hints = {name: hint.as_message() for name, hint in requests if hint is not None}
+        reconcile_endpoints.apply_async(
+            args=[[name for name, _ in requests]],
+            kwargs={"hints": hints} if hints else {},
+            time_limit=settings.task_time_limit_seconds * len(requests),
+            soft_time_limit=settings.task_soft_time_limit_seconds * len(requests),
+            **options,
+        )
 
 
 #: A fan-out finding at least this many messages outstanding (waiting in the region's queue, or taken
 #: by a worker and not yet done: a requeued reconcile waits for its countdown in a worker) defers (see
 #: ``deferred``): whatever it would send would wait behind them, or be skipped as already pending.
-BACKLOG_DEFER = 50
+#: Five batches: about fifty endpoints.
+BACKLOG_DEFER = 5
 #: ... but never for long: the fan-out of one cycle in ``deferral_period`` runs whatever the queue.
 BACKLOG_DEFER_MAX_CYCLES = 4
 BACKLOG_DEFER_MAX_SECONDS = 60.0
@@ -113,21 +152,85 @@ def reconcile_endpoint(
     says (``ReconcileResult.requeue``), marked pending as a fan-out's message is."""
     parsed = parse_hint(hint if hint is not None else snapshot)
     result = telemetry.run_reconcile(self.fleet, reconciler.reconcile, name, parsed)
-    if result.requeue is not None:
-        settings = self.fleet.settings
-        ttl = int(result.requeue.countdown) + settings.message_ttl_seconds
+    _requeue(self.fleet, [result])
+    return self.finish(result)
+
+
+#: A batch's result whole in its task-succeeded event (Flower shows it; Celery's default cuts at 1 KB).
+BATCH_RESULT_REPR_BYTES = 64 * 1024
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    name="gco_tasks.reconcile_endpoints",
+    bind=True,
+    ignore_result=False,
+    resultrepr_maxsize=BATCH_RESULT_REPR_BYTES,
+)
+def reconcile_endpoints(
+    self: FleetTask, names: list[str], hints: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``reconcile_endpoint`` for several endpoints (``BATCH_SIZE`` from a fan-out), their records read
+    in one call; returns ``{"endpoints": [each one's result]}``. Each endpoint's failure is its own: a
+    transient one is sent again alone (``reconcile_endpoint``, with its retries), a permanent one is
+    in the answer. A message that does not name endpoints as a list of strings is refused (FAILED)."""
+    requests = batch_requests(names, hints)
+    answers = telemetry.run_reconcile_batch(self.fleet, requests)
+    results = [answer for _, answer in answers if isinstance(answer, ReconcileResult)]
+    _requeue(self.fleet, results)
+    again = [
+        (name, dict(requests).get(name)) for name, answer in answers if isinstance(answer, TransientError)
+    ]
+    for name, hint in again:
+        _send_again(self.fleet, name, hint)
+    return {"endpoints": [_answer_dict(name, answer) for name, answer in answers]}
+
+
+def batch_requests(names: object, hints: object) -> list[tuple[str, Hint | None]]:
+    """A ``reconcile_endpoints`` message's endpoints and their hints (each parsed as a lone message's),
+    or ``ReconcileFailed`` naming what is wrong with it."""
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ReconcileFailed("reconcile_endpoints: names must be a list of endpoint names (strings)")
+    if len(names) > BATCH_MAX:
+        raise ReconcileFailed(f"reconcile_endpoints: {len(names)} names; at most {BATCH_MAX} to a message")
+    given = hints if isinstance(hints, dict) else {}
+    return [(name, parse_hint(given.get(name))) for name in names]
+
+
+def _answer_dict(name: str, answer: ReconcileResult | Exception) -> dict[str, Any]:
+    if isinstance(answer, ReconcileResult):
+        return answer.as_dict()
+    outcome = "retry" if isinstance(answer, TransientError) else "error"
+    return {"endpoint": name, "actions": [], "state": None, "result": outcome, "error": str(answer)}
+
+
+def _send_again(fleet: Fleet, name: str, hint: Hint | None) -> None:
+    """An endpoint of a batch that failed transiently, alone, after the first retry's delay (or the
+    ``Retry-After`` the server asked for): pending, as a fan-out's message."""
+    settings = fleet.settings
+    countdown = float(FleetTask.retry_backoff)
+    if fleet.state.mark_pending_many([name], int(countdown) + settings.message_ttl_seconds)[name]:
+        _send_reconciles(fleet, [(name, hint)], countdown=countdown)
+
+
+def _requeue(fleet: Fleet, results: list[ReconcileResult]) -> None:
+    """A reconcile that leaves a rollout in progress sends itself again after the countdown its backoff
+    says (``ReconcileResult.requeue``), marked pending as a fan-out's message is; those of one batch with
+    the same countdown go together."""
+    settings = fleet.settings
+    by_countdown: dict[float, list[tuple[str, Hint | None]]] = {}
+    for result in results:
+        if result.requeue is not None:
+            by_countdown.setdefault(result.requeue.countdown, []).append(
+                (result.endpoint, result.requeue.hint)
+            )
+    for countdown, requests in by_countdown.items():
+        ttl = int(countdown) + settings.message_ttl_seconds
         # Pending like a fan-out's message (the reconcile clears it when it runs): no fan-out sends the
         # endpoint again meanwhile, and none is requeued while a fan-out's message is still waiting.
-        if self.fleet.state.mark_pending_many([name], ttl)[name]:
-            reconcile_endpoint.apply_async(
-                args=[name],
-                kwargs={"hint": result.requeue.hint.as_message()},
-                queue=settings.queue,
-                countdown=result.requeue.countdown,
-                expires=ttl,
-                ignore_result=True,
-            )
-    return self.finish(result)
+        marked = fleet.state.mark_pending_many([name for name, _ in requests], ttl)
+        due = [(name, hint) for name, hint in requests if marked[name]]
+        for start in range(0, len(due), BATCH_SIZE):
+            _send_reconciles(fleet, due[start : start + BATCH_SIZE], countdown=countdown, expires=ttl)
 
 
 @app.task(name="gco_tasks.watchdog", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]

@@ -20,11 +20,12 @@ from gco_tasks.core.hint import Hint
 from gco_tasks.core.records import RecordHeader
 from gco_tasks.core.results import FanOutResult, ReconcileResult, ResultKind, WatchdogResult
 from gco_tasks.core.status import region_state
+from gco_tasks.flows import reconciler
 
 if TYPE_CHECKING:
     from gco_tasks.core.ports import Sender
     from gco_tasks.flows.fanout import FanOutPorts
-    from gco_tasks.flows.reconciler import ReconcilePorts
+    from gco_tasks.flows.reconciler import ReconcileFlow, ReconcilePorts
     from gco_tasks.flows.watchdog import WatchdogPorts
     from gco_tasks.worker.fleet import Fleet
 
@@ -332,6 +333,18 @@ def run_reconcile(
             fleet.events.record(regarding, event_reason, note)
         _log_result(result, label, reason, duration)
     return result
+
+
+def run_reconcile_batch(
+    fleet: Fleet, requests: Sequence[tuple[str, Hint | None]]
+) -> list[tuple[str, ReconcileResult | Exception]]:
+    """``reconciler.reconcile_batch`` over this process's adapters, each endpoint's reconcile recorded
+    as ``run_reconcile`` records a lone one (its failure counted, logged, and returned as its answer)."""
+
+    def run_one(flow: ReconcileFlow, name: str, hint: Hint | None) -> ReconcileResult:
+        return run_reconcile(fleet, flow, name, hint)
+
+    return reconciler.reconcile_batch(fleet, requests, run_one)
 
 
 def _read_uid(fleet: Fleet, name: str) -> str | None:

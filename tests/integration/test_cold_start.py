@@ -225,6 +225,37 @@ def test_a_worker_sees_a_new_endpoint_running_without_a_second_fan_out(
     assert order.count(TASK) == 2, order  # the fan-out's message and the requeue, each run once
 
 
+@pytest.mark.standin_only  # Celery's messages and DynamoDB's reads, not the API server
+def test_a_fan_outs_endpoints_go_ten_to_a_message_their_records_read_at_once(
+    fleet: Fleet, redis_url: str, order: list[str]
+) -> None:
+    """Fails on the old behaviour: a fan-out sent one ``reconcile_endpoint`` per endpoint and each read
+    its record with its own GetItem (twelve messages and twelve GetItems here, and as many again for
+    the requeues that see them running)."""
+    from gco_tasks.worker import tasks
+
+    names = [f"many-{i:02}" for i in range(12)]
+    for name in names:
+        create(fleet, name)
+    reads: list[str] = []  # the worker's calls (this thread's polling below is not counted)
+    here = threading.get_ident()
+    fleet.store.client.meta.events.register(
+        "before-call.dynamodb",
+        lambda model, **_: reads.append(model.name) if threading.get_ident() != here else None,
+    )
+    with in_process_worker(fleet, redis_url, concurrency=2):
+        with tasks._reconcile_sender(fleet) as send:
+            assert fan_out(fleet, send).sent == len(names)
+        wait_for(
+            lambda: all(region_state(fleet, name) == "running" for name in names),
+            "every endpoint to be running",
+            timeout=90,
+        )
+    batches = order.count("gco_tasks.reconcile_endpoints")
+    assert TASK not in order and batches >= 4, order  # 10 + 2, then their requeues, batched alike
+    assert reads.count("GetItem") == 0 and reads.count("BatchGetItem") == batches, reads
+
+
 def test_a_fan_out_defers_to_a_backlog_of_reconciles_but_not_for_ever(redis_url: str) -> None:
     """Fails on the old behaviour: every fan-out ran its Scan and LISTs while the reconciles it had sent
     were still waiting (in a cold start, a pool process of two spent on fan-outs whose every message

@@ -21,6 +21,7 @@ from gco_tasks.flows.purge import purge
 from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.flows.watchdog import watchdog
 from gco_tasks.worker.fleet import Fleet
+from gco_tasks.worker.telemetry import run_reconcile_batch
 
 from .harness import REGION, converge
 
@@ -58,6 +59,7 @@ def test_the_worker_policy_is_what_the_fleet_calls(fleet: Fleet) -> None:
         fleet, lambda: (fleet.store.get_item("demo") or {})["region_status"][REGION]["state"] == "running"
     )
     reconcile(fleet, "demo")  # ad hoc, as `celery call` does: reads the record itself
+    run_reconcile_batch(fleet, [("demo", None)])  # a fan-out's batch: its records read at once
     watchdog(fleet)
     cli("repair", "demo", "--set", f'target_regions=["{REGION}"]', "-y")  # a region removed
     cli("delete", "demo", "-y")

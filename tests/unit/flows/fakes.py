@@ -156,6 +156,9 @@ class FakeStore:
         found = self.items.get(name)
         return copy.deepcopy(found) if found is not None else None
 
+    def get_items(self, names: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        return {name: copy.deepcopy(self.items[name]) if name in self.items else None for name in names}
+
     def scan_items(self, target_region: str | None = None) -> Iterator[dict[str, Any]]:
         for item in list(self.items.values()):
             if target_region is None or target_region in (item.get("target_regions") or []):
