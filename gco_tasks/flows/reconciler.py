@@ -19,7 +19,7 @@ from typing import Any, Protocol, cast
 from gco_tasks.core.config import Settings
 from gco_tasks.core.conventions import ingress_name
 from gco_tasks.core.drift import digest
-from gco_tasks.core.errors import PermanentError, TransientError
+from gco_tasks.core.errors import GcoError, PermanentError, TransientError
 from gco_tasks.core.hint import Hint
 from gco_tasks.core.hpa_handover import handover_candidates, hpa_deletions_first
 from gco_tasks.core.intake import name_problem
@@ -206,13 +206,19 @@ def _locked_flow(
 
 def _read_batch(store: BatchStore, names: list[str]) -> dict[str, dict[str, Any] | None]:
     """The batch's records, read at once; none when that read failed (each is then read alone, and
-    fails or not on its own)."""
+    fails or not on its own): throttled, or refused by a policy written before batches (one without
+    ``dynamodb:BatchGetItem``), a batch still works, a call per endpoint dearer."""
     if not names:
         return {}
     try:
         return store.get_items(names)
-    except TransientError as exc:
-        log.warning("reading %d records at once failed, reading each alone: %s", len(names), exc)
+    except GcoError as exc:
+        log.warning(
+            "reading %d records at once failed, reading each alone (if the worker's IAM policy lacks "
+            "dynamodb:BatchGetItem, grant it: docs/production.md): %s",
+            len(names),
+            exc,
+        )
         return {}
 
 

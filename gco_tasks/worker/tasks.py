@@ -21,6 +21,7 @@ from gco_tasks.core.results import ReconcileResult
 from gco_tasks.flows import fanout, reconciler, streamwatch
 from gco_tasks.flows import purge as purge_flow
 from gco_tasks.flows import watchdog as watchdog_flow
+from gco_tasks.flows.concurrently import RECONCILES_IN_FLIGHT
 from gco_tasks.worker import telemetry
 from gco_tasks.worker.app import app
 from gco_tasks.worker.fleet import Fleet
@@ -64,7 +65,7 @@ def _send_reconciles(
     fleet: Fleet, requests: list[tuple[str, Hint | None]], countdown: float | None = None, **options: Any
 ) -> None:
     """One message for ``requests``: a ``reconcile_endpoint`` for one endpoint, else a
-    ``reconcile_endpoints`` whose time limits grow with the endpoints it names."""
+    ``reconcile_endpoints`` whose time limits are a lone one's for each round of reconciles it runs."""
     settings = fleet.settings
     options.update(queue=settings.queue, ignore_result=True, countdown=countdown)
     options.setdefault("expires", settings.message_ttl_seconds)
@@ -73,12 +74,13 @@ def _send_reconciles(
         kwargs = {"hint": hint.as_message()} if hint is not None else {}
         reconcile_endpoint.apply_async(args=[name], kwargs=kwargs, **options)
     elif requests:
+        rounds = math.ceil(len(requests) / RECONCILES_IN_FLIGHT)  # a lone reconcile's limits each
         hints = {name: hint.as_message() for name, hint in requests if hint is not None}
         reconcile_endpoints.apply_async(
             args=[[name for name, _ in requests]],
             kwargs={"hints": hints} if hints else {},
-            time_limit=settings.task_time_limit_seconds * len(requests),
-            soft_time_limit=settings.task_soft_time_limit_seconds * len(requests),
+            time_limit=settings.task_time_limit_seconds * rounds,
+            soft_time_limit=settings.task_soft_time_limit_seconds * rounds,
             **options,
         )
 

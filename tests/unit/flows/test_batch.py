@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gco_tasks.core.errors import TransientError
+from gco_tasks.core.errors import PermanentError, TransientError
 from gco_tasks.core.hint import Hint
 from gco_tasks.core.results import ReconcileResult, ResultKind
 from gco_tasks.flows.reconciler import ReconcileFlow, reconcile_batch
@@ -22,7 +22,9 @@ NOW = 1_700_000_000.0
 class Reads:
     """Counts the store's reads, and checks that each record is read under its endpoint's lock."""
 
-    def __init__(self, ports: FakePorts, unprocessed: Iterable[str] = (), fail: bool = False) -> None:
+    def __init__(
+        self, ports: FakePorts, unprocessed: Iterable[str] = (), fail: Exception | None = None
+    ) -> None:
         self.ports, self.unprocessed, self.fail = ports, set(unprocessed), fail
         self.batches: list[list[str]] = []
         self.alone: list[str] = []
@@ -38,8 +40,8 @@ class Reads:
         self.batches.append(names)
         for name in names:
             self._locked(name)
-        if self.fail:
-            raise TransientError("throttled")
+        if self.fail is not None:
+            raise self.fail
         found = self._get_items(names)
         return {name: item for name, item in found.items() if name not in self.unprocessed}
 
@@ -109,14 +111,18 @@ def test_one_endpoints_failure_is_its_answer_and_the_others_go_on() -> None:
     assert [region_state(ports, n) for n in ("a", "b", "c")] == ["creating", None, "creating"]
 
 
-@pytest.mark.parametrize("fail", [False, True], ids=["left unprocessed", "the batch read failed"])
-def test_a_record_the_batch_read_did_not_bring_is_read_alone(fail: bool) -> None:
+@pytest.mark.parametrize(
+    "fail",
+    [None, TransientError("throttled"), PermanentError("AccessDenied: no dynamodb:BatchGetItem")],
+    ids=["left unprocessed", "the batch read throttled", "a policy without BatchGetItem"],
+)
+def test_a_record_the_batch_read_did_not_bring_is_read_alone(fail: Exception | None) -> None:
     ports = FakePorts.create()
     for name in ("a", "b"):
         ports.store.put(record(name))
     reads = Reads(ports, unprocessed={"b"}, fail=fail)
     answers = batch(ports, ["a", "b"])
-    assert reads.alone == (["a", "b"] if fail else ["b"])
+    assert reads.alone == (["a", "b"] if fail is not None else ["b"])
     assert all(isinstance(a, ReconcileResult) and a.kind is ResultKind.APPLIED for a in answers.values())
 
 
