@@ -37,10 +37,10 @@ class FleetTask(Task):  # type: ignore[misc]
         """Celery's retry, never sooner than the ``Retry-After`` a throttled server asked for (plus up to
         a second of jitter, so throttled workers do not come back in step), capped at the longest
         backoff (the visibility timeout is derived from that cap)."""
-        asked = getattr(exc, "retry_after", None)
         countdown = options.get("countdown")
-        if asked is not None and (countdown is None or countdown < asked):
-            options["countdown"] = min(float(asked) + random.uniform(0, 1), float(RETRY_DELAY_MAX_SECONDS))
+        asked = _asked_countdown(exc, countdown)
+        if asked is not None:
+            options["countdown"] = asked
         return super().retry(*args, exc=exc, **options)
 
     @property
@@ -59,6 +59,24 @@ class FleetTask(Task):  # type: ignore[misc]
         if result.failed:
             raise ReconcileFailed(f"{result.endpoint}: {result.error}", outcome)
         return outcome
+
+
+def _asked_countdown(exc: BaseException | None, countdown: float | None) -> float | None:
+    """The countdown a server's ``Retry-After`` asks for, when longer than ``countdown``: what it
+    asked, plus up to a second of jitter, at most the longest backoff; None when it asked for nothing
+    longer."""
+    asked = getattr(exc, "retry_after", None)
+    if asked is None or (countdown is not None and countdown >= asked):
+        return None
+    return min(float(asked) + random.uniform(0, 1), float(RETRY_DELAY_MAX_SECONDS))
+
+
+def first_retry_countdown(exc: BaseException) -> float:
+    """A first retry's countdown, as ``FleetTask.retry`` gives it: Celery's full-jitter backoff (up to
+    ``retry_backoff`` seconds), never sooner than the server's ``Retry-After``."""
+    countdown = random.uniform(0, float(FleetTask.retry_backoff))
+    asked = _asked_countdown(exc, countdown)
+    return countdown if asked is None else asked
 
 
 class CycleTask(FleetTask):

@@ -25,7 +25,7 @@ from gco_tasks.flows.concurrently import RECONCILES_IN_FLIGHT
 from gco_tasks.worker import telemetry
 from gco_tasks.worker.app import app
 from gco_tasks.worker.fleet import Fleet
-from gco_tasks.worker.taskbase import CycleTask, FleetTask
+from gco_tasks.worker.taskbase import CycleTask, FleetTask, first_retry_countdown
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +179,10 @@ def reconcile_endpoints(
     answers = telemetry.run_reconcile_batch(self.fleet, requests)
     results = [answer for _, answer in answers if isinstance(answer, ReconcileResult)]
     _requeue(self.fleet, results)
-    again = [
-        (name, dict(requests).get(name)) for name, answer in answers if isinstance(answer, TransientError)
-    ]
-    for name, hint in again:
-        _send_again(self.fleet, name, hint)
+    hints = dict(requests)
+    for name, answer in answers:
+        if isinstance(answer, TransientError):
+            _send_again(self.fleet, name, hints.get(name), answer)
     return {"endpoints": [_answer_dict(name, answer) for name, answer in answers]}
 
 
@@ -205,13 +204,15 @@ def _answer_dict(name: str, answer: ReconcileResult | Exception) -> dict[str, An
     return {"endpoint": name, "actions": [], "state": None, "result": outcome, "error": str(answer)}
 
 
-def _send_again(fleet: Fleet, name: str, hint: Hint | None) -> None:
-    """An endpoint of a batch that failed transiently, alone, after the first retry's delay (or the
-    ``Retry-After`` the server asked for): pending, as a fan-out's message."""
-    settings = fleet.settings
-    countdown = float(FleetTask.retry_backoff)
-    if fleet.state.mark_pending_many([name], int(countdown) + settings.message_ttl_seconds)[name]:
-        _send_reconciles(fleet, [(name, hint)], countdown=countdown)
+def _send_again(fleet: Fleet, name: str, hint: Hint | None, exc: TransientError) -> None:
+    """An endpoint of a batch that failed transiently, sent again alone (its retries are then a lone
+    reconcile's) after a first retry's countdown (never sooner than the server's ``Retry-After``),
+    pending as a fan-out's message; logged as Celery logs a retry."""
+    countdown = first_retry_countdown(exc)
+    log.info("%s %s retry: Retry in %.2fs: %r", reconcile_endpoints.name, name, countdown, exc)
+    ttl = math.ceil(countdown) + fleet.settings.message_ttl_seconds
+    if fleet.state.mark_pending_many([name], ttl)[name]:
+        _send_reconciles(fleet, [(name, hint)], countdown=countdown, expires=ttl)
 
 
 def _requeue(fleet: Fleet, results: list[ReconcileResult]) -> None:

@@ -31,8 +31,10 @@ from .harness import wait_until
 SKIPPED = re.compile(
     r"Task gco_tasks\.fan_out\[[^]]+\] succeeded in (?P<took>[\d.]+)s: \{'skipped': '(?!another fan-out)"
 )
+#: A retry: Celery's of a lone reconcile, or a batch's of one of its endpoints (sent again alone).
 RETRY = re.compile(
-    r"Task gco_tasks\.reconcile_endpoint\[[^]]+\] retry: Retry in (?P<wait>[\d.]+)s: (?P<why>.*)"
+    r"(?:Task gco_tasks\.reconcile_endpoint\[[^]]+\]|gco_tasks\.reconcile_endpoints \S+) retry: "
+    r"Retry in (?P<wait>[\d.]+)s: (?P<why>.*)"
 )
 
 
