@@ -34,12 +34,13 @@ class Finished:
     result: dict[str, Any] | None
 
 
-def _parse(text: Any) -> dict[str, Any] | None:
+def _parse(text: Any) -> Any:
+    """A task's result from its event: a mapping (a batch's: a list of them), else None."""
     try:
         value = ast.literal_eval(str(text))
     except (ValueError, SyntaxError):
         return None
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, dict | list) else None
 
 
 class EventReceiver:
@@ -113,10 +114,13 @@ class Events(EventReceiver):
             result = _parse(event.get("result")) if kind == "task-succeeded" else None
             at, pid = float(event.get("timestamp") or time.time()), int(event.get("pid") or 0)
             runtime, failed = float(event.get("runtime") or 0.0), kind == "task-failed"
-            each = (result or {}).get("endpoints") if name == RECONCILE_BATCH else None
-            if isinstance(each, list) and each:  # one per endpoint, the batch's runtime shared out
-                share = runtime / len(each)
-                self.finished.extend(Finished(RECONCILE, at, pid, share, failed, one) for one in each)
+            if isinstance(result, list):  # a batch's: one per endpoint, the batch's runtime shared out
+                share = runtime / max(1, len(result))
+                self.finished.extend(
+                    Finished(RECONCILE, at, pid, share, failed, one)
+                    for one in result
+                    if isinstance(one, dict)
+                )
             else:
                 self.finished.append(Finished(name, at, pid, runtime, failed, result))
 

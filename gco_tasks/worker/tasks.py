@@ -170,9 +170,10 @@ BATCH_RESULT_REPR_BYTES = 64 * 1024
 )
 def reconcile_endpoints(
     self: FleetTask, names: list[str], hints: dict[str, Any] | None = None
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
     """``reconcile_endpoint`` for several endpoints (``BATCH_SIZE`` from a fan-out), their records read
-    in one call; returns ``{"endpoints": [each one's result]}``. Each endpoint's failure is its own: a
+    in one call; returns each one's result, in a list (a list, not a mapping: Celery's events show three
+    levels of nesting, and each result's ``actions`` is the third). Each endpoint's failure is its own: a
     transient one is sent again alone (``reconcile_endpoint``, with its retries), a permanent one is
     in the answer. A message that does not name endpoints as a list of strings is refused (FAILED)."""
     requests = batch_requests(names, hints)
@@ -183,7 +184,7 @@ def reconcile_endpoints(
     for name, answer in answers:
         if isinstance(answer, TransientError):
             _send_again(self.fleet, name, hints.get(name), answer)
-    return {"endpoints": [_answer_dict(name, answer) for name, answer in answers]}
+    return [_answer_dict(name, answer) for name, answer in answers]
 
 
 def batch_requests(names: object, hints: object) -> list[tuple[str, Hint | None]]:

@@ -3,6 +3,7 @@ it): its names must be a list of strings, at most ``BATCH_MAX``; a hint that doe
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 import pytest
@@ -34,3 +35,21 @@ def test_each_name_gets_its_own_hint_and_one_that_does_not_parse_is_none() -> No
     assert hints["a"] is not None and hints["a"].reason == "change"
     assert hints["b"] is None and hints["c"] is None
     assert all(hint is None for _, hint in batch_requests(["a"], ["not", "a", "mapping"]))
+
+
+def test_a_batchs_result_reaches_flower_and_the_events_whole() -> None:
+    """Celery's events carry a task's result as ``saferepr`` writes it: three levels deep at most and cut
+    at ``resultrepr_maxsize``; a batch's result must survive both (each endpoint's actions included)."""
+    from celery.utils.saferepr import saferepr
+
+    from gco_tasks.core.results import ReconcileResult, ResultKind
+    from gco_tasks.worker.tasks import BATCH_RESULT_REPR_BYTES, BATCH_SIZE, _answer_dict, reconcile_endpoints
+
+    applied = ("apply Deployment/endpoint-with-a-long-name-0", "apply Service/endpoint-with-a-long-name-0")
+    results = [
+        _answer_dict(f"e{i}", ReconcileResult(f"e{i}", ResultKind.APPLIED, applied, state="creating"))
+        for i in range(BATCH_SIZE)
+    ]
+    shown = saferepr(results, reconcile_endpoints.resultrepr_maxsize)
+    assert reconcile_endpoints.resultrepr_maxsize == BATCH_RESULT_REPR_BYTES
+    assert ast.literal_eval(shown) == results, shown
