@@ -174,7 +174,7 @@ def reconcile_batch(
                 answers[name] = _skipped_locked(name)
         records = _read_batch(ports.store, [name for name in held if name_problem(name) is None])
         hints = dict(requests)
-        flow = partial(_locked_flow, now=now, read=partial(_read_ahead, records, ports.store))
+        flow = partial(reconcile_locked, now=now, read=partial(_read_ahead, records, ports.store))
         mine = [name for name in names if name in held]
         calls = [partial(_run_and_release, run, flow, name, hints.get(name), held[name]) for name in mine]
         for name, outcome in zip(mine, run_all(calls, RECONCILES), strict=True):
@@ -192,16 +192,6 @@ def _run_and_release(
     """One endpoint's reconcile of a batch, its lock released as soon as it is done."""
     with lock:
         return run(flow, name, hint)
-
-
-def _locked_flow(
-    ports: ReconcilePorts,
-    name: str,
-    hint: Hint | None,
-    now: float,
-    read: Callable[[str], Mapping[str, Any] | None],
-) -> ReconcileResult:
-    return reconcile_locked(ports, name, hint, now, read)
 
 
 def _read_batch(store: BatchStore, names: list[str]) -> dict[str, dict[str, Any] | None]:
