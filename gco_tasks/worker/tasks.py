@@ -1,8 +1,8 @@
 """The Celery tasks: a few lines each, handing a flow (``fanout``, ``reconciler``, ``watchdog``, ``purge``,
 ``streamwatch``) this process's adapters, through ``telemetry``, which records what it did.
 
-Where it stands in the flow: beat sends the cycle tasks to ``gco.<REGION>.cycle``; ``fan_out`` sends a
-``reconcile_endpoint`` per endpoint that needs work. Retries and FAILED: ``taskbase``.
+Where it stands in the flow: beat sends the cycle tasks to ``gco.<REGION>.cycle``; ``fan_out`` sends the
+endpoints that need work, ten to a ``reconcile_endpoints`` message. Retries and FAILED: ``taskbase``.
 """
 
 from __future__ import annotations
@@ -180,10 +180,10 @@ def reconcile_endpoints(
     answers = telemetry.run_reconcile_batch(self.fleet, requests)
     results = [answer for _, answer in answers if isinstance(answer, ReconcileResult)]
     _requeue(self.fleet, results)
-    hints = dict(requests)
+    parsed = dict(requests)
     for name, answer in answers:
         if isinstance(answer, TransientError):
-            _send_again(self.fleet, name, hints.get(name), answer)
+            _send_again(self.fleet, name, parsed.get(name), answer)
     return [_answer_dict(name, answer) for name, answer in answers]
 
 
