@@ -193,6 +193,22 @@ def status_action(
     return StatusAction.WRITE
 
 
+def waits_for_first_look(header: RecordHeader, region: str, outcome: Outcome, report: StatusReport) -> bool:
+    """Whether a new endpoint's first report waits for the look its reconcile requeues: the region has
+    reported nothing for the record yet, and this reconcile created the Deployment, so the report could
+    only say ``creating``. The look (``ROLLOUT_REQUEUE_SECONDS`` later) reports what it finds,
+    ``running`` when the pods were ready by then: one status write where there would be two, and until
+    then the region's entry is absent, as it was (``pending`` to a reader), never wrong. A report with
+    an error or a note (``error``: waiting on an object still terminating, say), or over an entry
+    already there (an earlier state, GCO's monitor's), is written at once."""
+    return (
+        report.state == "creating"
+        and report.error is None
+        and outcome.primary_before is None
+        and header.region_status.get(region) is None
+    )
+
+
 def status_needs_write(
     status: RegionStatus,
     previous: Mapping[str, Any] | RegionStatus | None,

@@ -52,6 +52,7 @@ from gco_tasks.core.status import (
     region_status_of,
     status_action,
     status_report,
+    waits_for_first_look,
 )
 from gco_tasks.core.teardown import plan_around_terminating, waiting_note
 from gco_tasks.flows.adoption import adopt
@@ -312,10 +313,15 @@ def _reconcile_record(
     error = "; ".join(errors) or None
     rollouts = _rollouts(ports, endpoint, observed, plan, error, now)
     notes = withholding.notes + waiting_note(waiting)
-    report = status_report(outcome_of(endpoint, region, observed, plan, error, notes, rollouts))
-    _report_and_promote(ports, header, report, now, cleaned=not error and not observed)
+    outcome = outcome_of(endpoint, region, observed, plan, error, notes, rollouts)
+    report = status_report(outcome)
     state = report.state if report else None
     requeue = _requeue(ports, header, withholding.desired, state, now)
+    # A new endpoint's first ``creating`` is the look's to report, when this reconcile scheduled one
+    # (were it lost, the fan-out finds the entry missing); a retry after a failed write finds that look
+    # outstanding, so it writes the report itself.
+    if report is None or requeue is None or not waits_for_first_look(header, region, outcome, report):
+        _report_and_promote(ports, header, report, now, cleaned=not error and not observed)
     kind = result_kind(applied, deleted, error)
     return ReconcileResult(name, kind, applied, deleted, state, error, requeue=requeue)
 
