@@ -68,9 +68,11 @@ def test_dynamodb_faults_absorbed_then_unreadable_cycles_skip_within_the_bound(
             proxy.add(kind, operation, count=1)
             proxy.add("pass", operation, count=1)
     proxy.add("latency", "Scan", count=2, seconds=0.5)
-    chaos.deploy("alpha", "beta")
+    # Three endpoints: their first reports (each `running` once its look finds the pods ready, one
+    # UpdateItem) meet the three UpdateItem faults, if no other write does first.
+    chaos.deploy("alpha", "beta", "delta")
     took = wait_until(
-        lambda: chaos.converged("alpha", "beta") and not proxy.faults, 60, "running, faults met"
+        lambda: chaos.converged("alpha", "beta", "delta") and not proxy.faults, 60, "running, faults met"
     )
     chaos.record("DynamoDB throttling, 5xx, drops, latency (absorbed) -> endpoints running", took)
     met = {key for key in proxy.counts if not key.startswith(("ok ", "pass "))}

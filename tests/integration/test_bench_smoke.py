@@ -26,7 +26,9 @@ def test_bench_direct_section_runs_and_steady_state_writes_nothing() -> None:
 
     direct = report["direct"]
     assert direct["mix"] == {"autoscaling": 1, "canary": 1, "plain": 2, "stopped": 1}
-    assert direct["first_cycle"]["dynamo_writes"] == 5
+    # the stopped endpoint's report; each new one's first is its look's (here the next cycle's)
+    assert direct["first_cycle"]["dynamo_writes"] == 1
+    assert direct["converge"]["dynamo_writes"] >= 4
     assert direct["first_cycle"]["k8s_by_verb"].get("apply", 0) > 0
 
     steady = direct["steady"]
