@@ -4,6 +4,7 @@ once whenever no look is coming or the report says more than ``creating`` over a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,29 +37,26 @@ class LookingState(FakeState):
         self.outstanding.discard(name)
 
 
+def counted(write: Callable[..., bool], written: list[str]) -> Callable[..., bool]:
+    """``write`` (a status write of the store), noting the state of each report it wrote."""
+
+    def counting(name: str, region: str, status: RegionStatus, *args: Any, **kwargs: Any) -> bool:
+        wrote = write(name, region, status, *args, **kwargs)
+        if wrote:
+            written.append(status.state)
+        return wrote
+
+    return counting
+
+
 def looking_ports(**settings: Any) -> tuple[FakePorts, list[str]]:
     """Ports whose rollouts are looked at again, and the states their status writes wrote."""
     ports = FakePorts.create(rollout_requeue_seconds=FIRST_LOOK, **settings)
     ports.state = LookingState()
     written: list[str] = []
-    update = ports.store.update_region_status
-
-    def counted(name: str, region: str, status: RegionStatus, *args: Any, **kwargs: Any) -> bool:
-        wrote = update(name, region, status, *args, **kwargs)
-        if wrote:
-            written.append(status.state)
-        return wrote
-
-    promote = ports.store.report_running_and_promote
-
-    def counted_promotion(name: str, region: str, status: RegionStatus, *args: Any, **kwargs: Any) -> bool:
-        wrote = promote(name, region, status, *args, **kwargs)
-        if wrote:
-            written.append(status.state)
-        return wrote
-
-    ports.store.update_region_status = counted  # type: ignore[method-assign]
-    ports.store.report_running_and_promote = counted_promotion  # type: ignore[method-assign]
+    store = ports.store
+    store.update_region_status = counted(store.update_region_status, written)  # type: ignore[method-assign]
+    store.report_running_and_promote = counted(store.report_running_and_promote, written)  # type: ignore[method-assign]
     return ports, written
 
 
