@@ -316,11 +316,13 @@ def _reconcile_record(
     outcome = outcome_of(endpoint, region, observed, plan, error, notes, rollouts)
     report = status_report(outcome)
     state = report.state if report else None
+    # A new endpoint's first ``creating`` is left to the look this reconcile requeues (were that look
+    # lost, the fan-out finds the entry missing); reported now when no look was scheduled after all.
+    first_look = report is not None and waits_for_first_look(header, region, outcome, report)
+    if not first_look:
+        _report_and_promote(ports, header, report, now, cleaned=not error and not observed)
     requeue = _requeue(ports, header, withholding.desired, state, now)
-    # A new endpoint's first ``creating`` is the look's to report, when this reconcile scheduled one
-    # (were it lost, the fan-out finds the entry missing); a retry after a failed write finds that look
-    # outstanding, so it writes the report itself.
-    if report is None or requeue is None or not waits_for_first_look(header, region, outcome, report):
+    if first_look and requeue is None:
         _report_and_promote(ports, header, report, now, cleaned=not error and not observed)
     kind = result_kind(applied, deleted, error)
     return ReconcileResult(name, kind, applied, deleted, state, error, requeue=requeue)
