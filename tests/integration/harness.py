@@ -102,6 +102,12 @@ class DynamoWrites:
         return hook
 
 
+def reported_state(fleet: Fleet, name: str = "demo") -> str | None:
+    """The state the fleet's region last reported for ``name`` (None before its first report)."""
+    entry = ((fleet.store.get_item(name) or {}).get("region_status") or {}).get(fleet.settings.region)
+    return entry.get("state") if isinstance(entry, dict) else None
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, pause: float = 0.1) -> None:
     """Wait until ``condition()`` within ``timeout`` seconds (objects deleted in the foreground stay, being
     deleted, until the garbage collector has removed their ReplicaSets and pods)."""

@@ -25,7 +25,7 @@ from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
-from .harness import REGION, RequestLog, wait_for
+from .harness import REGION, RequestLog, reported_state, wait_for
 from .test_fleet_worker import REDIS_KEYS, app_configured, in_process_worker
 
 NAMESPACE = "gco-inference"
@@ -46,11 +46,6 @@ def hints(fleet: Fleet, now: float | None = None) -> tuple[dict[str, Hint], dict
         sent[name] = parsed
 
     return sent, fan_out(fleet, send, now).as_dict()
-
-
-def region_state(fleet: Fleet, name: str) -> str | None:
-    item = fleet.store.get_item(name) or {}
-    return (item.get("region_status", {}).get(REGION) or {}).get("state")
 
 
 def ready(cluster: Cluster, name: str) -> bool:
@@ -94,7 +89,7 @@ def test_a_new_endpoint_is_created_without_a_read_and_looked_at_again_by_its_own
     log.calls.clear()
     second = reconcile(fleet, "cold", first.requeue.hint)
     assert second.state == "running" and second.requeue is None
-    assert region_state(fleet, "cold") == "running"
+    assert reported_state(fleet, "cold") == "running"
     assert sum(by_name(log, "GET").values()) == 1  # the Deployment: what the status reports
     assert by_name(log, "PATCH") == {} and by_name(log, "POST") == {} and by_name(log, "DELETE") == {}
 
@@ -221,7 +216,7 @@ def test_a_worker_sees_a_new_endpoint_running_without_a_second_fan_out(
                 queue=fleet.settings.queue,
                 producer=producer,
             )
-        wait_for(lambda: region_state(fleet, "solo") == "running", "the endpoint to be running", timeout=60)
+        wait_for(lambda: reported_state(fleet, "solo") == "running", "the endpoint to be running", timeout=60)
     assert order.count(TASK) == 2, order  # the fan-out's message and the requeue, each run once
 
 
@@ -247,7 +242,7 @@ def test_a_fan_outs_endpoints_go_ten_to_a_message_their_records_read_at_once(
         with tasks._reconcile_sender(fleet) as send:
             assert fan_out(fleet, send).sent == len(names)
         wait_for(
-            lambda: all(region_state(fleet, name) == "running" for name in names),
+            lambda: all(reported_state(fleet, name) == "running" for name in names),
             "every endpoint to be running",
             timeout=90,
         )

@@ -18,7 +18,7 @@ from gco_tasks.flows.purge import purge
 from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet
 
-from .harness import REGION, DynamoWrites, RequestLog, converge, run_cycle, wait_for
+from .harness import REGION, DynamoWrites, RequestLog, converge, reported_state, run_cycle, wait_for
 
 CANARY_IMAGE = "vllm/vllm-openai:v0.7.0"
 CANARY_OBJECTS = {("Deployment", "demo-canary"), ("Service", "demo-canary")}
@@ -244,7 +244,7 @@ def test_orphans_are_removed_but_invalid_records_keep_their_objects(fleet: Fleet
 
 def test_stale_status_of_an_untargeted_region_is_cleared_even_without_objects(fleet: Fleet) -> None:
     deploy(fleet, regions=[REGION, "eu-west-1"])
-    converge(fleet, lambda: REGION in (fleet.store.get_item("demo") or {}).get("region_status", {}))
+    converge(fleet, lambda: reported_state(fleet) is not None)
     for kind, name in objects(fleet):
         fleet.cluster.delete(kind, name)  # gone by hand before the region was dropped
     wait_for(lambda: objects(fleet) == {}, "the objects deleted by hand to be gone")

@@ -32,7 +32,7 @@ from gco_tasks.worker.app import app
 from gco_tasks.worker.fleet import Fleet
 from gco_tasks.worker.process import use_fleet
 
-from .harness import REGION, run_cycle
+from .harness import REGION, reported_state, run_cycle
 
 REDIS_KEYS = ("broker_url", "result_backend", "redbeat_redis_url")
 
@@ -110,11 +110,6 @@ def test_app_configured_gives_the_app_back_as_it_was(redis_url: str) -> None:
     assert app._pool is None, "no pool built from the test's Redis survives"
 
 
-def state_of(fleet: Fleet, name: str) -> str | None:
-    item = fleet.store.get_item(name) or {}
-    return (item.get("region_status", {}).get(REGION) or {}).get("state")
-
-
 def wait_for(predicate: Any, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -134,10 +129,10 @@ def test_fan_out_through_the_worker_converges_and_isolates_a_bad_record(fleet: F
     def converged() -> bool:
         tasks.fan_out.apply_async(queue=fleet.settings.queue)
         time.sleep(0.5)
-        return state_of(fleet, "alpha") == "running" and state_of(fleet, "beta") == "running"
+        return reported_state(fleet, "alpha") == "running" and reported_state(fleet, "beta") == "running"
 
     wait_for(converged, timeout=60)
-    assert state_of(fleet, "gamma") == "error"
+    assert reported_state(fleet, "gamma") == "error"
     error = (fleet.store.get_item("gamma") or {})["region_status"][REGION]["error"]
     assert "spec.port" in error
     assert fleet.cluster.list_objects(endpoint_selector("gamma")) == []
@@ -221,7 +216,7 @@ def test_transient_api_failures_are_retried_until_they_pass(
     assert "apply Deployment/flaky" in result["actions"]
     assert apiserver.stats()["apply deployments"] == 4
     assert result["state"] == "creating" and len(retries) == 3, "each transient failure is one retry"
-    wait_for(lambda: state_of(fleet, "flaky") in ("creating", "running"))  # its requeued look reports
+    wait_for(lambda: reported_state(fleet, "flaky") in ("creating", "running"))  # its requeued look reports
 
 
 @pytest.mark.standin_only  # fault injection

@@ -23,7 +23,7 @@ from gco_tasks.flows.watchdog import watchdog
 from gco_tasks.worker.fleet import Fleet
 from gco_tasks.worker.telemetry import run_reconcile_batch
 
-from .harness import REGION, converge
+from .harness import REGION, converge, reported_state
 
 GUIDE = (Path(__file__).resolve().parents[2] / "docs" / "production.md").read_text()
 
@@ -51,23 +51,17 @@ def cli(*args: str) -> str:
     return result.output
 
 
-def state(fleet: Fleet) -> str | None:
-    """The region's reported state of ``demo`` (None before its first report)."""
-    entry = ((fleet.store.get_item("demo") or {}).get("region_status") or {}).get(REGION) or {}
-    return entry.get("state")
-
-
 def test_the_worker_policy_is_what_the_fleet_calls(fleet: Fleet) -> None:
     cli("deploy", "demo", "-i", "nginx:1.27", "-r", REGION, "-r", "eu-west-1")
     calls: set[str] = set()
     fleet.store.client.meta.events.register("before-call.dynamodb", recorder(calls))
-    converge(fleet, lambda: state(fleet) == "running")
+    converge(fleet, lambda: reported_state(fleet) == "running")
     reconcile(fleet, "demo")  # ad hoc, as `celery call` does: reads the record itself
     run_reconcile_batch(fleet, [("demo", None)])  # a fan-out's batch: its records read at once
     watchdog(fleet)
     cli("repair", "demo", "--set", f'target_regions=["{REGION}"]', "-y")  # a region removed
     cli("delete", "demo", "-y")
-    converge(fleet, lambda: state(fleet) == "deleted")
+    converge(fleet, lambda: reported_state(fleet) == "deleted")
     assert purge(fleet).purged == ["demo"]
     assert calls == policy_actions("GcoTasksWorker")
 
