@@ -31,8 +31,7 @@ CYCLE_TASKS = ("gco_tasks.fan_out", "gco_tasks.watchdog", "gco_tasks.purge", "gc
 class CycleQueueFirst(bootsteps.Step):  # type: ignore[misc]
     """A worker that consumes a region's queue consumes its cycle queue too, and first: whatever ``-Q``
     names (a manifest or a test written before the cycle queue existed keeps working), the periodic
-    tasks, and the rollouts' looks (``tasks._requeue``: held by the worker until their countdown is
-    over), are taken before any reconcile waiting in ``gco.<REGION>``. kombu's ``priority`` queue order
+    tasks are taken before any reconcile waiting in ``gco.<REGION>``. kombu's ``priority`` queue order
     (``broker_transport_options``) keeps that order on every fetch, where the default would rotate."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:

@@ -1,8 +1,8 @@
 """The Celery tasks: a few lines each, handing a flow (``fanout``, ``reconciler``, ``watchdog``, ``purge``,
 ``streamwatch``) this process's adapters, through ``telemetry``, which records what it did.
 
-Where it stands in the flow: beat sends the cycle tasks and a reconcile its rollout's look to the cycle
-queue; ``fan_out`` sends endpoints ten to a ``reconcile_endpoints`` message. Retries: ``taskbase``.
+Where it stands in the flow: beat sends the cycle tasks to ``gco.<REGION>.cycle``; ``fan_out`` sends the
+endpoints that need work, ten to a ``reconcile_endpoints`` message. Retries and FAILED: ``taskbase``.
 """
 
 from __future__ import annotations
@@ -67,8 +67,7 @@ def _send_reconciles(
     """One message for ``requests``: a ``reconcile_endpoint`` for one endpoint, else a
     ``reconcile_endpoints`` whose time limits are a lone one's for each round of reconciles it runs."""
     settings = fleet.settings
-    options.update(ignore_result=True, countdown=countdown)
-    options.setdefault("queue", settings.queue)
+    options.update(queue=settings.queue, ignore_result=True, countdown=countdown)
     options.setdefault("expires", settings.message_ttl_seconds)
     if len(requests) == 1:
         ((name, hint),) = requests
@@ -220,11 +219,7 @@ def _send_again(fleet: Fleet, name: str, hint: Hint | None, exc: TransientError)
 def _requeue(fleet: Fleet, results: list[ReconcileResult]) -> None:
     """A reconcile that leaves a rollout in progress sends itself again after the countdown its backoff
     says (``ReconcileResult.requeue``), marked pending as a fan-out's message is; those of one batch with
-    the same countdown go together, to the region's cycle queue: every worker takes from it first and
-    holds a message with a countdown until it is due, so a look runs when due, as controller-runtime's
-    ``RequeueAfter``, and not behind every reconcile waiting in ``gco.<REGION>`` (a cold start's
-    backlog: there the looks waited tens of seconds, their hints grown stale, each then reading every
-    object again)."""
+    the same countdown go together."""
     settings = fleet.settings
     by_countdown: dict[float, list[tuple[str, Hint | None]]] = {}
     for result in results:
@@ -239,8 +234,7 @@ def _requeue(fleet: Fleet, results: list[ReconcileResult]) -> None:
         marked = fleet.state.mark_pending_many([name for name, _ in requests], ttl)
         due = [(name, hint) for name, hint in requests if marked[name]]
         for start in range(0, len(due), BATCH_SIZE):
-            batch = due[start : start + BATCH_SIZE]
-            _send_reconciles(fleet, batch, countdown=countdown, expires=ttl, queue=settings.cycle_queue)
+            _send_reconciles(fleet, due[start : start + BATCH_SIZE], countdown=countdown, expires=ttl)
 
 
 @app.task(name="gco_tasks.watchdog", bind=True, ignore_result=True, base=CycleTask)  # type: ignore[untyped-decorator]

@@ -196,32 +196,6 @@ def test_a_fan_out_is_taken_before_the_reconciles_waiting_in_the_queue(
     assert order.index("gco_tasks.fan_out") <= 1, order  # at most the one reconcile prefetched before it
 
 
-@pytest.mark.standin_only  # the queues, not the API server, decide the order
-def test_a_rollouts_look_is_taken_when_due_not_behind_the_reconciles_waiting_in_the_queue(
-    fleet: Fleet, redis_url: str, order: list[str]
-) -> None:
-    """Fails on the old behaviour: a requeued look went to the tail of ``gco.<REGION>``, so in a cold
-    start it ran only once every reconcile sent before it had run (on the real control plane at N =
-    1,000, 40 s after its 2 s countdown), its hint stale by then: every object read again. Now it goes
-    to the cycle queue, which every worker takes first, holding a message with a countdown until due."""
-    from gco_tasks.core.results import ReconcileResult, Requeue, ResultKind
-    from gco_tasks.worker import tasks
-    from gco_tasks.worker.app import app
-
-    looks = [
-        ReconcileResult(name, ResultKind.APPLIED, requeue=Requeue(0.2, Hint(time.time(), reason="requeue")))
-        for name in ("look-a", "look-b")  # no record: each look finds nothing to do
-    ]
-    with app_configured(**dict.fromkeys(REDIS_KEYS, redis_url)), app.producer_or_acquire() as producer:
-        for i in range(30):  # names without a record: each reconcile reads and finds nothing
-            app.send_task(TASK, args=[f"absent-{i}"], queue=fleet.settings.queue, producer=producer)
-        tasks._requeue(fleet, looks)  # one message for both: the same countdown
-    assert fleet.state.mark_pending_many(["look-a"], 60) == {"look-a": False}, "pending, as a fan-out's"
-    with in_process_worker(fleet, redis_url, concurrency=1):
-        wait_for(lambda: "gco_tasks.reconcile_endpoints" in order, "the look to run", timeout=60)
-    assert order.index("gco_tasks.reconcile_endpoints") <= 1, order  # at most one prefetched before it
-
-
 @pytest.mark.standin_only  # Celery's requeue, not the API server
 def test_a_worker_sees_a_new_endpoint_running_without_a_second_fan_out(
     fleet: Fleet, redis_url: str, order: list[str]
