@@ -94,9 +94,11 @@ class FleetProcesses:
     def kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
         os.kill(pid, sig)
 
-    def holder_of(self, broker_url: str, task: str, arg: str, timeout: float = 20.0) -> str:
-        """The name of the worker running ``task(arg)`` now, asked through Celery's remote control
-        (``inspect active``) from a throwaway app (no global configuration changed)."""
+    def holder_of(self, broker_url: str, endpoint: str, timeout: float = 20.0) -> str:
+        """The name of the worker reconciling ``endpoint`` now, alone (``reconcile_endpoint``) or in a
+        batch (``reconcile_endpoints``: a fan-out that finds another endpoint due in the same cycle sends
+        both in one message), asked through Celery's remote control (``inspect active``) from a
+        throwaway app (no global configuration changed)."""
         from celery import Celery
 
         probe = Celery("chaos-probe", broker=broker_url, set_as_current=False)
@@ -105,14 +107,12 @@ class FleetProcesses:
         def running() -> bool:
             active = probe.control.inspect(timeout=1.0).active() or {}
             found[:] = [
-                node
-                for node, tasks in active.items()
-                if any(t["name"] == task and arg in t["args"] for t in tasks)
+                node for node, tasks in active.items() if any(_reconciles(t, endpoint) for t in tasks)
             ]
             return bool(found)
 
         try:
-            wait_until(running, timeout, f"a worker running {task}({arg})")
+            wait_until(running, timeout, f"a worker reconciling {endpoint}")
         finally:
             probe.close()
         return found[0].partition("@")[0]
@@ -151,6 +151,17 @@ class FleetProcesses:
         return "\n".join(
             f"--- {path.name}\n{path.read_text(errors='replace')[-tail:]}" for path in self.logs.glob("*.log")
         )
+
+
+def _reconciles(task: Mapping[str, object], endpoint: str) -> bool:
+    """Whether an ``inspect active`` entry reconciles ``endpoint``: a lone reconcile names it as its
+    argument, a batch in the list that is its argument."""
+    args = task.get("args")
+    first = args[0] if isinstance(args, list | tuple) and args else None
+    if task.get("name") == "gco_tasks.reconcile_endpoint":
+        return first == endpoint
+    batch = task.get("name") == "gco_tasks.reconcile_endpoints"
+    return batch and isinstance(first, list) and endpoint in first
 
 
 # --------------------------------------------------------------------------- Redis servers

@@ -43,7 +43,7 @@ def caught_mid_reconcile(chaos: Chaos, name: str) -> str:
     wait_until(chaos.stall_begun, 20, f"{name}'s apply in flight")
     held = lock_ttl(chaos, name)
     assert 0 < held <= LEASE, f"the endpoint lock is a short lease (pttl {held} s)"
-    return chaos.processes.holder_of(chaos.env["REDIS_URL"], "gco_tasks.reconcile_endpoint", name)
+    return chaos.processes.holder_of(chaos.env["REDIS_URL"], name)
 
 
 def recovered(chaos: Chaos, name: str, what: str, killed: float) -> None:
