@@ -128,7 +128,8 @@ def test_kubernetes_throttling_errors_and_timeouts(cluster: Cluster, chaos: Chao
     chaos.deploy("beta", "gamma")
     took = wait_until(lambda: chaos.converged("beta", "gamma"), 60, "beta and gamma running")
     chaos.record("Kubernetes 429 (Retry-After 3 s) and a stalled apply -> both running", took)
-    throttled = [wait for wait, why in retries(chaos) if "429" in why]
+    # The status with its reason: a bare "429" also matches a port (``port=42907`` in a timeout's text)
+    throttled = [wait for wait, why in retries(chaos) if "429 Too Many Requests" in why]
     assert throttled and min(throttled) >= 3.0, retries(chaos)  # Retry-After honoured, plus jitter
     # "create" while the object is absent (create-only), "apply" once it exists: either gives up at 3 s
     timed_out = [why for _, why in retries(chaos) if "Deployment/gamma" in why]
