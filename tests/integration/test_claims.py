@@ -26,7 +26,7 @@ from gco_tasks.flows.reconciler import reconcile
 from gco_tasks.worker.fleet import Fleet
 from tests.clusters import Cluster
 
-from .harness import REGION, converge, run_cycle
+from .harness import REGION, converge, run_cycle, wait_for
 
 NAMESPACE = "gco-inference"
 
@@ -110,7 +110,16 @@ def test_an_object_of_our_name_made_by_someone_else_is_refused_not_taken_over(
     assert after["metadata"]["labels"] == before["metadata"]["labels"]
     assert "gco-tasks" not in {entry["manager"] for entry in after["metadata"]["managedFields"]}
     assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "jupyter/base-notebook:2024-06-01"
-    assert fleet.cluster.list_objects(endpoint_selector("demo")) == [], "nothing of the endpoint created"
+    # What the reconcile created beside the refused Deployment (sent together) it deleted again, in the
+    # foreground: on the real server a Service stays, terminating, until the garbage collector has
+    # deleted the EndpointSlice its controller made for it meanwhile.
+    left = fleet.cluster.list_objects(endpoint_selector("demo"))
+    assert all(obj["metadata"].get("deletionTimestamp") for obj in left), "deleted again, not kept"
+    wait_for(
+        lambda: fleet.cluster.list_objects(endpoint_selector("demo")) == [],
+        "nothing of the endpoint left",
+        timeout=30,
+    )
 
     raw(apps.delete_namespaced_deployment, "demo", NAMESPACE)  # its owner moves it out of the way
     # An error about the record as it is now is looked at again at the endpoint's resync slot (or at
